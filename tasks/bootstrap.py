@@ -1,0 +1,198 @@
+"""Stages ``corpus`` and ``bootstrap``: write the bundled corpus, then train the base policy from it.
+
+``bootstrap`` trains a byte-level BPE tokenizer, pretrains a tiny GPT-2-style
+causal LM on the unannotated texts, finetunes it on the demonstrations (loss on
+the response tokens only), saves it in Hugging Face format to ``models/base``,
+logs both learning curves, and registers it in MLflow as a new version of
+``policy`` with alias ``champion``. When ``policy.base_model`` names an
+existing model, no training happens: ``models/base`` records a pointer to it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+from tasks import corpus as corpus_mod
+from tasks.config import Params
+from tasks.io import atomic_path, read_jsonl, write_json, write_jsonl
+from tasks.policy import format_prompt, tiny_gpt, train_tokenizer, write_meta
+
+CORPUS_DIR = Path("data/corpus")
+RAW_PROMPTS = Path("data/raw/prompts.jsonl")
+BASE_DIR = Path("models/base")
+REPORT = Path("reports/bootstrap/metrics.json")
+
+
+def run_corpus(params: Params) -> dict:
+    c = params.corpus
+    built = corpus_mod.build_corpus(c.seed, c.n_texts, c.n_demos, c.n_prompts, tuple(c.demo_sentiment))
+    write_jsonl(CORPUS_DIR / "texts.jsonl", built.texts)
+    write_jsonl(CORPUS_DIR / "demos.jsonl", built.demos)
+    write_jsonl(RAW_PROMPTS, built.prompts)
+    return {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
+
+
+def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warmup to ``peak``, then cosine decay to 10% of it."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _train_loop(model, batches, steps: int, cfg, tag: str, log) -> list[float]:
+    import torch
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+    model.train()
+    losses, window = [], []
+    bar = tqdm(range(steps), desc=tag, unit="step", leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, cfg.lr, cfg.warmup_steps)
+        input_ids, attention_mask, labels = batches(step)
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        window.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step == steps - 1:
+            mean = sum(window) / len(window)
+            losses.append(mean)
+            log(f"{tag}_loss", mean, step + 1)
+            bar.set_postfix(loss=f"{mean:.3f}")
+            window = []
+    model.eval()
+    return losses
+
+
+def _pretrain_batches(ids: list[int], block: int, batch_size: int, seed: int):
+    import torch
+
+    data = torch.tensor(ids, dtype=torch.long)
+    n_blocks = (len(data) - 1) // block
+    gen = torch.Generator().manual_seed(seed)
+
+    def batch(_step):
+        starts = torch.randint(0, len(data) - block - 1, (batch_size,), generator=gen)
+        x = torch.stack([data[s:s + block] for s in starts])
+        return x, torch.ones_like(x), x.clone()
+
+    return batch, n_blocks
+
+
+def _sft_examples(tok, demos: list[dict], max_len: int) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) per demonstration; the loss covers the response and EOS only."""
+    out = []
+    for d in demos:
+        p = tok(format_prompt(d["prompt"]))["input_ids"]
+        r = tok(" " + d["response"])["input_ids"] + [tok.eos_token_id]
+        ids = (p + r)[:max_len]
+        out.append((ids, len(p)))
+    return out
+
+
+def _sft_batches(examples, batch_size: int, pad_id: int, seed: int):
+    import torch
+
+    rng = random.Random(seed)
+
+    def batch(_step):
+        chosen = rng.sample(examples, min(batch_size, len(examples)))
+        width = max(len(ids) for ids, _ in chosen)
+        x = torch.full((len(chosen), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        labels = torch.full_like(x, -100)
+        for i, (ids, plen) in enumerate(chosen):
+            x[i, :len(ids)] = torch.tensor(ids)
+            mask[i, :len(ids)] = 1
+            labels[i, plen:len(ids)] = torch.tensor(ids[plen:])
+        return x, mask, labels
+
+    return batch
+
+
+def _sft_eval_loss(model, examples, pad_id: int) -> float:
+    import torch
+
+    batch = _sft_batches(examples, len(examples), pad_id, 0)
+    with torch.no_grad():
+        x, m, y = batch(0)
+        return model(input_ids=x, attention_mask=m, labels=y).loss.item()
+
+
+def run_bootstrap(params: Params) -> dict:
+    import mlflow
+
+
+    from tasks import tracking
+
+    cfg = params.bootstrap
+    inputs = [CORPUS_DIR / "texts.jsonl", CORPUS_DIR / "demos.jsonl"]
+    with tracking.stage_run("bootstrap", params.tracking, sections={"bootstrap": cfg, "policy": params.policy},
+                            inputs=inputs if params.policy.base_model is None else []) as run:
+        metrics: dict = {}
+        with atomic_path(BASE_DIR, is_dir=True) as out:
+            out.mkdir(parents=True, exist_ok=True)
+            if params.policy.base_model is not None:
+                write_meta(out, {"pointer": params.policy.base_model, "source": "policy.base_model"})
+                metrics["trained"] = 0
+            else:
+                metrics.update(_train(params, out, lambda k, v, s: mlflow.log_metric(k, v, step=s)))
+            mlflow.log_artifacts(str(out), artifact_path="model")
+            version = tracking.register_model(
+                "policy", run.info.run_id, "model", aliases=["champion"],
+                tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},
+                description="Base policy written by the bootstrap stage.")
+            meta = {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,
+                    "source": "bootstrap"}
+            if params.policy.base_model is not None:
+                meta["pointer"] = params.policy.base_model
+            write_meta(out, meta)
+        metrics["registry_version"] = version
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        write_json(REPORT, metrics)
+    return metrics
+
+
+def _train(params: Params, out: Path, log) -> dict:
+    import torch
+
+    cfg = params.bootstrap
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    texts = [r["text"] for r in read_jsonl(CORPUS_DIR / "texts.jsonl")]
+    demos = read_jsonl(CORPUS_DIR / "demos.jsonl")
+    tok_texts = texts + [format_prompt(d["prompt"]) + " " + d["response"] for d in demos]
+    tok = train_tokenizer(tok_texts, cfg.vocab_size)
+    model = tiny_gpt(len(tok), cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_positions, tok.eos_token_id)
+    n_params = sum(p.numel() for p in model.parameters())
+    log("n_params", n_params, 0)
+
+    t0 = time.perf_counter()
+    ids: list[int] = []
+    for text in texts:
+        ids += tok(text)["input_ids"] + [tok.eos_token_id]
+    batches, _ = _pretrain_batches(ids, cfg.block_size, cfg.batch_size, cfg.seed)
+    pre = _train_loop(model, batches, cfg.pretrain_steps, cfg, "pretrain", log)
+
+    rng = random.Random(cfg.seed)
+    shuffled = demos[:]
+    rng.shuffle(shuffled)
+    n_val = max(1, len(shuffled) // 20)
+    train_ex = _sft_examples(tok, shuffled[n_val:], cfg.n_positions)
+    val_ex = _sft_examples(tok, shuffled[:n_val], cfg.n_positions)
+    val_before = _sft_eval_loss(model, val_ex, tok.pad_token_id)
+    sft = _train_loop(model, _sft_batches(train_ex, cfg.batch_size, tok.pad_token_id, cfg.seed),
+                      cfg.sft_steps, cfg, "sft", log)
+    val_after = _sft_eval_loss(model, val_ex, tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"n_params": n_params, "pretrain_loss_final": pre[-1], "sft_loss_final": sft[-1],
+            "sft_val_loss_before": val_before, "sft_val_loss_after": val_after,
+            "train_seconds": time.perf_counter() - t0, "trained": 1}

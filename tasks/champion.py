@@ -1,0 +1,42 @@
+"""Stage ``champion``: the folder the cycle samples from, seeded from the base policy.
+
+``policy.champion_dir`` is a persistent DVC output (``persist: true``): DVC
+never deletes it before running the stage, and promotion (a flow step, not a
+stage) replaces its contents and re-records its hash with ``dvc commit``. The
+stage copies ``models/base`` into it only when the champion is missing or was
+seeded from a different base (a retrained base restarts the lineage);
+otherwise the promoted champion is kept as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tasks.config import Params
+from tasks.io import atomic_path, dvc_md5
+from tasks.policy import read_meta, write_meta
+
+BASE = Path("models/base")
+
+
+def run_champion(params: Params) -> dict:
+    import mlflow
+
+    from tasks import tracking
+
+    champion = Path(params.policy.champion_dir)
+    with tracking.stage_run("champion", params.tracking, sections={"policy": params.policy}, inputs=[BASE]):
+        base_hash = dvc_md5(BASE)
+        meta = read_meta(champion) if champion.exists() else {}
+        if meta.get("base_md5") == base_hash:
+            result = {"seeded": 0, "registry_version": meta.get("registry_version", 0)}
+        else:
+            with atomic_path(champion, is_dir=True) as tmp:
+                shutil.rmtree(tmp)
+                shutil.copytree(BASE, tmp)
+                base_meta = read_meta(tmp)
+                write_meta(tmp, {**base_meta, "base_md5": base_hash})
+            result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
+        mlflow.log_metrics({k: float(v) for k, v in result.items()})
+    return result

@@ -1,0 +1,68 @@
+"""``rft``: the command line of the pipeline.
+
+    rft stage NAME        run one stage (what dvc.yaml's stages call)
+    rft cycle             run a whole cycle through the Prefect flow
+    rft check-params      validate params.yaml and exit
+    rft params            list every key with its default and help text
+
+Errors a user can fix (bad params, bad data) print as one message and exit
+with status 2; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import tasks  # noqa: F401  (sets offline and no-telemetry defaults before anything else loads)
+from tasks.errors import RFTError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.stages import STAGES
+
+    parser = argparse.ArgumentParser(prog="rft", description="Reinforcement finetuning cycles.")
+    parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("stage", help="run one stage")
+    st.add_argument("name", choices=STAGES)
+    sub.add_parser("cycle", help="run one cycle through the Prefect flow")
+    sub.add_parser("check-params", help="validate params.yaml")
+    sub.add_parser("params", help="every key, its default and help")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.cmd == "params":
+            from tasks.config import describe
+
+            print(describe())
+            return 0
+        from tasks.config import load_params
+
+        params = load_params(args.params)
+        if args.cmd == "check-params":
+            print(f"{args.params}: ok")
+            return 0
+        if args.cmd == "stage":
+            from tasks.stages import run_stage
+
+            metrics = run_stage(args.name, params)
+            print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+            return 0
+        if args.cmd == "cycle":
+            from flows.cycle import cycle
+
+            result = cycle(params_path=args.params)
+            return 0 if result.get("ok") else 1
+    except RFTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

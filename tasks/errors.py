@@ -1,0 +1,40 @@
+"""Errors a user can act on. The CLI and the flow print them as one message, never a traceback."""
+
+from __future__ import annotations
+
+
+class RFTError(Exception):
+    """Base of every error that carries a message meant for the user."""
+
+
+class ConfigError(RFTError):
+    """params.yaml has an unknown key or a bad value; the message names the key."""
+
+
+class DataError(RFTError):
+    """Input data broke a rule. The message names the file, the column, the rule and example rows."""
+
+    def __init__(self, path, rule: str, *, column: str | None = None, rows: list | None = None,
+                 detail: str = ""):
+        self.path, self.rule, self.column, self.rows, self.detail = str(path), rule, column, rows or [], detail
+        where = f" column '{column}'" if column else ""
+        msg = f"{self.path}:{where} rule '{rule}' failed"
+        if detail:
+            msg += f": {detail}"
+        if self.rows:
+            shown = "; ".join(f"row {r}: {v}" for r, v in self.rows[:5])
+            more = f" (and {len(self.rows) - 5} more)" if len(self.rows) > 5 else ""
+            msg += f"\n  examples: {shown}{more}"
+        super().__init__(msg)
+
+
+class DataValidationError(RFTError):
+    """One or more data rules failed (a Great Expectations suite); holds one DataError per rule."""
+
+    def __init__(self, failures: list[DataError], docs: str | None = None):
+        self.failures = failures
+        lines = [f"{len(failures)} data rule(s) failed; nothing downstream was written:"]
+        lines += [f"- {f}" for f in failures]
+        if docs:
+            lines.append(f"Data Docs: {docs}")
+        super().__init__("\n".join(lines))

@@ -1,0 +1,101 @@
+"""Reading and writing artifacts: JSONL tables, JSON files and folders, always atomically.
+
+A stage writes to a temporary sibling and renames it into place, so a crash
+never leaves a half-written output that a later stage (or DVC) would pick up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tasks.errors import DataError
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file; a missing file, an empty file or a bad line is a DataError naming the line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file exists", detail="no such file")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, "valid JSON line", rows=[(lineno, f"{exc.msg}: {line.strip()[:80]!r}")],
+                                detail=f"line {lineno} is not valid JSON") from None
+            if not isinstance(row, dict):
+                raise DataError(path, "one JSON object per line",
+                                rows=[(lineno, line.strip()[:80])], detail=f"line {lineno} is not an object")
+            rows.append(row)
+    if not rows:
+        raise DataError(path, "non-empty file", detail="the file holds no rows")
+    return rows
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path; on success move it to ``path``, on error remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    target = tmp if is_dir else tmp / path.name
+    try:
+        yield target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        os.replace(target, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    n = 0
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def file_md5(path: str | Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dvc_md5(path: str | Path) -> str:
+    """The hash DVC 3 records for a file or a folder (``<md5>.dir`` for folders).
+
+    A file's hash is the md5 of its bytes. A folder's is the md5 of the JSON list
+    of ``{"md5", "relpath"}`` entries sorted by relpath, with ``.dir`` appended;
+    the same rule as ``dvc_data.hashfile.tree.Tree.digest``.
+    """
+    path = Path(path)
+    if path.is_file():
+        return file_md5(path)
+    entries = sorted(
+        ({"md5": file_md5(p), "relpath": p.relative_to(path).as_posix()}
+         for p in path.rglob("*") if p.is_file()),
+        key=lambda e: e["relpath"],
+    )
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"

@@ -1,0 +1,92 @@
+"""Loading, saving and prompting a policy (a causal LM in Hugging Face format).
+
+A policy folder holds a Hugging Face model and tokenizer plus ``rft_policy.json``
+(its registry version and lineage). When ``policy.base_model`` names an
+existing model, the folder holds only ``rft_policy.json`` with a ``pointer``
+to it, and ``load_policy`` follows the pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+META = "rft_policy.json"
+EOS = "<|endoftext|>"
+
+
+def format_prompt(prompt: str) -> str:
+    """The text the policy sees before its response (the response follows after one space)."""
+    return f"Q: {prompt}\nA:"
+
+
+def read_meta(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / META
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_meta(model_dir: str | Path, meta: dict) -> None:
+    (Path(model_dir) / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def resolve(model_dir: str | Path) -> str:
+    """The path or hub name that ``from_pretrained`` should read for this policy folder."""
+    meta = read_meta(model_dir)
+    return meta.get("pointer") or str(model_dir)
+
+
+def pick_device(name: str = "auto") -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        from tasks.errors import ConfigError
+
+        raise ConfigError("generate.device: 'cuda' was asked for but no CUDA device is available")
+    return name
+
+
+def load_policy(model_dir: str | Path, device: str = "cpu"):
+    """(model, tokenizer) in eval mode, tokenizer padded on the left for batched generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = resolve(model_dir)
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(src).to(device)
+    model.eval()
+    return model, tok
+
+
+def copy_policy(src: str | Path, dst: str | Path) -> None:
+    """Copy a policy folder (model files and meta) into ``dst``, which must not exist."""
+    shutil.copytree(src, dst)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained with the ``tokenizers`` library, wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS,
+                                   unk_token=EOS, padding_side="left")
+    return fast
+
+
+def tiny_gpt(vocab_size: int, n_layer: int, n_head: int, n_embd: int, n_positions: int, eos_id: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                        n_positions=n_positions, bos_token_id=eos_id, eos_token_id=eos_id,
+                        pad_token_id=eos_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config)

@@ -1,0 +1,104 @@
+"""MLflow tracking shared by every stage: one parent run per cycle, one child run per stage.
+
+A stage always logs inside ``stage_run``. When the Prefect flow drives the
+cycle it exports the parent run's id in ``RFT_PARENT_RUN_ID``, and each stage's
+run becomes a child of it; under a bare ``dvc repro`` each stage opens a
+top-level run of its own. Every run is tagged with the git commit and the DVC
+hashes of the inputs it read, so a registered model leads back to exact data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+from tasks.config import TrackingConfig, section_dict
+from tasks.io import dvc_md5
+
+PARENT_ENV = "RFT_PARENT_RUN_ID"
+
+
+def setup(cfg: TrackingConfig) -> str:
+    """Point MLflow at the configured store and experiment; return the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        mlflow.set_experiment(cfg.experiment)
+        return exp.experiment_id
+    location = cfg.artifact_location
+    if "://" not in location:
+        location = Path(location).resolve().as_uri()
+    exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    mlflow.set_experiment(cfg.experiment)
+    return exp_id
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "none"
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+
+
+def lineage_tags(inputs: list[str | Path]) -> dict[str, str]:
+    tags = {"git.commit": git_commit()}
+    for p in inputs:
+        if Path(p).exists():
+            tags[f"dvc.md5.{Path(p).as_posix()}"] = dvc_md5(p)
+    return tags
+
+
+def _flatten(prefix: str, obj) -> dict:
+    out = {}
+    for k, v in obj.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.update(_flatten(key, v) if isinstance(v, dict) else {key: v})
+    return out
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, cfg: TrackingConfig, *, sections: dict | None = None,
+              inputs: list[str | Path] = ()) -> Iterator["mlflow.ActiveRun"]:
+    """Open the stage's MLflow run, log its params and lineage, and time it."""
+    import mlflow
+
+    setup(cfg)
+    parent = os.environ.get(PARENT_ENV)
+    kwargs = {"run_name": stage, "tags": {"rft.stage": stage, **lineage_tags(list(inputs))}}
+    if parent:
+        kwargs.update(parent_run_id=parent, nested=True)
+    # A stage never inherits whatever run an earlier caller left active in this process.
+    while mlflow.active_run() is not None and parent is None:
+        mlflow.end_run()
+    with mlflow.start_run(**kwargs) as run:
+        for name, section in (sections or {}).items():
+            mlflow.log_params(_flatten(name, section_dict(section)))
+        start = time.perf_counter()
+        yield run
+        mlflow.log_metric("stage_seconds", time.perf_counter() - start)
+
+
+def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[str] = (),
+                   tags: dict | None = None, description: str = "") -> int:
+    """Register ``runs:/run_id/artifact_path`` as a new version of ``name``; set aliases; return the version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {},
+                                     description=description)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, mv.version)
+    return int(mv.version)

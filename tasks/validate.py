@@ -1,0 +1,213 @@
+"""Stages ``validate_prompts`` and ``validate_labels``: Great Expectations suites on the data contracts.
+
+Each suite runs through a GX 1.x checkpoint on a pandas dataframe, writes
+Data Docs HTML (``reports/data_docs/<suite>/index.html``, also logged to MLflow)
+and, only when every expectation holds, a JSON summary that downstream stages
+depend on. A failure raises :class:`DataValidationError` naming the file, the
+column, the rule and example rows, so the cycle stops before any training.
+
+Cross-row rules that GX has no built-in expectation for (a held-out prompt that
+also occurs in training data) are computed as a boolean column first and then
+checked by a GX expectation, so they show in Data Docs like every other rule.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.config import Params
+from tasks.errors import DataError, DataValidationError
+from tasks.io import read_jsonl, write_json
+from tasks.prepare import normalize
+
+PROMPTS = Path("data/prompts.jsonl")
+DEMOS = Path("data/corpus/demos.jsonl")
+LABELS = Path("data/labels.jsonl")
+DOCS = Path("reports/data_docs")
+REPORTS = Path("reports/validation")
+
+PROMPT_COLUMNS = ["id", "prompt", "split", "source"]
+# Derived rule columns, and the file's column that a failure of each is reported against.
+DERIVED = {"heldout_in_training_data": "prompt", "chosen_equals_rejected": "chosen,rejected"}
+LABEL_COLUMNS = ["prompt_id", "chosen", "rejected", "chosen_id", "rejected_id", "labeler", "confidence"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation with the plain-language rule a failure message names."""
+    name: str
+    expectation: object
+
+
+def _text(v) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def prompt_rules(cfg, df) -> list[Rule]:
+    import great_expectations as gx
+
+    E = gx.expectations
+    rules = [Rule("columns are exactly the prompts contract",
+                  E.ExpectTableColumnsToMatchSet(column_set=PROMPT_COLUMNS, exact_match=True))]
+    for col in PROMPT_COLUMNS:
+        rules.append(Rule("not null", E.ExpectColumnValuesToNotBeNull(column=col)))
+    rules += [
+        Rule("prompt text is a string", E.ExpectColumnValuesToBeOfType(column="prompt", type_="str")),
+        Rule(f"prompt length between {cfg.prompt_min_chars} and {cfg.prompt_max_chars} characters",
+             E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=cfg.prompt_min_chars,
+                                                   max_value=cfg.prompt_max_chars)),
+        Rule("prompt is not blank", E.ExpectColumnValuesToNotMatchRegex(column="prompt", regex=r"^\s*$")),
+        Rule("unique ids", E.ExpectColumnValuesToBeUnique(column="id")),
+        Rule("split is train or heldout", E.ExpectColumnValuesToBeInSet(column="split",
+                                                                         value_set=["train", "heldout"])),
+        Rule("no held-out prompt inside training data",
+             E.ExpectColumnValuesToBeInSet(column="heldout_in_training_data", value_set=[False])),
+    ]
+    return rules
+
+
+def label_rules(cfg, prompt_ids: list[str]) -> list[Rule]:
+    import great_expectations as gx
+
+    E = gx.expectations
+    rules = [Rule("columns include the labels contract",
+                  E.ExpectTableColumnsToMatchSet(column_set=LABEL_COLUMNS, exact_match=False))]
+    for col in LABEL_COLUMNS:
+        rules.append(Rule("not null", E.ExpectColumnValuesToNotBeNull(column=col)))
+    kinds = "|".join(map(str, cfg.label_sources))
+    rules += [
+        Rule("no empty responses", E.ExpectColumnValuesToNotMatchRegex(column="chosen", regex=r"^\s*$")),
+        Rule("no empty responses", E.ExpectColumnValuesToNotMatchRegex(column="rejected", regex=r"^\s*$")),
+        Rule("chosen != rejected", E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected",
+                                                                 value_set=[False])),
+        Rule("confidence is a probability in [0, 1]",
+             E.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1)),
+        Rule(f"labeler is KIND:ID with KIND in {cfg.label_sources}",
+             E.ExpectColumnValuesToMatchRegex(column="labeler", regex=rf"^({kinds}):\S+$")),
+        Rule("prompt ids exist in the prompts", E.ExpectColumnValuesToBeInSet(column="prompt_id",
+                                                                              value_set=prompt_ids)),
+    ]
+    return rules
+
+
+def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path) -> list[DataError]:
+    """Run ``rules`` on ``df`` as one GX checkpoint; write Data Docs; return one DataError per failed rule."""
+    import great_expectations as gx
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = {"globally": False}
+    if docs_dir.exists():
+        shutil.rmtree(docs_dir)
+    ctx.add_data_docs_site(site_name="local", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
+    asset = ctx.data_sources.add_pandas(name).add_dataframe_asset(path.name)
+    batch = asset.add_batch_definition_whole_dataframe("all rows")
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name))
+    by_id = {}
+    for rule in rules:
+        by_id[suite.add_expectation(rule.expectation).id] = rule
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    cp = ctx.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=[vd],
+                                           actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+                                           result_format={"result_format": "COMPLETE"}))
+    result = cp.run(batch_parameters={"dataframe": df})
+    (validation,) = result.run_results.values()
+    failures = []
+    for res in validation.results:
+        if res.success:
+            continue
+        rule = by_id[res.expectation_config.id]
+        kw = res.expectation_config.kwargs
+        column = DERIVED.get(kw.get("column"), kw.get("column"))
+        idx = res.result.get("unexpected_index_list") or []
+        rows = []
+        show_col = column.split(",")[0] if column else None
+        for i in idx[:20]:
+            i = i if isinstance(i, int) else i.get("index", 0) if isinstance(i, dict) else 0
+            value = df.iloc[i][show_col] if show_col in df.columns else ""
+            rows.append((i + 1, repr(value)[:80]))
+        detail = ""
+        if "observed_value" in res.result and not idx:
+            detail = f"observed {res.result['observed_value']}"
+        elif res.result.get("unexpected_count") is not None:
+            detail = f"{res.result['unexpected_count']} of {len(df)} rows violate it"
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            detail = res.exception_info.get("exception_message", "")[:200]
+        failures.append(DataError(path, rule.name, column=column, rows=rows, detail=detail))
+    return failures
+
+
+def _load_df(path: Path, columns: list[str]):
+    import pandas as pd
+
+    rows = read_jsonl(path)
+    return pd.DataFrame(rows), rows
+
+
+def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
+                          docs_dir: Path = DOCS / "prompts") -> dict:
+    df, rows = _load_df(path, PROMPT_COLUMNS)
+    training_texts = {normalize(_text(r.get("prompt"))) for r in rows if r.get("split") == "train"}
+    if demos is not None and demos.exists():
+        training_texts |= {normalize(d["prompt"]) for d in read_jsonl(demos)}
+    df["heldout_in_training_data"] = [
+        r.get("split") == "heldout" and normalize(_text(r.get("prompt"))) in training_texts for r in rows]
+    rules = prompt_rules(cfg, df)
+    # The derived column is ours, not the file's: check the contract on the file's own columns.
+    rules[0] = Rule(rules[0].name, type(rules[0].expectation)(column_set=PROMPT_COLUMNS + ["heldout_in_training_data"],
+                                                              exact_match=True))
+    failures = run_suite("prompts", df, rules, path, docs_dir)
+    if failures:
+        raise DataValidationError(failures, docs=str(docs_dir / "index.html"))
+    return {"rows": len(df), "train": int((df["split"] == "train").sum()),
+            "heldout": int((df["split"] == "heldout").sum()), "rules": len(rules)}
+
+
+def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
+                         docs_dir: Path = DOCS / "labels") -> dict:
+    df, rows = _load_df(path, LABEL_COLUMNS)
+    prompt_ids = [str(r["id"]) for r in read_jsonl(prompts)]
+    df["chosen_equals_rejected"] = [
+        normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]
+    failures = run_suite("labels", df, label_rules(cfg, prompt_ids), path, docs_dir)
+    if failures:
+        raise DataValidationError(failures, docs=str(docs_dir / "index.html"))
+    return {"rows": len(df), "rules": len(label_rules(cfg, prompt_ids))}
+
+
+def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, docs_dir: Path) -> dict:
+    import mlflow
+
+    from tasks import tracking
+
+    with tracking.stage_run(stage, params.tracking, sections={"validate": params.validate}, inputs=inputs):
+        try:
+            summary = check()
+            mlflow.log_metrics({f"{k}": float(v) for k, v in summary.items()})
+            mlflow.set_tag("validation", "passed")
+        except DataValidationError as exc:
+            mlflow.set_tag("validation", "failed")
+            mlflow.log_metric("failed_rules", len(exc.failures))
+            mlflow.log_text(str(exc), "validation_errors.txt")
+            raise
+        finally:
+            if docs_dir.exists():
+                mlflow.log_artifacts(str(docs_dir), artifact_path="data_docs")
+        write_json(report, {"passed": True, **summary, "data_docs": str(docs_dir / "index.html")})
+    return summary
+
+
+def run_validate_prompts(params: Params) -> dict:
+    docs = DOCS / "prompts"
+    return _run("validate_prompts", params, lambda: validate_prompts_file(params.validate, docs_dir=docs),
+                [PROMPTS, DEMOS], REPORTS / "prompts.json", docs)
+
+
+def run_validate_labels(params: Params) -> dict:
+    docs = DOCS / "labels"
+    return _run("validate_labels", params, lambda: validate_labels_file(params.validate, docs_dir=docs),
+                [LABELS, PROMPTS], REPORTS / "labels.json", docs)
