@@ -27,12 +27,22 @@ REPORT = Path("reports/bootstrap/metrics.json")
 
 
 def run_corpus(params: Params) -> dict:
+    import mlflow
+
+    from tasks import tracking
+
     c = params.corpus
-    built = corpus_mod.build_corpus(c.seed, c.n_texts, c.n_demos, c.n_prompts, tuple(c.demo_sentiment))
-    write_jsonl(CORPUS_DIR / "texts.jsonl", built.texts)
-    write_jsonl(CORPUS_DIR / "demos.jsonl", built.demos)
-    write_jsonl(RAW_PROMPTS, built.prompts)
-    return {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
+    with tracking.stage_run("corpus", params.tracking, sections={"corpus": c}):
+        built = corpus_mod.build_corpus(c.seed, c.n_texts, c.n_demos, c.n_prompts, tuple(c.demo_sentiment))
+        write_jsonl(CORPUS_DIR / "texts.jsonl", built.texts)
+        write_jsonl(CORPUS_DIR / "demos.jsonl", built.demos)
+        write_jsonl(RAW_PROMPTS, built.prompts)
+        metrics = {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
+        mlflow.log_metrics(metrics)
+        mlflow.log_table({"prompt": [d["prompt"] for d in built.demos[:20]],
+                          "response": [d["response"] for d in built.demos[:20]],
+                          "tone": [d["tone"] for d in built.demos[:20]]}, artifact_file="sample_demos.json")
+    return metrics
 
 
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:

@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
             return 0
         if args.cmd == "cycle":
-            from flows.cycle import cycle
+            from flows.cycle import run_cycle
 
-            result = cycle(params_path=args.params)
-            return 0 if result.get("ok") else 1
+            result = run_cycle(params_path=args.params)
+            return 0 if result.get("ok") else 2
     except RFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ Pairs come from ``label.pairs`` (see ``tasks/pairs.py``). The labeler is
 Every row records its labeler. Pairs whose two responses are the same text are
 dropped (they carry no preference) and counted, and so are pairs with an
 empty response (the labels contract allows none). For the bundled task the stage
-also logs how often the labels agree with the hidden truth, which is how a
+also logs how often the labels agree with the hidden truth (over pairs whose
+hidden scores differ), which is how a
 judge's quality is watched without the judge ever seeing the truth.
 """
 
@@ -60,7 +61,7 @@ def label_groups(groups, prompt_text: dict, params: Params) -> tuple[list[dict],
     else:
         scores, labeler = truth_scores, SIMULATED
 
-    rows, skipped, empty, agree, offset = [], 0, 0, 0, 0
+    rows, skipped, empty, agree, decided, offset = [], 0, 0, 0, 0, 0
     for pid in ids:
         gens = groups[pid]
         s = scores[offset:offset + len(gens)]
@@ -83,13 +84,15 @@ def label_groups(groups, prompt_text: dict, params: Params) -> tuple[list[dict],
                     noise=params.truth.noise, seed=cfg.seed, key=(a["response_id"], b["response_id"]))
                 conf = p_a if a_wins else 1 - p_a
             (c, ci), (r, ri) = ((a, i), (b, j)) if a_wins else ((b, j), (a, i))
-            agree += t[ci] > t[ri]
+            if t[ci] != t[ri]:
+                decided += 1
+                agree += t[ci] > t[ri]
             rows.append({"prompt_id": pid, "chosen": c["response"], "rejected": r["response"],
                          "chosen_id": c["response_id"], "rejected_id": r["response_id"],
                          "labeler": labeler, "confidence": round(float(conf), 6),
                          "score_chosen": round(float(s[ci]), 6), "score_rejected": round(float(s[ri]), 6)})
     stats = {"pairs": len(rows), "skipped_identical": skipped, "skipped_empty": empty, "prompts_labelled": len({r["prompt_id"] for r in rows}),
-             "truth_agreement": agree / max(1, len(rows)),
+             "truth_agreement": agree / max(1, decided),
              "mean_confidence": sum(r["confidence"] for r in rows) / max(1, len(rows))}
     return rows, stats
 

@@ -139,7 +139,9 @@ def preference_probability(score_a: float, score_b: float, temperature: float, n
     the label is flipped with probability ``noise``:
     ``P(a) = (1 - noise) * p + noise * (1 - p)``.
     """
-    p = 1.0 / (1.0 + math.exp(-(score_a - score_b) / temperature))
+    x = (score_a - score_b) / temperature
+    # The two forms of the logistic keep exp() from overflowing for sharp annotators.
+    p = 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
     return (1.0 - noise) * p + noise * (1.0 - p)
 
 

@@ -85,15 +85,20 @@ def label_rules(cfg, prompt_ids: list[str]) -> list[Rule]:
         Rule("confidence is a probability in [0, 1]",
              E.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1)),
         Rule(f"labeler is KIND:ID with KIND in {cfg.label_sources}",
-             E.ExpectColumnValuesToMatchRegex(column="labeler", regex=rf"^({kinds}):\S+$")),
+             E.ExpectColumnValuesToMatchRegex(column="labeler", regex=rf"^(?:{kinds}):\S+$")),
         Rule("prompt ids exist in the prompts", E.ExpectColumnValuesToBeInSet(column="prompt_id",
                                                                               value_set=prompt_ids)),
     ]
     return rules
 
 
-def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path) -> list[DataError]:
-    """Run ``rules`` on ``df`` as one GX checkpoint; write Data Docs; return one DataError per failed rule."""
+def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
+              contract: list[str] = ()) -> list[DataError]:
+    """Run ``rules`` on ``df`` as one GX checkpoint; write Data Docs; return one DataError per failed rule.
+
+    Columns of ``contract`` missing from the file are reported once, by name,
+    instead of once per rule that needed them.
+    """
     import great_expectations as gx
 
     ctx = gx.get_context(mode="ephemeral")
@@ -117,11 +122,22 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path) -> l
     result = cp.run(batch_parameters={"dataframe": df})
     (validation,) = result.run_results.values()
     failures = []
+    file_columns = [c for c in df.columns if c not in DERIVED]
+    missing = [c for c in contract if c not in file_columns]
     for res in validation.results:
         if res.success:
             continue
         rule = by_id[res.expectation_config.id]
         kw = res.expectation_config.kwargs
+        if "column_set" in kw:
+            extra = [c for c in file_columns if c not in contract]
+            detail = (f"missing {missing}" if missing else "") + \
+                (f"{'; ' if missing else ''}unexpected {extra}" if extra and kw.get("exact_match") else "")
+            failures.append(DataError(path, rule.name, column=",".join(missing) or None,
+                                      detail=f"{detail} (found: {', '.join(map(str, file_columns))})"))
+            continue
+        if kw.get("column") in missing:
+            continue
         column = DERIVED.get(kw.get("column"), kw.get("column"))
         idx = res.result.get("unexpected_index_list") or []
         rows = []
@@ -160,7 +176,7 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
     # The derived column is ours, not the file's: check the contract on the file's own columns.
     rules[0] = Rule(rules[0].name, type(rules[0].expectation)(column_set=PROMPT_COLUMNS + ["heldout_in_training_data"],
                                                               exact_match=True))
-    failures = run_suite("prompts", df, rules, path, docs_dir)
+    failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS)
     if failures:
         raise DataValidationError(failures, docs=str(docs_dir / "index.html"))
     return {"rows": len(df), "train": int((df["split"] == "train").sum()),
@@ -173,7 +189,7 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
     prompt_ids = [str(r["id"]) for r in read_jsonl(prompts)]
     df["chosen_equals_rejected"] = [
         normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]
-    failures = run_suite("labels", df, label_rules(cfg, prompt_ids), path, docs_dir)
+    failures = run_suite("labels", df, label_rules(cfg, prompt_ids), path, docs_dir, LABEL_COLUMNS)
     if failures:
         raise DataValidationError(failures, docs=str(docs_dir / "index.html"))
     return {"rows": len(df), "rules": len(label_rules(cfg, prompt_ids))}

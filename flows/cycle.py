@@ -1,0 +1,140 @@
+"""The ``cycle`` flow: one iteration of the pipeline, orchestrated by Prefect, recorded by DVC and MLflow.
+
+Each stage of ``dvc.yaml`` is a Prefect task. The task asks DVC whether the
+stage is stale (``Repo.status``); if it is, it runs the stage's function in
+this process (the same function ``dvc repro`` calls through ``rft stage``) and
+then records the result with ``Repo.commit``, so ``dvc.lock`` stays the single
+record of what ran on which data and ``dvc status`` is clean afterwards. Up-to-
+date stages are skipped, exactly as ``dvc repro`` would skip them. Running
+in-process spares each stage a fresh interpreter (importing torch,
+transformers and MLflow again).
+
+The flow adds what DVC has not: one MLflow parent run per cycle whose children
+are the stages' runs, retries of stages that fail on I/O, a clean stop with a
+message (never a traceback) when data or params are bad, and a summary table.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from datetime import datetime, timezone
+
+import tasks  # noqa: F401  (offline and no-telemetry defaults)
+from prefect import flow, task
+from prefect.states import Failed
+
+from tasks import tracking
+from tasks.config import load_params
+from tasks.errors import RFTError
+from tasks.stages import KEY_METRIC, STAGES, run_stage
+
+
+def _retry_on_io(task, task_run, state) -> bool:
+    """Retry only transient I/O failures; bad data or params fail at once."""
+    try:
+        state.result()
+    except (OSError, TimeoutError) as exc:
+        return not isinstance(exc, RFTError)
+    except Exception:  # noqa: BLE001 - any other failure is final
+        return False
+    return False
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io, persist_result=False)
+def stage_task(name: str, params_path: str) -> dict:
+    from dvc.repo import Repo
+
+    params = load_params(params_path)
+    repo = Repo(".")
+    try:
+        stale = bool(repo.status(targets=[name]))
+        if not stale:
+            return {"stage": name, "status": "skipped", "seconds": 0.0, "metrics": {}}
+        start = time.perf_counter()
+        metrics = run_stage(name, params)
+        repo.commit(name, force=True)
+        return {"stage": name, "status": "ran", "seconds": time.perf_counter() - start, "metrics": metrics}
+    finally:
+        repo.close()
+
+
+def summary_table(rows: list[dict]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="cycle summary")
+    for col in ("stage", "status", "time (s)", "key metric", "output"):
+        table.add_column(col)
+    for r in rows:
+        key, out = KEY_METRIC.get(r["stage"], ("", ""))
+        value = r["metrics"].get(key)
+        shown = f"{key}={value:.4g}" if isinstance(value, float) else (f"{key}={value}" if value is not None else "")
+        table.add_row(r["stage"], r["status"], f"{r['seconds']:.1f}", shown, out)
+    buf = io.StringIO()
+    Console(file=buf, width=120).print(table)
+    return buf.getvalue()
+
+
+@flow(name="rft-cycle", log_prints=True)
+def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> dict:
+    """Run the cycle's stages in order; stop at the first failure without touching later outputs."""
+    import mlflow
+
+    params = load_params(params_path)
+    tracking.setup(params.tracking)
+    names = stages or STAGES
+    rows: list[dict] = []
+    error = None
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    with mlflow.start_run(run_name=f"cycle {started}", tags={"rft.kind": "cycle", "git.commit": tracking.git_commit()}) as parent:
+        os.environ[tracking.PARENT_ENV] = parent.info.run_id
+        try:
+            for name in names:
+                rows.append(stage_task.with_options(name=name)(name, params_path))
+        except RFTError as exc:
+            error = str(exc)
+            rows.append({"stage": name, "status": "FAILED", "seconds": 0.0, "metrics": {}})
+            mlflow.set_tag("rft.error", error[:5000])
+        finally:
+            os.environ.pop(tracking.PARENT_ENV, None)
+        mlflow.set_tag("rft.status", "failed" if error else "ok")
+        mlflow.log_metrics({f"{r['stage']}.seconds": r["seconds"] for r in rows})
+        table = summary_table(rows)
+        mlflow.log_text(table, "summary.txt")
+        parent_id = parent.info.run_id
+    print("\n" + table)
+    if error:
+        print(f"cycle stopped: {error}")
+    print(f"MLflow UI: mlflow ui --backend-store-uri {params.tracking.uri}  (parent run {parent_id})")
+    result = {"ok": error is None, "error": error, "stages": rows, "parent_run_id": parent_id}
+    if error:
+        # The flow run ends Failed in the Prefect UI, with the message and no traceback.
+        return Failed(message=error.splitlines()[0], data=CycleStopped(error, result))
+    return result
+
+
+class CycleStopped(RFTError):
+    """The cycle stopped on a user-fixable error; ``result`` holds what ran."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
+
+def run_cycle(params_path: str = "params.yaml") -> dict:
+    """Run the flow and return its result dict, whether the cycle succeeded or stopped."""
+    state = cycle(params_path=params_path, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, CycleStopped):
+        return outcome.result
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(0 if run_cycle().get("ok") else 2)

@@ -1,0 +1,68 @@
+"""Shared fixtures: a throwaway copy of the project with tiny params, in its own git + DVC repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"
+
+# Small enough for a stage to run in seconds on a 2-core CPU, big enough to exercise every code path.
+TINY = {
+    "corpus": {"n_texts": 300, "n_demos": 160, "n_prompts": 40},
+    "bootstrap": {"vocab_size": 400, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 96,
+                  "block_size": 32, "pretrain_steps": 15, "sft_steps": 10, "batch_size": 8, "log_every": 5},
+    "generate": {"k": 3, "batch_size": 16, "max_new_tokens": 16, "sample_table_rows": 5},
+}
+
+
+def tiny_params(overrides: dict | None = None) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in {**TINY, **(overrides or {})}.items():
+        params.setdefault(section, {}).update(values)
+    return params
+
+
+def make_project(dest: Path, overrides: dict | None = None) -> Path:
+    """Copy the pipeline's code and config to ``dest``, with tiny params, as its own git + DVC repo."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("tasks", "flows"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(overrides), sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=dest, check=True, env=env)
+    subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=dest, check=True, env=env)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    path = make_project(tmp_path / "proj")
+    monkeypatch.chdir(path)
+    monkeypatch.delenv("RFT_PARENT_RUN_ID", raising=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory):
+    """A tiny project with every stage of the first half run once, in order (shared, read-only)."""
+    from tasks.config import parse_params
+    from tasks.stages import STAGES, run_stage
+
+    path = make_project(tmp_path_factory.mktemp("built") / "proj")
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        params = parse_params(yaml.safe_load((path / "params.yaml").read_text()))
+        metrics = {name: run_stage(name, params) for name in STAGES}
+    finally:
+        os.chdir(old)
+    return path, metrics

@@ -1,0 +1,62 @@
+"""Batched generation: one generate call per batch, left padding that changes nothing, seeding."""
+
+import pytest
+
+from tasks.config import GenerateConfig
+from tasks.generate import sample_responses
+from tasks.policy import load_policy
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+PROMPTS = ["Write a review of the ramen at Blue Door.", "How was the pie?",
+           "Tell me about the chowder at Quiet Harbor Market, please, in detail.", "Review the tea at Old Mill.",
+           "Review the stew at Red Fork.", "How was the cake at Maple Leaf?", "Review the fish at Lucky Oven."]
+
+
+@pytest.fixture(scope="module")
+def policy(built_project):
+    path, _ = built_project
+    return load_policy(path / "models/champion")
+
+
+def test_one_generate_call_per_batch(policy, monkeypatch):
+    model, tok = policy
+    calls = []
+    real = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: calls.append(kw["input_ids"].shape) or real(**kw))
+    out, n_tokens, _ = sample_responses(model, tok, PROMPTS, GenerateConfig(k=2, batch_size=3, max_new_tokens=8),
+                                        "cpu", progress=False)
+    # 7 prompts in batches of 3 -> 3 calls (3, 3, 1 prompts), never one per prompt
+    assert [s[0] for s in calls] == [3, 3, 1]
+    assert len(out) == 7 and all(len(r) == 2 for r in out)
+    assert 0 < n_tokens <= 7 * 2 * 8
+
+
+def test_left_padding_does_not_change_greedy_output(policy):
+    # A short prompt decoded alone and inside a batch with a much longer one must give the
+    # same greedy continuation: pads sit on the left and are masked, positions skip them.
+    import torch
+
+    model, tok = policy
+    assert tok.padding_side == "left"
+    from tasks.policy import format_prompt
+
+    def greedy(prompts):
+        enc = tok([format_prompt(p) for p in prompts], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            seq = model.generate(**enc, do_sample=False, max_new_tokens=10, pad_token_id=tok.pad_token_id)
+        return tok.batch_decode(seq[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    alone = greedy([PROMPTS[1]])[0]
+    batched = greedy([PROMPTS[2], PROMPTS[1]])[1]
+    assert alone == batched
+
+
+def test_seeded(policy):
+    model, tok = policy
+    cfg = GenerateConfig(k=2, batch_size=4, max_new_tokens=10, seed=5)
+    a = sample_responses(model, tok, PROMPTS, cfg, "cpu", progress=False)[0]
+    b = sample_responses(model, tok, PROMPTS, cfg, "cpu", progress=False)[0]
+    c = sample_responses(model, tok, PROMPTS, GenerateConfig(k=2, batch_size=4, max_new_tokens=10, seed=6),
+                         "cpu", progress=False)[0]
+    assert a == b and a != c

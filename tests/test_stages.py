@@ -1,0 +1,102 @@
+"""A CPU smoke test per stage, on a tiny project built once (tests/conftest.py::built_project)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.io import read_jsonl
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_corpus(built_project):
+    path, m = built_project
+    assert m["corpus"] == {"texts": 300, "demos": 160, "prompts": 40}
+    assert len(read_jsonl(path / "data/raw/prompts.jsonl")) == 40
+
+
+def test_bootstrap(built_project):
+    path, m = built_project
+    b = m["bootstrap"]
+    base = path / "models/base"
+    assert (base / "config.json").exists() and (base / "tokenizer.json").exists()
+    meta = json.loads((base / "rft_policy.json").read_text())
+    assert meta["registry_name"] == "policy" and meta["registry_version"] == b["registry_version"] == 1
+    # SFT must lower the held-out demonstration loss, or the base policy learned nothing from it.
+    assert b["sft_val_loss_after"] < b["sft_val_loss_before"]
+    assert json.loads((path / "reports/bootstrap/metrics.json").read_text())["trained"] == 1
+
+
+def test_bootstrap_registers_champion(built_project):
+    import mlflow
+    from mlflow import MlflowClient
+
+    path, _ = built_project
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
+    mv = MlflowClient().get_model_version_by_alias("policy", "champion")
+    assert int(mv.version) == 1 and mv.tags["source"] == "bootstrap"
+
+
+def test_champion_is_seeded_from_base(built_project):
+    path, m = built_project
+    assert m["champion"]["seeded"] == 1
+    assert (path / "models/champion/model.safetensors").read_bytes() == \
+        (path / "models/base/model.safetensors").read_bytes()
+
+
+def test_prepare(built_project):
+    path, m = built_project
+    rows = read_jsonl(path / "data/prompts.jsonl")
+    assert {r["split"] for r in rows} == {"train", "heldout"}
+    assert m["prepare"]["heldout"] == sum(r["split"] == "heldout" for r in rows) == 8   # round(40 * 0.2)
+    train = {r["prompt"].lower() for r in rows if r["split"] == "train"}
+    assert not train & {r["prompt"].lower() for r in rows if r["split"] == "heldout"}
+
+
+def test_validate_prompts(built_project):
+    path, m = built_project
+    report = json.loads((path / "reports/validation/prompts.json").read_text())
+    assert report["passed"] and report["rows"] == 40
+    assert (path / "reports/data_docs/prompts/index.html").exists()
+
+
+def test_generate(built_project):
+    path, m = built_project
+    rows = read_jsonl(path / "data/generations.jsonl")
+    n_train = sum(r["split"] == "train" for r in read_jsonl(path / "data/prompts.jsonl"))
+    assert len(rows) == 3 * n_train == m["generate"]["generations"]
+    assert set(rows[0]) == {"prompt_id", "response_id", "response", "policy_version", "seed"}
+    assert rows[0]["policy_version"] == "policy/1"
+    assert len({r["response_id"] for r in rows}) == len(rows)
+    assert m["generate"]["tokens_per_second"] > 0
+
+
+def test_label(built_project):
+    path, m = built_project
+    rows = read_jsonl(path / "data/labels.jsonl")
+    assert rows and all(r["labeler"] == "ai:minilm-constitution" for r in rows)
+    assert all(r["chosen"] != r["rejected"] and r["score_chosen"] >= r["score_rejected"] for r in rows)
+    # best_vs_worst: at most one pair per prompt
+    assert len({r["prompt_id"] for r in rows}) == len(rows)
+
+
+def test_validate_labels(built_project):
+    path, _ = built_project
+    assert json.loads((path / "reports/validation/labels.json").read_text())["passed"]
+
+
+def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
+    from tasks.config import parse_params
+    from tasks.label import SIMULATED, group_generations, label_groups
+
+    path, _ = built_project
+    # A sharp annotator (T = 1e-4) with no noise chooses by the hidden truth whenever scores differ.
+    params = parse_params({"label": {"source": "simulated", "pairs": "all_pairs"},
+                           "truth": {"noise": 0.0, "temperature": 1e-4}})
+    prompts = {r["id"]: r["prompt"] for r in read_jsonl(path / "data/prompts.jsonl")}
+    rows, stats = label_groups(group_generations(read_jsonl(path / "data/generations.jsonl")), prompts, params)
+    assert all(r["labeler"] == SIMULATED for r in rows)
+    # k = 3 -> up to 3 pairs per prompt, minus identical or empty ones
+    assert stats["pairs"] + stats["skipped_identical"] + stats["skipped_empty"] == 3 * len(prompts) * 0.8
+    assert stats["truth_agreement"] == 1.0

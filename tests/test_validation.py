@@ -1,0 +1,101 @@
+"""Data expectations (Great Expectations suites) on good and bad fixtures.
+
+Each bad fixture is commented with the failure it guards against. A failure
+must name the file, the column, the rule and example rows.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from tasks.config import ValidateConfig
+from tasks.errors import DataError, DataValidationError
+from tasks.validate import validate_labels_file, validate_prompts_file
+
+FIX = Path(__file__).parent / "fixtures"
+CFG = ValidateConfig()
+
+
+def _prompts(name, tmp_path):
+    return validate_prompts_file(CFG, FIX / name, demos=None, docs_dir=tmp_path / "docs")
+
+
+def _labels(name, tmp_path):
+    return validate_labels_file(CFG, FIX / name, prompts=FIX / "prompts_good.jsonl", docs_dir=tmp_path / "docs")
+
+
+def test_good_prompts_pass_and_write_data_docs(tmp_path):
+    summary = _prompts("prompts_good.jsonl", tmp_path)
+    assert summary == {"rows": 4, "train": 2, "heldout": 2, "rules": 11}
+    index = tmp_path / "docs" / "index.html"
+    assert index.exists() and "prompts" in index.read_text()
+
+
+def test_good_labels_pass(tmp_path):
+    assert _labels("labels_good.jsonl", tmp_path)["rows"] == 2
+
+
+@pytest.mark.parametrize("fixture, column, rule, row", [
+    # A producer dropped a column: every downstream join on `split` would break.
+    ("prompts_missing_column.jsonl", "split", "columns are exactly the prompts contract", None),
+    # An empty prompt gives the policy nothing to answer and the judge nothing to judge.
+    ("prompts_empty_text.jsonl", "prompt", "prompt length between 8 and 512 characters", 2),
+    # Duplicate ids make generations and labels ambiguous (which prompt did they answer?).
+    ("prompts_duplicate_ids.jsonl", "id", "unique ids", 1),
+    # A held-out prompt that is also a training prompt (after case/space folding) inflates evaluation.
+    ("prompts_leakage.jsonl", "prompt", "no held-out prompt inside training data", 4),
+    # A split the pipeline does not know would silently drop rows from both sides.
+    ("prompts_bad_split.jsonl", "split", "split is train or heldout", 1),
+    # A prompt longer than the bound would be truncated away by the tokenizer.
+    ("prompts_too_long.jsonl", "prompt", "prompt length between 8 and 512 characters", 1),
+])
+def test_bad_prompts(fixture, column, rule, row, tmp_path):
+    with pytest.raises(DataValidationError) as exc:
+        _prompts(fixture, tmp_path)
+    failures = {(f.column, f.rule): f for f in exc.value.failures}
+    assert (column, rule) in failures, list(failures)
+    f = failures[(column, rule)]
+    assert fixture in f.path
+    if row is not None:
+        assert row in [r for r, _ in f.rows]
+    msg = str(exc.value)
+    assert fixture in msg and rule in msg and "Data Docs" in msg
+
+
+@pytest.mark.parametrize("fixture, column, rule, row", [
+    # A pair of identical responses teaches the reward model nothing and breaks DPO's margin.
+    ("labels_chosen_equals_rejected.jsonl", "chosen,rejected", "chosen != rejected", 2),
+    # A confidence outside [0, 1] is not a probability; weighting by it would be wrong.
+    ("labels_bad_confidence.jsonl", "confidence", "confidence is a probability in [0, 1]", 1),
+    # An unattributed label cannot be audited or filtered by labeler.
+    ("labels_bad_labeler.jsonl", "labeler", "labeler is KIND:ID with KIND in ['human', 'ai']", 2),
+    # A blank response as chosen would reward saying nothing.
+    ("labels_empty_response.jsonl", "chosen", "no empty responses", 1),
+    # A label for a prompt we do not have cannot be traced back to its prompt and split.
+    ("labels_unknown_prompt.jsonl", "prompt_id", "prompt ids exist in the prompts", 2),
+    # Without the labeler column nothing says who produced the label.
+    ("labels_missing_column.jsonl", "labeler", "columns include the labels contract", None),
+])
+def test_bad_labels(fixture, column, rule, row, tmp_path):
+    with pytest.raises(DataValidationError) as exc:
+        _labels(fixture, tmp_path)
+    failures = {(f.column, f.rule): f for f in exc.value.failures}
+    assert (column, rule) in failures, list(failures)
+    if row is not None:
+        assert row in [r for r, _ in failures[(column, rule)].rows]
+
+
+@pytest.mark.parametrize("fixture, rule", [
+    # An empty file means the producer failed; validating zero rows would pass vacuously.
+    ("prompts_empty_file.jsonl", "non-empty file"),
+    ("labels_empty_file.jsonl", "non-empty file"),
+    # A truncated line (a crashed writer) must be reported with its line number, not parsed around.
+    ("prompts_invalid_json.jsonl", "valid JSON line"),
+])
+def test_unreadable_files(fixture, rule, tmp_path):
+    check = _labels if fixture.startswith("labels") else _prompts
+    with pytest.raises(DataError) as exc:
+        check(fixture, tmp_path)
+    assert exc.value.rule == rule and fixture in str(exc.value)
+    if rule == "valid JSON line":
+        assert exc.value.rows[0][0] == 2
