@@ -1,5 +1,6 @@
 """``rft``: the command line of the pipeline.
 
+    rft init              initialise DVC (and its local remote folder) and the MLflow store
     rft stage NAME        run one stage (what dvc.yaml's stages call)
     rft cycle             run a whole cycle through the Prefect flow
     rft check-params      validate params.yaml and exit
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("stage", help="run one stage")
     st.add_argument("name", choices=STAGES)
+    sub.add_parser("init", help="initialise DVC (local remote) and the MLflow store")
     sub.add_parser("cycle", help="run one cycle through the Prefect flow")
     sub.add_parser("check-params", help="validate params.yaml")
     sub.add_parser("params", help="every key, its default and help")
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "check-params":
             print(f"{args.params}: ok")
             return 0
+        if args.cmd == "init":
+            return init(params)
         if args.cmd == "stage":
             from tasks.stages import run_stage
 
@@ -57,6 +61,30 @@ def main(argv: list[str] | None = None) -> int:
     except RFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def init(params) -> int:
+    """Make the working copy ready for a cycle: git and DVC repos, the DVC remote folder, the MLflow store."""
+    import subprocess
+    from pathlib import Path
+
+    from tasks import tracking
+
+    if not Path(".git").exists():
+        subprocess.run(["git", "init", "-q"], check=True)
+    if not Path(".dvc").exists():
+        subprocess.run(["dvc", "init", "-q"], check=True)
+        subprocess.run(["dvc", "config", "core.analytics", "false"], check=True)
+    remote = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True).stdout.strip()
+    if remote:
+        url = subprocess.run(["dvc", "config", f"remote.{remote}.url"], capture_output=True, text=True).stdout.strip()
+        if url and "://" not in url:
+            # A local remote: a path relative to .dvc/ (where the config lives), or absolute.
+            (Path(".dvc") / url).resolve().mkdir(parents=True, exist_ok=True)
+    exp_id = tracking.setup(params.tracking)
+    print(f"DVC: ready (remote: {remote or 'none'}); MLflow: {params.tracking.uri}, "
+          f"experiment '{params.tracking.experiment}' ({exp_id})")
     return 0
 
 

@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make cycle   create .venv, install torch 2.13.0 (CPU) then the project, initialise DVC and MLflow, run a cycle
+#   make test    the same set-up, then the whole test suite (slow end-to-end tests included)
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+
+.PHONY: setup init cycle test repro mlflow-ui clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first: the CPU wheel, so that nothing later pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+init: setup
+	$(BIN)/rft init
+
+cycle: init
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/rft cycle
+
+repro: init
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf data models reports mlruns.db mlartifacts dvc.lock
