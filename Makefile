@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 init: setup
-	$(BIN)/rft init
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/rft init
 
 cycle: init
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/rft cycle

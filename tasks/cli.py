@@ -73,12 +73,13 @@ def init(params) -> int:
 
     if not Path(".git").exists():
         subprocess.run(["git", "init", "-q"], check=True)
+    dvc = [sys.executable, "-m", "dvc"]
     if not Path(".dvc").exists():
-        subprocess.run(["dvc", "init", "-q"], check=True)
-        subprocess.run(["dvc", "config", "core.analytics", "false"], check=True)
-    remote = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True).stdout.strip()
+        subprocess.run([*dvc, "init", "-q"], check=True)
+        subprocess.run([*dvc, "config", "core.analytics", "false"], check=True)
+    remote = subprocess.run([*dvc, "remote", "default"], capture_output=True, text=True).stdout.strip()
     if remote:
-        url = subprocess.run(["dvc", "config", f"remote.{remote}.url"], capture_output=True, text=True).stdout.strip()
+        url = subprocess.run([*dvc, "config", f"remote.{remote}.url"], capture_output=True, text=True).stdout.strip()
         if url and "://" not in url:
             # A local remote: a path relative to .dvc/ (where the config lives), or absolute.
             (Path(".dvc") / url).resolve().mkdir(parents=True, exist_ok=True)
