@@ -36,10 +36,10 @@ KEY_METRIC = {
     "bootstrap": ("sft_val_loss_after", "models/base"),
     "champion": ("registry_version", "models/champion"),
     "prepare": ("heldout", "data/prompts.jsonl"),
-    "validate_prompts": ("rows", "reports/data_docs/prompts/index.html"),
+    "validate_prompts": ("rows", "reports/data_docs/prompts/"),
     "generate": ("tokens_per_second", "data/generations.jsonl"),
     "label": ("truth_agreement", "data/labels.jsonl"),
-    "validate_labels": ("rows", "reports/data_docs/labels/index.html"),
+    "validate_labels": ("rows", "reports/data_docs/labels/"),
 }
 
 

@@ -20,6 +20,7 @@ from tasks.config import TrackingConfig, section_dict
 from tasks.io import dvc_md5
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 def setup(cfg: TrackingConfig) -> str:
@@ -28,14 +29,19 @@ def setup(cfg: TrackingConfig) -> str:
 
     mlflow.set_tracking_uri(cfg.uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
-    if exp is not None:
-        mlflow.set_experiment(cfg.experiment)
-        return exp.experiment_id
-    location = cfg.artifact_location
-    if "://" not in location:
-        location = Path(location).resolve().as_uri()
-    exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
-    mlflow.set_experiment(cfg.experiment)
+    if exp is None:
+        location = cfg.artifact_location
+        if "://" not in location:
+            location = Path(location).resolve().as_uri()
+        exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+        tags = {}
+    else:
+        exp_id, tags = exp.experiment_id, exp.tags
+    if EXPERIMENT_KIND_TAG not in tags:
+        # The MLflow 3 UI opens an experiment in its model-training view (runs, metric
+        # charts) rather than its GenAI view (traces) when this tag says so.
+        mlflow.MlflowClient().set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "custom_model_development")
+    mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
 

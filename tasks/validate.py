@@ -1,7 +1,8 @@
 """Stages ``validate_prompts`` and ``validate_labels``: Great Expectations suites on the data contracts.
 
 Each suite runs through a GX 1.x checkpoint on a pandas dataframe, writes
-Data Docs HTML (``reports/data_docs/<suite>/index.html``, also logged to MLflow)
+Data Docs HTML (``reports/data_docs/<suite>/``, also logged to MLflow; the
+validation page under ``validations/`` reads offline)
 and, only when every expectation holds, a JSON summary that downstream stages
 depend on. A failure raises :class:`DataValidationError` naming the file, the
 column, the rule and example rows, so the cycle stops before any training.
@@ -157,6 +158,13 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
     return failures
 
 
+def docs_page(docs_dir: Path) -> Path:
+    """The suite's validation-result page: plain HTML that reads offline, unlike GX's index,
+    whose table is drawn by scripts fetched from CDNs."""
+    pages = sorted((docs_dir / "validations").rglob("*.html")) if docs_dir.exists() else []
+    return pages[-1] if pages else docs_dir / "index.html"
+
+
 def _load_df(path: Path, columns: list[str]):
     import pandas as pd
 
@@ -178,7 +186,7 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
                                                               exact_match=True))
     failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS)
     if failures:
-        raise DataValidationError(failures, docs=str(docs_dir / "index.html"))
+        raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
     return {"rows": len(df), "train": int((df["split"] == "train").sum()),
             "heldout": int((df["split"] == "heldout").sum()), "rules": len(rules)}
 
@@ -191,7 +199,7 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
         normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]
     failures = run_suite("labels", df, label_rules(cfg, prompt_ids), path, docs_dir, LABEL_COLUMNS)
     if failures:
-        raise DataValidationError(failures, docs=str(docs_dir / "index.html"))
+        raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
     return {"rows": len(df), "rules": len(label_rules(cfg, prompt_ids))}
 
 
@@ -213,7 +221,7 @@ def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, do
         finally:
             if docs_dir.exists():
                 mlflow.log_artifacts(str(docs_dir), artifact_path="data_docs")
-        write_json(report, {"passed": True, **summary, "data_docs": str(docs_dir / "index.html")})
+        write_json(report, {"passed": True, **summary, "data_docs": str(docs_page(docs_dir))})
     return summary
 
 

@@ -42,4 +42,6 @@ def test_leaky_prompts_stop_validation_before_generation(project):
     assert "no held-out prompt inside training data" in out.stderr and "row 2" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (project / "reports/validation/prompts.json").exists()   # generate depends on it
-    assert (project / "reports/data_docs/prompts/index.html").exists()   # but the user can read why
+    # ...but the user can read why: the message points at a Data Docs page that shows the failure.
+    page = project / out.stderr.split("Data Docs: ")[1].strip()
+    assert "validations" in page.parts and "Failed" in page.read_text()

@@ -58,7 +58,8 @@ def test_validate_prompts(built_project):
     path, m = built_project
     report = json.loads((path / "reports/validation/prompts.json").read_text())
     assert report["passed"] and report["rows"] == 40
-    assert (path / "reports/data_docs/prompts/index.html").exists()
+    page = path / report["data_docs"]
+    assert "validations" in page.parts and "Succeeded" in page.read_text()
 
 
 def test_generate(built_project):

@@ -27,8 +27,10 @@ def _labels(name, tmp_path):
 def test_good_prompts_pass_and_write_data_docs(tmp_path):
     summary = _prompts("prompts_good.jsonl", tmp_path)
     assert summary == {"rows": 4, "train": 2, "heldout": 2, "rules": 11}
-    index = tmp_path / "docs" / "index.html"
-    assert index.exists() and "prompts" in index.read_text()
+    from tasks.validate import docs_page
+
+    page = docs_page(tmp_path / "docs")
+    assert "validations" in page.parts and "Succeeded" in page.read_text()
 
 
 def test_good_labels_pass(tmp_path):
