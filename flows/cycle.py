@@ -60,6 +60,16 @@ def stage_task(name: str, params_path: str) -> dict:
         repo.close()
 
 
+@task(persist_result=False)
+def promote_task(params_path: str) -> dict:
+    from tasks.promote import promote
+
+    start = time.perf_counter()
+    result = promote(load_params(params_path))
+    return {"stage": "promote", "status": "promoted" if result["promoted"] else "kept champion",
+            "seconds": time.perf_counter() - start, "metrics": result}
+
+
 def summary_table(rows: list[dict]) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -70,6 +80,8 @@ def summary_table(rows: list[dict]) -> str:
     for r in rows:
         key, out = KEY_METRIC.get(r["stage"], ("", ""))
         value = r["metrics"].get(key)
+        if r["stage"] == "promote":
+            key, value, out = "policy_version", r["metrics"].get("policy_version"), "models/champion"
         shown = f"{key}={value:.4g}" if isinstance(value, float) else (f"{key}={value}" if value is not None else "")
         table.add_row(r["stage"], r["status"], f"{r['seconds']:.1f}", shown, out)
     buf = io.StringIO()
@@ -88,11 +100,18 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
     rows: list[dict] = []
     error = None
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    t_start = time.perf_counter()
     with mlflow.start_run(run_name=f"cycle {started}", tags={"rft.kind": "cycle", "git.commit": tracking.git_commit()}) as parent:
         os.environ[tracking.PARENT_ENV] = parent.info.run_id
         try:
             for name in names:
                 rows.append(stage_task.with_options(name=name)(name, params_path))
+            if stages is None:
+                name = "promote"
+                row = promote_task(params_path)
+                rows.append(row)
+                mlflow.set_tags({"rft.promoted": str(row["metrics"]["promoted"]).lower(),
+                                 "rft.promotion_reason": row["metrics"]["reason"][:5000]})
         except RFTError as exc:
             error = str(exc)
             rows.append({"stage": name, "status": "FAILED", "seconds": 0.0, "metrics": {}})
@@ -101,12 +120,15 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
             os.environ.pop(tracking.PARENT_ENV, None)
         mlflow.set_tag("rft.status", "failed" if error else "ok")
         mlflow.log_metrics({f"{r['stage']}.seconds": r["seconds"] for r in rows})
+        mlflow.log_metric("cycle_seconds", time.perf_counter() - t_start)
         table = summary_table(rows)
         mlflow.log_text(table, "summary.txt")
         parent_id = parent.info.run_id
     print("\n" + table)
     if error:
         print(f"cycle stopped: {error}")
+    elif rows and rows[-1]["stage"] == "promote":
+        print(rows[-1]["metrics"]["reason"])
     print(f"MLflow UI: mlflow ui --backend-store-uri {params.tracking.uri}  (parent run {parent_id})")
     result = {"ok": error is None, "error": error, "stages": rows, "parent_run_id": parent_id}
     if error:

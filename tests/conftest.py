@@ -19,6 +19,11 @@ TINY = {
     "bootstrap": {"vocab_size": 400, "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 96,
                   "block_size": 32, "pretrain_steps": 15, "sft_steps": 10, "batch_size": 8, "log_every": 5},
     "generate": {"k": 3, "batch_size": 16, "max_new_tokens": 16, "sample_table_rows": 5},
+    "reward": {"max_length": 64, "epochs": 1.0, "batch_size": 8, "warmup_steps": 0, "log_every": 1},
+    "optimize": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12,
+                 "probe_prompts": 4, "log_every": 1},
+    "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 12, "n_boot": 200},
+    "promote": {"dvc_push": True},
 }
 
 
@@ -32,14 +37,14 @@ def tiny_params(overrides: dict | None = None) -> dict:
 def make_project(dest: Path, overrides: dict | None = None) -> Path:
     """Copy the pipeline's code and config to ``dest``, with tiny params, as its own git + DVC repo."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("tasks", "flows"):
+    for name in ("tasks", "flows", "metrics"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
     (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(overrides), sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=dest, check=True, env=env)
-    subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=dest, check=True, env=env)
+    shutil.copy(ROOT / ".dvc" / "config", dest / ".dvc" / "config")     # the project's remote and settings
     return dest
 
 

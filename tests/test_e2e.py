@@ -16,6 +16,18 @@ def run(cmd, cwd):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
 
 
+def stale(path) -> set:
+    """Stages that `dvc status` reports as changed."""
+    out = run(["dvc", "status", "--json"], path)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout or "{}"))
+
+
+# After a promotion the stages that read the champion are stale by design: they are the next
+# cycle's work. Nothing else may be.
+READS_CHAMPION = {"generate", "optimize", "evaluate"}
+
+
 @pytest.fixture(scope="module")
 def cycled(tmp_path_factory):
     path = make_project(tmp_path_factory.mktemp("e2e") / "proj")
@@ -60,18 +72,43 @@ def test_mlflow_parent_and_child_runs(cycled):
     assert len(client.get_metric_history(boot.info.run_id, "pretrain_loss")) >= 2   # a learning curve
 
 
-def test_registry_state(cycled):
-    path, _ = cycled
+def test_champion_moved_only_if_the_gate_passed(cycled):
+    from tasks.config import parse_params
+    from tasks.gate import decide
+
+    path, out = cycled
     client = _client(path)
-    mv = client.get_model_version_by_alias("policy", "champion")
-    assert int(mv.version) == 1
-    assert [int(v.version) for v in client.search_model_versions("name='policy'")] == [1]
+    # v1: the bootstrapped base; v2: this cycle's candidate, alias challenger.
+    assert sorted(int(v.version) for v in client.search_model_versions("name='policy'")) == [1, 2]
+    assert int(client.get_model_version_by_alias("policy", "challenger").version) == 2
+    assert int(client.get_model_version_by_alias("reward-model", "challenger").version) == 1
+    metrics = json.loads((path / "reports/eval/metrics.json").read_text())
+    for key in ("winrate_truth", "winrate_truth_ci_low", "winrate_judge", "reward_mean", "kl", "distinct_2"):
+        assert isinstance(metrics[key], float), key
+    params = parse_params(yaml.safe_load((path / "params.yaml").read_text()))
+    decision = decide(metrics, params.promote)
+    champion = int(client.get_model_version_by_alias("policy", "champion").version)
+    v2 = client.get_model_version("policy", "2")
+    if decision.promote:
+        assert champion == 2 and v2.tags["promotion_reason"] == decision.summary
+    else:
+        assert champion == 1 and v2.tags["rejected_reason"] == decision.summary
+        assert json.loads((path / "models/champion/rft_policy.json").read_text())["registry_version"] == 1
+    assert decision.summary in out.stdout + out.stderr
+
+
+def test_dvc_metrics_and_plots(cycled):
+    path, _ = cycled
+    shown = run(["dvc", "metrics", "show", "--json"], path)
+    assert "winrate_truth" in shown.stdout
+    plots = run(["dvc", "plots", "show", "--json"], path)
+    assert plots.returncode == 0 and "optimize_health" in plots.stdout
 
 
 def test_dvc_status_clean_and_lineage_hashes_match_dvc_lock(cycled):
     path, _ = cycled
-    status = run(["dvc", "status"], path)
-    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    promoted = int(_client(path).get_model_version_by_alias("policy", "champion").version) == 2
+    assert stale(path) == (READS_CHAMPION if promoted else set())
     lock = yaml.safe_load((path / "dvc.lock").read_text())
     deps = {d["path"]: d["md5"] for d in lock["stages"]["generate"]["deps"]}
     client = _client(path)
@@ -81,10 +118,39 @@ def test_dvc_status_clean_and_lineage_hashes_match_dvc_lock(cycled):
     assert gen.data.tags["dvc.md5.models/champion"] == deps["models/champion"]
 
 
-def test_second_repro_runs_nothing(cycled):
+def test_second_repro_runs_only_stale_stages(cycled):
+    # Without a promotion nothing is stale and `dvc repro` runs nothing.
     path, _ = cycled
+    before = stale(path)
     out = run(["dvc", "repro"], path)
-    assert out.returncode == 0 and "Running stage" not in out.stdout, out.stdout
+    ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
+    assert out.returncode == 0 and ran == before, out.stdout
+
+
+def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled):
+    path, _ = cycled
+    # Loosen the gate (promote.* is read by no stage, so every stage is skipped) and re-run.
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["promote"].update(min_ci_low=0.0, max_kl=1e9, max_length_ratio=1e9, judge_alarm_winrate=0.0)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["rft", "cycle"], path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    client = _client(path)
+    assert int(client.get_model_version_by_alias("policy", "champion").version) == 2
+    assert client.get_model_version("policy", "2").tags["promotion_reason"].startswith("promoted: ")
+    assert int(client.get_model_version_by_alias("reward-model", "champion").version) == 1
+    assert (path / "models/champion/model.safetensors").read_bytes() == \
+        (path / "models/candidate/model.safetensors").read_bytes()
+    assert stale(path) == READS_CHAMPION
+    assert any(p.is_file() for p in (path / "dvc-storage").rglob("*"))          # promote.dvc_push
+    # The next cycle samples from the new champion.
+    params["promote"].update(min_ci_low=0.99)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["rft", "cycle"], path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    gens = [json.loads(line) for line in (path / "data/generations.jsonl").read_text().splitlines()]
+    assert {g["policy_version"] for g in gens} == {"policy/2"}
+    assert int(client.get_model_version_by_alias("policy", "champion").version) == 2   # gate failed: stays
 
 
 def test_bad_data_stops_cycle_before_generation(cycled):
@@ -106,7 +172,7 @@ def test_bad_data_stops_cycle_before_generation(cycled):
     assert "Traceback" not in text
     assert gen.read_bytes() == before                   # generate never ran
     client = _client(path)
-    assert int(client.get_model_version_by_alias("policy", "champion").version) == 1
+    assert int(client.get_model_version_by_alias("policy", "champion").version) == 2   # unchanged
 
 
 def test_fresh_clone_repro_runs_every_stage_then_none(tmp_path):

@@ -1,0 +1,80 @@
+"""Train the train_reward stage's reward model on HH-RLHF-format pairs and report held-out accuracy.
+
+    python benchmarks/reward_hh.py [--train FILE] [--eval FILE] [--max-length 128] [--epochs 1]
+
+Any JSONL of ``{"chosen": ..., "rejected": ...}`` full dialogues works. Without
+``--eval``, the training file is split 85/15 at random (seeded). The model,
+tokenizer, left truncation and trainer are exactly the stage's
+(``tasks.reward.train_reward_model``), with ``reward`` settings from
+``params.yaml`` unless overridden here. Prints the wall time; the last line is
+``heldout_accuracy=<value>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tasks  # noqa: E402,F401
+from tasks.config import load_params  # noqa: E402
+from tasks.errors import RFTError  # noqa: E402
+from tasks.io import read_jsonl  # noqa: E402
+from tasks.reward import train_reward_model  # noqa: E402
+
+DEFAULT = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"
+
+
+def load_pairs(path: Path) -> list[tuple[str, str]]:
+    return [(r["chosen"], r["rejected"]) for r in read_jsonl(path)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=Path, default=DEFAULT)
+    ap.add_argument("--eval", type=Path, default=None)
+    ap.add_argument("--max-length", type=int, default=None)
+    ap.add_argument("--epochs", type=float, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--eval-fraction", type=float, default=0.15)
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    args = ap.parse_args()
+
+    if not args.train.exists():
+        print(f"skipped: {args.train} not found (pass --train FILE with HH-format pairs)")
+        return 0
+    try:
+        cfg = load_params(args.params).reward
+        overrides = {k: v for k, v in (("max_length", args.max_length), ("epochs", args.epochs), ("lr", args.lr))
+                     if v is not None}
+        cfg = dataclasses.replace(cfg, **overrides)
+        train = load_pairs(args.train)
+        if args.eval is not None:
+            val = load_pairs(args.eval)
+        else:
+            random.Random(cfg.seed).shuffle(train)
+            n_val = round(len(train) * args.eval_fraction)
+            train, val = train[n_val:], train[:n_val]
+    except RFTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"train pairs={len(train)} eval pairs={len(val)} max_length={cfg.max_length} epochs={cfg.epochs} "
+          f"lr={cfg.lr} lora={cfg.lora}")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        stats = train_reward_model(train, val, cfg, Path(out))
+    print(f"train_seconds={stats['train_seconds']:.1f} wall_seconds={time.perf_counter() - t0:.1f} "
+          f"heldout_mean_margin={stats['heldout_mean_margin']:.4f}")
+    print(f"heldout_accuracy={stats['heldout_accuracy']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

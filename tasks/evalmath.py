@@ -1,0 +1,70 @@
+"""Pure math of evaluation and promotion: win-rates, bootstrap CIs, KL, distinct-n. No I/O.
+
+Each function is tested against values worked out by hand in ``tests/test_evalmath.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+
+def outcome(a_better: bool | None) -> float:
+    """A comparison's score for the first item: 1 win, 0 loss, 0.5 tie (None)."""
+    return 0.5 if a_better is None else float(a_better)
+
+
+def winrate(outcomes: list[float]) -> float:
+    """Mean of outcomes (1 win, 0.5 tie, 0 loss)."""
+    if not outcomes:
+        raise ValueError("winrate of no comparisons")
+    return sum(outcomes) / len(outcomes)
+
+
+def bootstrap_ci(outcomes: list[float], groups: list, *, n_boot: int = 2000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the win-rate, resampling whole groups (prompts).
+
+    Several comparisons of one prompt are not independent, so the bootstrap
+    draws prompts with replacement and keeps all of each prompt's comparisons.
+    """
+    by_group: dict = defaultdict(list)
+    for o, g in zip(outcomes, groups):
+        by_group[g].append(o)
+    sums = [(sum(v), len(v)) for v in by_group.values()]
+    rng = random.Random(seed)
+    stats = []
+    for _ in range(n_boot):
+        s = n = 0
+        for _ in range(len(sums)):
+            gs, gn = sums[rng.randrange(len(sums))]
+            s += gs
+            n += gn
+        stats.append(s / n)
+    stats.sort()
+    lo = stats[int((alpha / 2) * n_boot)]
+    hi = stats[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
+    return lo, hi
+
+
+def ngrams(tokens: list[str], n: int) -> list[tuple]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Corpus-level distinct-n: unique n-grams / all n-grams over all texts (0 when there are none)."""
+    grams = [g for t in texts for g in ngrams(t.lower().split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def sequence_kl(logp, logp_ref, mask):
+    """Per-sequence Monte-Carlo KL estimate on sampled tokens: sum_t mask * (log pi - log pi_ref).
+
+    Tensors of shape (batch, time); ``mask`` is 1 on response tokens. The mean
+    over sequences sampled from pi estimates KL(pi || pi_ref).
+    """
+    return ((logp - logp_ref) * mask).sum(-1)
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0

@@ -1,0 +1,42 @@
+"""The promotion gate: pure logic over the evaluation metrics and the ``promote`` params."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str]
+
+    @property
+    def summary(self) -> str:
+        return ("promoted: " if self.promote else "not promoted: ") + "; ".join(self.reasons)
+
+
+def decide(m: dict, cfg) -> Decision:
+    """Promote only if every check passes; ``reasons`` explains each check either way.
+
+    1. the win-rate vs the champion (``cfg.winrate_source``: truth or judge) has a
+       bootstrap CI lower bound above ``cfg.min_ci_low`` (0.5: better than a coin);
+    2. the KL to the reference is at most ``cfg.max_kl``;
+    3. no reward-hacking alarm: the reward model's mean score rose while the
+       independent judge's win-rate fell below ``cfg.judge_alarm_winrate`` (0.5:
+       the judge prefers the champion); or the mean length grew past
+       ``cfg.max_length_ratio`` times the champion's.
+    """
+    key = f"winrate_{cfg.winrate_source}"
+    fails, passes = [], []
+    lo = m[f"{key}_ci_low"]
+    (passes if lo > cfg.min_ci_low else fails).append(
+        f"{key} {m[key]:.3f}, 95% CI low {lo:.3f} {'>' if lo > cfg.min_ci_low else '<='} {cfg.min_ci_low}")
+    (passes if m["kl"] <= cfg.max_kl else fails).append(
+        f"KL {m['kl']:.3f} {'<=' if m['kl'] <= cfg.max_kl else '>'} {cfg.max_kl}")
+    if m["reward_mean"] > m["reward_mean_champion"] and m["winrate_judge"] < cfg.judge_alarm_winrate:
+        fails.append(f"reward-hacking alarm: reward-model score rose ({m['reward_mean_champion']:.3f} -> "
+                     f"{m['reward_mean']:.3f}) while the judge's win-rate fell to {m['winrate_judge']:.3f}")
+    ratio = m["mean_length"] / max(m["mean_length_champion"], 1e-9)
+    if ratio > cfg.max_length_ratio:
+        fails.append(f"length alarm: mean length x{ratio:.2f} of the champion's > x{cfg.max_length_ratio}")
+    return Decision(promote=not fails, reasons=fails or passes)

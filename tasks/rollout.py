@@ -1,0 +1,62 @@
+"""Sampling from a policy with the exact token ids kept, and log-probabilities of those tokens.
+
+``sample`` left-pads a batch of prompts and asks ``model.generate`` for ``k``
+samples per prompt in one call. It keeps the sampled ids, so the KL between two
+policies is measured on exactly the tokens that were sampled (re-tokenizing
+decoded text can give different tokens). ``token_logprobs`` scores those
+tokens under any policy, with logits divided by the sampling temperature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.policy import format_prompt
+
+
+@dataclass
+class Rollout:
+    input_ids: "torch.Tensor"        # (N, P + T): left-padded prompt, then the sampled response
+    attention_mask: "torch.Tensor"   # (N, P + T): 1 on prompt and response tokens up to EOS
+    response_mask: "torch.Tensor"    # (N, T): 1 on response tokens up to and including the first EOS
+    prompt_len: int                  # P
+    texts: list[str]                 # N decoded responses
+    ended: list[bool]                # N: did the response end with EOS before the length limit
+
+
+def sample(model, tok, prompts: list[str], k: int, *, temperature: float, max_new_tokens: int, seed: int,
+           top_k: int = 0, top_p: float = 1.0, device: str = "cpu") -> Rollout:
+    """``k`` samples for each prompt in one ``generate`` call; rows are prompt-major (p0s0, p0s1, ...)."""
+    import torch
+
+    enc = tok([format_prompt(p) for p in prompts], return_tensors="pt", padding=True).to(device)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        seqs = model.generate(**enc, do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
+                              max_new_tokens=max_new_tokens, num_return_sequences=k,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    plen = enc["input_ids"].shape[1]
+    new = seqs[:, plen:]
+    is_eos = new == tok.eos_token_id
+    ended = is_eos.any(1)
+    # Response mask: positions up to and including the first EOS (all positions when none).
+    first = torch.where(ended, is_eos.float().argmax(1), torch.full_like(ended, new.shape[1], dtype=torch.long))
+    pos = torch.arange(new.shape[1], device=new.device).unsqueeze(0)
+    response_mask = (pos <= first.unsqueeze(1)).long() & (pos < new.shape[1])
+    prompt_mask = enc["attention_mask"].repeat_interleave(k, dim=0)
+    texts = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    return Rollout(seqs, torch.cat([prompt_mask, response_mask], 1), response_mask, plen, texts,
+                   ended.tolist())
+
+
+def token_logprobs(model, rollout: Rollout, temperature: float = 1.0):
+    """log pi(y_t | x, y_<t) of each response token, shape (N, T); zero where the mask is 0."""
+    import torch
+
+    mask = rollout.attention_mask
+    position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=position_ids).logits
+    logits = logits[:, rollout.prompt_len - 1:-1] / temperature
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, rollout.input_ids[:, rollout.prompt_len:].unsqueeze(-1))
+    return logp.squeeze(-1) * rollout.response_mask

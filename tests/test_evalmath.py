@@ -1,0 +1,50 @@
+"""Evaluation math against values worked out by hand."""
+
+import pytest
+import torch
+
+from tasks.evalmath import bootstrap_ci, distinct_n, outcome, sequence_kl, winrate
+
+
+def test_winrate_counts_ties_as_half():
+    # wins 1, 1, 0 and one tie 0.5 -> (1 + 1 + 0 + 0.5) / 4 = 0.625
+    assert winrate([outcome(True), outcome(True), outcome(False), outcome(None)]) == 0.625
+    with pytest.raises(ValueError):
+        winrate([])
+
+
+def test_bootstrap_ci_degenerate_and_spread():
+    # All wins: every resample has win-rate 1, so the CI is [1, 1].
+    assert bootstrap_ci([1.0] * 10, list(range(10))) == (1.0, 1.0)
+    # 50 wins and 50 losses over 100 prompts: the CI straddles 0.5; its half-width is near
+    # 1.96 * sqrt(0.25 / 100) = 0.098.
+    lo, hi = bootstrap_ci([1.0] * 50 + [0.0] * 50, list(range(100)), seed=1)
+    assert lo < 0.5 < hi and 0.08 < (hi - lo) / 2 < 0.12
+
+
+def test_bootstrap_resamples_prompts_not_comparisons():
+    # Two prompts, each with 50 identical outcomes: prompt A all wins, prompt B all losses.
+    # Resampling comparisons would give a tight CI around 0.5; resampling the 2 prompts gives
+    # {AA: 1.0, AB/BA: 0.5, BB: 0.0}, so the 95% CI must reach both 0 and 1.
+    outcomes = [1.0] * 50 + [0.0] * 50
+    groups = ["A"] * 50 + ["B"] * 50
+    assert bootstrap_ci(outcomes, groups, seed=0) == (0.0, 1.0)
+
+
+def test_distinct_n_by_hand():
+    texts = ["the cake was great", "the cake was bad"]
+    # unigrams: the, cake, was, great, the, cake, was, bad -> 8 total, 5 unique -> 0.625
+    assert distinct_n(texts, 1) == 5 / 8
+    # bigrams: (the cake)(cake was)(was great)(the cake)(cake was)(was bad) -> 6 total, 4 unique
+    assert distinct_n(texts, 2) == 4 / 6
+    assert distinct_n(["great great great great"], 1) == 1 / 4
+    assert distinct_n(["one"], 2) == 0.0
+
+
+def test_sequence_kl_by_hand():
+    # Sequence 1: log-ratios 0.5 and -0.2 on response tokens, third token masked -> 0.3.
+    # Sequence 2: log-ratio 0.1 on its only response token -> 0.1.
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -9.0, -9.0]])
+    ref = torch.tensor([[-1.5, -1.8, -0.1], [-0.6, -1.0, -1.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert torch.allclose(sequence_kl(logp, ref, mask), torch.tensor([0.3, 0.1]))

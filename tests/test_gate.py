@@ -1,0 +1,50 @@
+"""The promotion gate: pass, and fail on the CI, on KL, and on each reward-hacking alarm."""
+
+from tasks.config import PromoteConfig
+from tasks.gate import decide
+
+CFG = PromoteConfig(winrate_source="truth", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5)
+GOOD = {"winrate_truth": 0.72, "winrate_truth_ci_low": 0.61, "winrate_judge": 0.70, "winrate_judge_ci_low": 0.6,
+        "kl": 1.2, "reward_mean": 1.5, "reward_mean_champion": 0.2, "mean_length": 12.0, "mean_length_champion": 11.0}
+
+
+def test_pass():
+    d = decide(GOOD, CFG)
+    assert d.promote and d.summary.startswith("promoted: winrate_truth 0.720, 95% CI low 0.610 > 0.5")
+
+
+def test_fail_on_ci():
+    d = decide({**GOOD, "winrate_truth": 0.56, "winrate_truth_ci_low": 0.49}, CFG)
+    assert not d.promote and "CI low 0.490 <= 0.5" in d.summary
+
+
+def test_ci_exactly_at_bound_fails():
+    # The bound is strict: a lower bound of exactly 0.5 does not exclude a coin flip.
+    assert not decide({**GOOD, "winrate_truth_ci_low": 0.5}, CFG).promote
+
+
+def test_fail_on_kl():
+    d = decide({**GOOD, "kl": 7.5}, CFG)
+    assert not d.promote and d.reasons == ["KL 7.500 > 5.0"]
+
+
+def test_fail_on_reward_hacking_alarm():
+    # The reward model likes the candidate more while the independent judge prefers the champion.
+    d = decide({**GOOD, "winrate_judge": 0.41}, CFG)
+    assert not d.promote and "reward-hacking alarm" in d.summary
+
+
+def test_no_alarm_when_reward_falls_with_judge():
+    # Judge win-rate below 0.5 but the reward model agrees (score fell): not hacking; the CI decides.
+    assert decide({**GOOD, "winrate_judge": 0.41, "reward_mean": 0.1}, CFG).promote
+
+
+def test_fail_on_length_alarm():
+    # 17.0 / 11.0 = 1.545 > 1.5
+    d = decide({**GOOD, "mean_length": 17.0}, CFG)
+    assert not d.promote and "length alarm: mean length x1.55" in d.summary
+
+
+def test_judge_as_winrate_source():
+    cfg = PromoteConfig(winrate_source="judge", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5)
+    assert not decide({**GOOD, "winrate_judge_ci_low": 0.45}, cfg).promote
