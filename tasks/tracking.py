@@ -23,11 +23,20 @@ PARENT_ENV = "RFT_PARENT_RUN_ID"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
+def resolve_uri(uri: str) -> str:
+    """Make a relative SQLite store path absolute (MLflow caches its database engine by URI string,
+    so a relative path would keep pointing at the first working directory it was used in)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 def setup(cfg: TrackingConfig) -> str:
     """Point MLflow at the configured store and experiment; return the experiment id."""
     import mlflow
 
-    mlflow.set_tracking_uri(cfg.uri)
+    mlflow.set_tracking_uri(resolve_uri(cfg.uri))
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
         location = cfg.artifact_location

@@ -60,3 +60,23 @@ def test_seeded(policy):
     c = sample_responses(model, tok, PROMPTS, GenerateConfig(k=2, batch_size=4, max_new_tokens=10, seed=6),
                          "cpu", progress=False)[0]
     assert a == b and a != c
+
+
+def test_token_logprobs_match_unpadded_scoring(policy):
+    # Log-probs of sampled tokens computed on the left-padded batch must equal those computed
+    # for each sequence alone, without padding: pads are masked and positions skip them.
+    import torch
+
+    from tasks.rollout import sample, token_logprobs
+
+    model, tok = policy
+    r = sample(model, tok, [PROMPTS[1], PROMPTS[2]], 1, temperature=1.0, max_new_tokens=6, seed=0)
+    batched = token_logprobs(model, r)
+    for i in range(2):
+        keep = r.attention_mask[i].bool()
+        ids = r.input_ids[i][keep].unsqueeze(0)
+        n_resp = int(r.response_mask[i].sum())
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0]
+        lp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(batched[i][:n_resp], lp[-n_resp:], atol=1e-4)

@@ -101,3 +101,55 @@ def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
     # k = 3 -> up to 3 pairs per prompt, minus identical or empty ones
     assert stats["pairs"] + stats["skipped_identical"] + stats["skipped_empty"] == 3 * len(prompts) * 0.8
     assert stats["truth_agreement"] == 1.0
+
+
+def test_train_reward(built_project):
+    path, m = built_project
+    r = m["train_reward"]
+    assert (path / "models/reward/model.safetensors").exists()
+    assert r["registry_version"] == 1 and 0.0 <= r["heldout_accuracy"] <= 1.0
+    assert r["train_pairs"] + r["heldout_pairs"] == len(read_jsonl(path / "data/labels.jsonl"))
+
+
+def test_optimize(built_project):
+    import csv
+
+    path, m = built_project
+    o = m["optimize"]
+    meta = json.loads((path / "models/candidate/rft_policy.json").read_text())
+    assert meta["registry_version"] == o["registry_version"] == 2 and meta["parent_version"] == 1
+    curve = list(csv.DictReader((path / "reports/optimize/curve.csv").open()))
+    # probes at step 0 and after each of the 2 steps (log_every = 1)
+    assert [int(r["step"]) for r in curve] == [0, 1, 2]
+    assert all(float(r["kl"]) == float(r["kl"]) for r in curve)            # not NaN
+    # The policy really moved: the candidate's weights differ from the champion's.
+    assert (path / "models/candidate/model.safetensors").read_bytes() != \
+        (path / "models/champion/model.safetensors").read_bytes()
+
+
+def test_evaluate(built_project):
+    path, m = built_project
+    e = m["evaluate"]
+    assert e["heldout_prompts"] == 8 and e["comparisons"] == 8
+    for key in ("winrate_truth", "winrate_judge"):
+        assert e[f"{key}_ci_low"] <= e[key] <= e[f"{key}_ci_high"]
+    rows = read_jsonl(path / "data/eval.jsonl")
+    assert len(rows) == 16 and {r["judge"] for r in rows} == {"human:simulated-annotator", "ai:minilm-constitution"}
+    assert json.loads((path / "reports/eval/metrics.json").read_text()) == pytest.approx(e)
+
+
+def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
+    import shutil
+
+    from tasks.config import parse_params
+    from tasks.optimize import run_optimize
+
+    path, _ = built_project
+    work = tmp_path / "proj"
+    shutil.copytree(path, work)
+    monkeypatch.chdir(work)
+    params = parse_params({**__import__("yaml").safe_load((work / "params.yaml").read_text()),
+                           "optimize": {"algorithm": "dpo", "epochs": 1.0, "batch_size": 8, "log_every": 1,
+                                        "probe_prompts": 4, "max_completion_length": 12}})
+    out = run_optimize(params)
+    assert out["pairs"] == len(read_jsonl(work / "data/labels.jsonl")) and out["registry_version"] == 3

@@ -1,0 +1,60 @@
+"""Reward model: left truncation, split by prompt, pairwise stats, and training on HH-RLHF-format data."""
+
+import random
+
+import pytest
+
+from conftest import SHARED_HH
+from tasks.config import RewardConfig
+from tasks.reward import base_path, load_tokenizer, pair_text, pairwise_stats, split_pairs
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_left_truncation_keeps_the_final_turn():
+    # Chosen and rejected share a long dialogue and differ only in the last words; truncating
+    # from the right would make them identical and the pair unlearnable.
+    tok = load_tokenizer(base_path(RewardConfig()), 16)
+    shared = "\n\nHuman: " + " ".join(["tell me more about the weather today"] * 20) + "\n\nAssistant:"
+    a = tok(shared + " sure, here it is", truncation=True, max_length=16)["input_ids"]
+    b = tok(shared + " no, go away", truncation=True, max_length=16)["input_ids"]
+    assert len(a) == len(b) == 16 and a != b
+    assert tok.convert_ids_to_tokens(a)[0] == "[CLS]" and tok.convert_ids_to_tokens(a)[-1] == "[SEP]"
+    assert tok.decode(a, skip_special_tokens=True).endswith("sure, here it is")
+
+
+def test_pairwise_stats_by_hand():
+    # margins: 1.0 - 0.5 = 0.5, 0.2 - 0.4 = -0.2, 2.0 - 1.0 = 1.0 -> accuracy 2/3, mean margin 1.3/3
+    s = pairwise_stats([1.0, 0.2, 2.0], [0.5, 0.4, 1.0])
+    assert s["accuracy"] == pytest.approx(2 / 3) and s["mean_margin"] == pytest.approx(1.3 / 3)
+
+
+def test_split_pairs_by_prompt():
+    pairs = list(range(20))
+    groups = [i // 2 for i in range(20)]          # 10 prompts, 2 pairs each
+    train, val = split_pairs(pairs, groups, 0.2, seed=3)
+    assert len(val) == 4 and len(train) == 16     # round(10 * 0.2) = 2 prompts held out
+    assert not {groups[p] for p in train} & {groups[p] for p in val}
+
+
+def test_pair_text_is_the_policy_prompt_format():
+    assert pair_text("Review the pie.", "It was great.") == "Q: Review the pie.\nA: It was great."
+
+
+@pytest.mark.slow
+def test_trains_on_hh_rlhf_format(tmp_path):
+    if not SHARED_HH.exists():
+        pytest.skip(f"{SHARED_HH} not found: the HH-RLHF sample lives in ../shared, outside the repository")
+    from tasks.io import read_jsonl
+    from tasks.reward import RewardModel, train_reward_model
+
+    rows = read_jsonl(SHARED_HH)[:48]
+    random.Random(0).shuffle(rows)
+    pairs = [(r["chosen"], r["rejected"]) for r in rows]
+    cfg = RewardConfig(max_length=64, epochs=1.0, batch_size=8, warmup_steps=0)
+    stats = train_reward_model(pairs[:40], pairs[40:], cfg, tmp_path / "rm")
+    # Every pair was kept (none dropped for length) and the model scores held-out pairs.
+    assert stats["train_pairs"] == 40 and stats["heldout_pairs"] == 8
+    assert 0.0 <= stats["heldout_accuracy"] <= 1.0
+    rm = RewardModel(tmp_path / "rm", 64)
+    assert len(rm.score([p[0] for p in pairs[:3]])) == 3
