@@ -35,9 +35,9 @@ def _retry_on_io(task, task_run, state) -> bool:
     """Retry only transient I/O failures; bad data or params fail at once."""
     try:
         state.result()
-    except (OSError, TimeoutError) as exc:
-        return not isinstance(exc, RFTError)
-    except Exception:  # noqa: BLE001 - any other failure is final
+    except (OSError, TimeoutError):
+        return True
+    except Exception:  # noqa: BLE001 - bad data, bad params or a bug: final
         return False
     return False
 

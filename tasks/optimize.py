@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import atomic_path, read_jsonl, write_json
-from tasks.policy import EOS, format_prompt, load_policy, read_meta, write_meta
+from tasks.policy import format_prompt, load_policy, read_meta, write_meta
 
 LABELS = Path("data/labels.jsonl")
 PROMPTS = Path("data/prompts.jsonl")
@@ -183,5 +183,5 @@ def run_optimize(params: Params) -> dict:
         metrics = {**info, **{f"final_{k}": v for k, v in final.items()}, "registry_version": version,
                    "start_reward": curve[0]["reward"] if curve else float("nan")}
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        write_json(REPORT, {**metrics, "algorithm": cfg.algorithm, "eos_token": EOS})
+        write_json(REPORT, {**metrics, "algorithm": cfg.algorithm})
     return metrics

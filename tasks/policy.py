@@ -9,7 +9,6 @@ to it, and ``load_policy`` follows the pointer.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 META = "rft_policy.json"
@@ -60,11 +59,6 @@ def load_policy(model_dir: str | Path, device: str = "cpu"):
     model = AutoModelForCausalLM.from_pretrained(src).to(device)
     model.eval()
     return model, tok
-
-
-def copy_policy(src: str | Path, dst: str | Path) -> None:
-    """Copy a policy folder (model files and meta) into ``dst``, which must not exist."""
-    shutil.copytree(src, dst)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

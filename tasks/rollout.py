@@ -42,7 +42,7 @@ def sample(model, tok, prompts: list[str], k: int, *, temperature: float, max_ne
     # Response mask: positions up to and including the first EOS (all positions when none).
     first = torch.where(ended, is_eos.float().argmax(1), torch.full_like(ended, new.shape[1], dtype=torch.long))
     pos = torch.arange(new.shape[1], device=new.device).unsqueeze(0)
-    response_mask = (pos <= first.unsqueeze(1)).long() & (pos < new.shape[1])
+    response_mask = (pos <= first.unsqueeze(1)).long()
     prompt_mask = enc["attention_mask"].repeat_interleave(k, dim=0)
     texts = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
     return Rollout(seqs, torch.cat([prompt_mask, response_mask], 1), response_mask, plen, texts,

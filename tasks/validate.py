@@ -165,7 +165,7 @@ def docs_page(docs_dir: Path) -> Path:
     return pages[-1] if pages else docs_dir / "index.html"
 
 
-def _load_df(path: Path, columns: list[str]):
+def _load_df(path: Path):
     import pandas as pd
 
     rows = read_jsonl(path)
@@ -174,7 +174,7 @@ def _load_df(path: Path, columns: list[str]):
 
 def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
                           docs_dir: Path = DOCS / "prompts") -> dict:
-    df, rows = _load_df(path, PROMPT_COLUMNS)
+    df, rows = _load_df(path)
     training_texts = {normalize(_text(r.get("prompt"))) for r in rows if r.get("split") == "train"}
     if demos is not None and demos.exists():
         training_texts |= {normalize(d["prompt"]) for d in read_jsonl(demos)}
@@ -193,7 +193,7 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
 
 def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
                          docs_dir: Path = DOCS / "labels") -> dict:
-    df, rows = _load_df(path, LABEL_COLUMNS)
+    df, rows = _load_df(path)
     prompt_ids = [str(r["id"]) for r in read_jsonl(prompts)]
     df["chosen_equals_rejected"] = [
         normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]

@@ -1,7 +1,6 @@
 """A CPU smoke test per stage, on a tiny project built once (tests/conftest.py::built_project)."""
 
 import json
-from pathlib import Path
 
 import pytest
 

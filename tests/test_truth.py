@@ -1,7 +1,6 @@
 """The hidden ground truth and the simulated annotator."""
 
 import math
-import random
 import statistics
 
 import pytest
