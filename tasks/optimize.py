@@ -6,8 +6,8 @@
   training prompt, scored by the trained reward model (``models/reward``),
   group-normalised advantages, KL penalty ``beta`` to the reference (the champion).
 
-Both log TRL's own per-step metrics (loss, rewards, KL, entropy, clip ratio,
-completion length) to the stage's MLflow run, and every ``log_every`` steps a
+Both log TRL's own metrics at every step (loss, rewards, KL, entropy, clip
+ratio, completion length) to the stage's MLflow run, and every ``log_every`` steps a
 **probe** that is the same for both: sample one response for each of
 ``probe_prompts`` training prompts from the current policy and log its mean
 reward-model score, the KL to the reference on the sampled tokens, the mean
@@ -92,7 +92,7 @@ def _train_dpo(params, model, tok, callbacks, out_tmp):
     rows = [{"prompt": format_prompt(prompts[r["prompt_id"]]), "chosen": " " + r["chosen"],
              "rejected": " " + r["rejected"]} for r in read_jsonl(LABELS)]
     args = DPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-                     per_device_train_batch_size=cfg.batch_size, logging_steps=cfg.log_every, save_strategy="no",
+                     per_device_train_batch_size=cfg.batch_size, logging_steps=1, save_strategy="no",
                      report_to=[], seed=cfg.seed, use_cpu=not _cuda(), max_length=params.bootstrap.n_positions
                      if params.policy.base_model is None else None, lr_scheduler_type="linear", warmup_steps=0,
                      dataloader_num_workers=0, disable_tqdm=False)
@@ -118,7 +118,7 @@ def _train_grpo(params, model, tok, rm, callbacks, out_tmp):
     args = GRPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, max_steps=cfg.max_steps,
                       per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
                       max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
-                      logging_steps=cfg.log_every, save_strategy="no", report_to=[], seed=cfg.seed,
+                      logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed,
                       use_cpu=not _cuda(), dataloader_num_workers=0, disable_tqdm=False, lr_scheduler_type="linear",
                       warmup_steps=0, mask_truncated_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_model_score, args=args,
