@@ -10,12 +10,11 @@ otherwise the promoted champion is kept as it is.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from tasks.config import Params
-from tasks.io import atomic_path, dvc_md5
-from tasks.policy import read_meta, write_meta
+from tasks.io import dvc_md5
+from tasks.policy import install_policy, read_meta
 
 BASE = Path("models/base")
 
@@ -32,11 +31,8 @@ def run_champion(params: Params) -> dict:
         if meta.get("base_md5") == base_hash:
             result = {"seeded": 0, "registry_version": meta.get("registry_version", 0)}
         else:
-            with atomic_path(champion, is_dir=True) as tmp:
-                shutil.rmtree(tmp)
-                shutil.copytree(BASE, tmp)
-                base_meta = read_meta(tmp)
-                write_meta(tmp, {**base_meta, "base_md5": base_hash})
+            base_meta = read_meta(BASE)
+            install_policy(BASE, champion, {**base_meta, "base_md5": base_hash})
             result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
         mlflow.log_metrics({k: float(v) for k, v in result.items()})
     return result

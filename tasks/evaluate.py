@@ -44,11 +44,11 @@ def metric(name: str):
 
 
 def _rollouts(model, tok, prompts: list[str], cfg, device: str) -> list:
-    from tasks.rollout import sample
+    from tasks.rollout import sample_batches
 
-    return [sample(model, tok, prompts[i:i + cfg.batch_size], cfg.samples_per_prompt, temperature=cfg.temperature,
-                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed * 100_003 + b, device=device)
-            for b, i in enumerate(range(0, len(prompts), cfg.batch_size))]
+    return [r for r, _ in sample_batches(model, tok, prompts, cfg.samples_per_prompt, batch_size=cfg.batch_size,
+                                         seed=cfg.seed, temperature=cfg.temperature,
+                                         max_new_tokens=cfg.max_new_tokens, device=device)]
 
 
 def compare(prompts: list[str], prompt_ids: list[str], cand: list[str], champ: list[str], judge_scores, params: Params):

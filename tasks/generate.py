@@ -10,7 +10,6 @@ second (tokens up to and including EOS).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tasks.config import GenerateConfig, Params
@@ -20,13 +19,11 @@ from tasks.policy import load_policy, pick_device, read_meta
 PROMPTS = Path("data/prompts.jsonl")
 OUT = Path("data/generations.jsonl")
 
-
 def policy_version(model_dir: str | Path) -> str:
     meta = read_meta(model_dir)
     if "registry_version" in meta:
         return f"{meta.get('registry_name', 'policy')}/{meta['registry_version']}"
     return "unregistered"
-
 
 def sample_responses(model, tok, prompts: list[str], cfg: GenerateConfig, device: str,
                      k: int | None = None, progress: bool = True) -> tuple[list[list[str]], int, float]:
@@ -36,24 +33,18 @@ def sample_responses(model, tok, prompts: list[str], cfg: GenerateConfig, device
     sequence counts its tokens up to and including its first EOS. Batch ``b`` is
     seeded with ``cfg.seed * 100003 + b``.
     """
-    from tqdm.auto import tqdm
-
-    from tasks.rollout import sample
+    from tasks.rollout import sample_batches
 
     k = k or cfg.k
     out: list[list[str]] = []
     n_tokens, seconds = 0, 0.0
-    starts = range(0, len(prompts), cfg.batch_size)
-    for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False)):
-        batch = prompts[start:start + cfg.batch_size]
-        t0 = time.perf_counter()
-        r = sample(model, tok, batch, k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                   seed=cfg.seed * 100_003 + b, top_k=cfg.top_k, top_p=cfg.top_p, device=device)
-        seconds += time.perf_counter() - t0
+    for r, dt in sample_batches(model, tok, prompts, k, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
+                                temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k,
+                                top_p=cfg.top_p, device=device):
+        seconds += dt
         n_tokens += int(r.response_mask.sum())
-        out += [r.texts[i * k:(i + 1) * k] for i in range(len(batch))]
+        out += [r.texts[i * k:(i + 1) * k] for i in range(len(r.texts) // k)]
     return out, n_tokens, seconds
-
 
 def run_generate(params: Params) -> dict:
     import mlflow

@@ -61,6 +61,21 @@ def load_policy(model_dir: str | Path, device: str = "cpu"):
     return model, tok
 
 
+def install_policy(src: str | Path, dst: str | Path, meta: dict) -> None:
+    """Replace the policy folder ``dst`` with a copy of ``src`` whose ``rft_policy.json`` is ``meta``.
+
+    The copy is built beside ``dst`` and renamed into place, so a crash leaves the old folder whole.
+    """
+    import shutil
+
+    from tasks.io import atomic_path
+
+    with atomic_path(dst, is_dir=True) as tmp:
+        shutil.rmtree(tmp)
+        shutil.copytree(src, tmp)
+        write_meta(tmp, meta)
+
+
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer trained with the ``tokenizers`` library, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

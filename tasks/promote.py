@@ -18,7 +18,6 @@ tag. A cycle that crashed earlier never reaches this step.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -26,8 +25,7 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.gate import decide
-from tasks.io import atomic_path
-from tasks.policy import read_meta, write_meta
+from tasks.policy import install_policy, read_meta
 
 CANDIDATE = Path("models/candidate")
 REWARD = Path("models/reward")
@@ -54,11 +52,8 @@ def promote(params: Params) -> dict:
 
     champion = Path(params.policy.champion_dir)
     old = read_meta(champion)
-    with atomic_path(champion, is_dir=True) as tmp:
-        shutil.rmtree(tmp)
-        shutil.copytree(CANDIDATE, tmp)
-        write_meta(tmp, {**cand, "base_md5": old.get("base_md5"),
-                         "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    install_policy(CANDIDATE, champion, {**cand, "base_md5": old.get("base_md5"),
+                                         "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     _dvc("commit", "--force", "champion")
     client.set_registered_model_alias("policy", "champion", str(version))
     client.set_model_version_tag("policy", str(version), "promotion_reason", decision.summary)

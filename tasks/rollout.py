@@ -49,6 +49,21 @@ def sample(model, tok, prompts: list[str], k: int, *, temperature: float, max_ne
                    ended.tolist())
 
 
+def sample_batches(model, tok, prompts: list[str], k: int, *, batch_size: int, seed: int, progress: bool = False,
+                   **kwargs):
+    """Yield (rollout, seconds) for consecutive batches of ``batch_size`` prompts; batch ``b`` is
+    seeded with ``seed * 100003 + b``, so a run is reproducible for a given batch size."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(prompts), batch_size)
+    for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False)):
+        t0 = time.perf_counter()
+        r = sample(model, tok, prompts[start:start + batch_size], k, seed=seed * 100_003 + b, **kwargs)
+        yield r, time.perf_counter() - t0
+
+
 def token_logprobs(model, rollout: Rollout, temperature: float = 1.0):
     """log pi(y_t | x, y_<t) of each response token, shape (N, T); zero where the mask is 0."""
     import torch

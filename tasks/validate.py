@@ -197,10 +197,11 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
     prompt_ids = [str(r["id"]) for r in read_jsonl(prompts)]
     df["chosen_equals_rejected"] = [
         normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]
-    failures = run_suite("labels", df, label_rules(cfg, prompt_ids), path, docs_dir, LABEL_COLUMNS)
+    rules = label_rules(cfg, prompt_ids)
+    failures = run_suite("labels", df, rules, path, docs_dir, LABEL_COLUMNS)
     if failures:
         raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
-    return {"rows": len(df), "rules": len(label_rules(cfg, prompt_ids))}
+    return {"rows": len(df), "rules": len(rules)}
 
 
 def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, docs_dir: Path) -> dict:
