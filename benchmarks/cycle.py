@@ -70,7 +70,7 @@ def main() -> int:
             print(f"  {k:<17}{v:8.1f}s")
         print(f"  winrate_truth={metrics['winrate_truth']:.3f} "
               f"[{metrics['winrate_truth_ci_low']:.3f}, {metrics['winrate_truth_ci_high']:.3f}] "
-              f"winrate_judge={metrics['winrate_judge']:.3f} kl={metrics['kl']:.2f} "
+              f"winrate_embedding={metrics['winrate_embedding']:.3f} kl={metrics['kl']:.2f} "
               f"promoted={parent.data.tags.get('rft.promoted')}")
         print(f"  {parent.data.tags.get('rft.promotion_reason', '')}")
     return 0

@@ -79,6 +79,8 @@ def summary_table(rows: list[dict]) -> str:
         table.add_column(col)
     for r in rows:
         key, out = KEY_METRIC.get(r["stage"], ("", ""))
+        if key.endswith("*"):       # the first metric of that family, e.g. winrate_* -> winrate_truth
+            key = next((k for k in r["metrics"] if k.startswith(key[:-1]) and "_ci_" not in k), key)
         value = r["metrics"].get(key)
         if r["stage"] == "promote":
             key, value, out = "policy_version", r["metrics"].get("policy_version"), "models/champion"

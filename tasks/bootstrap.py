@@ -1,4 +1,9 @@
-"""Stages ``corpus`` and ``bootstrap``: write the bundled corpus, then train the base policy from it.
+"""Stages ``corpus`` and ``bootstrap``: the environment writes its corpus, then the base policy is trained from it.
+
+``corpus`` asks the environment (``task.env``) for its corpus and writes it to
+``data/corpus/``: the demo generates its texts, demonstrations and prompts; a
+user's task (``none``) copies the files that ``corpus.texts`` and
+``corpus.demos`` name, if any.
 
 ``bootstrap`` trains a byte-level BPE tokenizer, pretrains a tiny GPT-2-style
 causal LM on the unannotated texts, finetunes it on the demonstrations (loss on
@@ -15,14 +20,13 @@ import random
 import time
 from pathlib import Path
 
-from tasks import corpus as corpus_mod
 from tasks.config import Params
-from tasks.io import atomic_path, read_jsonl, write_json, write_jsonl
-from tasks.policy import format_prompt, tiny_gpt, train_tokenizer, write_meta
+from tasks.io import atomic_path, read_jsonl, write_json
+from tasks.paths import BASE as BASE_DIR
+from tasks.paths import CORPUS as CORPUS_DIR
+from tasks.policy import tiny_gpt, train_tokenizer, write_meta
+from tasks.prompting import format_prompt, prompt_of
 
-CORPUS_DIR = Path("data/corpus")
-RAW_PROMPTS = Path("data/raw/prompts.jsonl")
-BASE_DIR = Path("models/base")
 REPORT = Path("reports/bootstrap/metrics.json")
 
 
@@ -31,17 +35,19 @@ def run_corpus(params: Params) -> dict:
 
     from tasks import tracking
 
+    from tasks.envs import load_env
+
     c = params.corpus
-    with tracking.stage_run("corpus", params.tracking, sections={"corpus": c}):
-        built = corpus_mod.build_corpus(c.seed, c.n_texts, c.n_demos, c.n_prompts, tuple(c.demo_sentiment))
-        write_jsonl(CORPUS_DIR / "texts.jsonl", built.texts)
-        write_jsonl(CORPUS_DIR / "demos.jsonl", built.demos)
-        write_jsonl(RAW_PROMPTS, built.prompts)
-        metrics = {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
+    with tracking.stage_run("corpus", params.tracking, sections={"corpus": c, "task": params.task}):
+        with atomic_path(CORPUS_DIR, is_dir=True) as out:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics = load_env(params.task.env).write_corpus(c, out)
+            write_json(out / "manifest.json", {"env": params.task.env, **metrics})
         mlflow.log_metrics(metrics)
-        mlflow.log_table({"prompt": [d["prompt"] for d in built.demos[:20]],
-                          "response": [d["response"] for d in built.demos[:20]],
-                          "tone": [d["tone"] for d in built.demos[:20]]}, artifact_file="sample_demos.json")
+        if metrics.get("demos"):
+            demos = read_jsonl(CORPUS_DIR / "demos.jsonl")[:20]
+            mlflow.log_table({"prompt": [str(prompt_of(d)) for d in demos],
+                              "response": [d["response"] for d in demos]}, artifact_file="sample_demos.json")
     return metrics
 
 
@@ -100,7 +106,7 @@ def _sft_examples(tok, demos: list[dict], max_len: int) -> list[tuple[list[int],
     """(token ids, prompt length) per demonstration; the loss covers the response and EOS only."""
     out = []
     for d in demos:
-        p = tok(format_prompt(d["prompt"]))["input_ids"]
+        p = tok(format_prompt(prompt_of(d), tok))["input_ids"]
         r = tok(" " + d["response"])["input_ids"] + [tok.eos_token_id]
         ids = (p + r)[:max_len]
         out.append((ids, len(p)))
@@ -178,7 +184,7 @@ def _train(params: Params, out: Path, log) -> dict:
     random.seed(cfg.seed)
     texts = [r["text"] for r in read_jsonl(CORPUS_DIR / "texts.jsonl")]
     demos = read_jsonl(CORPUS_DIR / "demos.jsonl")
-    tok_texts = texts + [format_prompt(d["prompt"]) + " " + d["response"] for d in demos]
+    tok_texts = texts + [format_prompt(prompt_of(d)) + " " + d["response"] for d in demos]
     tok = train_tokenizer(tok_texts, cfg.vocab_size)
     model = tiny_gpt(len(tok), cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_positions, tok.eos_token_id)
     n_params = sum(p.numel() for p in model.parameters())

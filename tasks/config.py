@@ -11,6 +11,7 @@ back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,13 +20,16 @@ from typing import Any
 
 import yaml
 
+from tasks.envs import NAMES as ENV_NAMES
+from tasks.envs import info as env_info
 from tasks.errors import ConfigError
 
 
 def opt(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
-        le: float | None = None, lt: float | None = None, choices: tuple | None = None):
+        le: float | None = None, lt: float | None = None, choices: tuple | None = None,
+        required: bool = False):
     """A dataclass field with its help text and the rules its value must obey."""
-    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "required": required}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -38,9 +42,23 @@ class TrackingConfig:
     experiment: str = opt("rft-cycle", "MLflow experiment that holds every cycle's runs.")
 
 
+INCOMING = "data/incoming"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    env: str = opt("reviews", "The environment: reviews (the bundled demo, with a hidden truth) or none "
+                   "(your own prompts, model, rubric and preference files).", choices=ENV_NAMES)
+    rubric: str = opt("tasks/envs/reviews/rubric.yaml", "Rubric YAML the judges apply (criteria: name, "
+                      "description, weight, optional violation). A dependency of every stage that reads it.")
+
+
 @dataclass(frozen=True)
 class CorpusConfig:
-    seed: int = opt(13, "Seed of the bundled corpus generator.")
+    texts: str | None = opt(None, "task.env none: your pretraining texts (JSONL with 'text'), under data/incoming/.")
+    demos: str | None = opt(None, "task.env none: your demonstrations (JSONL with 'prompt' or 'messages', and "
+                            "'response'), under data/incoming/.")
+    seed: int = opt(13, "reviews: seed of the bundled corpus generator.")
     n_texts: int = opt(4000, "Unannotated reviews written for pretraining.", ge=10)
     n_demos: int = opt(1500, "Prompt/response demonstrations for supervised finetuning.", ge=10)
     n_prompts: int = opt(480, "Prompts written for the cycle (split by `prepare`).", ge=10)
@@ -92,7 +110,8 @@ class BootstrapConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    input: str = opt("data/raw/prompts.jsonl", "Raw prompts file (JSONL: id, prompt[, source]).")
+    input: str = opt("data/corpus/prompts.jsonl", "Raw prompts file (JSONL: id, and prompt (text) or messages "
+                     "(chat: a list of {role, content}); optional source).")
     heldout_fraction: float = opt(0.2, "Share of distinct prompt texts kept for held-out evaluation.", gt=0, lt=1)
     seed: int = opt(0, "Seed of the split.")
 
@@ -100,7 +119,9 @@ class PrepareConfig:
 @dataclass(frozen=True)
 class ValidateConfig:
     prompt_min_chars: int = opt(8, "Shortest prompt accepted.", ge=1)
-    prompt_max_chars: int = opt(512, "Longest prompt accepted.", ge=1)
+    prompt_max_chars: int = opt(512, "Longest prompt accepted (text prompts; each message of a chat prompt).", ge=1)
+    prompt_max_tokens: int = opt(96, "Longest prompt accepted, in tokens of the policy's tokenizer after "
+                                 "formatting (chat template or the simple Q:/A: template).", ge=1)
     label_sources: list = opt(["human", "ai"], "Allowed labeler kinds (the KIND in `KIND:ID`).")
 
 
@@ -119,13 +140,18 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class LabelConfig:
-    source: str = opt("ai", "Who labels: the AI judge or the simulated (hidden-truth) annotator.",
-                      choices=("ai", "simulated"))
-    pairs: str = opt("best_vs_worst", "How pairs are built from the k responses.",
-                     choices=("best_vs_worst", "all_pairs", "random_pairs"))
+    source: str = opt("judge", "Labeler: judge (the judge named in label.judge), simulated (the environment's "
+                      "hidden-truth annotator) or file (a preference file people already have).",
+                      choices=("judge", "simulated", "file"))
+    judge: str = opt("embedding", "source judge: the name of an entry of the judges section.")
+    file: str | None = opt(None, "source file: the preference file, under data/incoming/ (JSONL in the labels "
+                           "schema, or HH-RLHF chosen/rejected dialogues).")
+    file_format: str = opt("auto", "source file: labels, hh, or auto (told apart by the columns).",
+                           choices=("auto", "labels", "hh"))
+    pairs: str = opt("best_vs_worst", "How pairs are built from the k responses (best_vs_worst needs a judge "
+                     "that scores single responses).", choices=("best_vs_worst", "all_pairs", "random_pairs"))
     random_pairs_per_prompt: int = opt(2, "Pairs per prompt for `random_pairs`.", ge=1)
     seed: int = opt(0, "Seed of pair sampling and of the simulated annotator's noise.")
-    judge_batch_size: int = opt(128, "Texts per batch in the AI judge's encoder.", ge=1)
 
 
 @dataclass(frozen=True)
@@ -171,25 +197,100 @@ class EvaluateConfig:
     temperature: float = opt(1.0, "Sampling temperature of evaluation.", gt=0)
     max_new_tokens: int = opt(48, "Longest evaluated response in tokens.", ge=1)
     batch_size: int = opt(64, "Prompts per generation batch.", ge=1)
+    device: str = opt("auto", "Where both policies sample.", choices=("auto", "cpu", "cuda"))
     n_boot: int = opt(2000, "Bootstrap resamples (over prompts) for each win-rate CI.", ge=100)
     seed: int = opt(1, "Seed of sampling, the simulated annotator and the bootstrap.")
+    judges: list = opt(["embedding"], "Judges (names in the judges section) that compare candidate and champion "
+                       "on held-out prompts; each gets a win-rate with a bootstrap CI. In an environment "
+                       "with a truth, the truth's win-rate is added as winrate_truth.")
+    human_pairs: str | None = opt(None, "Held-out human preference file (labels schema or HH-RLHF), under "
+                                  "data/incoming/: the reward model's accuracy and each judge's agreement "
+                                  "with the humans are reported on it.")
 
 
 @dataclass(frozen=True)
 class PromoteConfig:
-    winrate_source: str = opt("truth", "Whose win-rate gates promotion: truth (the human stand-in) or judge.",
-                              choices=("truth", "judge"))
+    winrate_source: str = opt("truth", "Whose win-rate gates promotion: truth (the environment's human "
+                              "stand-in) or one of evaluate.judges.")
     min_ci_low: float = opt(0.5, "The win-rate's 95% CI lower bound must exceed this.", ge=0, lt=1)
     max_kl: float = opt(8.0, "Largest KL(candidate || reference) in nats per response.", gt=0)
     max_length_ratio: float = opt(1.5, "Length alarm: candidate mean length over champion's.", gt=1)
+    alarm_judge: str | None = opt("embedding", "Reward-hacking alarm: the independent judge (one of "
+                                  "evaluate.judges) it watches; null turns the alarm off.")
     judge_alarm_winrate: float = opt(0.5, "Reward-hacking alarm: fires when the reward model's mean score rose "
-                                     "while the judge's win-rate is below this.", ge=0, le=1)
+                                     "while alarm_judge's win-rate is below this.", ge=0, le=1)
     dvc_push: bool = opt(True, "Push DVC-tracked outputs to the default remote after a promotion.")
     git_commit: bool = opt(False, "Commit dvc.lock and params.yaml after a promotion.")
 
 
+# ---- judges: one typed config per kind (tasks/judges/ holds the implementations) -------------------
+
+@dataclass(frozen=True)
+class RewardModelJudgeConfig:
+    kind: str = opt("reward_model", "A trained reward-model folder as a judge.")
+    path: str = opt("models/reward", "Reward-model folder: this cycle's (models/reward), a gold model, any path.")
+    max_length: int = opt(128, "Tokens per text, truncated from the left.", ge=8)
+    batch_size: int = opt(64, "Texts per forward pass.", ge=1)
+
+
+@dataclass(frozen=True)
+class EmbeddingJudgeConfig:
+    kind: str = opt("embedding", "MiniLM-L6 zero-shot judge with the rubric's sentences as principles.")
+    relevance: float = opt(0.5, "Weight of cos(response, request) in the score.", ge=0)
+    scale: float = opt(10.0, "Slope of P(A better) = sigmoid(scale * score margin).", gt=0)
+    batch_size: int = opt(128, "Texts per encoder batch.", ge=1)
+    max_length: int = opt(128, "Tokens per text.", ge=8)
+
+
+@dataclass(frozen=True)
+class LLMJudgeConfig:
+    kind: str = opt("llm", "A local Hugging Face causal LM, deciding by the log-probs of 'A' and 'B'.")
+    model: str = opt("", "Model folder (or a policy folder with a pointer).", required=True)
+    batch_size: int = opt(8, "Questions per forward pass.", ge=1)
+    max_length: int = opt(1024, "Tokens per question (truncated from the left; capped by the model's context).",
+                          ge=16)
+    device: str = opt("auto", "Where the judge runs.", choices=("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class HttpJudgeConfig:
+    kind: str = opt("http", "An OpenAI-compatible chat-completions server.")
+    url: str = opt("", "Base URL ending in /v1, e.g. http://127.0.0.1:8000/v1.", required=True)
+    model: str = opt("", "Model name the server knows.", required=True)
+    api_key_env: str | None = opt(None, "Name of the environment variable that holds the API key (the key "
+                                  "itself never goes in params.yaml).")
+    timeout: float = opt(30.0, "Seconds per request.", gt=0)
+    max_retries: int = opt(4, "Retries of a 429, 5xx, timeout or refused connection.", ge=0)
+    backoff: float = opt(0.5, "First retry delay in seconds; doubles at each retry.", ge=0)
+    concurrency: int = opt(4, "Requests in flight at once.", ge=1)
+
+
+@dataclass(frozen=True)
+class EnsembleJudgeConfig:
+    kind: str = opt("ensemble", "Several judges combined.")
+    members: list = opt([], "Names of the member judges (two or more, none an ensemble).", required=True)
+    combine: str = opt("mean", "mean (of P(A better)) or majority (share of votes).", choices=("mean", "majority"))
+
+
+@dataclass(frozen=True)
+class SimulatedJudgeConfig:
+    kind: str = opt("simulated", "The environment's hidden-truth annotator (demo environments only).")
+
+
+JUDGE_CONFIGS = {"reward_model": RewardModelJudgeConfig, "embedding": EmbeddingJudgeConfig,
+                 "llm": LLMJudgeConfig, "http": HttpJudgeConfig, "ensemble": EnsembleJudgeConfig,
+                 "simulated": SimulatedJudgeConfig}
+JUDGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def default_judges() -> dict:
+    return {"embedding": EmbeddingJudgeConfig(), "reward": RewardModelJudgeConfig()}
+
+
 @dataclass(frozen=True)
 class Params:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    judges: dict = field(default_factory=default_judges)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
@@ -252,6 +353,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for name, f in fields.items():
         key = f"{prefix}.{name}"
         if name not in raw:
+            if f.metadata.get("required"):
+                raise ConfigError(f"{key}: required ({f.metadata['help']})")
             continue
         if dataclasses.is_dataclass(hints[name]):
             kwargs[name] = _build(hints[name], raw[name], key)
@@ -274,9 +377,110 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
                           f"{', '.join(f.name for f in dataclasses.fields(Params))})")
     hints = typing.get_type_hints(Params)
     try:
-        return Params(**{name: _build(hints[name], raw.get(name), name) for name in raw})
+        params = Params(**{name: _build_judges(raw[name]) if name == "judges" else
+                           _build(hints[name], raw.get(name), name) for name in raw})
+        check_task(params)
+        return params
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _build_judges(raw: Any) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"judges: must be a mapping of judge names to settings, got {type(raw).__name__}")
+    out = {}
+    for name, entry in raw.items():
+        key = f"judges.{name}"
+        if not isinstance(name, str) or not JUDGE_NAME.match(name) or name == "truth":
+            raise ConfigError(f"{key}: a judge name is lower-case letters, digits and _ (and not 'truth', "
+                              "which names the environment's annotator)")
+        if not isinstance(entry, dict) or "kind" not in entry:
+            raise ConfigError(f"{key}.kind: required (one of {', '.join(JUDGE_CONFIGS)})")
+        if entry["kind"] not in JUDGE_CONFIGS:
+            raise ConfigError(f"{key}.kind: unknown kind {entry['kind']!r} (known: {', '.join(JUDGE_CONFIGS)})")
+        out[name] = _build(JUDGE_CONFIGS[entry["kind"]], entry, key)
+    return out
+
+
+def _incoming(key: str, path: str | None) -> None:
+    """User files must sit under data/incoming/, the folder that the stages reading them list as a DVC dependency."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_absolute() or ".." in p.parts or p.parts[:2] != tuple(Path(INCOMING).parts):
+        raise ConfigError(f"{key}: {path} must lie under {INCOMING}/ (the folder DVC tracks as a dependency of "
+                          f"the stages that read it); copy or link the file there")
+
+
+def check_task(p: Params) -> None:
+    """Checks across sections, made on load before any compute; each error names the key to change."""
+    env = env_info(p.task.env)
+    no_truth = f"task.env: {p.task.env} has no hidden truth"
+    for name, spec in p.judges.items():
+        if spec.kind == "simulated" and not env.has_truth:
+            raise ConfigError(f"judges.{name}.kind: simulated needs an environment with a simulated annotator; "
+                              f"{no_truth}")
+        if spec.kind == "ensemble":
+            if len(spec.members) < 2:
+                raise ConfigError(f"judges.{name}.members: an ensemble needs two or more judges")
+            for m in spec.members:
+                if m not in p.judges or m == name:
+                    raise ConfigError(f"judges.{name}.members: {m!r} is not another judge of the judges section")
+                if p.judges[m].kind == "ensemble":
+                    raise ConfigError(f"judges.{name}.members: {m!r} is an ensemble; ensembles do not nest")
+    uses_rubric = {s.kind for s in p.judges.values()} & {"embedding", "llm", "http"}
+    if uses_rubric and not env.has_truth and p.task.rubric == TaskConfig().rubric:
+        raise ConfigError(f"task.rubric: {p.task.rubric} is the reviews demo's rubric; with task.env: "
+                          f"{p.task.env} point it at your own rubric file")
+    if p.label.source == "simulated" and not env.has_truth:
+        raise ConfigError(f"label.source: simulated needs an environment with a simulated annotator; {no_truth} "
+                          "(use judge or file)")
+    if p.label.source == "judge":
+        if p.label.judge not in p.judges:
+            raise ConfigError(f"label.judge: no judge named {p.label.judge!r} in the judges section "
+                              f"(defined: {', '.join(p.judges) or 'none'})")
+        if p.label.pairs == "best_vs_worst" and not _scores(p, p.label.judge):
+            raise ConfigError(f"label.pairs: best_vs_worst needs a judge that scores single responses; judge "
+                              f"{p.label.judge!r} ({p.judges[p.label.judge].kind}) compares pairs: use all_pairs "
+                              "or random_pairs")
+    if p.label.source == "file" and p.label.file is None:
+        raise ConfigError("label.file: required when label.source is file")
+    _incoming("label.file", p.label.file)
+    _incoming("evaluate.human_pairs", p.evaluate.human_pairs)
+    for key in ("texts", "demos"):
+        value = getattr(p.corpus, key)
+        if value is not None and env.has_truth:
+            raise ConfigError(f"corpus.{key}: read only with task.env: none (the {p.task.env} environment "
+                              "writes its own corpus)")
+        _incoming(f"corpus.{key}", value)
+    if not env.has_truth and p.policy.base_model is None and (p.corpus.texts is None or p.corpus.demos is None):
+        raise ConfigError("corpus.texts: with task.env: none, either set policy.base_model to your model or "
+                          "give corpus.texts and corpus.demos to bootstrap a tiny one from")
+    for name in p.evaluate.judges:
+        if name not in p.judges:
+            raise ConfigError(f"evaluate.judges: no judge named {name!r} in the judges section "
+                              f"(defined: {', '.join(p.judges) or 'none'})")
+    if p.promote.winrate_source == "truth":
+        if not env.has_truth:
+            raise ConfigError(f"promote.winrate_source: truth needs an environment with a hidden truth; {no_truth}"
+                              f" (name one of evaluate.judges: {', '.join(p.evaluate.judges) or 'none'})")
+    elif p.promote.winrate_source not in p.evaluate.judges:
+        raise ConfigError(f"promote.winrate_source: {p.promote.winrate_source!r} is neither truth nor one of "
+                          f"evaluate.judges ({', '.join(p.evaluate.judges) or 'none'})")
+    if p.promote.alarm_judge is not None and p.promote.alarm_judge not in p.evaluate.judges:
+        raise ConfigError(f"promote.alarm_judge: {p.promote.alarm_judge!r} is not one of evaluate.judges "
+                          f"({', '.join(p.evaluate.judges) or 'none'}); name one or set null")
+
+
+def _scores(p: Params, name: str) -> bool:
+    spec = p.judges[name]
+    if spec.kind == "ensemble":
+        return spec.combine == "mean" and all(_scores(p, m) for m in spec.members)
+    from tasks.judges import SCORING_KINDS
+
+    return spec.kind in SCORING_KINDS
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -299,9 +503,11 @@ def describe() -> str:
     """Every key with its default and help text (``rft params --help``)."""
     lines = []
     hints = typing.get_type_hints(Params)
-    for sec in dataclasses.fields(Params):
-        lines.append(f"{sec.name}:")
-        for f in dataclasses.fields(hints[sec.name]):
+    sections = [(s.name, hints[s.name]) for s in dataclasses.fields(Params) if s.name != "judges"]
+    sections += [(f"judges.<name> (kind: {kind})", cls) for kind, cls in JUDGE_CONFIGS.items()]
+    for name, cls in sections:
+        lines.append(f"{name}:")
+        for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             lines.append(f"  {f.name} = {default!r}  # {f.metadata.get('help', '')}")
     return "\n".join(lines)

@@ -1,18 +1,21 @@
-"""Stage ``evaluate``: the candidate against the champion on held-out prompts.
+"""Stage ``evaluate``: the candidate against the champion on held-out prompts, by every judge the task trusts.
 
 For every held-out prompt, both policies sample ``evaluate.samples_per_prompt``
 responses with the same seeds; sample j of the candidate meets sample j of the
-champion. Each comparison is judged twice:
+champion. Each comparison is judged by every judge of ``evaluate.judges``
+(``winrate_<name>``) and, in an environment with a hidden truth, by its
+simulated annotator (``winrate_truth``); on a user's task there is no truth
+and no such number. Two equal texts (after case and whitespace folding) tie
+without asking a judge; a tie counts one half. Each win-rate gets a 95%
+bootstrap CI that resamples prompts. Judges' own statistics (position bias,
+ensemble agreement) are reported as ``judge_<name>.<stat>``.
 
-- by the **hidden-truth simulated annotator** (``winrate_truth``), the stand-in
-  for human raters, with its noise;
-- by the **AI judge** (``winrate_judge``), which never sees the truth.
-
-A tie (the same text, or equal judge scores) counts one half. Each win-rate
-gets a 95% bootstrap CI that resamples prompts. The stage also measures the
-reward model's mean score of each policy, KL(candidate || reference) on the
-candidate's sampled tokens (reference = the champion, which the optimizer was
-anchored to), distinct-1/2, mean length in words and EOS rate.
+The stage also measures the cycle's reward model's mean score of each policy,
+KL(candidate || reference) on the candidate's sampled tokens (reference = the
+champion, which the optimizer was anchored to), distinct-1/2, mean length in
+words and EOS rate. With ``evaluate.human_pairs`` (held-out human preference
+pairs) it reports the reward model's accuracy on them and each judge's
+agreement with the humans.
 
 Metrics are computed through the ``evaluate`` modules in ``metrics/``
 (``evaluate.load(<local folder>)``, offline), written to
@@ -26,12 +29,8 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import read_jsonl, write_json, write_jsonl
-
-PROMPTS = Path("data/prompts.jsonl")
-CANDIDATE = Path("models/candidate")
-REWARD = Path("models/reward")
-ROWS = Path("data/eval.jsonl")
-METRICS = Path("reports/eval/metrics.json")
+from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, PROMPTS, REWARD
+from tasks.prompting import prompt_of
 
 
 def metric(name: str):
@@ -43,7 +42,7 @@ def metric(name: str):
     return evaluate.load(str(local))
 
 
-def _rollouts(model, tok, prompts: list[str], cfg, device: str) -> list:
+def _rollouts(model, tok, prompts: list, cfg, device: str) -> list:
     from tasks.rollout import sample_batches
 
     return [r for r, _ in sample_batches(model, tok, prompts, cfg.samples_per_prompt, batch_size=cfg.batch_size,
@@ -51,68 +50,93 @@ def _rollouts(model, tok, prompts: list[str], cfg, device: str) -> list:
                                          max_new_tokens=cfg.max_new_tokens, device=device)]
 
 
-def compare(prompts: list[str], prompt_ids: list[str], cand: list[str], champ: list[str], judge_scores, params: Params):
-    """Outcomes (1 / 0.5 / 0) of each candidate-vs-champion comparison, by truth and by judge."""
-    from tasks import truth
+def judge_outcomes(judge, prompts: list, keys: list, cand: list[str], champ: list[str]) -> list[float]:
+    """Outcome (1 win / 0.5 tie / 0 loss) of each candidate-vs-champion comparison by ``judge``.
+    Equal texts tie without being shown to the judge."""
     from tasks.evalmath import outcome
-    from tasks.prepare import normalize
+    from tasks.text import normalize
 
-    cfg = params.evaluate
-    out_truth, out_judge = [], []
-    for i, (p, pid, a, b) in enumerate(zip(prompts, prompt_ids, cand, champ)):
-        if normalize(a) == normalize(b):
-            out_truth.append(0.5)
-            out_judge.append(0.5)
-            continue
-        a_wins, _ = truth.simulated_preference(p, a, b, temperature=params.truth.temperature,
-                                               noise=params.truth.noise, seed=cfg.seed, key=(pid, i))
-        out_truth.append(outcome(a_wins))
-        sa, sb = judge_scores[0][i], judge_scores[1][i]
-        out_judge.append(outcome(None if sa == sb else sa > sb))
-    return out_truth, out_judge
+    ask = [i for i, (a, b) in enumerate(zip(cand, champ)) if normalize(a) != normalize(b)]
+    out = [0.5] * len(cand)
+    if ask:
+        v = judge.compare([prompts[i] for i in ask], [cand[i] for i in ask], [champ[i] for i in ask],
+                          keys=[keys[i] for i in ask])
+        for i, a_wins in zip(ask, v.a_wins):
+            out[i] = outcome(a_wins)
+    return out
+
+
+def human_pair_metrics(path: str, judges: dict, rm) -> dict:
+    """The reward model's accuracy and each judge's agreement with held-out human pairs.
+
+    Chosen is shown as A on even rows and as B on odd ones, so a judge with a
+    position bias is not flattered by always finding the human's choice first.
+    """
+    from tasks.judges.math import agreement
+    from tasks.labelers.file import read_preferences
+    from tasks.rewardmodel import pair_text, pairwise_stats
+
+    rows, stats = read_preferences(path)
+    prompts = [r.get("messages") or r.get("prompt") for r in rows]
+    m = {"human_pairs": len(rows), "human_pairs_dropped": stats["dropped"]}
+    s = pairwise_stats(rm.score([pair_text(p, r["chosen"]) for p, r in zip(prompts, rows)]),
+                       rm.score([pair_text(p, r["rejected"]) for p, r in zip(prompts, rows)]))
+    m["reward_human_accuracy"] = s["accuracy"]
+    swap = [i % 2 == 1 for i in range(len(rows))]
+    a = [r["rejected"] if sw else r["chosen"] for r, sw in zip(rows, swap)]
+    b = [r["chosen"] if sw else r["rejected"] for r, sw in zip(rows, swap)]
+    for name, judge in judges.items():
+        v = judge.compare(prompts, a, b, keys=[(f"human{i}",) for i in range(len(rows))])
+        m[f"human_agreement_{name}"] = agreement(v.p_a, [not sw for sw in swap])
+    return m
 
 
 def run_evaluate(params: Params) -> dict:
     import mlflow
 
     from tasks import tracking
+    from tasks.envs import info, load_env
     from tasks.evalmath import sequence_kl
-    from tasks.judges import ConstitutionJudge
+    from tasks.judges import JudgeContext, build_judge
     from tasks.policy import load_policy, pick_device
-    from tasks.reward import RewardModel, pair_text
+    from tasks.rewardmodel import RewardModel
     from tasks.rollout import token_logprobs
 
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("evaluate", params.tracking, sections={"evaluate": cfg, "truth": params.truth},
-                            inputs=[PROMPTS, CANDIDATE, champion, REWARD]):
+    inputs = [PROMPTS, CANDIDATE, champion, REWARD, Path(params.task.rubric)]
+    with tracking.stage_run("evaluate", params.tracking, sections={"evaluate": cfg, "task": params.task},
+                            inputs=inputs + ([Path(cfg.human_pairs)] if cfg.human_pairs else [])):
+        ctx = JudgeContext(params.judges, params.task, params.truth, cfg.seed)
+        judges = {name: build_judge(name, ctx) for name in cfg.judges}
+        if info(params.task.env).has_truth:
+            judges["truth"] = load_env(params.task.env).annotator(params.truth, cfg.seed)
         held = [r for r in read_jsonl(PROMPTS) if r["split"] == "heldout"]
-        texts = [r["prompt"] for r in held]
+        base = [prompt_of(r) for r in held]
         n = cfg.samples_per_prompt
-        prompts = [p for p in texts for _ in range(n)]
+        prompts = [p for p in base for _ in range(n)]
         pids = [str(r["id"]) for r in held for _ in range(n)]
-        device = pick_device(params.generate.device)
+        device = pick_device(cfg.device)
         cand_model, tok = load_policy(CANDIDATE, device)
         champ_model, _ = load_policy(champion, device)
-        cand_r, champ_r = _rollouts(cand_model, tok, texts, cfg, device), _rollouts(champ_model, tok, texts, cfg, device)
+        cand_r, champ_r = _rollouts(cand_model, tok, base, cfg, device), _rollouts(champ_model, tok, base, cfg, device)
         kls = [float(x) for r in cand_r for x in sequence_kl(token_logprobs(cand_model, r, cfg.temperature),
                                                              token_logprobs(champ_model, r, cfg.temperature),
                                                              r.response_mask)]
         cand = [t for r in cand_r for t in r.texts]
         champ = [t for r in champ_r for t in r.texts]
         rm = RewardModel(REWARD, params.reward.max_length)
-        r_cand = rm.score([pair_text(p, t) for p, t in zip(prompts, cand)])
-        r_champ = rm.score([pair_text(p, t) for p, t in zip(prompts, champ)])
-        judge = ConstitutionJudge(params.label.judge_batch_size)
-        j_cand, j_champ = judge.score(prompts, cand), judge.score(prompts, champ)
-        out_truth, out_judge = compare(prompts, pids, cand, champ, (j_cand, j_champ), params)
+        r_cand, r_champ = rm.score_responses(prompts, cand), rm.score_responses(prompts, champ)
+        keys = [(pid, i) for i, pid in enumerate(pids)]
+        outcomes = {name: judge_outcomes(j, prompts, keys, cand, champ) for name, j in judges.items()}
 
         win, dist, stats = metric("winrate"), metric("distinct"), metric("policy_stats")
         m: dict = {}
-        for name, outcomes in (("truth", out_truth), ("judge", out_judge)):
-            w = win.compute(outcomes=outcomes, groups=pids, n_boot=cfg.n_boot, seed=cfg.seed)
+        for name, out in outcomes.items():
+            w = win.compute(outcomes=out, groups=pids, n_boot=cfg.n_boot, seed=cfg.seed)
             m.update({f"winrate_{name}": w["winrate"], f"winrate_{name}_ci_low": w["ci_low"],
                       f"winrate_{name}_ci_high": w["ci_high"]})
+            m.update({f"judge_{name}.{k}": float(v) for k, v in judges[name].stats.items()})
         for who, texts_, rewards, ended, kl in (("", cand, r_cand, [e for r in cand_r for e in r.ended], kls),
                                                 ("_champion", champ, r_champ, [e for r in champ_r for e in r.ended],
                                                  [0.0] * len(champ))):
@@ -125,18 +149,20 @@ def run_evaluate(params: Params) -> dict:
         m["kl"] = sum(kls) / len(kls)
         m["comparisons"] = len(prompts)
         m["heldout_prompts"] = len(held)
+        if cfg.human_pairs:
+            m.update(human_pair_metrics(cfg.human_pairs, {k: v for k, v in judges.items() if k != "truth"}, rm))
 
         rows = []
-        for i, (pid, p) in enumerate(zip(pids, prompts)):
-            base = {"prompt_id": pid, "sample": i % n, "candidate": cand[i], "champion": champ[i],
-                    "kl": kls[i], "length": len(cand[i].split()), "length_champion": len(champ[i].split())}
-            rows.append({**base, "judge": "human:simulated-annotator", "win": out_truth[i],
-                         "reward": r_cand[i], "reward_champion": r_champ[i]})
-            rows.append({**base, "judge": judge.name, "win": out_judge[i], "reward": j_cand[i],
-                         "reward_champion": j_champ[i]})
-        write_jsonl(ROWS, rows)
-        write_json(METRICS, m)
-        mlflow.log_metrics(m)
-        mlflow.log_table({"prompt": prompts[:40], "candidate": cand[:40], "champion": champ[:40],
-                          "truth_win": out_truth[:40], "judge_win": out_judge[:40]}, artifact_file="heldout_samples.json")
+        for i, pid in enumerate(pids):
+            base_row = {"prompt_id": pid, "sample": i % n, "candidate": cand[i], "champion": champ[i],
+                        "kl": kls[i], "length": len(cand[i].split()), "length_champion": len(champ[i].split()),
+                        "reward": r_cand[i], "reward_champion": r_champ[i]}
+            for name, judge in judges.items():
+                rows.append({**base_row, "judge": judge.name, "win": outcomes[name][i]})
+        write_jsonl(EVAL_ROWS, rows)
+        write_json(EVAL_METRICS, m)
+        mlflow.log_metrics({tracking.metric_name(k): v for k, v in m.items()})
+        table = {"prompt": [str(p) for p in prompts[:40]], "candidate": cand[:40], "champion": champ[:40]}
+        table.update({f"win_{name}": out[:40] for name, out in outcomes.items()})
+        mlflow.log_table(table, artifact_file="heldout_samples.json")
     return m

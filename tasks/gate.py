@@ -18,24 +18,35 @@ class Decision:
 def decide(m: dict, cfg) -> Decision:
     """Promote only if every check passes; ``reasons`` explains each check either way.
 
-    1. the win-rate vs the champion (``cfg.winrate_source``: truth or judge) has a
-       bootstrap CI lower bound above ``cfg.min_ci_low`` (0.5: better than a coin);
+    1. the win-rate vs the champion of ``cfg.winrate_source`` (``truth`` in a demo
+       environment, else a judge of ``evaluate.judges``) has a bootstrap CI
+       lower bound above ``cfg.min_ci_low`` (0.5: better than a coin);
     2. the KL to the reference is at most ``cfg.max_kl``;
     3. no reward-hacking alarm: the reward model's mean score rose while the
-       independent judge's win-rate fell below ``cfg.judge_alarm_winrate`` (0.5:
-       the judge prefers the champion); or the mean length grew past
-       ``cfg.max_length_ratio`` times the champion's.
+       independent judge ``cfg.alarm_judge``'s win-rate fell below
+       ``cfg.judge_alarm_winrate`` (0.5: that judge prefers the champion); and
+       the mean length stayed under ``cfg.max_length_ratio`` times the champion's.
+
+    A win-rate the metrics do not hold (a judge that did not run) is an error,
+    never a silent pass or fail.
     """
     key = f"winrate_{cfg.winrate_source}"
+    if key not in m:
+        from tasks.errors import ConfigError
+
+        raise ConfigError(f"promote.winrate_source: the evaluation has no {key} "
+                          f"(it has: {', '.join(k for k in m if k.startswith('winrate_') and '_ci_' not in k)})")
     fails, passes = [], []
     lo = m[f"{key}_ci_low"]
     (passes if lo > cfg.min_ci_low else fails).append(
         f"{key} {m[key]:.3f}, 95% CI low {lo:.3f} {'>' if lo > cfg.min_ci_low else '<='} {cfg.min_ci_low}")
     (passes if m["kl"] <= cfg.max_kl else fails).append(
         f"KL {m['kl']:.3f} {'<=' if m['kl'] <= cfg.max_kl else '>'} {cfg.max_kl}")
-    if m["reward_mean"] > m["reward_mean_champion"] and m["winrate_judge"] < cfg.judge_alarm_winrate:
-        fails.append(f"reward-hacking alarm: reward-model score rose ({m['reward_mean_champion']:.3f} -> "
-                     f"{m['reward_mean']:.3f}) while the judge's win-rate fell to {m['winrate_judge']:.3f}")
+    if cfg.alarm_judge is not None:
+        judged = m[f"winrate_{cfg.alarm_judge}"]
+        if m["reward_mean"] > m["reward_mean_champion"] and judged < cfg.judge_alarm_winrate:
+            fails.append(f"reward-hacking alarm: reward-model score rose ({m['reward_mean_champion']:.3f} -> "
+                         f"{m['reward_mean']:.3f}) while {cfg.alarm_judge}'s win-rate fell to {judged:.3f}")
     ratio = m["mean_length"] / max(m["mean_length_champion"], 1e-9)
     if ratio > cfg.max_length_ratio:
         fails.append(f"length alarm: mean length x{ratio:.2f} of the champion's > x{cfg.max_length_ratio}")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from tasks.config import GenerateConfig, Params
 from tasks.io import read_jsonl, write_jsonl
+from tasks.paths import GENERATIONS as OUT
+from tasks.paths import PROMPTS
 from tasks.policy import load_policy, pick_device, read_meta
-
-PROMPTS = Path("data/prompts.jsonl")
-OUT = Path("data/generations.jsonl")
+from tasks.prompting import prompt_of
 
 def policy_version(model_dir: str | Path) -> str:
     meta = read_meta(model_dir)
@@ -25,7 +25,7 @@ def policy_version(model_dir: str | Path) -> str:
         return f"{meta.get('registry_name', 'policy')}/{meta['registry_version']}"
     return "unregistered"
 
-def sample_responses(model, tok, prompts: list[str], cfg: GenerateConfig, device: str,
+def sample_responses(model, tok, prompts: list, cfg: GenerateConfig, device: str,
                      k: int | None = None, progress: bool = True) -> tuple[list[list[str]], int, float]:
     """Sample ``k`` responses for each prompt in batches of ``cfg.batch_size`` prompts.
 
@@ -59,7 +59,7 @@ def run_generate(params: Params) -> dict:
         device = pick_device(cfg.device)
         model, tok = load_policy(champion, device)
         version = policy_version(champion)
-        responses, n_tokens, seconds = sample_responses(model, tok, [r["prompt"] for r in prompts], cfg, device)
+        responses, n_tokens, seconds = sample_responses(model, tok, [prompt_of(r) for r in prompts], cfg, device)
         rows = []
         for row, resp in zip(prompts, responses):
             for j, text in enumerate(resp):
@@ -72,7 +72,7 @@ def run_generate(params: Params) -> dict:
                    "mean_response_chars": sum(len(r["response"]) for r in rows) / max(1, len(rows))}
         mlflow.log_metrics(metrics)
         if cfg.sample_table_rows:
-            by_id = {r["id"]: r["prompt"] for r in prompts}
+            by_id = {r["id"]: str(prompt_of(r)) for r in prompts}
             sample = rows[:cfg.sample_table_rows]
             mlflow.log_table({"prompt": [by_id[r["prompt_id"]] for r in sample],
                               "response": [r["response"] for r in sample],

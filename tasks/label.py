@@ -1,113 +1,46 @@
-"""Stage ``label``: turn the k responses per prompt into preference pairs, and label them.
+"""Stage ``label``: preference labels for the cycle, from the labeler that ``label.source`` names.
 
-Pairs come from ``label.pairs`` (see ``tasks/pairs.py``). The labeler is
-``label.source``:
-
-- ``ai``: the AI judge (``tasks/judges.py``) scores every response; in each pair
-  the higher score is chosen, with confidence ``sigmoid(10 * margin)``.
-  Labeler ``ai:minilm-constitution``.
-- ``simulated``: the hidden-truth annotator (``tasks/truth.py``), which stands
-  in for a human rater: Bradley-Terry on hidden scores with ``truth.noise``
-  label flips. Labeler ``human:simulated-annotator``.
-
-Every row records its labeler. Pairs whose two responses are the same text are
-dropped (they carry no preference) and counted, and so are pairs with an
-empty response (the labels contract allows none). For the bundled task the stage
-also logs how often the labels agree with the hidden truth (over pairs whose
-hidden scores differ), which is how a
-judge's quality is watched without the judge ever seeing the truth.
+The labelers live in ``tasks/labelers/`` (judge, simulated annotator, file).
+Every row records its labeler (``ai:<judge>`` or ``human:<id>``). Counters
+(pairs, dropped pairs and why, judge statistics such as position bias, and the
+agreement with the hidden truth where the environment has one) go to MLflow.
 """
 
 from __future__ import annotations
 
-import random
-from collections import OrderedDict
 from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import read_jsonl, write_jsonl
-from tasks.pairs import build_pairs
-from tasks.prepare import normalize
-
-GENERATIONS = Path("data/generations.jsonl")
-PROMPTS = Path("data/prompts.jsonl")
-OUT = Path("data/labels.jsonl")
-SIMULATED = "human:simulated-annotator"
+from tasks.paths import GENERATIONS, LABELS, PROMPTS
+from tasks.prompting import prompt_of
 
 
-def group_generations(rows: list[dict]) -> "OrderedDict[str, list[dict]]":
-    groups: OrderedDict[str, list[dict]] = OrderedDict()
-    for r in rows:
-        groups.setdefault(str(r["prompt_id"]), []).append(r)
-    return groups
+def judge_context(params: Params, seed: int = 0):
+    from tasks.judges import JudgeContext
 
-
-def label_groups(groups, prompt_text: dict, params: Params) -> tuple[list[dict], dict]:
-    """Label rows and counters for the grouped generations."""
-    from tasks import truth
-    from tasks.corpus import dish_of
-
-    cfg = params.label
-    rng = random.Random(cfg.seed)
-    ids = list(groups)
-    flat_prompts = [prompt_text[pid] for pid in ids for _ in groups[pid]]
-    flat_resp = [g["response"] for pid in ids for g in groups[pid]]
-    truth_scores = [truth.truth_score(dish_of(p), r).total for p, r in zip(flat_prompts, flat_resp)]
-    if cfg.source == "ai":
-        from tasks.judges import ConstitutionJudge, pair_confidence
-
-        judge = ConstitutionJudge(cfg.judge_batch_size)
-        scores, labeler = judge.score(flat_prompts, flat_resp), judge.name
-    else:
-        scores, labeler = truth_scores, SIMULATED
-
-    rows, skipped, empty, agree, decided, offset = [], 0, 0, 0, 0, 0
-    for pid in ids:
-        gens = groups[pid]
-        s = scores[offset:offset + len(gens)]
-        t = truth_scores[offset:offset + len(gens)]
-        offset += len(gens)
-        for i, j in build_pairs(cfg.pairs, s, n_random=cfg.random_pairs_per_prompt, rng=rng):
-            a, b = gens[i], gens[j]
-            if not a["response"].strip() or not b["response"].strip():
-                empty += 1
-                continue
-            if normalize(a["response"]) == normalize(b["response"]):
-                skipped += 1
-                continue
-            if cfg.source == "ai":
-                a_wins = s[i] >= s[j]
-                conf = pair_confidence(max(s[i], s[j]), min(s[i], s[j]))
-            else:
-                a_wins, p_a = truth.simulated_preference(
-                    prompt_text[pid], a["response"], b["response"], temperature=params.truth.temperature,
-                    noise=params.truth.noise, seed=cfg.seed, key=(a["response_id"], b["response_id"]))
-                conf = p_a if a_wins else 1 - p_a
-            (c, ci), (r, ri) = ((a, i), (b, j)) if a_wins else ((b, j), (a, i))
-            if t[ci] != t[ri]:
-                decided += 1
-                agree += t[ci] > t[ri]
-            rows.append({"prompt_id": pid, "chosen": c["response"], "rejected": r["response"],
-                         "chosen_id": c["response_id"], "rejected_id": r["response_id"],
-                         "labeler": labeler, "confidence": round(float(conf), 6),
-                         "score_chosen": round(float(s[ci]), 6), "score_rejected": round(float(s[ri]), 6)})
-    stats = {"pairs": len(rows), "skipped_identical": skipped, "skipped_empty": empty, "prompts_labelled": len({r["prompt_id"] for r in rows}),
-             "truth_agreement": agree / max(1, decided),
-             "mean_confidence": sum(r["confidence"] for r in rows) / max(1, len(rows))}
-    return rows, stats
+    return JudgeContext(params.judges, params.task, params.truth, seed)
 
 
 def run_label(params: Params) -> dict:
     import mlflow
 
     from tasks import tracking
+    from tasks.labelers import get_labeler
 
-    with tracking.stage_run("label", params.tracking, sections={"label": params.label, "truth": params.truth},
-                            inputs=[GENERATIONS, PROMPTS]):
-        prompt_text = {str(r["id"]): r["prompt"] for r in read_jsonl(PROMPTS)}
-        groups = group_generations(read_jsonl(GENERATIONS))
-        rows, stats = label_groups(groups, prompt_text, params)
-        write_jsonl(OUT, rows)
-        mlflow.log_metrics(stats)
-        mlflow.set_tag("labeler", rows[0]["labeler"] if rows else "none")
+    cfg = params.label
+    inputs = [PROMPTS, GENERATIONS, Path(params.task.rubric)] + ([Path(cfg.file)] if cfg.file else [])
+    with tracking.stage_run("label", params.tracking, sections={"label": cfg, "task": params.task},
+                            inputs=inputs):
+        prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
+        generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
+        rows, stats = get_labeler(cfg.source)(cfg, judge_context(params), prompts, generations)
+        if not rows:
+            from tasks.errors import DataError
+
+            raise DataError(cfg.file or GENERATIONS, "at least one usable preference pair",
+                            detail=f"the {cfg.source} labeler produced no pairs ({stats})")
+        write_jsonl(LABELS, rows)
+        mlflow.log_metrics({tracking.metric_name(k): float(v) for k, v in stats.items()})
+        mlflow.set_tag("labeler", rows[0]["labeler"])
     return stats

@@ -27,20 +27,18 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import atomic_path, read_jsonl, write_json
-from tasks.policy import format_prompt, load_policy, read_meta, write_meta
+from tasks.paths import CANDIDATE as OUT
+from tasks.paths import LABELS, PROMPTS, REWARD
+from tasks.policy import load_policy, read_meta, write_meta
+from tasks.prompting import format_prompt, prompt_of
 
-LABELS = Path("data/labels.jsonl")
-PROMPTS = Path("data/prompts.jsonl")
-REWARD = Path("models/reward")
-OUT = Path("models/candidate")
 CURVE = Path("reports/optimize/curve.csv")
 REPORT = Path("reports/optimize/metrics.json")
 
 
-def probe(policy, ref, tok, rm, prompts: list[str], temperature: float, max_new_tokens: int, seed: int) -> dict:
+def probe(policy, ref, tok, rm, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> dict:
     """Reward, KL to the reference, length and EOS rate of one fresh sample per prompt."""
     from tasks.evalmath import mean, sequence_kl
-    from tasks.reward import pair_text
     from tasks.rollout import sample, token_logprobs
 
     was_training = policy.training
@@ -50,15 +48,13 @@ def probe(policy, ref, tok, rm, prompts: list[str], temperature: float, max_new_
     kl = sequence_kl(token_logprobs(policy, r, temperature), token_logprobs(ref, r, temperature), r.response_mask)
     if was_training:
         policy.train()
-    scores = rm.score([pair_text(p, t) for p, t in zip(prompts, r.texts)])
+    scores = rm.score_responses(prompts, r.texts)
     return {"probe_reward": mean(scores), "probe_kl": float(kl.mean()),
             "probe_length": mean([len(t.split()) for t in r.texts]), "probe_eos_rate": mean([float(e) for e in r.ended])}
 
 
-def _callbacks(params: Params, tok, ref, rm, probe_prompts: list[str], curve: list[dict], log):
+def _callbacks(cfg, tok, ref, rm, probe_prompts: list, curve: list[dict], log):
     from transformers import TrainerCallback
-
-    cfg = params.optimize
 
     class Health(TrainerCallback):
         def _probe(self, model, step):
@@ -83,18 +79,25 @@ def _callbacks(params: Params, tok, ref, rm, probe_prompts: list[str], curve: li
     return [Health()]
 
 
-def _train_dpo(params, model, tok, callbacks, out_tmp):
+def _context_length(model) -> int | None:
+    """The policy's own context window, from its config (GPT-2's n_positions, or max_position_embeddings)."""
+    c = model.config
+    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
+
+
+def _train_dpo(cfg, model, tok, callbacks, out_tmp):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    cfg = params.optimize
-    prompts = {str(r["id"]): r["prompt"] for r in read_jsonl(PROMPTS)}
-    rows = [{"prompt": format_prompt(prompts[r["prompt_id"]]), "chosen": " " + r["chosen"],
-             "rejected": " " + r["rejected"]} for r in read_jsonl(LABELS)]
+    prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
+    rows = []
+    for r in read_jsonl(LABELS):
+        p = prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]]
+        rows.append({"prompt": format_prompt(p, tok), "chosen": " " + r["chosen"], "rejected": " " + r["rejected"]})
     args = DPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
                      per_device_train_batch_size=cfg.batch_size, logging_steps=1, save_strategy="no",
-                     report_to=[], seed=cfg.seed, use_cpu=not _cuda(), max_length=params.bootstrap.n_positions
-                     if params.policy.base_model is None else None, lr_scheduler_type="linear", warmup_steps=0,
+                     report_to=[], seed=cfg.seed, use_cpu=not _cuda(), max_length=_context_length(model),
+                     truncation_mode="keep_end", lr_scheduler_type="linear", warmup_steps=0,
                      dataloader_num_workers=0, disable_tqdm=False)
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          callbacks=callbacks)
@@ -102,18 +105,16 @@ def _train_dpo(params, model, tok, callbacks, out_tmp):
     return trainer.model, {"pairs": len(rows)}
 
 
-def _train_grpo(params, model, tok, rm, callbacks, out_tmp):
+def _train_grpo(cfg, model, tok, rm, callbacks, out_tmp):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from tasks.reward import pair_text
-
-    cfg = params.optimize
-    train = [r["prompt"] for r in read_jsonl(PROMPTS) if r["split"] == "train"]
-    by_formatted = {format_prompt(p): p for p in train}
+    train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
+    # TRL hands the reward function the formatted prompt text; map it back to the prompt the RM reads.
+    by_formatted = {format_prompt(p, tok): p for p in train}
 
     def reward_model_score(prompts, completions, **_):
-        return rm.score([pair_text(by_formatted.get(p, p), c.strip()) for p, c in zip(prompts, completions)])
+        return rm.score_responses([by_formatted.get(p, p) for p in prompts], [c.strip() for c in completions])
 
     args = GRPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, max_steps=cfg.max_steps,
                       per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
@@ -122,7 +123,7 @@ def _train_grpo(params, model, tok, rm, callbacks, out_tmp):
                       use_cpu=not _cuda(), dataloader_num_workers=0, disable_tqdm=False, lr_scheduler_type="linear",
                       warmup_steps=0, mask_truncated_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_model_score, args=args,
-                          train_dataset=Dataset.from_list([{"prompt": format_prompt(p)} for p in train]),
+                          train_dataset=Dataset.from_list([{"prompt": format_prompt(p, tok)} for p in train]),
                           processing_class=tok, callbacks=callbacks)
     trainer.train()
     return trainer.model, {"prompts": len(train)}
@@ -139,7 +140,7 @@ def run_optimize(params: Params) -> dict:
     import torch
 
     from tasks import tracking
-    from tasks.reward import RewardModel
+    from tasks.rewardmodel import RewardModel
 
     cfg = params.optimize
     champion = Path(params.policy.champion_dir)
@@ -149,16 +150,16 @@ def run_optimize(params: Params) -> dict:
         model, tok = load_policy(champion)
         ref, _ = load_policy(champion)
         rm = RewardModel(REWARD, params.reward.max_length)
-        probe_prompts = [r["prompt"] for r in read_jsonl(PROMPTS) if r["split"] == "train"][:cfg.probe_prompts]
+        probe_prompts = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"][:cfg.probe_prompts]
         curve: list[dict] = []
         log = lambda k, v, s: mlflow.log_metric(k, v, step=s)  # noqa: E731
-        callbacks = _callbacks(params, tok, ref, rm, probe_prompts, curve, log)
+        callbacks = _callbacks(cfg, tok, ref, rm, probe_prompts, curve, log)
         tmp = tempfile.mkdtemp(prefix="rft-optimize-")
         try:
             if cfg.algorithm == "dpo":
-                trained, info = _train_dpo(params, model, tok, callbacks, tmp)
+                trained, info = _train_dpo(cfg, model, tok, callbacks, tmp)
             else:
-                trained, info = _train_grpo(params, model, tok, rm, callbacks, tmp)
+                trained, info = _train_grpo(cfg, model, tok, rm, callbacks, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         trained.eval()

@@ -15,11 +15,6 @@ META = "rft_policy.json"
 EOS = "<|endoftext|>"
 
 
-def format_prompt(prompt: str) -> str:
-    """The text the policy sees before its response (the response follows after one space)."""
-    return f"Q: {prompt}\nA:"
-
-
 def read_meta(model_dir: str | Path) -> dict:
     path = Path(model_dir) / META
     return json.loads(path.read_text()) if path.exists() else {}

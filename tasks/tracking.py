@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -68,6 +69,11 @@ def lineage_tags(inputs: list[str | Path]) -> dict[str, str]:
         if Path(p).exists():
             tags[f"dvc.md5.{Path(p).as_posix()}"] = dvc_md5(p)
     return tags
+
+
+def metric_name(text: str) -> str:
+    """A string as an MLflow metric name (letters, digits, _ - . / only)."""
+    return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text).strip("_")
 
 
 def _flatten(prefix: str, obj) -> dict:

@@ -21,17 +21,20 @@ from pathlib import Path
 from tasks.config import Params
 from tasks.errors import DataError, DataValidationError
 from tasks.io import read_jsonl, write_json
-from tasks.prepare import normalize
+from tasks.paths import BASE, CORPUS, LABELS, PROMPTS
+from tasks.paths import DATA_DOCS as DOCS
+from tasks.paths import VALIDATION as REPORTS
+from tasks.prompting import conversation_problems, format_prompt, prompt_key
+from tasks.text import normalize
 
-PROMPTS = Path("data/prompts.jsonl")
-DEMOS = Path("data/corpus/demos.jsonl")
-LABELS = Path("data/labels.jsonl")
-DOCS = Path("reports/data_docs")
-REPORTS = Path("reports/validation")
+DEMOS = CORPUS / "demos.jsonl"
 
-PROMPT_COLUMNS = ["id", "prompt", "split", "source"]
+PROMPT_COLUMNS = ["id", "split", "source"]       # plus one prompt form per row: prompt (text) or messages (chat)
+PROMPT_FORMS = ["prompt", "messages"]
 # Derived rule columns, and the file's column that a failure of each is reported against.
-DERIVED = {"heldout_in_training_data": "prompt", "chosen_equals_rejected": "chosen,rejected"}
+DERIVED = {"heldout_in_training_data": "prompt", "chosen_equals_rejected": "chosen,rejected",
+           "prompt_form": "prompt,messages", "conversation_problem": "messages", "prompt_tokens": "prompt,messages",
+           "prompt_known": "prompt_id"}
 LABEL_COLUMNS = ["prompt_id", "chosen", "rejected", "chosen_id", "rejected_id", "labeler", "confidence"]
 
 
@@ -50,16 +53,29 @@ def prompt_rules(cfg, df) -> list[Rule]:
     import great_expectations as gx
 
     E = gx.expectations
+    columns = PROMPT_COLUMNS + [c for c in PROMPT_FORMS if c in df.columns] + [c for c in DERIVED if c in df.columns]
     rules = [Rule("columns are exactly the prompts contract",
-                  E.ExpectTableColumnsToMatchSet(column_set=PROMPT_COLUMNS, exact_match=True))]
+                  E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))]
     for col in PROMPT_COLUMNS:
         rules.append(Rule("not null", E.ExpectColumnValuesToNotBeNull(column=col)))
+    rules.append(Rule("each row has exactly one of prompt (text) or messages (chat)",
+                      E.ExpectColumnValuesToBeInSet(column="prompt_form", value_set=["prompt", "messages"])))
+    if "prompt" in df.columns:
+        rules += [
+            Rule(f"prompt length between {cfg.prompt_min_chars} and {cfg.prompt_max_chars} characters",
+                 E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=cfg.prompt_min_chars,
+                                                       max_value=cfg.prompt_max_chars)),
+            Rule("prompt is not blank", E.ExpectColumnValuesToNotMatchRegex(column="prompt", regex=r"^\s*$")),
+        ]
+    if "messages" in df.columns:
+        rules.append(Rule("messages: roles alternate user/assistant (optional system first), end with the user's "
+                          f"turn, no empty content, each at most {cfg.prompt_max_chars} characters",
+                          E.ExpectColumnValuesToBeInSet(column="conversation_problem", value_set=[""])))
+    if "prompt_tokens" in df.columns:
+        rules.append(Rule(f"formatted prompt at most {cfg.prompt_max_tokens} tokens of the policy's tokenizer",
+                          E.ExpectColumnValuesToBeBetween(column="prompt_tokens", min_value=1,
+                                                          max_value=cfg.prompt_max_tokens)))
     rules += [
-        Rule("prompt text is a string", E.ExpectColumnValuesToBeOfType(column="prompt", type_="str")),
-        Rule(f"prompt length between {cfg.prompt_min_chars} and {cfg.prompt_max_chars} characters",
-             E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=cfg.prompt_min_chars,
-                                                   max_value=cfg.prompt_max_chars)),
-        Rule("prompt is not blank", E.ExpectColumnValuesToNotMatchRegex(column="prompt", regex=r"^\s*$")),
         Rule("unique ids", E.ExpectColumnValuesToBeUnique(column="id")),
         Rule("split is train or heldout", E.ExpectColumnValuesToBeInSet(column="split",
                                                                          value_set=["train", "heldout"])),
@@ -69,7 +85,7 @@ def prompt_rules(cfg, df) -> list[Rule]:
     return rules
 
 
-def label_rules(cfg, prompt_ids: list[str]) -> list[Rule]:
+def label_rules(cfg) -> list[Rule]:
     import great_expectations as gx
 
     E = gx.expectations
@@ -87,8 +103,8 @@ def label_rules(cfg, prompt_ids: list[str]) -> list[Rule]:
              E.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1)),
         Rule(f"labeler is KIND:ID with KIND in {cfg.label_sources}",
              E.ExpectColumnValuesToMatchRegex(column="labeler", regex=rf"^(?:{kinds}):\S+$")),
-        Rule("prompt ids exist in the prompts", E.ExpectColumnValuesToBeInSet(column="prompt_id",
-                                                                              value_set=prompt_ids)),
+        Rule("prompt ids exist in the prompts",   # or the row carries its own prompt (human preference files)
+             E.ExpectColumnValuesToBeInSet(column="prompt_known", value_set=[True])),
     ]
     return rules
 
@@ -124,6 +140,7 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
     (validation,) = result.run_results.values()
     failures = []
     file_columns = [c for c in df.columns if c not in DERIVED]
+    contract = list(contract) + [c for c in file_columns if c in PROMPT_FORMS and name == "prompts"]
     missing = [c for c in contract if c not in file_columns]
     for res in validation.results:
         if res.success:
@@ -142,7 +159,9 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
         column = DERIVED.get(kw.get("column"), kw.get("column"))
         idx = res.result.get("unexpected_index_list") or []
         rows = []
-        show_col = column.split(",")[0] if column else None
+        # A derived column that holds the reason (or the count) is the clearest thing to show.
+        show_col = kw.get("column") if kw.get("column") in ("conversation_problem", "prompt_tokens", "prompt_form") \
+            else (column.split(",")[0] if column else None)
         for i in idx[:20]:
             i = i if isinstance(i, int) else i.get("index", 0) if isinstance(i, dict) else 0
             value = df.iloc[i][show_col] if show_col in df.columns else ""
@@ -172,32 +191,76 @@ def _load_df(path: Path):
     return pd.DataFrame(rows), rows
 
 
+def _form(r: dict) -> str:
+    has_text, has_chat = isinstance(r.get("prompt"), str), r.get("messages") is not None
+    return "prompt" if has_text and not has_chat else "messages" if has_chat and "prompt" not in r else "invalid"
+
+
+def _key(r: dict) -> str:
+    form = _form(r)
+    return prompt_key(r[form]) if form == "prompt" or (form == "messages" and not conversation_problems(
+        r["messages"])) else f"invalid:{r.get('id')}"
+
+
+def _conversation_problem(r: dict, max_chars: int) -> str:
+    if r.get("messages") is None:
+        return ""
+    problems = conversation_problems(r["messages"])
+    if not problems and any(len(m["content"]) > max_chars for m in r["messages"]):
+        problems = [f"a message is longer than {max_chars} characters"]
+    return "; ".join(problems)
+
+
+def _token_counts(rows: list[dict], tokenizer_dir: Path | None) -> list[int] | None:
+    """Tokens of each formatted prompt under the policy's tokenizer (None when there is no policy yet)."""
+    if tokenizer_dir is None or not tokenizer_dir.exists():
+        return None
+    from transformers import AutoTokenizer
+
+    from tasks.policy import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve(tokenizer_dir))
+    out = []
+    for r in rows:
+        form = _form(r)
+        ok = form == "prompt" or (form == "messages" and not conversation_problems(r["messages"]))
+        out.append(len(tok(format_prompt(r[form], tok), add_special_tokens=False)["input_ids"]) if ok else 0)
+    return out
+
+
 def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
-                          docs_dir: Path = DOCS / "prompts") -> dict:
+                          docs_dir: Path = DOCS / "prompts", tokenizer_dir: Path | None = BASE) -> dict:
     df, rows = _load_df(path)
-    training_texts = {normalize(_text(r.get("prompt"))) for r in rows if r.get("split") == "train"}
+    training = {_key(r) for r in rows if r.get("split") == "train"}
     if demos is not None and demos.exists():
-        training_texts |= {normalize(d["prompt"]) for d in read_jsonl(demos)}
-    df["heldout_in_training_data"] = [
-        r.get("split") == "heldout" and normalize(_text(r.get("prompt"))) in training_texts for r in rows]
+        from tasks.prompting import prompt_of
+
+        training |= {prompt_key(prompt_of(d)) for d in read_jsonl(demos)}
+    df["prompt_form"] = [_form(r) for r in rows]
+    df["conversation_problem"] = [_conversation_problem(r, cfg.prompt_max_chars) for r in rows]
+    counts = _token_counts(rows, tokenizer_dir)
+    if counts is not None:
+        df["prompt_tokens"] = counts
+    df["heldout_in_training_data"] = [r.get("split") == "heldout" and _key(r) in training for r in rows]
     rules = prompt_rules(cfg, df)
-    # The derived column is ours, not the file's: check the contract on the file's own columns.
-    rules[0] = Rule(rules[0].name, type(rules[0].expectation)(column_set=PROMPT_COLUMNS + ["heldout_in_training_data"],
-                                                              exact_match=True))
     failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS)
     if failures:
         raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
     return {"rows": len(df), "train": int((df["split"] == "train").sum()),
-            "heldout": int((df["split"] == "heldout").sum()), "rules": len(rules)}
+            "heldout": int((df["split"] == "heldout").sum()), "rules": len(rules),
+            "chat_prompts": int((df["prompt_form"] == "messages").sum())}
 
 
 def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
                          docs_dir: Path = DOCS / "labels") -> dict:
     df, rows = _load_df(path)
-    prompt_ids = [str(r["id"]) for r in read_jsonl(prompts)]
+    prompt_ids = {str(r["id"]) for r in read_jsonl(prompts)}
     df["chosen_equals_rejected"] = [
         normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]
-    rules = label_rules(cfg, prompt_ids)
+    df["prompt_known"] = [str(r.get("prompt_id")) in prompt_ids or (
+        isinstance(r.get("prompt"), str) and bool(r["prompt"].strip())) or (
+        r.get("messages") is not None and not conversation_problems(r["messages"])) for r in rows]
+    rules = label_rules(cfg)
     failures = run_suite("labels", df, rules, path, docs_dir, LABEL_COLUMNS)
     if failures:
         raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
@@ -229,7 +292,7 @@ def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, do
 def run_validate_prompts(params: Params) -> dict:
     docs = DOCS / "prompts"
     return _run("validate_prompts", params, lambda: validate_prompts_file(params.validate, docs_dir=docs),
-                [PROMPTS, DEMOS], REPORTS / "prompts.json", docs)
+                [PROMPTS, DEMOS, BASE], REPORTS / "prompts.json", docs)
 
 
 def run_validate_labels(params: Params) -> dict:

@@ -39,6 +39,7 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tasks", "flows", "metrics"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data/incoming", dest / "data/incoming")
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
     (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(overrides), sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}

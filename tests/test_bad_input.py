@@ -13,19 +13,19 @@ def rft(*args):
 
 
 def test_invalid_json_line_stops_prepare(project):
-    raw = project / "data/raw/prompts.jsonl"
-    raw.parent.mkdir(parents=True)
+    raw = project / "data/corpus/prompts.jsonl"
+    raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps({"id": "a", "prompt": "Review the soup at Old Mill."}) + "\n{not json\n")
     out = rft("stage", "prepare")
     assert out.returncode == 2
-    assert "data/raw/prompts.jsonl" in out.stderr and "valid JSON line" in out.stderr and "row 2" in out.stderr
+    assert "data/corpus/prompts.jsonl" in out.stderr and "valid JSON line" in out.stderr and "row 2" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert not (project / "data/prompts.jsonl").exists()
 
 
 def test_missing_column_stops_prepare(project):
-    raw = project / "data/raw/prompts.jsonl"
-    raw.parent.mkdir(parents=True)
+    raw = project / "data/corpus/prompts.jsonl"
+    raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps({"id": "a", "text": "Review the soup at Old Mill."}) + "\n")
     out = rft("stage", "prepare")
     assert out.returncode == 2 and "column 'prompt'" in out.stderr and "required column" in out.stderr
@@ -35,7 +35,7 @@ def test_missing_column_stops_prepare(project):
 def test_leaky_prompts_stop_validation_before_generation(project):
     rows = [{"id": "1", "prompt": "Review the soup at Old Mill.", "split": "train", "source": "t"},
             {"id": "2", "prompt": "review the SOUP at old mill.", "split": "heldout", "source": "t"}]
-    (project / "data").mkdir()
+    (project / "data").mkdir(exist_ok=True)
     (project / "data/prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = rft("stage", "validate_prompts")
     assert out.returncode == 2

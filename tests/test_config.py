@@ -14,7 +14,7 @@ from conftest import ROOT
 def test_project_params_load_and_match_defaults_types():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
-    assert p.generate.k >= 2 and p.label.source in ("ai", "simulated")
+    assert p.generate.k >= 2 and p.label.source == "judge" and p.task.env == "reviews"
 
 
 @pytest.mark.parametrize("raw, key", [
@@ -30,6 +30,26 @@ def test_project_params_load_and_match_defaults_types():
     ({"corpus": {"demo_sentiment": [0.5, 0.6, 0.1]}}, "corpus.demo_sentiment"),
     ({"optimise": {}}, "optimise"),                                       # unknown section
     ({"generate": [1, 2]}, "generate"),                                   # section not a mapping
+    ({"task": {"env": "atari"}}, "task.env"),                             # unknown environment
+    ({"judges": {"j": {"kind": "oracle"}}}, "judges.j.kind"),             # unknown judge kind: no default
+    ({"judges": {"j": {"relevance": 1}}}, "judges.j.kind"),               # kind missing
+    ({"judges": {"j": {"kind": "llm"}}}, "judges.j.model"),               # required setting
+    ({"judges": {"j": {"kind": "http", "url": "u", "model": "m", "timeout": 0}}}, "judges.j.timeout"),
+    ({"judges": {"Bad-Name": {"kind": "embedding"}}}, "judges.Bad-Name"),
+    ({"judges": {"truth": {"kind": "embedding"}}}, "judges.truth"),       # reserved for the environment
+    ({"label": {"judge": "nobody"}}, "label.judge"),
+    ({"evaluate": {"judges": ["nobody"]}}, "evaluate.judges"),
+    ({"promote": {"winrate_source": "reward"}}, "promote.winrate_source"),  # not among evaluate.judges
+    ({"promote": {"alarm_judge": "reward"}}, "promote.alarm_judge"),
+    ({"label": {"source": "file"}}, "label.file"),                       # file labeler without a file
+    ({"label": {"source": "file", "file": "../shared/x.jsonl"}}, "label.file"),   # outside data/incoming
+    ({"corpus": {"texts": "data/incoming/t.jsonl"}}, "corpus.texts"),   # reviews writes its own corpus
+    ({"judges": {"a": {"kind": "embedding"}, "e": {"kind": "ensemble", "members": ["a"]}}}, "judges.e.members"),
+    ({"judges": {"a": {"kind": "embedding"}, "e": {"kind": "ensemble", "members": ["a", "zz"]}}},
+     "judges.e.members"),
+    # best_vs_worst needs scores; an llm judge only compares pairs
+    ({"judges": {"l": {"kind": "llm", "model": "m"}, "embedding": {"kind": "embedding"}},
+      "label": {"judge": "l"}}, "label.pairs"),
 ])
 def test_bad_values_name_the_key(raw, key):
     with pytest.raises(ConfigError) as exc:
@@ -62,3 +82,38 @@ def test_missing_or_invalid_yaml_file(tmp_path):
     (tmp_path / "p.yaml").write_text("generate: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(tmp_path / "p.yaml")
+
+
+USER_TASK = {"task": {"env": "none", "rubric": "data/incoming/rubric.yaml"},
+             "policy": {"base_model": "models/my-model"},
+             "promote": {"winrate_source": "embedding"}}
+
+
+def test_a_user_task_loads():
+    p = parse_params(USER_TASK)
+    assert p.task.env == "none" and p.promote.winrate_source == "embedding"
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"label": {"source": "simulated"}}, "label.source"),                 # no simulated annotator
+    ({"promote": {"winrate_source": "truth"}}, "promote.winrate_source"),  # no truth win-rate
+    ({"judges": {"embedding": {"kind": "embedding"}, "sim": {"kind": "simulated"}}}, "judges.sim.kind"),
+    ({"task": {"rubric": "tasks/envs/reviews/rubric.yaml"}}, "task.rubric"),  # the demo's food rubric
+    ({"policy": {"base_model": None}}, "corpus.texts"),                  # nothing to bootstrap a policy from
+])
+def test_user_task_refuses_what_only_the_demo_has(change, key):
+    raw = {k: dict(v) for k, v in USER_TASK.items()}
+    for section, values in change.items():
+        raw[section] = values if section == "judges" else {**raw.get(section, {}), **values}
+    with pytest.raises(ConfigError) as exc:
+        parse_params(raw)
+    assert str(exc.value).startswith(f"params.yaml: {key}:")
+
+
+def test_cli_refuses_truth_on_a_user_task_with_exit_2(tmp_path):
+    raw = {**USER_TASK, "promote": {"winrate_source": "truth"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = subprocess.run(["rft", "--params", str(tmp_path / "params.yaml"), "check-params"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "promote.winrate_source: truth needs an environment" in out.stderr
+    assert "Traceback" not in out.stderr

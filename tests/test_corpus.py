@@ -1,7 +1,7 @@
 """The bundled corpus generator."""
 
-from tasks import corpus
-from tasks.prepare import normalize
+from tasks.envs.reviews import corpus
+from tasks.text import normalize
 
 
 def test_deterministic_and_sized():

@@ -3,7 +3,7 @@
 from tasks.config import PromoteConfig
 from tasks.gate import decide
 
-CFG = PromoteConfig(winrate_source="truth", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5)
+CFG = PromoteConfig(winrate_source="truth", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5, alarm_judge="judge")
 GOOD = {"winrate_truth": 0.72, "winrate_truth_ci_low": 0.61, "winrate_judge": 0.70, "winrate_judge_ci_low": 0.6,
         "kl": 1.2, "reward_mean": 1.5, "reward_mean_champion": 0.2, "mean_length": 12.0, "mean_length_champion": 11.0}
 
@@ -46,5 +46,22 @@ def test_fail_on_length_alarm():
 
 
 def test_judge_as_winrate_source():
-    cfg = PromoteConfig(winrate_source="judge", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5)
+    cfg = PromoteConfig(winrate_source="judge", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5, alarm_judge=None)
     assert not decide({**GOOD, "winrate_judge_ci_low": 0.45}, cfg).promote
+    assert decide(GOOD, cfg).summary.startswith("promoted: winrate_judge 0.700")
+
+
+def test_no_alarm_judge_turns_the_alarm_off():
+    cfg = PromoteConfig(winrate_source="truth", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5, alarm_judge=None)
+    assert decide({**GOOD, "winrate_judge": 0.41}, cfg).promote
+
+
+def test_a_win_rate_the_evaluation_lacks_is_an_error_not_a_verdict():
+    # On a user's task the metrics hold no winrate_truth: asking the gate for it must not decide silently.
+    import pytest
+
+    from tasks.errors import ConfigError
+
+    m = {k: v for k, v in GOOD.items() if "truth" not in k}
+    with pytest.raises(ConfigError, match="promote.winrate_source: the evaluation has no winrate_truth"):
+        decide(m, CFG)

@@ -39,7 +39,7 @@ def test_left_padding_does_not_change_greedy_output(policy):
 
     model, tok = policy
     assert tok.padding_side == "left"
-    from tasks.policy import format_prompt
+    from tasks.prompting import format_prompt
 
     def greedy(prompts):
         enc = tok([format_prompt(p) for p in prompts], return_tensors="pt", padding=True)

@@ -6,8 +6,9 @@ import shutil
 import pytest
 
 from tasks.config import parse_params
-from tasks.corpus import build_corpus
-from tasks.evaluate import compare
+from tasks.envs import load_env
+from tasks.envs.reviews.corpus import build_corpus
+from tasks.evaluate import judge_outcomes
 from tasks.gate import decide
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -21,9 +22,8 @@ def test_repeating_a_good_word_loses_to_fluent_reviews_under_the_truth():
     prompts = [d["prompt"] for d in demos]
     spam = ["great " * 40] * len(demos)
     fluent = [d["response"] for d in demos]
-    # Judge scores are not the point here: give the spam the judge's vote too (worst case).
-    out_truth, _ = compare(prompts, [str(i) for i in range(len(demos))], spam, fluent,
-                           ([1.0] * len(demos), [0.0] * len(demos)), params)
+    annotator = load_env("reviews").annotator(params.truth, seed=1)
+    out_truth = judge_outcomes(annotator, prompts, [(str(i), i) for i in range(len(demos))], spam, fluent)
     assert sum(out_truth) / len(out_truth) < 0.2
 
 

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def test_corpus(built_project):
     path, m = built_project
     assert m["corpus"] == {"texts": 300, "demos": 160, "prompts": 40}
-    assert len(read_jsonl(path / "data/raw/prompts.jsonl")) == 40
+    assert json.loads((path / "data/corpus/manifest.json").read_text())["env"] == "reviews"
+    assert len(read_jsonl(path / "data/corpus/prompts.jsonl")) == 40
 
 
 def test_bootstrap(built_project):
@@ -75,7 +76,7 @@ def test_generate(built_project):
 def test_label(built_project):
     path, m = built_project
     rows = read_jsonl(path / "data/labels.jsonl")
-    assert rows and all(r["labeler"] == "ai:minilm-constitution" for r in rows)
+    assert rows and all(r["labeler"] == "ai:embedding" for r in rows)
     assert all(r["chosen"] != r["rejected"] and r["score_chosen"] >= r["score_rejected"] for r in rows)
     # best_vs_worst: at most one pair per prompt
     assert len({r["prompt_id"] for r in rows}) == len(rows)
@@ -88,17 +89,20 @@ def test_validate_labels(built_project):
 
 def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
     from tasks.config import parse_params
-    from tasks.label import SIMULATED, group_generations, label_groups
+    from tasks.label import judge_context
+    from tasks.labelers import get_labeler
 
     path, _ = built_project
     # A sharp annotator (T = 1e-4) with no noise chooses by the hidden truth whenever scores differ.
     params = parse_params({"label": {"source": "simulated", "pairs": "all_pairs"},
                            "truth": {"noise": 0.0, "temperature": 1e-4}})
     prompts = {r["id"]: r["prompt"] for r in read_jsonl(path / "data/prompts.jsonl")}
-    rows, stats = label_groups(group_generations(read_jsonl(path / "data/generations.jsonl")), prompts, params)
-    assert all(r["labeler"] == SIMULATED for r in rows)
-    # k = 3 -> up to 3 pairs per prompt, minus identical or empty ones
-    assert stats["pairs"] + stats["skipped_identical"] + stats["skipped_empty"] == 3 * len(prompts) * 0.8
+    rows, stats = get_labeler("simulated")(params.label, judge_context(params), prompts,
+                                           read_jsonl(path / "data/generations.jsonl"))
+    assert all(r["labeler"] == "human:simulated-annotator" for r in rows)
+    # k = 3 -> up to 3 pairs per prompt, minus identical, empty or tied ones
+    assert stats["pairs"] + stats["skipped_identical"] + stats["skipped_empty"] + stats["skipped_tie"] \
+        == 3 * len(prompts) * 0.8
     assert stats["truth_agreement"] == 1.0
 
 
@@ -130,10 +134,10 @@ def test_evaluate(built_project):
     path, m = built_project
     e = m["evaluate"]
     assert e["heldout_prompts"] == 8 and e["comparisons"] == 8
-    for key in ("winrate_truth", "winrate_judge"):
+    for key in ("winrate_truth", "winrate_embedding"):
         assert e[f"{key}_ci_low"] <= e[key] <= e[f"{key}_ci_high"]
     rows = read_jsonl(path / "data/eval.jsonl")
-    assert len(rows) == 16 and {r["judge"] for r in rows} == {"human:simulated-annotator", "ai:minilm-constitution"}
+    assert len(rows) == 16 and {r["judge"] for r in rows} == {"human:simulated-annotator", "ai:embedding"}
     assert json.loads((path / "reports/eval/metrics.json").read_text()) == pytest.approx(e)
 
 

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from tasks import corpus, truth
+from tasks.envs.reviews import corpus, truth
 
 
 def test_preference_probability_by_hand():

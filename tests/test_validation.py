@@ -14,10 +14,12 @@ from tasks.validate import validate_labels_file, validate_prompts_file
 
 FIX = Path(__file__).parent / "fixtures"
 CFG = ValidateConfig()
+RULE_CHAT = ("messages: roles alternate user/assistant (optional system first), end with the user's turn, "
+             "no empty content, each at most 512 characters")
 
 
 def _prompts(name, tmp_path):
-    return validate_prompts_file(CFG, FIX / name, demos=None, docs_dir=tmp_path / "docs")
+    return validate_prompts_file(CFG, FIX / name, demos=None, docs_dir=tmp_path / "docs", tokenizer_dir=None)
 
 
 def _labels(name, tmp_path):
@@ -26,11 +28,35 @@ def _labels(name, tmp_path):
 
 def test_good_prompts_pass_and_write_data_docs(tmp_path):
     summary = _prompts("prompts_good.jsonl", tmp_path)
-    assert summary == {"rows": 4, "train": 2, "heldout": 2, "rules": 11}
+    # columns, 3 not-null, one prompt form, text length, not blank, unique ids, split, leakage
+    assert summary == {"rows": 4, "train": 2, "heldout": 2, "rules": 10, "chat_prompts": 0}
     from tasks.validate import docs_page
 
     page = docs_page(tmp_path / "docs")
     assert "validations" in page.parts and "Succeeded" in page.read_text()
+
+
+def test_chat_prompts_pass(tmp_path):
+    assert _prompts("prompts_chat_good.jsonl", tmp_path)["chat_prompts"] == 2
+
+
+def test_token_bound_uses_the_policys_tokenizer(tmp_path):
+    # The bound is in tokens of the formatted prompt, so it holds whatever the policy's vocabulary.
+    import dataclasses
+
+    from tasks.policy import train_tokenizer
+
+    tok = train_tokenizer(["Write a review of the ramen at Blue Door."] * 20, 300)
+    tok.save_pretrained(tmp_path / "tok")
+    n = len(tok("Q: How do I boil an egg?\nA:")["input_ids"])
+    ok = validate_prompts_file(dataclasses.replace(CFG, prompt_max_tokens=200), FIX / "prompts_chat_good.jsonl",
+                               demos=None, docs_dir=tmp_path / "d1", tokenizer_dir=tmp_path / "tok")
+    assert ok["rows"] == 3
+    with pytest.raises(DataValidationError) as exc:
+        validate_prompts_file(dataclasses.replace(CFG, prompt_max_tokens=n - 1), FIX / "prompts_chat_good.jsonl",
+                              demos=None, docs_dir=tmp_path / "d2", tokenizer_dir=tmp_path / "tok")
+    (f,) = [f for f in exc.value.failures if "tokens" in f.rule]
+    assert f.rule == f"formatted prompt at most {n - 1} tokens of the policy's tokenizer" and f.rows[0][0] == 1
 
 
 def test_good_labels_pass(tmp_path):
@@ -50,6 +76,14 @@ def test_good_labels_pass(tmp_path):
     ("prompts_bad_split.jsonl", "split", "split is train or heldout", 1),
     # A prompt longer than the bound would be truncated away by the tokenizer.
     ("prompts_too_long.jsonl", "prompt", "prompt length between 8 and 512 characters", 1),
+    # A chat prompt that ends with the assistant's turn asks the policy to continue its own reply.
+    ("prompts_chat_ends_with_assistant.jsonl", "messages", RULE_CHAT, 2),
+    # An empty user turn gives the policy nothing to answer.
+    ("prompts_chat_empty_content.jsonl", "messages", RULE_CHAT, 1),
+    # Text and chat in one row: which one did the policy see?
+    ("prompts_both_forms.jsonl", "prompt,messages", "each row has exactly one of prompt (text) or messages (chat)", 1),
+    # The same conversation (after case folding) on both sides of the split.
+    ("prompts_chat_leakage.jsonl", "prompt", "no held-out prompt inside training data", 2),
 ])
 def test_bad_prompts(fixture, column, rule, row, tmp_path):
     with pytest.raises(DataValidationError) as exc:

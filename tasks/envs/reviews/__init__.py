@@ -1,0 +1,71 @@
+"""Environment ``reviews``: the bundled demo task, restaurant reviews with a hidden truth.
+
+- ``corpus.py``: the seeded grammar that writes the pretraining texts, the
+  demonstrations and the cycle's prompts (``corpus`` section of params.yaml);
+- ``truth.py``: the hidden truth and the simulated annotator on it (``truth``
+  section), which stands in for human raters and measures a cycle's real
+  improvement;
+- ``rubric.yaml``: what this task's AI judges look for.
+
+Only the environment registry (``tasks/envs/__init__.py``) imports this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.judges.base import ScoringJudge, Verdicts
+from tasks.prompting import last_user_turn, prompt_key
+
+SIMULATED = "human:simulated-annotator"
+
+
+class SimulatedAnnotator(ScoringJudge):
+    """The hidden-truth annotator as a judge: scores are truth scores; a comparison is a noisy
+    Bradley-Terry draw, fixed by (seed, prompt, a, b, key) so the same pair always gets the same label."""
+
+    name = SIMULATED
+
+    def __init__(self, truth_cfg, seed: int):
+        super().__init__()
+        self.cfg, self.seed = truth_cfg, seed
+
+    def score(self, prompts, responses) -> list[float]:
+        from tasks.envs.reviews import truth
+        from tasks.envs.reviews.corpus import dish_of
+
+        return [truth.truth_score(dish_of(last_user_turn(p)), r).total for p, r in zip(prompts, responses)]
+
+    def compare(self, prompts, a, b, keys=None) -> Verdicts:
+        from tasks.envs.reviews import truth
+
+        keys = keys or [()] * len(a)
+        sa, sb = self.score(prompts, a), self.score(prompts, b)
+        p_a, wins = [], []
+        for p, x, y, s, t, key in zip(prompts, a, b, sa, sb, keys):
+            prob = truth.preference_probability(s, t, self.cfg.temperature, self.cfg.noise)
+            text = p if isinstance(p, str) else prompt_key(p)
+            p_a.append(prob)
+            wins.append(truth.stable_uniform(self.seed, text, x, y, *key) < prob)
+        return Verdicts(p_a, wins)
+
+
+class Reviews:
+    name = "reviews"
+    has_truth = True
+
+    def write_corpus(self, cfg, out_dir: Path) -> dict:
+        from tasks.envs.reviews.corpus import build_corpus
+        from tasks.io import write_jsonl
+
+        built = build_corpus(cfg.seed, cfg.n_texts, cfg.n_demos, cfg.n_prompts, tuple(cfg.demo_sentiment))
+        write_jsonl(out_dir / "texts.jsonl", built.texts)
+        write_jsonl(out_dir / "demos.jsonl", built.demos)
+        write_jsonl(out_dir / "prompts.jsonl", built.prompts)
+        return {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
+
+    def annotator(self, truth_cfg, seed: int) -> SimulatedAnnotator:
+        return SimulatedAnnotator(truth_cfg, seed)
+
+
+ENVIRONMENT = Reviews()

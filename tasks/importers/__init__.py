@@ -1,0 +1,1 @@
+"""Importers: turn formats that users already have into the project's data contracts. Pure functions."""

@@ -1,0 +1,65 @@
+"""Judges, chosen by name from the ``judges:`` section of ``params.yaml``.
+
+Each entry names a ``kind`` and that kind's own settings (typed in
+``tasks/config.py``, checked on load)::
+
+    judges:
+      embedding: {kind: embedding}
+      gold:      {kind: reward_model, path: models/gold-reward}
+      local:     {kind: llm, model: models/judge-llm}
+      api:       {kind: http, url: http://127.0.0.1:8000/v1, model: my-judge, api_key_env: JUDGE_API_KEY}
+      panel:     {kind: ensemble, members: [embedding, gold], combine: mean}
+      annotator: {kind: simulated}          # only in an environment with a hidden truth
+
+``KINDS`` maps each kind to its implementation; an unknown kind is a
+ConfigError on load, never a fall-through to a default.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from tasks.errors import ConfigError
+
+KINDS = {
+    "reward_model": "tasks.judges.reward_model:RewardModelJudge",
+    "embedding": "tasks.judges.embedding:EmbeddingJudge",
+    "llm": "tasks.judges.llm:LLMJudge",
+    "http": "tasks.judges.http:HttpJudge",
+    "ensemble": "tasks.judges.ensemble:EnsembleJudge",
+    "simulated": "tasks.envs:load_env",        # the environment's annotator
+}
+# Kinds that score single responses (what best-vs-worst pair picking needs).
+SCORING_KINDS = {"reward_model", "embedding", "simulated"}
+
+
+@dataclass(frozen=True)
+class JudgeContext:
+    """What building a judge needs besides its own entry: every entry (for ensembles), the task, the truth."""
+    judges: dict
+    task: object           # TaskConfig: env and rubric
+    truth: object          # TruthConfig of an environment with a truth
+    seed: int = 0
+
+
+def _load(path: str):
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_judge(name: str, ctx: JudgeContext):
+    if name not in ctx.judges:
+        raise ConfigError(f"judges: no judge named {name!r} (defined: {', '.join(ctx.judges) or 'none'})")
+    spec = ctx.judges[name]
+    if spec.kind not in KINDS:
+        raise ConfigError(f"judges.{name}.kind: unknown kind {spec.kind!r} (known: {', '.join(KINDS)})")
+    if spec.kind == "simulated":
+        return _load(KINDS["simulated"])(ctx.task.env).annotator(ctx.truth, ctx.seed)
+    if spec.kind == "ensemble":
+        members = [build_judge(m, ctx) for m in spec.members]
+        return _load(KINDS["ensemble"])(name, spec, members)
+    from tasks.rubric import load_rubric
+
+    rubric = load_rubric(ctx.task.rubric) if spec.kind in ("embedding", "llm", "http") else None
+    return _load(KINDS[spec.kind])(name, spec, rubric)

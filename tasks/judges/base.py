@@ -1,0 +1,54 @@
+"""The judge interface: compare (prompt, response A, response B) batches; optionally score single responses.
+
+Every judge returns :class:`Verdicts`: its probability that A is better and its
+decision (``None`` for a tie). A *scoring* judge (reward model, embedding,
+simulated annotator) also scores single responses, which is what
+``label.pairs: best_vs_worst`` needs to pick the pair. A judge that shows both
+responses in one prompt (``llm``, ``http``) asks twice with the positions
+swapped and keeps how often the two orders disagree in ``stats``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.judges.math import decision, score_probability
+from tasks.prompting import Prompt
+
+
+@dataclass
+class Verdicts:
+    p_a: list[float]                      # the judge's probability that A is better, per comparison
+    a_wins: list[bool | None] = field(default_factory=list)   # its decision; None for a tie
+
+    def __post_init__(self):
+        if not self.a_wins:
+            self.a_wins = [decision(p) for p in self.p_a]
+
+
+class Judge:
+    """Base class. ``name`` is the labeler id written into labels (``ai:<name>`` or ``human:<id>``)."""
+
+    name: str = "ai:judge"
+    scores_responses: bool = False
+
+    def __init__(self):
+        self.stats: dict[str, float] = {}
+
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+        raise TypeError(f"judge {self.name} compares pairs; it does not score single responses")
+
+    def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None) -> Verdicts:
+        raise NotImplementedError
+
+
+class ScoringJudge(Judge):
+    """A judge that scores each response on its own; a comparison is ``sigmoid(scale * (s_a - s_b))``."""
+
+    scores_responses = True
+    scale: float = 1.0
+
+    def compare(self, prompts, a, b, keys=None) -> Verdicts:
+        sa, sb = self.score(prompts, a), self.score(prompts, b)
+        return Verdicts([score_probability(x, y, self.scale) for x, y in zip(sa, sb)],
+                        [None if x == y else x > y for x, y in zip(sa, sb)])

@@ -1,0 +1,26 @@
+"""Judge ``reward_model``: a trained reward-model folder (this cycle's, the champion's, a gold one, any path).
+
+Its score is the Bradley-Terry reward of ``prompt + response``; a comparison is
+``sigmoid(s_a - s_b)``, the probability the Bradley-Terry model itself assigns.
+Naming a second reward model, trained on a disjoint share of human pairs, as
+an evaluation judge is the proxy-vs-gold check of reward over-optimization
+(Gao et al., 2022).
+"""
+
+from __future__ import annotations
+
+from tasks.judges.base import ScoringJudge
+
+
+class RewardModelJudge(ScoringJudge):
+    scale = 1.0
+
+    def __init__(self, name: str, cfg, rubric=None):
+        from tasks.rewardmodel import RewardModel
+
+        super().__init__()
+        self.name = f"ai:{name}"
+        self.model = RewardModel(cfg.path, cfg.max_length, cfg.batch_size)
+
+    def score(self, prompts, responses) -> list[float]:
+        return self.model.score_responses(prompts, responses)

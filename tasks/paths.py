@@ -1,0 +1,17 @@
+"""Artifact paths of a cycle, defined once. Every stage, the flow and the tests read them from here."""
+
+from pathlib import Path
+
+INCOMING = Path("data/incoming")             # user files (preference files, corpora), a DVC dependency
+CORPUS = Path("data/corpus")                 # the environment's corpus: texts, demos, (prompts)
+PROMPTS = Path("data/prompts.jsonl")
+GENERATIONS = Path("data/generations.jsonl")
+LABELS = Path("data/labels.jsonl")
+EVAL_ROWS = Path("data/eval.jsonl")
+BASE = Path("models/base")
+REWARD = Path("models/reward")
+CANDIDATE = Path("models/candidate")
+REPORTS = Path("reports")
+EVAL_METRICS = REPORTS / "eval/metrics.json"
+DATA_DOCS = REPORTS / "data_docs"
+VALIDATION = REPORTS / "validation"

@@ -1,0 +1,125 @@
+"""Prompts as text or as chat, and the one function that turns a prompt into what a model reads.
+
+A prompt is either a string or a conversation: a list of ``{"role", "content"}``
+messages (the OpenAI / TRL conversational format), multi-turn allowed, ending
+with the user's turn. A prompts row carries one of the two as ``prompt`` or
+``messages``.
+
+``format_prompt`` is the only place that renders a prompt for a model. With a
+tokenizer that has a chat template it calls
+``tokenizer.apply_chat_template(messages, add_generation_prompt=True)``; without
+one (the tiny default policy, and the MiniLM reward model's input text) it uses
+the project's simple template::
+
+    Q: <user turn>
+    A: <assistant turn>
+    Q: <user turn>
+    A:
+
+so a single-turn prompt is ``Q: <prompt>\\nA:`` and the response follows after
+one space. Generate, optimize, evaluate, the judges and the reward model all
+go through it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Union
+
+from tasks.text import normalize
+
+Prompt = Union[str, list]
+ROLES = ("system", "user", "assistant")
+
+
+def prompt_of(row: dict) -> Prompt:
+    """The prompt of a prompts row: its ``messages`` if it has them, else its ``prompt`` text."""
+    messages = row.get("messages")
+    if messages is not None:
+        return messages
+    return row["prompt"]
+
+
+def as_messages(prompt: Prompt) -> list[dict]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def simple_template(messages: list[dict]) -> str:
+    """``Q: ...\\nA: ...`` turns; a system message becomes a leading line of its own."""
+    lines = []
+    for m in messages:
+        if m["role"] == "system":
+            lines.append(m["content"])
+        elif m["role"] == "user":
+            lines.append(f"Q: {m['content']}")
+        else:
+            lines.append(f"A: {m['content']}")
+    return "\n".join(lines) + "\nA:"
+
+
+def has_chat_template(tok) -> bool:
+    return bool(getattr(tok, "chat_template", None))
+
+
+def format_prompt(prompt: Prompt, tok=None) -> str:
+    """The text a model reads before its response (see the module docstring)."""
+    messages = as_messages(prompt)
+    if tok is not None and has_chat_template(tok):
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return simple_template(messages)
+
+
+def with_response(prompt: Prompt, response: str, tok=None) -> str:
+    """Prompt and response as one text: what a reward model or a scoring judge reads."""
+    return f"{format_prompt(prompt, tok)} {response}"
+
+
+def last_user_turn(prompt: Prompt) -> str:
+    """The request a response answers: the text itself, or the conversation's final user message."""
+    if isinstance(prompt, str):
+        return prompt
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+
+
+def prompt_key(prompt: Prompt) -> str:
+    """A normalised, hashable form of a prompt: equal keys mean 'the same prompt' for splits and lookups."""
+    if isinstance(prompt, str):
+        return normalize(prompt)
+    return json.dumps([[m["role"], normalize(m["content"])] for m in prompt])
+
+
+def conversation_problems(messages: Any) -> list[str]:
+    """Why a ``messages`` value is not a valid prompt conversation (empty list: it is valid).
+
+    Rules: a non-empty list of ``{role, content}`` objects; roles in
+    system/user/assistant; an optional system message first; then user and
+    assistant alternate, starting and ending with the user; no empty content.
+    """
+    if not isinstance(messages, list) or not messages:
+        return ["messages must be a non-empty list of {role, content} objects"]
+    problems = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or set(m) - {"role", "content"} or "role" not in m or "content" not in m:
+            return [f"message {i} must be an object with exactly 'role' and 'content'"]
+        if m["role"] not in ROLES:
+            problems.append(f"message {i} has role {m['role']!r} (allowed: {', '.join(ROLES)})")
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            problems.append(f"message {i} has empty content")
+    if problems:
+        return problems
+    turns = messages[1:] if messages[0]["role"] == "system" else messages
+    if any(m["role"] == "system" for m in turns):
+        problems.append("a system message may only come first")
+    expected = "user"
+    for i, m in enumerate(turns):
+        if m["role"] != "system" and m["role"] != expected:
+            problems.append(f"roles must alternate user/assistant starting with user; turn {i} is {m['role']!r}")
+            break
+        expected = "assistant" if expected == "user" else "user"
+    if turns and turns[-1]["role"] != "user":
+        problems.append("the conversation must end with the user's turn")
+    if not turns:
+        problems.append("the conversation has no user turn")
+    return problems
