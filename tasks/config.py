@@ -496,7 +496,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def section_dict(section: Any) -> dict:
     """A section as a flat dict, for logging as MLflow params."""
-    return dataclasses.asdict(section)
+    from tasks.params_audit import unwrap
+
+    return dataclasses.asdict(unwrap(section))
 
 
 def describe() -> str:

@@ -61,14 +61,18 @@ def project(tmp_path, monkeypatch):
 def built_project(tmp_path_factory):
     """A tiny project with every stage of the first half run once, in order (shared, read-only)."""
     from tasks.config import parse_params
+    from tasks.params_audit import recording
     from tasks.stages import STAGES, run_stage
 
     path = make_project(tmp_path_factory.mktemp("built") / "proj")
     old = os.getcwd()
     os.chdir(path)
+    metrics, reads = {}, {}
     try:
         params = parse_params(yaml.safe_load((path / "params.yaml").read_text()))
-        metrics = {name: run_stage(name, params) for name in STAGES}
+        for name in STAGES:
+            reads[name] = set()
+            metrics[name] = run_stage(name, recording(params, reads[name]))
     finally:
         os.chdir(old)
-    return path, metrics
+    return path, metrics, reads

@@ -14,9 +14,18 @@ PROMPTS = ["Write a review of the ramen at Blue Door.", "How was the pie?",
 
 
 @pytest.fixture(scope="module")
-def policy(built_project):
-    path, _ = built_project
-    return load_policy(path / "models/champion")
+def policy(tmp_path_factory):
+    """A tiny GPT-2 with a BPE tokenizer, made here in a second: generation mechanics need no trained policy."""
+    import torch
+
+    from tasks.policy import tiny_gpt, train_tokenizer
+
+    path = tmp_path_factory.mktemp("policy")
+    torch.manual_seed(0)
+    tok = train_tokenizer(PROMPTS * 20 + ["The soup was great. I would come back again."] * 20, 300)
+    tiny_gpt(len(tok), 2, 2, 32, 128, tok.eos_token_id).save_pretrained(path)
+    tok.save_pretrained(path)
+    return load_policy(path)
 
 
 def test_one_generate_call_per_batch(policy, monkeypatch):

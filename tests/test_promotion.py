@@ -49,6 +49,7 @@ def _spam_policy(src, dst) -> str:
     return word.strip()
 
 
+@pytest.mark.slow
 def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, monkeypatch):
     import mlflow
     from mlflow import MlflowClient
@@ -57,7 +58,7 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     from tasks.policy import read_meta, write_meta
     from tasks.promote import promote
 
-    path, _ = built_project
+    path, _, _ = built_project
     work = tmp_path / "proj"
     shutil.copytree(path, work)
     monkeypatch.chdir(work)

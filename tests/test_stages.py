@@ -6,18 +6,19 @@ import pytest
 
 from tasks.io import read_jsonl
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+# Each test reads the tiny project that conftest.py::built_project runs every stage on: minutes, so slow.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 
 def test_corpus(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     assert m["corpus"] == {"texts": 300, "demos": 160, "prompts": 40}
     assert json.loads((path / "data/corpus/manifest.json").read_text())["env"] == "reviews"
     assert len(read_jsonl(path / "data/corpus/prompts.jsonl")) == 40
 
 
 def test_bootstrap(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     b = m["bootstrap"]
     base = path / "models/base"
     assert (base / "config.json").exists() and (base / "tokenizer.json").exists()
@@ -32,21 +33,21 @@ def test_bootstrap_registers_champion(built_project):
     import mlflow
     from mlflow import MlflowClient
 
-    path, _ = built_project
+    path, _, _ = built_project
     mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
     mv = MlflowClient().get_model_version_by_alias("policy", "champion")
     assert int(mv.version) == 1 and mv.tags["source"] == "bootstrap"
 
 
 def test_champion_is_seeded_from_base(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     assert m["champion"]["seeded"] == 1
     assert (path / "models/champion/model.safetensors").read_bytes() == \
         (path / "models/base/model.safetensors").read_bytes()
 
 
 def test_prepare(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     rows = read_jsonl(path / "data/prompts.jsonl")
     assert {r["split"] for r in rows} == {"train", "heldout"}
     assert m["prepare"]["heldout"] == sum(r["split"] == "heldout" for r in rows) == 8   # round(40 * 0.2)
@@ -55,7 +56,7 @@ def test_prepare(built_project):
 
 
 def test_validate_prompts(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     report = json.loads((path / "reports/validation/prompts.json").read_text())
     assert report["passed"] and report["rows"] == 40
     page = path / report["data_docs"]
@@ -63,7 +64,7 @@ def test_validate_prompts(built_project):
 
 
 def test_generate(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     rows = read_jsonl(path / "data/generations.jsonl")
     n_train = sum(r["split"] == "train" for r in read_jsonl(path / "data/prompts.jsonl"))
     assert len(rows) == 3 * n_train == m["generate"]["generations"]
@@ -74,7 +75,7 @@ def test_generate(built_project):
 
 
 def test_label(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     rows = read_jsonl(path / "data/labels.jsonl")
     assert rows and all(r["labeler"] == "ai:embedding" for r in rows)
     assert all(r["chosen"] != r["rejected"] and r["score_chosen"] >= r["score_rejected"] for r in rows)
@@ -83,7 +84,7 @@ def test_label(built_project):
 
 
 def test_validate_labels(built_project):
-    path, _ = built_project
+    path, _, _ = built_project
     assert json.loads((path / "reports/validation/labels.json").read_text())["passed"]
 
 
@@ -92,7 +93,7 @@ def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
     from tasks.label import judge_context
     from tasks.labelers import get_labeler
 
-    path, _ = built_project
+    path, _, _ = built_project
     # A sharp annotator (T = 1e-4) with no noise chooses by the hidden truth whenever scores differ.
     params = parse_params({"label": {"source": "simulated", "pairs": "all_pairs"},
                            "truth": {"noise": 0.0, "temperature": 1e-4}})
@@ -107,7 +108,7 @@ def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
 
 
 def test_train_reward(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     r = m["train_reward"]
     assert (path / "models/reward/model.safetensors").exists()
     assert r["registry_version"] == 1 and 0.0 <= r["heldout_accuracy"] <= 1.0
@@ -117,7 +118,7 @@ def test_train_reward(built_project):
 def test_optimize(built_project):
     import csv
 
-    path, m = built_project
+    path, m, _ = built_project
     o = m["optimize"]
     meta = json.loads((path / "models/candidate/rft_policy.json").read_text())
     assert meta["registry_version"] == o["registry_version"] == 2 and meta["parent_version"] == 1
@@ -131,7 +132,7 @@ def test_optimize(built_project):
 
 
 def test_evaluate(built_project):
-    path, m = built_project
+    path, m, _ = built_project
     e = m["evaluate"]
     assert e["heldout_prompts"] == 8 and e["comparisons"] == 8
     for key in ("winrate_truth", "winrate_embedding"):
@@ -147,7 +148,7 @@ def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
     from tasks.config import parse_params
     from tasks.optimize import run_optimize
 
-    path, _ = built_project
+    path, _, _ = built_project
     work = tmp_path / "proj"
     shutil.copytree(path, work)
     monkeypatch.chdir(work)

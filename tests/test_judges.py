@@ -1,0 +1,217 @@
+"""Every judge kind behind the one interface, the position swap, and the HTTP judge against a real local server."""
+
+import json
+
+import pytest
+
+from chat_server import ChatServer
+from tasks.config import parse_params
+from tasks.errors import ConfigError
+from tasks.judges import JudgeContext, build_judge
+from tasks.judges.base import Judge, Verdicts
+from tasks.judges.ensemble import EnsembleJudge
+from tasks.judges.http import JudgeServerError, p_from_answer
+from tasks.judges.pairwise import PairwiseJudge
+from tasks.rubric import load_rubric, parse_rubric
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+RUBRIC = {"name": "t", "criteria": [
+    {"name": "warm", "description": "A warm review that praises the food.",
+     "violation": "A cold review that complains about the food.", "weight": 2},
+    {"name": "clear", "description": "Clear, well written text.", "weight": 1}]}
+PROMPTS = ["Review the soup at Old Mill.", [{"role": "user", "content": "Review the cake at Red Door."}]]
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A tiny random GPT-2 with a BPE tokenizer: a local model folder, made in seconds."""
+    from tasks.policy import tiny_gpt, train_tokenizer
+
+    path = tmp_path_factory.mktemp("lm")
+    texts = ["Response A is better. Response B is worse. A B A B.", "The soup was great. The cake was awful."] * 50
+    tok = train_tokenizer(texts, 300)
+    tiny_gpt(len(tok), 2, 2, 32, 512, tok.eos_token_id).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rubric_file(tmp_path_factory):
+    import yaml
+
+    path = tmp_path_factory.mktemp("rubric") / "rubric.yaml"
+    path.write_text(yaml.safe_dump(RUBRIC))
+    return path
+
+
+def ctx(judges: dict, rubric_file, env="none", seed=0):
+    params = parse_params({"task": {"env": env, "rubric": str(rubric_file)}, "judges": judges,
+                           "policy": {"base_model": "x"},
+                           "label": {"judge": next(iter(judges)), "pairs": "all_pairs"},
+                           "evaluate": {"judges": []}, "promote": {"winrate_source": "truth" if env != "none"
+                                                                   else "x", "alarm_judge": None}}
+                          if env != "none" else _user(judges, rubric_file))
+    return JudgeContext(params.judges, params.task, params.truth, seed)
+
+
+def _user(judges, rubric_file):
+    first = next(iter(judges))
+    return {"task": {"env": "none", "rubric": str(rubric_file)}, "judges": judges, "policy": {"base_model": "x"},
+            "label": {"judge": first, "pairs": "all_pairs"}, "evaluate": {"judges": [first]},
+            "promote": {"winrate_source": first, "alarm_judge": None}}
+
+
+class FirstPosition(PairwiseJudge):
+    """A judge built to always prefer whatever it is shown first."""
+
+    def p_first(self, prompts, first, second):
+        return [1.0] * len(first)
+
+
+def test_position_swap_cancels_a_judge_that_always_prefers_position_a():
+    j = FirstPosition("first", parse_rubric(RUBRIC, "r"))
+    v = j.compare(["p"] * 4, ["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"])
+    # Shown A first it says A; shown B first it says B: the average is a coin, and every pair flips.
+    assert v.p_a == [0.5] * 4 and v.a_wins == [None] * 4
+    assert j.stats["position_disagreement"] == 1.0
+
+
+def test_rubric_file_errors_name_the_key(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("criteria:\n  - name: a\n    description: d\n    weight: -1\n")
+    with pytest.raises(ConfigError, match=r"criteria\[0\]\.weight: must be a number > 0"):
+        load_rubric(bad)
+    with pytest.raises(ConfigError, match="task.rubric: .*file not found"):
+        load_rubric(tmp_path / "missing.yaml")
+    assert "1. warm (weight 2): A warm review" in parse_rubric(RUBRIC, "r").as_text()
+
+
+def test_embedding_judge_reads_the_rubric(rubric_file):
+    j = build_judge("emb", ctx({"emb": {"kind": "embedding"}}, rubric_file))
+    good, bad = "The soup was wonderful and I loved it.", "The soup was awful and cold, I hated it."
+    s = j.score(PROMPTS, [good, bad])
+    v = j.compare(PROMPTS[:1] * 2, [good, bad], [bad, good])
+    assert s[0] > s[1] and v.a_wins == [True, False]
+    assert j.name == "ai:emb" and j.score(PROMPTS[:1], [""]) == [-1.0]       # empty response: the floor
+
+
+def test_reward_model_judge_is_bradley_terry_on_its_scores(tmp_path, rubric_file):
+    import math
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tasks.rewardmodel import minilm_path
+
+    AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1).save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "rm")
+    j = build_judge("rm", ctx({"rm": {"kind": "reward_model", "path": str(tmp_path / "rm")}}, rubric_file))
+    sa, sb = j.score(PROMPTS, ["yes", "no"]), j.score(PROMPTS, ["no", "yes"])
+    v = j.compare(PROMPTS, ["yes", "no"], ["no", "yes"])
+    assert v.p_a == pytest.approx([1 / (1 + math.exp(-(x - y))) for x, y in zip(sa, sb)])
+    with pytest.raises(ConfigError, match="not a reward-model folder"):
+        build_judge("rm", ctx({"rm": {"kind": "reward_model", "path": str(tmp_path)}}, rubric_file))
+
+
+def test_llm_judge_decides_by_choice_token_logprobs_with_the_swap(tiny_lm, rubric_file):
+    j = build_judge("local", ctx({"local": {"kind": "llm", "model": str(tiny_lm), "batch_size": 2}}, rubric_file))
+    a, b = ["The soup was great.", "Nice cake."], ["The soup was awful.", "Bad cake."]
+    v1, v2 = j.compare(PROMPTS, a, b), j.compare(PROMPTS, b, a)
+    assert all(0.0 < p < 1.0 for p in v1.p_a)
+    # The swap makes the judge antisymmetric: P(A beats B) = 1 - P(B beats A), whatever its position bias.
+    assert v1.p_a == pytest.approx([1 - p for p in v2.p_a], abs=1e-6)
+    assert 0.0 <= j.stats["position_disagreement"] <= 1.0 and j.stats["comparisons"] == 2
+    with pytest.raises(ConfigError, match="judges.bad.model: cannot load a causal LM"):
+        build_judge("bad", ctx({"bad": {"kind": "llm", "model": str(rubric_file.parent)}}, rubric_file))
+
+
+def test_ensemble_mean_majority_and_agreement():
+    class Fixed(Judge):
+        def __init__(self, ps):
+            super().__init__()
+            self.ps, self.name = ps, "ai:fixed"
+
+        def compare(self, prompts, a, b, keys=None):
+            return Verdicts(self.ps)
+
+    from tasks.config import EnsembleJudgeConfig
+
+    members = [Fixed([0.9, 0.4]), Fixed([0.7, 0.2]), Fixed([0.2, 0.3])]
+    mean = EnsembleJudge("e", EnsembleJudgeConfig(members=["a", "b", "c"], combine="mean"), members)
+    v = mean.compare(["p", "p"], ["a", "a"], ["b", "b"])
+    assert v.p_a == pytest.approx([0.6, 0.3]) and mean.stats["agreement"] == 0.5
+    vote = EnsembleJudge("e", EnsembleJudgeConfig(members=["a", "b", "c"], combine="majority"), members)
+    assert vote.compare(["p", "p"], ["a", "a"], ["b", "b"]).p_a == pytest.approx([2 / 3, 0.0])
+
+
+def test_ensemble_built_by_name(rubric_file, tiny_lm):
+    judges = {"emb": {"kind": "embedding"}, "local": {"kind": "llm", "model": str(tiny_lm)},
+              "panel": {"kind": "ensemble", "members": ["emb", "local"], "combine": "majority"}}
+    j = build_judge("panel", ctx(judges, rubric_file))
+    v = j.compare(PROMPTS, ["The soup was wonderful.", "Lovely cake."], ["Awful soup.", "Bad cake."])
+    assert len(v.p_a) == 2 and "agreement" in j.stats and "local.position_disagreement" in j.stats
+
+
+def test_simulated_judge_only_in_an_environment_with_a_truth(rubric_file):
+    j = build_judge("sim", ctx({"sim": {"kind": "simulated"}}, rubric_file, env="reviews", seed=3))
+    v = j.compare(["Review the soup at Old Mill."] * 2, ["The soup was delicious. I would come back again."] * 2,
+                  ["soup soup soup"] * 2, keys=[("a",), ("b",)])
+    assert j.name == "human:simulated-annotator" and all(p > 0.8 for p in v.p_a)
+    with pytest.raises(ConfigError, match="judges.sim.kind: simulated needs an environment"):
+        ctx({"sim": {"kind": "simulated"}}, rubric_file)
+
+
+def test_p_from_answer():
+    lp = lambda items: {"logprobs": {"content": [{"token": items[0][0], "logprob": items[0][1],  # noqa: E731
+                                                  "top_logprobs": [{"token": t, "logprob": v} for t, v in items]}]}}
+    import math
+
+    # softmax over A and B only: log 0.6 vs log 0.2 -> 0.6 / 0.8 = 0.75
+    assert p_from_answer(lp([(" A", math.log(0.6)), ("x", -0.1), (" B", math.log(0.2))])) == pytest.approx(0.75)
+    assert p_from_answer(lp([("B", -0.1), ("x", -3.0)])) == 0.0            # A not in the top list: no mass
+    assert p_from_answer({"message": {"content": "B"}}) == 0.0              # no log-probs: the answered letter
+    assert p_from_answer({"message": {"content": "maybe"}}) is None
+
+
+def _http(url, rubric_file, **kw):
+    entry = {"kind": "http", "url": url, "model": "tiny", "backoff": 0.01, "max_retries": 3, **kw}
+    return build_judge("api", ctx({"api": entry}, rubric_file))
+
+
+def test_http_judge_retries_503_then_answers(tiny_lm, rubric_file, monkeypatch):
+    monkeypatch.setenv("TEST_JUDGE_KEY", "s3cret-key-value")
+    with ChatServer(tiny_lm, api_key="s3cret-key-value", fail_first=2, fail_status=503) as server:
+        j = _http(server.url, rubric_file, api_key_env="TEST_JUDGE_KEY", concurrency=1)
+        v = j.compare(PROMPTS, ["Great soup.", "Nice cake."], ["Awful soup.", "Bad cake."])
+    assert len(v.p_a) == 2 and all(0.0 <= p <= 1.0 for p in v.p_a)
+    assert j.stats["retries"] == 2                                  # the two 503s, each retried once
+    assert len(server.requests) == 2 + 4                            # 2 failures + 2 pairs x 2 orders
+    assert all(r["auth"] == "Bearer s3cret-key-value" for r in server.requests)
+    # The key is read from the environment and never kept where it could be logged.
+    assert "s3cret" not in json.dumps(j.stats) and "s3cret" not in repr(j.cfg)
+
+
+def test_http_judge_stops_at_once_on_401_without_showing_the_key(tiny_lm, rubric_file, monkeypatch):
+    monkeypatch.setenv("TEST_JUDGE_KEY", "wrong-key-value")
+    with ChatServer(tiny_lm, api_key="right") as server:
+        j = _http(server.url, rubric_file, api_key_env="TEST_JUDGE_KEY")
+        with pytest.raises(JudgeServerError) as exc:
+            j.compare(PROMPTS[:1], ["a"], ["b"])
+    assert "answered 401" in str(exc.value) and "api_key_env" in str(exc.value)
+    assert "wrong-key-value" not in str(exc.value)
+    assert len(server.requests) <= 2                                 # no retries on 401 (two orders in flight)
+
+
+def test_http_judge_gives_up_after_its_retries_and_names_404(tiny_lm, rubric_file):
+    with ChatServer(tiny_lm, fail_first=100, fail_status=429) as server:
+        with pytest.raises(JudgeServerError, match="still failing after 3 retries \\(status 429\\)"):
+            _http(server.url, rubric_file, concurrency=1).compare(PROMPTS[:1], ["a"], ["b"])
+    with ChatServer(tiny_lm) as server:
+        with pytest.raises(JudgeServerError, match="answered 404: no such endpoint"):
+            _http(server.url.replace("/v1", "/v2"), rubric_file).compare(PROMPTS[:1], ["a"], ["b"])
+
+
+def test_http_judge_needs_its_key_variable(rubric_file, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(JudgeServerError, match="judges.api.api_key_env: the environment variable NO_SUCH_KEY_VAR"):
+        _http("http://127.0.0.1:9/v1", rubric_file, api_key_env="NO_SUCH_KEY_VAR")
