@@ -31,14 +31,31 @@ from tasks.errors import RFTError
 from tasks.stages import KEY_METRIC, STAGES, run_stage
 
 
+# A missing file, a bad model folder or a permission problem will fail the same way again: never retried.
+PERMANENT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+                       FileExistsError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth a retry: a lost connection, a timeout, an interrupted or busy resource. Bad data,
+    bad params, a missing file or a bug fail at once."""
+    if isinstance(exc, RFTError) or isinstance(exc, PERMANENT_OS_ERRORS):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, BlockingIOError, InterruptedError)):
+        return True
+    try:
+        import httpx
+
+        return isinstance(exc, (httpx.TransportError, httpx.TimeoutException))
+    except ImportError:
+        return False
+
+
 def _retry_on_io(task, task_run, state) -> bool:
-    """Retry only transient I/O failures; bad data or params fail at once."""
     try:
         state.result()
-    except (OSError, TimeoutError):
-        return True
-    except Exception:  # noqa: BLE001 - bad data, bad params or a bug: final
-        return False
+    except Exception as exc:  # noqa: BLE001 - decided by is_transient
+        return is_transient(exc)
     return False
 
 

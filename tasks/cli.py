@@ -5,6 +5,9 @@
     rft cycle             run a whole cycle through the Prefect flow
     rft check-params      validate params.yaml and exit
     rft params            list every key with its default and help text
+    rft import-hh SRC OUT split an HH-RLHF file into a user task's inputs (prompts, pairs, corpus)
+    rft train-reward-model PAIRS OUT
+                          train a reward model on a preference file (e.g. a gold model for evaluation)
 
 Errors a user can fix (bad params, bad data) print as one message and exit
 with status 2; they never print a traceback.
@@ -31,6 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("cycle", help="run one cycle through the Prefect flow")
     sub.add_parser("check-params", help="validate params.yaml")
     sub.add_parser("params", help="every key, its default and help")
+    imp = sub.add_parser("import-hh", help="split an HH-RLHF file into prompts, preference pairs and a corpus")
+    imp.add_argument("src")
+    imp.add_argument("out", help="output folder, e.g. data/incoming/hh")
+    imp.add_argument("--seed", type=int, default=0)
+    imp.add_argument("--max-prompt-chars", type=int, default=400)
+    imp.add_argument("--limit", type=int, default=None, help="use only this many rows (after shuffling)")
+    trm = sub.add_parser("train-reward-model", help="train a reward model (params.yaml's reward section) on a "
+                         "preference file in the labels schema or the HH-RLHF format")
+    trm.add_argument("pairs")
+    trm.add_argument("out")
     args = parser.parse_args(argv)
 
     try:
@@ -39,9 +52,22 @@ def main(argv: list[str] | None = None) -> int:
 
             print(describe())
             return 0
+        if args.cmd == "import-hh":
+            from tasks.importers.hh import import_file
+
+            counts = import_file(args.src, args.out, seed=args.seed, max_prompt_chars=args.max_prompt_chars,
+                                 limit=args.limit)
+            print(f"{args.out}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+            return 0
         from tasks.config import load_params
 
         params = load_params(args.params)
+        if args.cmd == "train-reward-model":
+            from tasks.reward import train_on_file
+
+            stats = train_on_file(args.pairs, args.out, params.reward)
+            print(f"{args.out}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+            return 0
         if args.cmd == "check-params":
             print(f"{args.params}: ok")
             return 0

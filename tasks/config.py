@@ -491,7 +491,15 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    params = parse_params(raw, str(path))
+    from tasks.stages import missing_declared_params
+
+    missing = missing_declared_params(raw)
+    if missing:
+        key, stage = missing[0]
+        raise ConfigError(f"{path}: {key}: missing; dvc.yaml's stage {stage} reads it, so the file must "
+                          "write it out (its default is in `rft params`)")
+    return params
 
 
 def section_dict(section: Any) -> dict:

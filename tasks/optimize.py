@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from tasks.config import Params
-from tasks.io import atomic_path, read_jsonl, write_json
+from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, REWARD
 from tasks.policy import load_policy, read_meta, write_meta
@@ -170,7 +170,7 @@ def run_optimize(params: Params) -> dict:
             mlflow.log_artifacts(str(out), artifact_path="model")
             parent = read_meta(champion)
             version = tracking.register_model(
-                "policy", run.info.run_id, "model", aliases=["challenger"],
+                "policy", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
                 tags={"source": f"optimize:{cfg.algorithm}", "parent_version": str(parent.get("registry_version"))},
                 description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.")
             write_meta(out, {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from tasks.config import Params, RewardConfig as RewardParams
-from tasks.io import atomic_path, read_jsonl, write_json
+from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
 from tasks.prompting import prompt_of
@@ -129,7 +129,7 @@ def run_train_reward(params: Params) -> dict:
             stats = train_reward_model(train, val, cfg, out, lambda k, v, s: mlflow.log_metric(k, v, step=s))
             mlflow.log_artifacts(str(out), artifact_path="model")
             version = tracking.register_model(
-                "reward-model", run.info.run_id, "model", aliases=["challenger"],
+                "reward-model", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
                 description="Bradley-Terry reward model trained by the train_reward stage.")
             (out / "rft_reward.json").write_text(
@@ -137,4 +137,20 @@ def run_train_reward(params: Params) -> dict:
         stats["registry_version"] = version
         mlflow.log_metrics({k: float(v) for k, v in stats.items()})
         write_json(REPORT, stats)
+    return stats
+
+
+def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams) -> dict:
+    """Train a reward model on a preference file (labels schema or HH-RLHF) outside a cycle, e.g. the
+    gold reward model that judges a user task independently of the cycle's own (proxy) reward model.
+    Held-out accuracy is measured on ``cfg.heldout_fraction`` of the prompts."""
+    from tasks.labelers.file import read_preferences
+
+    rows, _ = read_preferences(pairs_file)
+    of = [prompt_of(r) for r in rows]
+    pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
+    train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
+    with atomic_path(out_dir, is_dir=True) as out:
+        stats = train_reward_model(train, val, cfg, out)
+        write_json(out / "rft_reward.json", {"source": str(pairs_file), **stats})
     return stats

@@ -126,3 +126,18 @@ def dvc_stage(stage: Stage) -> dict:
     if stage.metrics:
         entry["metrics"] = [{m: {"cache": False}} for m in stage.metrics]
     return entry
+
+
+def missing_declared_params(raw: dict) -> list[tuple[str, str]]:
+    """(key, stage) for each params key that a stage declares and the params file lacks: DVC needs every
+    declared key written out, even one left at its default, or it fails after the stage has run."""
+    missing = []
+    for stage in MANIFEST:
+        for key in stage.params:
+            node = raw
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append((key, stage.name))
+                    break
+                node = node[part]
+    return missing

@@ -106,9 +106,17 @@ def stage_run(stage: str, cfg: TrackingConfig, *, sections: dict | None = None,
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)
 
 
+CONTENT_TAG = "rft.content"
+
+
 def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[str] = (),
-                   tags: dict | None = None, description: str = "") -> int:
-    """Register ``runs:/run_id/artifact_path`` as a new version of ``name``; set aliases; return the version."""
+                   tags: dict | None = None, description: str = "", content: str | None = None) -> int:
+    """Register ``runs:/run_id/artifact_path`` as a new version of ``name``; set aliases; return the version.
+
+    ``content`` is the DVC hash of the model folder. A version already registered with the same content
+    is reused, so a stage that Prefect retries (or DVC re-runs to the same bytes) never adds a second
+    version of one model.
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -117,8 +125,15 @@ def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name)
+    same = client.search_model_versions(f"name='{name}' and tags.`{CONTENT_TAG}` = '{content}'") if content else []
+    if same:
+        mv = same[0]
+        for alias in aliases:
+            client.set_registered_model_alias(name, alias, mv.version)
+        return int(mv.version)
     source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {},
+    mv = client.create_model_version(name, source=source, run_id=run_id,
+                                     tags={**(tags or {}), **({CONTENT_TAG: content} if content else {})},
                                      description=description)
     for alias in aliases:
         client.set_registered_model_alias(name, alias, mv.version)

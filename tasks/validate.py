@@ -165,6 +165,7 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
         for i in idx[:20]:
             i = i if isinstance(i, int) else i.get("index", 0) if isinstance(i, dict) else 0
             value = df.iloc[i][show_col] if show_col in df.columns else ""
+            value = value.item() if hasattr(value, "item") else value      # numpy scalar -> plain Python
             rows.append((i + 1, repr(value)[:80]))
         detail = ""
         if "observed_value" in res.result and not idx:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chat_server import ChatServer
+from tiny_models import tiny_ab_judge
 from tasks.config import parse_params
 from tasks.errors import ConfigError
 from tasks.judges import JudgeContext, build_judge
@@ -178,12 +179,18 @@ def _http(url, rubric_file, **kw):
     return build_judge("api", ctx({"api": entry}, rubric_file))
 
 
-def test_http_judge_retries_503_then_answers(tiny_lm, rubric_file, monkeypatch):
+@pytest.fixture(scope="module")
+def ab_judge(tmp_path_factory):
+    return tiny_ab_judge(tmp_path_factory.mktemp("ab"))
+
+
+def test_http_judge_retries_503_then_answers(ab_judge, rubric_file, monkeypatch):
     monkeypatch.setenv("TEST_JUDGE_KEY", "s3cret-key-value")
-    with ChatServer(tiny_lm, api_key="s3cret-key-value", fail_first=2, fail_status=503) as server:
+    with ChatServer(ab_judge, api_key="s3cret-key-value", fail_first=2, fail_status=503) as server:
         j = _http(server.url, rubric_file, api_key_env="TEST_JUDGE_KEY", concurrency=1)
         v = j.compare(PROMPTS, ["Great soup.", "Nice cake."], ["Awful soup.", "Bad cake."])
-    assert len(v.p_a) == 2 and all(0.0 <= p <= 1.0 for p in v.p_a)
+    # Both letters lead the served model's next token: every answer is a real probability, none unparsed.
+    assert len(v.p_a) == 2 and all(0.0 < p < 1.0 for p in v.p_a) and j.stats["unparsed"] == 0
     assert j.stats["retries"] == 2                                  # the two 503s, each retried once
     assert len(server.requests) == 2 + 4                            # 2 failures + 2 pairs x 2 orders
     assert all(r["auth"] == "Bearer s3cret-key-value" for r in server.requests)

@@ -68,3 +68,63 @@ def dialogue_text(messages: list[dict]) -> str:
     """Messages back into the HH-RLHF text form (the inverse of ``parse_dialogue`` on stripped turns)."""
     back = {v: k for k, v in ROLE.items()}
     return "".join(f"\n\n{back[m['role']]}: {m['content']}" for m in messages)
+
+
+SPLITS = {"pairs": 0.35, "gold_pairs": 0.3, "heldout_pairs": 0.1, "prompts": 0.25}
+
+
+def import_file(src, out_dir, *, seed: int = 0, max_prompt_chars: int = 400, limit: int | None = None) -> dict:
+    """Split an HH-RLHF file into the inputs of a cycle on a user task (``examples/hh-rlhf``).
+
+    The rows are shuffled with ``seed`` and cut into four disjoint shares
+    (``SPLITS``): ``pairs.jsonl`` (human labels for the cycle's reward model,
+    kept in the HH format for ``label.source: file``), ``gold_pairs.jsonl`` (for
+    a gold reward model, the independent judge), ``heldout_pairs.jsonl``
+    (``evaluate.human_pairs``) and ``prompts.jsonl`` (the policy's prompts, in
+    the messages form, only conversations of at most ``max_prompt_chars``
+    characters). From the ``pairs`` share it also writes a corpus for a tiny
+    policy: ``texts.jsonl`` (whole chosen dialogues in the Q:/A: template) and
+    ``demos.jsonl`` (conversation and chosen reply). Malformed pairs are
+    counted per reason and left out.
+    """
+    import json
+    import random
+    from collections import Counter
+    from pathlib import Path
+
+    from tasks.io import read_jsonl, write_jsonl
+    from tasks.prompting import simple_template
+
+    rows = read_jsonl(src)
+    random.Random(seed).shuffle(rows)
+    rows = rows[:limit] if limit else rows
+    cuts, start = {}, 0
+    for i, (name, share) in enumerate(SPLITS.items()):
+        end = len(rows) if i == len(SPLITS) - 1 else start + round(share * len(rows))
+        cuts[name] = rows[start:end]
+        start = end
+    out = Path(out_dir)
+    dropped = Counter()
+    parsed = {}
+    for name, part in cuts.items():
+        kept = []
+        for r in part:
+            pair, why = split_pair(r["chosen"], r["rejected"])
+            if pair is None:
+                dropped[why] += 1
+            else:
+                kept.append((r, pair))
+        parsed[name] = kept
+    for name in ("pairs", "gold_pairs", "heldout_pairs"):
+        write_jsonl(out / f"{name}.jsonl", [{"chosen": r["chosen"], "rejected": r["rejected"]} for r, _ in parsed[name]])
+    prompts = [p.messages for _, p in parsed["prompts"] if len(simple_template(p.messages)) <= max_prompt_chars]
+    write_jsonl(out / "prompts.jsonl", [{"id": f"hh{i:05d}", "messages": m, "source": "hh-rlhf"}
+                                        for i, m in enumerate(prompts)])
+    train = [p for _, p in parsed["pairs"]]
+    write_jsonl(out / "texts.jsonl", [{"text": f"{simple_template(p.messages)} {p.chosen}"} for p in train])
+    write_jsonl(out / "demos.jsonl", [{"messages": p.messages, "response": p.chosen} for p in train])
+    counts = {name: len(v) for name, v in parsed.items()}
+    counts.update(prompts=len(prompts), source_rows=len(rows), dropped=sum(dropped.values()))
+    (out / "import.json").write_text(json.dumps({**counts, "dropped_reasons": dict(dropped), "seed": seed},
+                                                indent=2) + "\n")
+    return counts

@@ -1,0 +1,43 @@
+"""Prefect retries only what is transient, and a retried stage never registers a second model version."""
+
+import pytest
+
+from flows.cycle import is_transient
+from tasks.errors import ConfigError, DataError
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (ConnectionResetError("peer reset"), True),        # a tracking server or remote dropped the connection
+    (TimeoutError("slow disk"), True),
+    (BlockingIOError("busy"), True),
+    (FileNotFoundError("models/reward"), False),       # a missing file stays missing
+    (IsADirectoryError("x"), False),
+    (PermissionError("x"), False),
+    (DataError("data/prompts.jsonl", "unique ids"), False),
+    (ConfigError("generate.k: must be >= 2"), False),
+    (ValueError("a bug"), False),
+])
+def test_what_is_retried(exc, transient):
+    assert is_transient(exc) is transient
+
+
+def test_httpx_transport_errors_are_transient():
+    import httpx
+
+    assert is_transient(httpx.ConnectError("refused")) and is_transient(httpx.ReadTimeout("slow"))
+
+
+def test_registering_the_same_model_twice_gives_one_version(tmp_path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.tracking import register_model
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    with mlflow.start_run() as run:
+        mlflow.log_text("w", "model/weights.txt")
+    first = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="abc.dir")
+    again = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="abc.dir")
+    other = register_model("policy", run.info.run_id, "model", content="def.dir")
+    assert first == again == 1 and other == 2
+    assert len(MlflowClient().search_model_versions("name='policy'")) == 2
