@@ -1,13 +1,16 @@
 """Train the train_reward stage's reward model on HH-RLHF-format pairs and report held-out accuracy.
 
-    python benchmarks/reward_hh.py [--train FILE] [--eval FILE] [--max-length 128] [--epochs 1]
+    python benchmarks/reward_hh.py [--train FILE] [--eval FILE] [--seeds 0 1 2] [--max-length N] [--epochs E]
+                                   [--lr LR] [--center C]
 
 Any JSONL of ``{"chosen": ..., "rejected": ...}`` full dialogues works. Without
-``--eval``, the training file is split 85/15 at random (seeded). The model,
+``--eval``, each seed splits the training file 85/15 at random with that seed
+(so the seeds differ in both the split and the training), and the run reports
+the mean and standard deviation of held-out accuracy over the seeds. The model,
 tokenizer, left truncation and trainer are exactly the stage's
 (``tasks.reward.train_reward_model``), with ``reward`` settings from
-``params.yaml`` unless overridden here. Prints the wall time; the last line is
-``heldout_accuracy=<value>``.
+``params.yaml`` unless overridden here. The last line is
+``heldout_accuracy=<mean> sd=<sd> seeds=<n>``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +47,8 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=None)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--center", type=float, default=None, help="center_rewards_coefficient")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--eval-fraction", type=float, default=0.15)
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     args = ap.parse_args()
@@ -52,27 +58,34 @@ def main() -> int:
         return 0
     try:
         cfg = load_params(args.params).reward
-        overrides = {k: v for k, v in (("max_length", args.max_length), ("epochs", args.epochs), ("lr", args.lr))
-                     if v is not None}
+        overrides = {k: v for k, v in (("max_length", args.max_length), ("epochs", args.epochs), ("lr", args.lr),
+                                        ("center_rewards_coefficient", args.center)) if v is not None}
         cfg = dataclasses.replace(cfg, **overrides)
-        train = load_pairs(args.train)
-        if args.eval is not None:
-            val = load_pairs(args.eval)
-        else:
-            random.Random(cfg.seed).shuffle(train)
-            n_val = round(len(train) * args.eval_fraction)
-            train, val = train[n_val:], train[:n_val]
+        pairs = load_pairs(args.train)
+        fixed_val = load_pairs(args.eval) if args.eval is not None else None
     except RFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"train pairs={len(train)} eval pairs={len(val)} max_length={cfg.max_length} epochs={cfg.epochs} "
-          f"lr={cfg.lr} lora={cfg.lora}")
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        stats = train_reward_model(train, val, cfg, Path(out))
-    print(f"train_seconds={stats['train_seconds']:.1f} wall_seconds={time.perf_counter() - t0:.1f} "
-          f"heldout_mean_margin={stats['heldout_mean_margin']:.4f}")
-    print(f"heldout_accuracy={stats['heldout_accuracy']:.4f}")
+    accs = []
+    for seed in args.seeds:
+        train = pairs[:]
+        if fixed_val is not None:
+            val = fixed_val
+        else:
+            random.Random(seed).shuffle(train)
+            n_val = round(len(train) * args.eval_fraction)
+            train, val = train[n_val:], train[:n_val]
+        run_cfg = dataclasses.replace(cfg, seed=seed)
+        print(f"seed={seed} train pairs={len(train)} eval pairs={len(val)} max_length={cfg.max_length} "
+              f"epochs={cfg.epochs} lr={cfg.lr} center={cfg.center_rewards_coefficient} lora={cfg.lora}", flush=True)
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            stats = train_reward_model(train, val, run_cfg, Path(out))
+        accs.append(stats["heldout_accuracy"])
+        print(f"seed={seed} train_seconds={stats['train_seconds']:.1f} wall_seconds={time.perf_counter() - t0:.1f} "
+              f"heldout_mean_margin={stats['heldout_mean_margin']:.4f} heldout_accuracy={accs[-1]:.4f}", flush=True)
+    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    print(f"heldout_accuracy={statistics.mean(accs):.4f} sd={sd:.4f} seeds={len(accs)}")
     return 0
 
 

@@ -483,14 +483,19 @@ def _scores(p: Params, name: str) -> bool:
     return spec.kind in SCORING_KINDS
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def read_yaml(path: Path, missing: str) -> Any:
+    """A YAML file's content; a missing file or bad YAML is a ConfigError (``missing`` says what to do)."""
     if not path.exists():
-        raise ConfigError(f"{path}: file not found (run from the project root, or pass --params)")
+        raise ConfigError(f"{path}: file not found ({missing})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    raw = read_yaml(path, "run from the project root, or pass --params")
     params = parse_params(raw, str(path))
     from tasks.stages import missing_declared_params
 

@@ -84,13 +84,7 @@ def parse_rubric(raw, source: str) -> Rubric:
 
 
 def load_rubric(path: str | Path) -> Rubric:
-    import yaml
+    from tasks.config import read_yaml
 
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"task.rubric: {path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_rubric(raw, str(path))
+    return parse_rubric(read_yaml(path, "task.rubric names it"), str(path))

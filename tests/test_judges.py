@@ -83,7 +83,7 @@ def test_rubric_file_errors_name_the_key(tmp_path):
     bad.write_text("criteria:\n  - name: a\n    description: d\n    weight: -1\n")
     with pytest.raises(ConfigError, match=r"criteria\[0\]\.weight: must be a number > 0"):
         load_rubric(bad)
-    with pytest.raises(ConfigError, match="task.rubric: .*file not found"):
+    with pytest.raises(ConfigError, match="file not found \\(task.rubric names it\\)"):
         load_rubric(tmp_path / "missing.yaml")
     assert "1. warm (weight 2): A warm review" in parse_rubric(RUBRIC, "r").as_text()
 
@@ -121,7 +121,7 @@ def test_llm_judge_decides_by_choice_token_logprobs_with_the_swap(tiny_lm, rubri
     assert all(0.0 < p < 1.0 for p in v1.p_a)
     # The swap makes the judge antisymmetric: P(A beats B) = 1 - P(B beats A), whatever its position bias.
     assert v1.p_a == pytest.approx([1 - p for p in v2.p_a], abs=1e-6)
-    assert 0.0 <= j.stats["position_disagreement"] <= 1.0 and j.stats["comparisons"] == 2
+    assert j.stats["position_disagreement"] in (0.0, 0.5, 1.0) and j.stats["comparisons"] == 2   # k of 2 pairs
     with pytest.raises(ConfigError, match="judges.bad.model: cannot load a causal LM"):
         build_judge("bad", ctx({"bad": {"kind": "llm", "model": str(rubric_file.parent)}}, rubric_file))
 

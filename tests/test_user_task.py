@@ -114,3 +114,8 @@ def test_hh_rlhf_example_on_a_slice(tmp_path):
     repro = run(["dvc", "repro"], path)
     ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
     assert repro.returncode == 0 and ran <= {"generate", "optimize", "evaluate"}, repro.stdout[-2000:]
+    # And DVC alone runs the example's whole pipeline: every stage, the same stage functions.
+    forced = run(["dvc", "repro", "--force"], path)
+    assert forced.returncode == 0, (forced.stdout + forced.stderr)[-3000:]
+    assert all(f"Running stage '{s}'" in forced.stdout for s in ("corpus", "label", "train_reward", "evaluate"))
+    assert "winrate_gold" in _metrics(path) and not [k for k in _metrics(path) if "truth" in k]
