@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 
 import tasks  # noqa: F401  (offline and no-telemetry defaults)
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.states import Failed
 
 from tasks import tracking
@@ -108,7 +108,9 @@ def summary_table(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-@flow(name="rft-cycle", log_prints=True)
+# log_prints stays off: Prefect's print capture would swallow what libraries print for their own use
+# (dill disassembles functions into a captured stdout to hash them for datasets' cache keys).
+@flow(name="rft-cycle")
 def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> dict:
     """Run the cycle's stages in order; stop at the first failure without touching later outputs."""
     import mlflow
@@ -143,12 +145,13 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
         table = summary_table(rows)
         mlflow.log_text(table, "summary.txt")
         parent_id = parent.info.run_id
-    print("\n" + table)
+    log = get_run_logger()
+    log.info("\n" + table)
     if error:
-        print(f"cycle stopped: {error}")
+        log.info(f"cycle stopped: {error}")
     elif rows and rows[-1]["stage"] == "promote":
-        print(rows[-1]["metrics"]["reason"])
-    print(f"MLflow UI: mlflow ui --backend-store-uri {params.tracking.uri}  (parent run {parent_id})")
+        log.info(rows[-1]["metrics"]["reason"])
+    log.info(f"MLflow UI: mlflow ui --backend-store-uri {params.tracking.uri}  (parent run {parent_id})")
     result = {"ok": error is None, "error": error, "stages": rows, "parent_run_id": parent_id}
     if error:
         # The flow run ends Failed in the Prefect UI, with the message and no traceback.

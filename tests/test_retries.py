@@ -34,6 +34,7 @@ def test_registering_the_same_model_twice_gives_one_version(tmp_path):
     from tasks.tracking import register_model
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    mlflow.set_experiment("retries")          # a fresh store: never the experiment an earlier test made current
     with mlflow.start_run() as run:
         mlflow.log_text("w", "model/weights.txt")
     first = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="abc.dir")
