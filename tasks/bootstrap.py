@@ -38,7 +38,7 @@ def run_corpus(params: Params) -> dict:
     from tasks.envs import load_env
 
     c = params.corpus
-    with tracking.stage_run("corpus", params.tracking, sections={"corpus": c, "task": params.task}):
+    with tracking.stage_run("corpus", params):
         with atomic_path(CORPUS_DIR, is_dir=True) as out:
             out.mkdir(parents=True, exist_ok=True)
             metrics = load_env(params.task.env).write_corpus(c, out)
@@ -145,13 +145,9 @@ def _sft_eval_loss(model, examples, pad_id: int) -> float:
 def run_bootstrap(params: Params) -> dict:
     import mlflow
 
-
     from tasks import tracking
 
-    cfg = params.bootstrap
-    inputs = [CORPUS_DIR / "texts.jsonl", CORPUS_DIR / "demos.jsonl"]
-    with tracking.stage_run("bootstrap", params.tracking, sections={"bootstrap": cfg, "policy": params.policy},
-                            inputs=inputs if params.policy.base_model is None else []) as run:
+    with tracking.stage_run("bootstrap", params) as run:
         metrics: dict = {}
         with atomic_path(BASE_DIR, is_dir=True) as out:
             out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ def run_champion(params: Params) -> dict:
     from tasks import tracking
 
     champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("champion", params.tracking, sections={"policy": params.policy}, inputs=[BASE]):
+    with tracking.stage_run("champion", params):
         base_hash = dvc_md5(BASE)
         meta = read_meta(champion) if champion.exists() else {}
         if meta.get("base_md5") == base_hash:

@@ -507,13 +507,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params
 
 
-def section_dict(section: Any) -> dict:
-    """A section as a flat dict, for logging as MLflow params."""
-    from tasks.params_audit import unwrap
-
-    return dataclasses.asdict(unwrap(section))
-
-
 def describe() -> str:
     """Every key with its default and help text (``rft params --help``)."""
     lines = []

@@ -104,10 +104,8 @@ def run_evaluate(params: Params) -> dict:
 
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
-    inputs = [PROMPTS, CANDIDATE, champion, REWARD, Path(params.task.rubric)]
-    with tracking.stage_run("evaluate", params.tracking, sections={"evaluate": cfg, "task": params.task},
-                            inputs=inputs + ([Path(cfg.human_pairs)] if cfg.human_pairs else [])):
-        ctx = JudgeContext(params.judges, params.task, params.truth, cfg.seed)
+    with tracking.stage_run("evaluate", params, extra_inputs=[cfg.human_pairs] if cfg.human_pairs else []):
+        ctx = JudgeContext.of(params, cfg.seed)
         judges = {name: build_judge(name, ctx) for name in cfg.judges}
         if info(params.task.env).has_truth:
             judges["truth"] = load_env(params.task.env).annotator(params.truth, cfg.seed)

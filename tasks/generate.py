@@ -53,8 +53,7 @@ def run_generate(params: Params) -> dict:
 
     cfg = params.generate
     champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("generate", params.tracking, sections={"generate": cfg},
-                            inputs=[PROMPTS, champion]):
+    with tracking.stage_run("generate", params):
         prompts = [r for r in read_jsonl(PROMPTS) if r["split"] == "train"]
         device = pick_device(cfg.device)
         model, tok = load_policy(champion, device)

@@ -8,7 +8,6 @@ agreement with the hidden truth where the environment has one) go to MLflow.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import read_jsonl, write_jsonl
@@ -16,25 +15,18 @@ from tasks.paths import GENERATIONS, LABELS, PROMPTS
 from tasks.prompting import prompt_of
 
 
-def judge_context(params: Params, seed: int = 0):
-    from tasks.judges import JudgeContext
-
-    return JudgeContext(params.judges, params.task, params.truth, seed)
-
-
 def run_label(params: Params) -> dict:
     import mlflow
 
     from tasks import tracking
+    from tasks.judges import JudgeContext
     from tasks.labelers import get_labeler
 
     cfg = params.label
-    inputs = [PROMPTS, GENERATIONS, Path(params.task.rubric)] + ([Path(cfg.file)] if cfg.file else [])
-    with tracking.stage_run("label", params.tracking, sections={"label": cfg, "task": params.task},
-                            inputs=inputs):
+    with tracking.stage_run("label", params, extra_inputs=[cfg.file] if cfg.file else []):
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
-        rows, stats = get_labeler(cfg.source)(cfg, judge_context(params), prompts, generations)
+        rows, stats = get_labeler(cfg.source)(cfg, JudgeContext.of(params), prompts, generations)
         if not rows:
             from tasks.errors import DataError
 

@@ -144,8 +144,7 @@ def run_optimize(params: Params) -> dict:
 
     cfg = params.optimize
     champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("optimize", params.tracking, sections={"optimize": cfg},
-                            inputs=[champion, REWARD, LABELS, PROMPTS]) as run:
+    with tracking.stage_run("optimize", params) as run:
         torch.manual_seed(cfg.seed)
         model, tok = load_policy(champion)
         ref, _ = load_policy(champion)

@@ -12,7 +12,6 @@ trained on. The checks of the conversation's shape are the validate stage's.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from tasks.config import Params
 from tasks.errors import DataError
@@ -47,8 +46,7 @@ def run_prepare(params: Params) -> dict:
     from tasks import tracking
 
     cfg = params.prepare
-    inputs = [Path(cfg.input)] + ([DEMOS] if DEMOS.exists() else [])
-    with tracking.stage_run("prepare", params.tracking, sections={"prepare": cfg}, inputs=inputs):
+    with tracking.stage_run("prepare", params):
         rows = read_jsonl(cfg.input)
         missing = [(i, f"keys={sorted(r)}") for i, r in enumerate(rows, start=1) if "id" not in r]
         if missing:

@@ -117,8 +117,7 @@ def run_train_reward(params: Params) -> dict:
     from tasks import tracking
 
     cfg = params.reward
-    with tracking.stage_run("train_reward", params.tracking, sections={"reward": cfg},
-                            inputs=[LABELS, PROMPTS]) as run:
+    with tracking.stage_run("train_reward", params) as run:
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         rows = read_jsonl(LABELS)
         # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.

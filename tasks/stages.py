@@ -102,6 +102,51 @@ STAGES = [s.name for s in MANIFEST]
 KEY_METRIC = {s.name: (s.metric, s.output) for s in MANIFEST}
 
 
+def _resolve(params, key: str):
+    value = params
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
+
+
+def _flatten(prefix: str, value) -> dict:
+    import dataclasses
+
+    from tasks.params_audit import unwrap
+
+    value = unwrap(value)
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{prefix}.{k}", v))
+        return out
+    return {prefix: value}
+
+
+def logged_params(name: str, params: Params) -> dict:
+    """Every params key the stage declares, flattened (``judges.gold.path``): what its MLflow run logs."""
+    out = {}
+    for key in BY_NAME[name].params:
+        out.update(_flatten(key, _resolve(params, key)))
+    return out
+
+
+def input_paths(name: str, params: Params) -> list:
+    """The data the stage declares it reads (code left out; ``${key}`` filled in from params): the paths
+    whose DVC hashes tag its MLflow run."""
+    import re
+    from pathlib import Path
+
+    out = []
+    for dep in BY_NAME[name].deps:
+        if dep.startswith("tasks/") or dep == "metrics":
+            continue
+        out.append(Path(re.sub(r"\$\{([^}]+)\}", lambda m: str(_resolve(params, m.group(1))), dep)))
+    return out
+
+
 def run_stage(name: str, params: Params) -> dict:
     if name not in BY_NAME:
         from tasks.errors import ConfigError

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from tasks.config import TrackingConfig, section_dict
+from tasks.config import TrackingConfig
 from tasks.io import dvc_md5
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
@@ -76,31 +76,30 @@ def metric_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text).strip("_")
 
 
-def _flatten(prefix: str, obj) -> dict:
-    out = {}
-    for k, v in obj.items():
-        key = f"{prefix}.{k}" if prefix else k
-        out.update(_flatten(key, v) if isinstance(v, dict) else {key: v})
-    return out
-
-
 @contextlib.contextmanager
-def stage_run(stage: str, cfg: TrackingConfig, *, sections: dict | None = None,
-              inputs: list[str | Path] = ()) -> Iterator["mlflow.ActiveRun"]:
-    """Open the stage's MLflow run, log its params and lineage, and time it."""
+def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Iterator["mlflow.ActiveRun"]:
+    """Open the stage's MLflow run, log its params and lineage, and time it.
+
+    What is logged comes from the stage manifest (``tasks/stages.py``): every
+    params key the stage declares, and a ``dvc.md5.<path>`` tag for every data
+    path it declares (plus ``extra_inputs``, files named inside params).
+    """
     import mlflow
 
-    setup(cfg)
+    from tasks.stages import BY_NAME, input_paths, logged_params
+
+    setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
-    kwargs = {"run_name": stage, "tags": {"rft.stage": stage, **lineage_tags(list(inputs))}}
+    inputs = input_paths(stage, params) + list(extra_inputs)
+    kwargs = {"run_name": stage, "tags": {"rft.stage": stage, "rft.params": ",".join(BY_NAME[stage].params),
+                                          **lineage_tags(inputs)}}
     if parent:
         kwargs.update(parent_run_id=parent, nested=True)
     # A stage never inherits whatever run an earlier caller left active in this process.
     while mlflow.active_run() is not None and parent is None:
         mlflow.end_run()
     with mlflow.start_run(**kwargs) as run:
-        for name, section in (sections or {}).items():
-            mlflow.log_params(_flatten(name, section_dict(section)))
+        mlflow.log_params(logged_params(stage, params))
         start = time.perf_counter()
         yield run
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)

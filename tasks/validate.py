@@ -273,7 +273,7 @@ def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, do
 
     from tasks import tracking
 
-    with tracking.stage_run(stage, params.tracking, sections={"validate": params.validate}, inputs=inputs):
+    with tracking.stage_run(stage, params):
         try:
             summary = check()
             mlflow.log_metrics({f"{k}": float(v) for k, v in summary.items()})

@@ -73,6 +73,11 @@ def test_mlflow_parent_and_child_runs(cycled):
     assert generate.data.metrics["tokens_per_second"] > 0
     artifacts = [a.path for a in client.list_artifacts(generate.info.run_id)]
     assert "sample_generations.json" in artifacts
+    # What a stage run logs comes from the manifest: its declared params and the hashes of its declared inputs.
+    label = next(r for r in children if r.info.run_name == "label")
+    assert label.data.tags["rft.params"] == "label,task,judges,truth"
+    assert label.data.params["judges.embedding.kind"] == "embedding" and label.data.params["task.env"] == "reviews"
+    assert "dvc.md5.tasks/envs/reviews/rubric.yaml" in label.data.tags and "dvc.md5.data/incoming" in label.data.tags
     boot = next(r for r in children if r.info.run_name == "bootstrap")
     assert len(client.get_metric_history(boot.info.run_id, "pretrain_loss")) >= 2   # a learning curve
 

@@ -47,20 +47,14 @@ def rubric_file(tmp_path_factory):
 
 
 def ctx(judges: dict, rubric_file, env="none", seed=0):
-    params = parse_params({"task": {"env": env, "rubric": str(rubric_file)}, "judges": judges,
-                           "policy": {"base_model": "x"},
-                           "label": {"judge": next(iter(judges)), "pairs": "all_pairs"},
-                           "evaluate": {"judges": []}, "promote": {"winrate_source": "truth" if env != "none"
-                                                                   else "x", "alarm_judge": None}}
-                          if env != "none" else _user(judges, rubric_file))
-    return JudgeContext(params.judges, params.task, params.truth, seed)
-
-
-def _user(judges, rubric_file):
+    """The judge context of a valid params.yaml that defines ``judges`` (on a user task unless ``env``)."""
     first = next(iter(judges))
-    return {"task": {"env": "none", "rubric": str(rubric_file)}, "judges": judges, "policy": {"base_model": "x"},
-            "label": {"judge": first, "pairs": "all_pairs"}, "evaluate": {"judges": [first]},
-            "promote": {"winrate_source": first, "alarm_judge": None}}
+    gate = {"winrate_source": "truth"} if env != "none" else {"winrate_source": first}
+    params = parse_params({"task": {"env": env, "rubric": str(rubric_file)}, "judges": judges,
+                           "policy": {"base_model": "x"}, "label": {"judge": first, "pairs": "all_pairs"},
+                           "evaluate": {"judges": [] if env != "none" else [first]},
+                           "promote": {**gate, "alarm_judge": None}})
+    return JudgeContext.of(params, seed)
 
 
 class FirstPosition(PairwiseJudge):

@@ -90,7 +90,7 @@ def test_validate_labels(built_project):
 
 def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
     from tasks.config import parse_params
-    from tasks.label import judge_context
+    from tasks.judges import JudgeContext
     from tasks.labelers import get_labeler
 
     path, _, _ = built_project
@@ -98,7 +98,7 @@ def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
     params = parse_params({"label": {"source": "simulated", "pairs": "all_pairs"},
                            "truth": {"noise": 0.0, "temperature": 1e-4}})
     prompts = {r["id"]: r["prompt"] for r in read_jsonl(path / "data/prompts.jsonl")}
-    rows, stats = get_labeler("simulated")(params.label, judge_context(params), prompts,
+    rows, stats = get_labeler("simulated")(params.label, JudgeContext.of(params), prompts,
                                            read_jsonl(path / "data/generations.jsonl"))
     assert all(r["labeler"] == "human:simulated-annotator" for r in rows)
     # k = 3 -> up to 3 pairs per prompt, minus identical, empty or tied ones

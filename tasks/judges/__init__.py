@@ -42,6 +42,10 @@ class JudgeContext:
     truth: object          # TruthConfig of an environment with a truth
     seed: int = 0
 
+    @classmethod
+    def of(cls, params, seed: int = 0) -> "JudgeContext":
+        return cls(params.judges, params.task, params.truth, seed)
+
 
 def _load(path: str):
     module, attr = path.split(":")
