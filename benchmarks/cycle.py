@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_workdir(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("tasks", "flows", "metrics"):
+    for name in ("tasks", "flows", "metrics", "data/incoming"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, dest / name)

@@ -87,7 +87,7 @@ def promote_task(params_path: str) -> dict:
             "seconds": time.perf_counter() - start, "metrics": result}
 
 
-def summary_table(rows: list[dict]) -> str:
+def summary_table(rows: list[dict], winrate_source: str = "") -> str:
     from rich.console import Console
     from rich.table import Table
 
@@ -96,8 +96,10 @@ def summary_table(rows: list[dict]) -> str:
         table.add_column(col)
     for r in rows:
         key, out = KEY_METRIC.get(r["stage"], ("", ""))
-        if key.endswith("*"):       # the first metric of that family, e.g. winrate_* -> winrate_truth
-            key = next((k for k in r["metrics"] if k.startswith(key[:-1]) and "_ci_" not in k), key)
+        if key.endswith("*"):       # the family's member the gate reads (winrate_* -> winrate_truth), else the first
+            gated = f"{key[:-1]}{winrate_source}"
+            key = gated if gated in r["metrics"] else next(
+                (k for k in r["metrics"] if k.startswith(key[:-1]) and "_ci_" not in k), key)
         value = r["metrics"].get(key)
         if r["stage"] == "promote":
             key, value, out = "policy_version", r["metrics"].get("policy_version"), "models/champion"
@@ -142,7 +144,7 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
         mlflow.set_tag("rft.status", "failed" if error else "ok")
         mlflow.log_metrics({f"{r['stage']}.seconds": r["seconds"] for r in rows})
         mlflow.log_metric("cycle_seconds", time.perf_counter() - t_start)
-        table = summary_table(rows)
+        table = summary_table(rows, params.promote.winrate_source)
         mlflow.log_text(table, "summary.txt")
         parent_id = parent.info.run_id
     log = get_run_logger()
