@@ -229,7 +229,8 @@ class PromoteConfig:
 class RewardModelJudgeConfig:
     kind: str = opt("reward_model", "A trained reward-model folder as a judge.")
     path: str = opt("models/reward", "Reward-model folder: this cycle's (models/reward), a gold model, any path.")
-    max_length: int = opt(128, "Tokens per text, truncated from the left.", ge=8)
+    max_length: int | None = opt(None, "Tokens per text, truncated from the left; null: the length the model "
+                                 "was trained with (its rft_reward.json), else 128.", ge=8)
     batch_size: int = opt(64, "Texts per forward pass.", ge=1)
 
 

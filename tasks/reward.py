@@ -151,5 +151,5 @@ def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams) -> dict:
     train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
     with atomic_path(out_dir, is_dir=True) as out:
         stats = train_reward_model(train, val, cfg, out)
-        write_json(out / "rft_reward.json", {"source": str(pairs_file), **stats})
+        write_json(out / "rft_reward.json", {"source": str(pairs_file), "max_length": cfg.max_length, **stats})
     return stats

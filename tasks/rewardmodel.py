@@ -42,6 +42,14 @@ def load_tokenizer(path: str, max_length: int):
     return tok
 
 
+def trained_max_length(path: str | Path, default: int = 128) -> int:
+    """The ``max_length`` a reward-model folder was trained with (its ``rft_reward.json``), else ``default``."""
+    import json
+
+    meta = Path(path) / "rft_reward.json"
+    return int(json.loads(meta.read_text()).get("max_length", default)) if meta.exists() else default
+
+
 class RewardModel:
     """A trained reward model: ``score(texts)`` returns one scalar per text (higher is better)."""
 

@@ -104,6 +104,11 @@ def test_reward_model_judge_is_bradley_terry_on_its_scores(tmp_path, rubric_file
     sa, sb = j.score(PROMPTS, ["yes", "no"]), j.score(PROMPTS, ["no", "yes"])
     v = j.compare(PROMPTS, ["yes", "no"], ["no", "yes"])
     assert v.p_a == pytest.approx([1 / (1 + math.exp(-(x - y))) for x, y in zip(sa, sb)])
+    # Without max_length in its entry, a judge reads texts at the length its model was trained with.
+    assert j.model.max_length == 128
+    (tmp_path / "rm" / "rft_reward.json").write_text('{"max_length": 32}')
+    assert build_judge("rm", ctx({"rm": {"kind": "reward_model", "path": str(tmp_path / "rm")}},
+                                 rubric_file)).model.max_length == 32
     with pytest.raises(ConfigError, match="not a reward-model folder"):
         build_judge("rm", ctx({"rm": {"kind": "reward_model", "path": str(tmp_path)}}, rubric_file))
 

@@ -16,11 +16,11 @@ class RewardModelJudge(ScoringJudge):
     scale = 1.0
 
     def __init__(self, name: str, cfg, rubric=None):
-        from tasks.rewardmodel import RewardModel
+        from tasks.rewardmodel import RewardModel, trained_max_length
 
         super().__init__()
         self.name = f"ai:{name}"
-        self.model = RewardModel(cfg.path, cfg.max_length, cfg.batch_size)
+        self.model = RewardModel(cfg.path, cfg.max_length or trained_max_length(cfg.path), cfg.batch_size)
 
     def score(self, prompts, responses) -> list[float]:
         return self.model.score_responses(prompts, responses)
