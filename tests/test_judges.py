@@ -184,17 +184,17 @@ def ab_judge(tmp_path_factory):
 
 
 def test_http_judge_retries_503_then_answers(ab_judge, rubric_file, monkeypatch):
-    monkeypatch.setenv("TEST_JUDGE_KEY", "s3cret-key-value")
-    with ChatServer(ab_judge, api_key="s3cret-key-value", fail_first=2, fail_status=503) as server:
+    monkeypatch.setenv("TEST_JUDGE_KEY", "test-only-key")
+    with ChatServer(ab_judge, api_key="test-only-key", fail_first=2, fail_status=503) as server:
         j = _http(server.url, rubric_file, api_key_env="TEST_JUDGE_KEY", concurrency=1)
         v = j.compare(PROMPTS, ["Great soup.", "Nice cake."], ["Awful soup.", "Bad cake."])
     # Both letters lead the served model's next token: every answer is a real probability, none unparsed.
     assert len(v.p_a) == 2 and all(0.0 < p < 1.0 for p in v.p_a) and j.stats["unparsed"] == 0
     assert j.stats["retries"] == 2                                  # the two 503s, each retried once
     assert len(server.requests) == 2 + 4                            # 2 failures + 2 pairs x 2 orders
-    assert all(r["auth"] == "Bearer s3cret-key-value" for r in server.requests)
+    assert all(r["auth"] == "Bearer test-only-key" for r in server.requests)
     # The key is read from the environment and never kept where it could be logged.
-    assert "s3cret" not in json.dumps(j.stats) and "s3cret" not in repr(j.cfg)
+    assert "test-only-key" not in json.dumps(j.stats) and "test-only-key" not in repr(j.cfg)
 
 
 def test_http_judge_stops_at_once_on_401_without_showing_the_key(tiny_lm, rubric_file, monkeypatch):

@@ -10,6 +10,7 @@ swapped and keeps how often the two orders disagree in ``stats``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from tasks.judges.math import decision, score_probability
@@ -26,7 +27,7 @@ class Verdicts:
             self.a_wins = [decision(p) for p in self.p_a]
 
 
-class Judge:
+class Judge(ABC):
     """Base class. ``name`` is the labeler id written into labels (``ai:<name>`` or ``human:<id>``)."""
 
     name: str = "ai:judge"
@@ -38,8 +39,9 @@ class Judge:
     def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         raise TypeError(f"judge {self.name} compares pairs; it does not score single responses")
 
+    @abstractmethod
     def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None) -> Verdicts:
-        raise NotImplementedError
+        """Verdicts on A vs B for each comparison; ``keys`` identify comparisons for judges that draw."""
 
 
 class ScoringJudge(Judge):

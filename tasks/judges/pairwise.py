@@ -8,6 +8,8 @@ rate, kept in ``stats['position_disagreement']``.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from tasks.judges.base import Judge, Verdicts
 from tasks.judges.math import swap_average
 from tasks.prompting import as_messages, simple_template
@@ -36,8 +38,9 @@ class PairwiseJudge(Judge):
         super().__init__()
         self.name, self.rubric = f"ai:{name}", rubric
 
+    @abstractmethod
     def p_first(self, prompts, first, second) -> list[float]:
-        raise NotImplementedError
+        """P(the response shown first is better), for each comparison."""
 
     def compare(self, prompts, a, b, keys=None) -> Verdicts:
         ab = self.p_first(prompts, a, b)
