@@ -13,7 +13,7 @@ The generator writes three things:
 - ``prompts``: the prompts a cycle samples from, none of which is the prompt
   of a demonstration.
 
-What a user of this assistant wants (the hidden truth in ``tasks/truth.py``) is
+What a user of this assistant wants (the hidden truth in ``truth.py`` beside this file) is
 a fluent, on-topic review that is warm about the dish. The demonstrations are
 only partly like that, so RL from preferences has room to improve the policy.
 """
