@@ -51,6 +51,9 @@ class ScoringJudge(Judge):
     scale: float = 1.0
 
     def compare(self, prompts, a, b, keys=None) -> Verdicts:
-        sa, sb = self.score(prompts, a), self.score(prompts, b)
+        return self.compare_scored(prompts, a, b, self.score(prompts, a), self.score(prompts, b), keys)
+
+    def compare_scored(self, prompts, a, b, sa: list[float], sb: list[float], keys=None) -> Verdicts:
+        """Verdicts from scores already computed (labelling scores every response once, to pick pairs)."""
         return Verdicts([score_probability(x, y, self.scale) for x, y in zip(sa, sb)],
                         [None if x == y else x > y for x, y in zip(sa, sb)])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 
+from tasks.judges.base import ScoringJudge
 from tasks.pairs import build_pairs
 from tasks.text import normalize
 
@@ -34,7 +35,7 @@ def label_groups(groups, prompts: dict, cfg, judge, truth=None) -> tuple[list[di
     flat_p = [prompts[pid] for pid in ids for _ in groups[pid]]
     flat_r = [g["response"] for pid in ids for g in groups[pid]]
     scores = judge.score(flat_p, flat_r) if judge.scores_responses else None
-    t_scores = truth.score(flat_p, flat_r) if truth is not None else None
+    t_scores = None if truth is None else scores if truth is judge else truth.score(flat_p, flat_r)
 
     pairs, empty, identical, offset = [], 0, 0, 0       # (pid, index of a, index of b) in the flat lists
     for pid in ids:
@@ -50,8 +51,13 @@ def label_groups(groups, prompts: dict, cfg, judge, truth=None) -> tuple[list[di
                 pairs.append((pid, a, b))
         offset += k
     resp_ids = [g["response_id"] for pid in ids for g in groups[pid]]
-    verdicts = judge.compare([flat_p[a] for _, a, _ in pairs], [flat_r[a] for _, a, _ in pairs],
-                             [flat_r[b] for _, _, b in pairs], keys=[(resp_ids[a], resp_ids[b]) for _, a, b in pairs])
+    args = ([flat_p[a] for _, a, _ in pairs], [flat_r[a] for _, a, _ in pairs], [flat_r[b] for _, _, b in pairs])
+    keys = [(resp_ids[a], resp_ids[b]) for _, a, b in pairs]
+    if isinstance(judge, ScoringJudge):   # every response is scored already: decide from those scores
+        verdicts = judge.compare_scored(*args, [scores[a] for _, a, _ in pairs], [scores[b] for _, _, b in pairs],
+                                        keys)
+    else:
+        verdicts = judge.compare(*args, keys=keys)
 
     rows, ties, agree, decided = [], 0, 0, 0
     for (pid, a, b), p_a, a_wins in zip(pairs, verdicts.p_a, verdicts.a_wins):
@@ -93,4 +99,5 @@ def label_by_annotator(cfg, ctx, prompts: dict, generations: list[dict]):
     from tasks.envs import load_env
 
     annotator = load_env(ctx.task.env).annotator(ctx.truth, cfg.seed)
-    return label_groups(group_generations(generations), prompts, cfg, annotator, _truth(ctx))
+    # The annotator's scores are the truth's: it is its own agreement reference.
+    return label_groups(group_generations(generations), prompts, cfg, annotator, annotator)

@@ -36,11 +36,10 @@ class SimulatedAnnotator(ScoringJudge):
 
         return [truth.truth_score(dish_of(last_user_turn(p)), r).total for p, r in zip(prompts, responses)]
 
-    def compare(self, prompts, a, b, keys=None) -> Verdicts:
+    def compare_scored(self, prompts, a, b, sa, sb, keys=None) -> Verdicts:
         from tasks.envs.reviews import truth
 
         keys = keys or [()] * len(a)
-        sa, sb = self.score(prompts, a), self.score(prompts, b)
         p_a, wins = [], []
         for p, x, y, s, t, key in zip(prompts, a, b, sa, sb, keys):
             prob = truth.preference_probability(s, t, self.cfg.temperature, self.cfg.noise)
