@@ -141,17 +141,68 @@ class GenerateConfig:
 @dataclass(frozen=True)
 class LabelConfig:
     source: str = opt("judge", "Labeler: judge (the judge named in label.judge), simulated (the environment's "
-                      "hidden-truth annotator) or file (a preference file people already have).",
-                      choices=("judge", "simulated", "file"))
+                      "hidden-truth annotator), file (a preference or annotation file people already wrote) or "
+                      "label_studio (people label in a Label Studio project while the flow waits).",
+                      choices=("judge", "simulated", "file", "label_studio"))
     judge: str = opt("embedding", "source judge: the name of an entry of the judges section.")
     file: str | None = opt(None, "source file: the preference file, under data/incoming/ (JSONL in the labels "
-                           "schema, or HH-RLHF chosen/rejected dialogues).")
-    file_format: str = opt("auto", "source file: labels, hh, or auto (told apart by the columns).",
-                           choices=("auto", "labels", "hh"))
+                           "schema, HH-RLHF chosen/rejected dialogues, or annotation rows of label.feedback).")
+    file_format: str = opt("auto", "source file: labels, hh, annotations (one row per annotator and item, in "
+                           "the shape label.feedback names), or auto (told apart by the columns).",
+                           choices=("auto", "labels", "hh", "annotations"))
+    feedback: str = opt("comparison", "Shape of human feedback (label_studio, and file annotations): comparison "
+                        "(A, B or tie), likert (1-5 per response), attributes (1-5 per rubric criterion, "
+                        "combined by the rubric's weights) or comment (free text, scored by comment_judge).",
+                        choices=("comparison", "likert", "attributes", "comment"))
+    ties: str = opt("drop", "Tied comparisons stay in the labels table (tie: true) and are counted; for reward "
+                    "training and DPO they are dropped, or symmetric (both orders, pulling the two rewards "
+                    "together).", choices=("drop", "symmetric"))
+    likert_margin: float = opt(1.0, "likert/attributes: two responses to one prompt make a pair when their mean "
+                               "scores differ by at least this.", ge=0)
+    kto_threshold: float | None = opt(4.0, "likert/attributes: a rated response is 'good' for KTO when its mean "
+                                      "score reaches this (data/ratings.jsonl); null leaves good/bad out.")
+    comment_judge: str | None = opt(None, "comment: the judge (a scoring judge of the judges section) that turns "
+                                    "each comment into a score.")
+    comment_margin: float = opt(0.0, "comment: two responses make a pair when their judged comment scores "
+                                "differ, by at least this (in the judge's units).", ge=0)
+    quality_judges: list = opt([], "Judges (names in the judges section) whose agreement with the people is "
+                               "logged, on the items both labelled (human labelers only).")
+    flag_agreement_below: float = opt(0.6, "Annotators whose agreement with the majority of the others falls "
+                                      "below this are flagged in the quality report (never dropped).", ge=0, le=1)
+    min_annotations_per_task: int = opt(1, "label_studio: a task is done when it has this many annotations.",
+                                        ge=1)
+    completion: float = opt(1.0, "label_studio: the flow resumes when this share of the tasks is done.",
+                            gt=0, le=1)
+    overlap: float = opt(0.0, "label_studio: share of the tasks that two or more annotators see (agreement "
+                         "is measured on them).", ge=0, le=1)
+    timeout_s: float = opt(86400.0, "label_studio: the longest wait for labels, in seconds; then the stage goes "
+                           "on with the labels it has (none: it stops).", gt=0)
+    poll_s: float = opt(10.0, "label_studio: seconds between progress checks.", gt=0)
+    wait: str = opt("poll", "label_studio outside Prefect (dvc repro): poll (wait, printing progress, up to "
+                    "timeout_s) or stop (exit 3 with how to resume once people have labelled).",
+                    choices=("poll", "stop"))
+    max_tasks: int | None = opt(None, "label_studio: at most this many tasks (pairs or responses) per cycle; null: "
+                                "all.", ge=1)
     pairs: str = opt("best_vs_worst", "How pairs are built from the k responses (best_vs_worst needs a judge "
                      "that scores single responses).", choices=("best_vs_worst", "all_pairs", "random_pairs"))
     random_pairs_per_prompt: int = opt(2, "Pairs per prompt for `random_pairs`.", ge=1)
-    seed: int = opt(0, "Seed of pair sampling and of the simulated annotator's noise.")
+    seed: int = opt(0, "Seed of pair sampling, of the display order shown to people and of the simulated "
+                    "annotator's noise.")
+
+
+@dataclass(frozen=True)
+class LabelStudioConfig:
+    url: str = opt("http://127.0.0.1:8080", "Label Studio server (infra/label_studio.sh starts one on 127.0.0.1).")
+    token_env: str = opt("LABEL_STUDIO_API_KEY", "Name of the environment variable that holds the API token "
+                         "(the token itself never goes in params.yaml, logs or MLflow).")
+    project_prefix: str = opt("rft", "Projects are titled '<prefix> <stage> <content hash>': a rerun on the same "
+                              "data reuses its project and never duplicates tasks.")
+    timeout: float = opt(30.0, "Seconds per API request.", gt=0)
+
+    def __post_init__(self):
+        if not 1 <= len(self.project_prefix) <= 20:
+            raise ConfigError(f"label_studio.project_prefix: 1 to 20 characters (Label Studio titles are at most "
+                              f"50), got {self.project_prefix!r}")
 
 
 @dataclass(frozen=True)
@@ -301,6 +352,7 @@ class Params:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    label_studio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -446,6 +498,26 @@ def check_task(p: Params) -> None:
             raise ConfigError(f"label.pairs: best_vs_worst needs a judge that scores single responses; judge "
                               f"{p.label.judge!r} ({p.judges[p.label.judge].kind}) compares pairs: use all_pairs "
                               "or random_pairs")
+    if p.label.feedback != "comparison" and p.label.source not in ("file", "label_studio"):
+        raise ConfigError(f"label.feedback: {p.label.feedback} is a shape of people's feedback (label.source file "
+                          f"or label_studio); the {p.label.source} labeler compares pairs: use comparison")
+    if p.label.source == "label_studio" and p.label.feedback == "comparison" and p.label.pairs == "best_vs_worst":
+        raise ConfigError("label.pairs: best_vs_worst needs scores that people have not given yet; with "
+                          "label.source: label_studio use all_pairs or random_pairs")
+    if p.label.feedback == "comment":
+        if p.label.comment_judge is None:
+            raise ConfigError("label.comment_judge: required when label.feedback is comment (a scoring judge of the "
+                              "judges section turns each comment into a score)")
+        if p.label.comment_judge not in p.judges:
+            raise ConfigError(f"label.comment_judge: no judge named {p.label.comment_judge!r} in the judges section "
+                              f"(defined: {', '.join(p.judges) or 'none'})")
+        if not _scores(p, p.label.comment_judge):
+            raise ConfigError(f"label.comment_judge: judge {p.label.comment_judge!r} compares pairs; a comment "
+                              "needs a judge that scores single texts (reward_model, embedding)")
+    for name in p.label.quality_judges:
+        if name not in p.judges:
+            raise ConfigError(f"label.quality_judges: no judge named {name!r} in the judges section "
+                              f"(defined: {', '.join(p.judges) or 'none'})")
     if p.label.source == "file" and p.label.file is None:
         raise ConfigError("label.file: required when label.source is file")
     _incoming("label.file", p.label.file)

@@ -1,38 +1,90 @@
 """Stage ``label``: preference labels for the cycle, from the labeler that ``label.source`` names.
 
-The labelers live in ``tasks/labelers/`` (judge, simulated annotator, file).
-Every row records its labeler (``ai:<judge>`` or ``human:<id>``). Counters
-(pairs, dropped pairs and why, judge statistics such as position bias, and the
-agreement with the hidden truth where the environment has one) go to MLflow.
+The labelers live in ``tasks/labelers/`` (judge, simulated annotator, file,
+Label Studio). Every row records its labeler (``ai:<judge>`` or
+``human:<id>``). Outputs:
+
+- ``data/labels.jsonl``: the labels table (pairs; tied comparisons carry
+  ``tie: true`` and are kept);
+- ``data/ratings.jsonl``: single rated responses with their score (and ``good``
+  for KTO) from Likert, multi-attribute and comment feedback; empty otherwise;
+- ``reports/label/quality.json``: label quality of people's feedback
+  (``tasks/labels/quality.py``): agreement between annotators, flagged
+  annotators, throughput, and each of ``label.quality_judges`` against the people.
+
+Counters (pairs, dropped pairs and why, judge statistics such as position bias,
+the agreement with the hidden truth where the environment has one, and the
+quality figures) go to MLflow.
 """
 
 from __future__ import annotations
 
-
 from tasks.config import Params
-from tasks.io import read_jsonl, write_jsonl
-from tasks.paths import GENERATIONS, LABELS, PROMPTS
+from tasks.io import read_jsonl, write_json, write_jsonl
+from tasks.paths import GENERATIONS, LABEL_QUALITY, LABELS, PROMPTS, RATINGS
 from tasks.prompting import prompt_of
+
+
+def quality_report(labels, cfg, ctx, prompts: dict) -> tuple[dict, dict]:
+    """(MLflow metrics, report) of people's labels; empty for AI labelers."""
+    from tasks.judges import build_judge
+    from tasks.labels.quality import annotator_quality, judge_agreement
+
+    if labels.annotations is None or not labels.annotations.items:
+        return {}, {}
+    metrics, report = annotator_quality(labels.annotations.items, labels.annotations.seconds,
+                                        cfg.flag_agreement_below, labels.weights)
+    metrics["tie_rate"] = labels.stats.get("tie_rate", 0.0)
+    report["tie_rate"] = metrics["tie_rate"]
+    if cfg.quality_judges:
+        of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in labels.rows]
+        judges = {name: build_judge(name, ctx) for name in cfg.quality_judges}
+        jm, jr = judge_agreement(labels.rows, of, judges)
+        metrics.update(jm)
+        report["judges"] = jr
+    return metrics, report
+
+
+def _finite(obj):
+    """NaN (an undefined agreement) as null, so the report stays strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
 
 
 def run_label(params: Params) -> dict:
     import mlflow
 
     from tasks import tracking
+    from tasks.errors import DataError
     from tasks.judges import JudgeContext
-    from tasks.labelers import get_labeler
+    from tasks.labelers import SECTIONS, get_labeler
 
     cfg = params.label
     with tracking.stage_run("label", params, extra_inputs=[cfg.file] if cfg.file else []):
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
-        rows, stats = get_labeler(cfg.source)(cfg, JudgeContext.of(params), prompts, generations)
-        if not rows:
-            from tasks.errors import DataError
-
+        ctx = JudgeContext.of(params)
+        sections = {name: getattr(params, name) for name in SECTIONS.get(cfg.source, ())}
+        labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations, **sections)
+        stats = dict(labels.stats)
+        tags = stats.pop("tags", {})
+        decided = [r for r in labels.rows if not r.get("tie")]
+        if not decided and not (labels.rows and cfg.ties == "symmetric"):
             raise DataError(cfg.file or GENERATIONS, "at least one usable preference pair",
-                            detail=f"the {cfg.source} labeler produced no pairs ({stats})")
-        write_jsonl(LABELS, rows)
-        mlflow.log_metrics({tracking.metric_name(k): float(v) for k, v in stats.items()})
-        mlflow.set_tag("labeler", rows[0]["labeler"])
-    return stats
+                            detail=f"the {cfg.source} labeler produced no decided pairs ({stats})")
+        metrics, report = quality_report(labels, cfg, ctx, prompts)
+        write_jsonl(LABELS, labels.rows)
+        write_jsonl(RATINGS, labels.ratings)
+        write_json(LABEL_QUALITY, _finite(report))
+        mlflow.log_metrics({tracking.metric_name(k): float(v) for k, v in stats.items()
+                            if isinstance(v, (int, float))})
+        mlflow.log_metrics({tracking.metric_name(f"quality.{k}"): float(v) for k, v in metrics.items()})
+        if report:
+            mlflow.log_dict(report, "label_quality.json")
+        mlflow.set_tags({"labeler": decided[0]["labeler"] if decided else labels.rows[0]["labeler"],
+                         **{k: str(v)[:5000] for k, v in tags.items()}})
+    return {**{k: v for k, v in stats.items() if isinstance(v, (int, float))},
+            **{f"quality.{k}": v for k, v in metrics.items()}}

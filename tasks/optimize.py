@@ -28,6 +28,7 @@ from pathlib import Path
 from tasks.config import Params
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.paths import CANDIDATE as OUT
+from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS, REWARD
 from tasks.policy import load_policy, read_meta, write_meta
 from tasks.prompting import format_prompt, prompt_of
@@ -85,13 +86,13 @@ def _context_length(model) -> int | None:
     return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
 
 
-def _train_dpo(cfg, model, tok, callbacks, out_tmp):
+def _train_dpo(cfg, model, tok, callbacks, out_tmp, ties: str):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
     rows = []
-    for r in read_jsonl(LABELS):
+    for r in preference_pairs(read_jsonl(LABELS), ties):
         p = prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]]
         rows.append({"prompt": format_prompt(p, tok), "chosen": " " + r["chosen"], "rejected": " " + r["rejected"]})
     args = DPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
@@ -156,7 +157,7 @@ def run_optimize(params: Params) -> dict:
         tmp = tempfile.mkdtemp(prefix="rft-optimize-")
         try:
             if cfg.algorithm == "dpo":
-                trained, info = _train_dpo(cfg, model, tok, callbacks, tmp)
+                trained, info = _train_dpo(cfg, model, tok, callbacks, tmp, params.label.ties)
             else:
                 trained, info = _train_grpo(cfg, model, tok, rm, callbacks, tmp)
         finally:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tasks.config import Params, RewardConfig as RewardParams
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
+from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
 from tasks.prompting import prompt_of
@@ -119,7 +120,7 @@ def run_train_reward(params: Params) -> dict:
     cfg = params.reward
     with tracking.stage_run("train_reward", params) as run:
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
-        rows = read_jsonl(LABELS)
+        rows = preference_pairs(read_jsonl(LABELS), params.label.ties)
         # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.
         of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
         pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]

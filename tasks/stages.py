@@ -18,8 +18,8 @@ from typing import Callable
 from tasks.config import Params
 
 LIB = ("tasks/prompting.py", "tasks/text.py")   # shared code whose change changes what a stage computes
-JUDGES = ("tasks/judges", "tasks/labelers", "tasks/rubric.py", "tasks/envs", "tasks/rewardmodel.py",
-          "tasks/importers")
+JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
+          "tasks/rewardmodel.py", "tasks/importers")
 POLICY = ("tasks/policy.py", "tasks/rollout.py")
 
 
@@ -71,21 +71,22 @@ MANIFEST: tuple[Stage, ...] = (
     Stage("label", "tasks.label:run_label",
           deps=(*LIB, *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
                 "data/incoming", "${task.rubric}"),
-          outs=("data/labels.jsonl",), params=("label", "task", "judges", "truth"),
-          metric="pairs", output="data/labels.jsonl"),
+          outs=("data/labels.jsonl", "data/ratings.jsonl"), params=("label", "label_studio", "task", "judges", "truth"),
+          metric="pairs", output="data/labels.jsonl", metrics=("reports/label/quality.json",)),
     Stage("validate_labels", "tasks.validate:run_validate_labels",
           deps=(*LIB, "tasks/validate.py", "data/labels.jsonl", "data/prompts.jsonl"),
           outs=(), params=("validate",), metric="rows", output="reports/data_docs/labels/",
           metrics=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
     Stage("train_reward", "tasks.reward:run_train_reward",
-          deps=(*LIB, "tasks/reward.py", "tasks/rewardmodel.py", "data/labels.jsonl", "data/prompts.jsonl",
-                "reports/validation/labels.json"),
-          outs=("models/reward",), params=("reward",),
+          deps=(*LIB, "tasks/reward.py", "tasks/rewardmodel.py", "tasks/labels/convert.py", "data/labels.jsonl",
+                "data/prompts.jsonl", "reports/validation/labels.json"),
+          outs=("models/reward",), params=("reward", "label.ties"),
           metric="heldout_accuracy", output="models/reward", metrics=("reports/reward/metrics.json",)),
     Stage("optimize", "tasks.optimize:run_optimize",
-          deps=(*LIB, *POLICY, "tasks/optimize.py", "tasks/rewardmodel.py", "tasks/evalmath.py", "models/champion",
-                "models/reward", "data/labels.jsonl", "data/prompts.jsonl"),
-          outs=("models/candidate",), params=("optimize", "reward.max_length", "policy.champion_dir"),
+          deps=(*LIB, *POLICY, "tasks/optimize.py", "tasks/rewardmodel.py", "tasks/evalmath.py",
+                "tasks/labels/convert.py", "models/champion", "models/reward", "data/labels.jsonl",
+                "data/prompts.jsonl"),
+          outs=("models/candidate",), params=("optimize", "reward.max_length", "policy.champion_dir", "label.ties"),
           metric="final_probe_reward", output="models/candidate", metrics=("reports/optimize/metrics.json",),
           plots=("reports/optimize/curve.csv",)),
     Stage("evaluate", "tasks.evaluate:run_evaluate",

@@ -76,3 +76,13 @@ def built_project(tmp_path_factory):
     finally:
         os.chdir(old)
     return path, metrics, reads
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server on a free loopback port (tests/label_studio_server.py)."""
+    from label_studio_server import start, stop
+
+    proc, server = start(tmp_path_factory.mktemp("label-studio") / "data")
+    yield server
+    stop(proc)

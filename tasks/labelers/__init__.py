@@ -4,20 +4,37 @@
   responses per prompt (``tasks/labelers/judged.py``);
 - ``simulated``: the same, with the environment's hidden-truth annotator as the
   judge (demo environments only);
-- ``file``: a preference file that people already wrote (``tasks/labelers/file.py``).
+- ``file``: a preference or annotation file that people already wrote
+  (``tasks/labelers/file.py``);
+- ``label_studio``: people label in a Label Studio project while the flow waits
+  (``tasks/labelers/label_studio.py``).
 
-Each returns ``(rows, stats)``: rows in the labels contract, counters for MLflow.
+Each returns :class:`Labels`: rows in the labels contract, counters for MLflow,
+and for people's feedback the ratings rows and the annotations that the label
+quality report reads. ``SECTIONS`` names the params sections a labeler needs
+besides ``label`` (passed by keyword).
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 LABELERS = {
     "judge": "tasks.labelers.judged:label_by_judge",
     "simulated": "tasks.labelers.judged:label_by_annotator",
     "file": "tasks.labelers.file:label_from_file",
+    "label_studio": "tasks.labelers.label_studio:label_in_studio",
 }
+SECTIONS = {"label_studio": ("label_studio",)}
+
+
+class Labels(NamedTuple):
+    rows: list                      # the labels table (pairs; ties carry tie: true)
+    stats: dict                     # counters for MLflow
+    ratings: list = []              # single rated responses (likert, attributes, comment), for KTO
+    annotations: object = None      # tasks.labelers.feedback.Annotations of people's feedback, for label quality
+    weights: dict | None = None     # the rubric's criterion weights (attributes)
 
 
 def get_labeler(source: str):

@@ -1,6 +1,6 @@
 """Labeler ``file``: preference data that people already have, read instead of judging generations.
 
-Two formats, told apart by their columns (``label.file_format: auto``) or named:
+Three formats, told apart by their columns (``label.file_format: auto``) or named:
 
 - **labels**: the project's own labels schema: ``chosen``, ``rejected``, and
   ``prompt_id`` (a prompt of ``data/prompts.jsonl``) or the prompt itself
@@ -8,7 +8,10 @@ Two formats, told apart by their columns (``label.file_format: auto``) or named:
   ``confidence`` (default 1.0);
 - **hh**: HH-RLHF ``chosen``/``rejected`` dialogues, split into (conversation,
   chosen reply, rejected reply) by ``tasks/importers/hh.py``. Pairs whose
-  prefixes differ (and other malformed pairs) are reported, dropped and counted.
+  prefixes differ (and other malformed pairs) are reported, dropped and counted;
+- **annotations**: one row per annotator and item, in the feedback shape that
+  ``label.feedback`` names (``tasks/labelers/feedback.py``): comparisons with
+  ties, Likert ratings, multi-attribute scores or comments.
 
 Rows carry their prompt (``prompt`` or ``messages``) so the reward model reads
 the conversation that was rated, and ``labeler: human:<annotator or file name>``.
@@ -26,8 +29,13 @@ from tasks.io import read_jsonl
 from tasks.prompting import prompt_key
 
 
+ANNOTATION_KEYS = ("choice", "rating", "scores", "comment")
+
+
 def detect_format(rows: list[dict], path) -> str:
     first = rows[0]
+    if any(k in first for k in ANNOTATION_KEYS):
+        return "annotations"
     if "prompt_id" in first or "prompt" in first or "messages" in first:
         return "labels"
     if isinstance(first.get("chosen"), str) and "\n\nHuman:" in first["chosen"]:
@@ -45,6 +53,10 @@ def read_preferences(path: str | Path, fmt: str = "auto", known: dict | None = N
     prompts file to prompts, for labels rows that give only a ``prompt_id``."""
     rows = read_jsonl(path)
     fmt = detect_format(rows, path) if fmt == "auto" else fmt
+    if fmt == "annotations":
+        raise DataError(path, "a preference file of decided pairs (labels schema or HH-RLHF)",
+                        detail="it holds annotation rows (choice, rating, scores or comment); use it as "
+                               "label.file with label.file_format: annotations")
     default_labeler = f"human:{Path(path).stem}"
     out, dropped = [], Counter()
     for i, r in enumerate(rows, start=1):
@@ -78,4 +90,15 @@ def read_preferences(path: str | Path, fmt: str = "auto", known: dict | None = N
 
 
 def label_from_file(cfg, ctx, prompts: dict, generations=None):
-    return read_preferences(cfg.file, cfg.file_format, prompts)
+    from tasks.labelers import Labels
+    from tasks.labelers.feedback import human_labels
+
+    rows = read_jsonl(cfg.file)
+    fmt = detect_format(rows, cfg.file) if cfg.file_format == "auto" else cfg.file_format
+    if fmt == "annotations":
+        return human_labels(rows, cfg.file, cfg, ctx, prompts, {"file_rows": len(rows)})
+    if cfg.feedback != "comparison":
+        raise DataError(cfg.file, f"label.feedback: {cfg.feedback} reads annotation rows",
+                        detail=f"the file is in the {fmt} format, which holds decided pairs; set label.feedback: "
+                               "comparison, or give one row per annotator and item")
+    return Labels(*read_preferences(cfg.file, fmt, prompts))

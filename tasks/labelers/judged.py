@@ -91,8 +91,10 @@ def _truth(ctx):
 
 def label_by_judge(cfg, ctx, prompts: dict, generations: list[dict]):
     from tasks.judges import build_judge
+    from tasks.labelers import Labels
 
-    return label_groups(group_generations(generations), prompts, cfg, build_judge(cfg.judge, ctx), _truth(ctx))
+    return Labels(*label_groups(group_generations(generations), prompts, cfg, build_judge(cfg.judge, ctx),
+                                _truth(ctx)))
 
 
 def label_by_annotator(cfg, ctx, prompts: dict, generations: list[dict]):
@@ -100,4 +102,6 @@ def label_by_annotator(cfg, ctx, prompts: dict, generations: list[dict]):
 
     annotator = load_env(ctx.task.env).annotator(ctx.truth, cfg.seed)
     # The annotator's scores are the truth's: it is its own agreement reference.
-    return label_groups(group_generations(generations), prompts, cfg, annotator, annotator)
+    from tasks.labelers import Labels
+
+    return Labels(*label_groups(group_generations(generations), prompts, cfg, annotator, annotator))
