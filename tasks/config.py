@@ -329,9 +329,23 @@ class SimulatedJudgeConfig:
     kind: str = opt("simulated", "The environment's hidden-truth annotator (demo environments only).")
 
 
+@dataclass(frozen=True)
+class PeopleJudgeConfig:
+    kind: str = opt("label_studio", "People in Label Studio (label_studio section), comparing blind; a "
+                    "comparison's P(A better) is its share of votes.")
+    min_annotations_per_task: int = opt(1, "A comparison is done when it has this many annotations.", ge=1)
+    overlap: float = opt(0.0, "Share of the comparisons that two or more people see.", ge=0, le=1)
+    completion: float = opt(1.0, "The stage goes on when this share of the comparisons is done.", gt=0, le=1)
+    timeout_s: float = opt(86400.0, "The longest wait; unanswered comparisons then count as ties.", gt=0)
+    poll_s: float = opt(10.0, "Seconds between progress checks.", gt=0)
+    wait: str = opt("poll", "Outside Prefect (dvc repro): poll (wait up to timeout_s) or stop (exit with how to "
+                    "resume).", choices=("poll", "stop"))
+    seed: int = opt(0, "Seed of the display order.")
+
+
 JUDGE_CONFIGS = {"reward_model": RewardModelJudgeConfig, "embedding": EmbeddingJudgeConfig,
                  "llm": LLMJudgeConfig, "http": HttpJudgeConfig, "ensemble": EnsembleJudgeConfig,
-                 "simulated": SimulatedJudgeConfig}
+                 "simulated": SimulatedJudgeConfig, "label_studio": PeopleJudgeConfig}
 JUDGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -518,6 +532,9 @@ def check_task(p: Params) -> None:
         if name not in p.judges:
             raise ConfigError(f"label.quality_judges: no judge named {name!r} in the judges section "
                               f"(defined: {', '.join(p.judges) or 'none'})")
+        if p.judges[name].kind == "label_studio":
+            raise ConfigError(f"label.quality_judges: {name!r} is people (label_studio); name AI judges to compare "
+                              "with the people")
     if p.label.source == "file" and p.label.file is None:
         raise ConfigError("label.file: required when label.source is file")
     _incoming("label.file", p.label.file)

@@ -148,7 +148,9 @@ def run_evaluate(params: Params) -> dict:
         m["comparisons"] = len(prompts)
         m["heldout_prompts"] = len(held)
         if cfg.human_pairs:
-            m.update(human_pair_metrics(cfg.human_pairs, {k: v for k, v in judges.items() if k != "truth"}, rm))
+            # AI judges only: people are not asked to label the held-out human pairs again.
+            ai = {k: v for k, v in judges.items() if k != "truth" and not v.name.startswith("human:")}
+            m.update(human_pair_metrics(cfg.human_pairs, ai, rm))
 
         rows = []
         for i, pid in enumerate(pids):

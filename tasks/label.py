@@ -60,15 +60,14 @@ def run_label(params: Params) -> dict:
     from tasks import tracking
     from tasks.errors import DataError
     from tasks.judges import JudgeContext
-    from tasks.labelers import SECTIONS, get_labeler
+    from tasks.labelers import get_labeler
 
     cfg = params.label
     with tracking.stage_run("label", params, extra_inputs=[cfg.file] if cfg.file else []):
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
         ctx = JudgeContext.of(params)
-        sections = {name: getattr(params, name) for name in SECTIONS.get(cfg.source, ())}
-        labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations, **sections)
+        labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations)
         stats = dict(labels.stats)
         tags = stats.pop("tags", {})
         decided = [r for r in labels.rows if not r.get("tie")]

@@ -94,7 +94,8 @@ MANIFEST: tuple[Stage, ...] = (
                 "data/prompts.jsonl", "models/candidate", "models/champion", "models/reward", "data/incoming",
                 "${task.rubric}"),
           outs=("data/eval.jsonl",),
-          params=("evaluate", "task", "judges", "truth", "reward.max_length", "policy.champion_dir"),
+          params=("evaluate", "task", "judges", "truth", "label_studio", "reward.max_length",
+                  "policy.champion_dir"),
           metric="winrate_*", output="reports/eval/metrics.json", metrics=("reports/eval/metrics.json",)),
 )
 

@@ -75,7 +75,7 @@ def test_mlflow_parent_and_child_runs(cycled):
     assert "sample_generations.json" in artifacts
     # What a stage run logs comes from the manifest: its declared params and the hashes of its declared inputs.
     label = next(r for r in children if r.info.run_name == "label")
-    assert label.data.tags["rft.params"] == "label,task,judges,truth"
+    assert label.data.tags["rft.params"] == "label,label_studio,task,judges,truth"
     assert label.data.params["judges.embedding.kind"] == "embedding" and label.data.params["task.env"] == "reviews"
     assert "dvc.md5.tasks/envs/reviews/rubric.yaml" in label.data.tags and "dvc.md5.data/incoming" in label.data.tags
     boot = next(r for r in children if r.info.run_name == "bootstrap")

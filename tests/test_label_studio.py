@@ -164,10 +164,11 @@ def longer_shown(data: dict) -> list[dict]:
 
 
 class People(threading.Thread):
-    """Annotators working in Label Studio: each labels every task of the projects under ``prefix`` once,
-    once ``ready()`` holds, with ``decide(user index, task data) -> result``."""
+    """Annotators working in Label Studio until ``stop`` is set: each labels every task of the projects under
+    ``prefix`` once, with ``decide(user index, task data) -> result``, as soon as ``ready()`` holds and there
+    are ``n_tasks`` tasks."""
 
-    def __init__(self, studio_cfg, decide, emails=("ann1@rft.local",), ready=lambda: True, n_tasks=None):
+    def __init__(self, studio_cfg, decide, emails=("ann1@rft.local",), ready=lambda: True, n_tasks=1):
         super().__init__(daemon=True)
         from tasks.labelstudio import Studio
 
@@ -180,26 +181,29 @@ class People(threading.Thread):
             users = [self.studio.user(e) for e in self.emails]
             while not self.stop.is_set():
                 projects = [p for p in self.studio.client.projects.list() if p.title.startswith(self.prefix)]
-                tasks = [t for p in projects for t in self.studio.tasks(p.id)]
-                if tasks and (self.n_tasks is None or len(tasks) >= self.n_tasks) and self.ready():
-                    for t in tasks:
+                tasks = [(p.title, t) for p in projects for t in self.studio.tasks(p.id)]
+                if len(tasks) >= self.n_tasks and self.ready():
+                    for title, t in tasks:
                         done = {a.get("completed_by") for a in t.annotations}
                         for i, u in enumerate(users):
                             if u not in done:
                                 result = self.decide(i, t.data)
                                 self.studio.annotate(t.id, result, lead_time=5.0, user=u)
-                                self.submitted.append((u, t.key, result))
-                    return
+                                self.submitted.append((u, t.key, result, title))
                 time.sleep(0.3)
         except Exception as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
+
+    def finish(self):
+        self.stop.set()
+        self.join(10)
 
 
 def run_labeler(cfg, studio_cfg):
     from tasks.labelers import get_labeler
 
-    params = parse_params({})
-    return get_labeler("label_studio")(cfg, JudgeContext.of(params), PROMPTS, GENERATIONS, label_studio=studio_cfg)
+    ctx = dataclasses.replace(JudgeContext.of(parse_params({})), studio=studio_cfg)
+    return get_labeler("label_studio")(cfg, ctx, PROMPTS, GENERATIONS)
 
 
 @pytest.mark.slow
@@ -216,7 +220,7 @@ def test_label_studio_comparisons_two_annotators_and_rerun(studio_cfg):
     people = People(studio_cfg, decide, emails=("ann1@rft.local", "ann2@rft.local"))
     people.start()
     out = run_labeler(cfg, studio_cfg)
-    people.join(5)
+    people.finish()
     assert people.error is None and len(people.submitted) == 12       # 6 tasks x 2 annotators
     assert out.stats["tasks_imported"] == 6 and out.stats["tasks_done"] == 6
     p1 = [r for r in out.rows if r["prompt_id"] == "p1"]
@@ -263,7 +267,7 @@ def test_label_studio_rating_shapes(studio_cfg, shape):
     people.start()
     kw = {"comment_judge": "embedding"} if shape == "comment" else {}
     out = run_labeler(label_cfg(feedback=shape, **kw), studio_cfg)
-    people.join(5)
+    people.finish()
     assert people.error is None and len(people.submitted) == 6
     assert len(out.ratings) == 6 and out.rows
     if shape == "comment":
@@ -303,7 +307,7 @@ def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
 
     people = People(studio_cfg, lambda i, d: longer_shown(d), ready=lambda: "id" in seen and paused())
     out = labelling()
-    people.join(5)
+    people.finish()
     assert people.error is None and "PAUSED" in seen["states"]
     assert out.stats["outcome_complete"] == 1 and len(out.rows) == 6
     assert all(len(r["chosen"]) > len(r["rejected"]) for r in out.rows)

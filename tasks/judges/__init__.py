@@ -10,6 +10,7 @@ Each entry names a ``kind`` and that kind's own settings (typed in
       api:       {kind: http, url: http://127.0.0.1:8000/v1, model: my-judge, api_key_env: JUDGE_API_KEY}
       panel:     {kind: ensemble, members: [embedding, gold], combine: mean}
       annotator: {kind: simulated}          # only in an environment with a hidden truth
+      people:    {kind: label_studio}       # people in Label Studio, blind (the gate's human judge)
 
 ``KINDS`` maps each kind to its implementation; an unknown kind is a
 ConfigError on load, never a fall-through to a default.
@@ -29,6 +30,7 @@ KINDS = {
     "http": "tasks.judges.http:HttpJudge",
     "ensemble": "tasks.judges.ensemble:EnsembleJudge",
     "simulated": "tasks.envs:load_env",        # the environment's annotator
+    "label_studio": "tasks.judges.people:PeopleJudge",
 }
 # Kinds that score single responses (what best-vs-worst pair picking needs).
 SCORING_KINDS = {"reward_model", "embedding", "simulated"}
@@ -36,15 +38,17 @@ SCORING_KINDS = {"reward_model", "embedding", "simulated"}
 
 @dataclass(frozen=True)
 class JudgeContext:
-    """What building a judge needs besides its own entry: every entry (for ensembles), the task, the truth."""
+    """What building a judge needs besides its own entry: every entry (for ensembles), the task, the truth,
+    and the Label Studio server (for people)."""
     judges: dict
     task: object           # TaskConfig: env and rubric
     truth: object          # TruthConfig of an environment with a truth
     seed: int = 0
+    studio: object = None  # LabelStudioConfig
 
     @classmethod
     def of(cls, params, seed: int = 0) -> "JudgeContext":
-        return cls(params.judges, params.task, params.truth, seed)
+        return cls(params.judges, params.task, params.truth, seed, params.label_studio)
 
 
 def _load(path: str):
@@ -65,5 +69,7 @@ def build_judge(name: str, ctx: JudgeContext):
         return _load(KINDS["ensemble"])(name, spec, members)
     from tasks.rubric import load_rubric
 
-    rubric = load_rubric(ctx.task.rubric) if spec.kind in ("embedding", "llm", "http") else None
+    rubric = load_rubric(ctx.task.rubric) if spec.kind in ("embedding", "llm", "http", "label_studio") else None
+    if spec.kind == "label_studio":
+        return _load(KINDS[spec.kind])(name, spec, rubric, ctx.studio)
     return _load(KINDS[spec.kind])(name, spec, rubric)

@@ -11,8 +11,7 @@
 
 Each returns :class:`Labels`: rows in the labels contract, counters for MLflow,
 and for people's feedback the ratings rows and the annotations that the label
-quality report reads. ``SECTIONS`` names the params sections a labeler needs
-besides ``label`` (passed by keyword).
+quality report reads.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ LABELERS = {
     "file": "tasks.labelers.file:label_from_file",
     "label_studio": "tasks.labelers.label_studio:label_in_studio",
 }
-SECTIONS = {"label_studio": ("label_studio",)}
 
 
 class Labels(NamedTuple):

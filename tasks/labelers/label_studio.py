@@ -192,7 +192,7 @@ def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, s
     return rows, {**stats, "outcome": waited["outcome"], "note": waited["note"], "title": title}
 
 
-def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict], label_studio=None):
+def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict]):
     """The labeler: people's feedback from a Label Studio project, converted into the labels table."""
     from tasks.labelers.feedback import human_labels
     from tasks.rubric import load_rubric
@@ -202,7 +202,7 @@ def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict], label_stud
     if not tasks:
         raise DataError("data/generations.jsonl", "at least one response to label",
                         detail=f"no task could be built ({built})")
-    rows, stats = run_project("label", cfg.feedback, tasks, meaning, cfg, label_studio, rubric)
+    rows, stats = run_project("label", cfg.feedback, tasks, meaning, cfg, ctx.studio, rubric)
     note, outcome, title = stats.pop("note"), stats.pop("outcome"), stats.pop("title")
     labels = human_labels(rows, f"Label Studio project {title!r}", cfg, ctx, prompts, {**built, **stats})
     labels.stats.update(tags={"label.outcome": outcome, "label.project": title, "label.resume_note": note})
