@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make cycle   create .venv, install torch 2.13.0 (CPU) then the project, initialise DVC and MLflow, run a cycle
-#   make test    the same set-up, then the whole test suite (slow end-to-end tests included)
+#   make test    the same set-up, then the whole test suite (slow end-to-end tests included); the labelling
+#                tests also install Debian's chromium and Label Studio's own virtualenv (cached in ~/.cache/rft)
 VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: setup init cycle test repro mlflow-ui clean
+.PHONY: setup init cycle test browser repro mlflow-ui clean
 
 setup: $(VENV)/.installed
 
@@ -26,7 +27,12 @@ cycle: init
 repro: init
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-test: setup
+# The browser test drives Debian's Chromium (Playwright downloads no browser); installed here when missing.
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 mlflow-ui: setup
