@@ -1,7 +1,7 @@
 """Train the train_reward stage's reward model on HH-RLHF-format pairs and report held-out accuracy.
 
     python benchmarks/reward_hh.py [--train FILE] [--eval FILE] [--seeds 0 1 2] [--max-length N] [--epochs E]
-                                   [--lr LR] [--center C]
+                                   [--lr LR] [--center C] [--pooling cls|mean]
 
 Any JSONL of ``{"chosen": ..., "rejected": ...}`` full dialogues works. Without
 ``--eval``, each seed splits the training file 85/15 at random with that seed
@@ -48,6 +48,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=float, default=None)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--center", type=float, default=None, help="center_rewards_coefficient")
+    ap.add_argument("--pooling", choices=("cls", "mean"), default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--eval-fraction", type=float, default=0.15)
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -59,7 +60,8 @@ def main() -> int:
     try:
         cfg = load_params(args.params).reward
         overrides = {k: v for k, v in (("max_length", args.max_length), ("epochs", args.epochs), ("lr", args.lr),
-                                        ("center_rewards_coefficient", args.center)) if v is not None}
+                                        ("center_rewards_coefficient", args.center), ("pooling", args.pooling))
+                     if v is not None}
         cfg = dataclasses.replace(cfg, **overrides)
         pairs = load_pairs(args.train)
         fixed_val = load_pairs(args.eval) if args.eval is not None else None
@@ -77,7 +79,8 @@ def main() -> int:
             train, val = train[n_val:], train[:n_val]
         run_cfg = dataclasses.replace(cfg, seed=seed)
         print(f"seed={seed} train pairs={len(train)} eval pairs={len(val)} max_length={cfg.max_length} "
-              f"epochs={cfg.epochs} lr={cfg.lr} center={cfg.center_rewards_coefficient} lora={cfg.lora}", flush=True)
+              f"epochs={cfg.epochs} lr={cfg.lr} center={cfg.center_rewards_coefficient} lora={cfg.lora} "
+              f"pooling={cfg.pooling}", flush=True)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as out:
             stats = train_reward_model(train, val, run_cfg, Path(out))

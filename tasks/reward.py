@@ -32,7 +32,7 @@ from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
 from tasks.prompting import prompt_of
-from tasks.rewardmodel import RewardModel, load_tokenizer, minilm_path, pair_text, pairwise_stats
+from tasks.rewardmodel import META, RewardModel, load_tokenizer, mean_pool_class, minilm_path, pair_text, pairwise_stats
 
 REPORT = Path("reports/reward/metrics.json")
 
@@ -62,7 +62,9 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
     torch.manual_seed(cfg.seed)
     path = base_path(cfg)
     tok = load_tokenizer(path, cfg.max_length)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    heads = {"cls": lambda: AutoModelForSequenceClassification.from_pretrained(path, num_labels=1),
+             "mean": lambda: mean_pool_class().from_encoder(path)}
+    model = heads[cfg.pooling]()
     model.config.pad_token_id = tok.pad_token_id
 
     def enc(text):
@@ -101,6 +103,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
         trained.eval()
         trained.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
+        write_json(Path(out_dir) / META, {"max_length": cfg.max_length, "pooling": cfg.pooling})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -132,8 +135,8 @@ def run_train_reward(params: Params) -> dict:
                 "reward-model", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
                 description="Bradley-Terry reward model trained by the train_reward stage.")
-            (out / "rft_reward.json").write_text(
-                f'{{"registry_name": "reward-model", "registry_version": {version}, "max_length": {cfg.max_length}}}\n')
+            write_json(out / META, {"registry_name": "reward-model", "registry_version": version,
+                                    "max_length": cfg.max_length, "pooling": cfg.pooling})
         stats["registry_version"] = version
         mlflow.log_metrics({k: float(v) for k, v in stats.items()})
         write_json(REPORT, stats)
@@ -152,5 +155,6 @@ def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams) -> dict:
     train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
     with atomic_path(out_dir, is_dir=True) as out:
         stats = train_reward_model(train, val, cfg, out)
-        write_json(out / "rft_reward.json", {"source": str(pairs_file), "max_length": cfg.max_length, **stats})
+        write_json(out / META, {"source": str(pairs_file), "max_length": cfg.max_length, "pooling": cfg.pooling,
+                                **stats})
     return stats

@@ -9,9 +9,12 @@ dialogue and differ only at the end.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tasks.prompting import Prompt, with_response
+
+META = "rft_reward.json"     # beside a reward model's weights: how it was trained (max_length, pooling, ...)
 
 
 def pair_text(prompt: Prompt, response: str) -> str:
@@ -42,26 +45,79 @@ def load_tokenizer(path: str, max_length: int):
     return tok
 
 
+def meta(path: str | Path) -> dict:
+    """A reward-model folder's ``rft_reward.json`` ({} when it has none: any sequence-classification model)."""
+    f = Path(path) / META
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
 def trained_max_length(path: str | Path, default: int = 128) -> int:
     """The ``max_length`` a reward-model folder was trained with (its ``rft_reward.json``), else ``default``."""
-    import json
+    return int(meta(path).get("max_length", default))
 
-    meta = Path(path) / "rft_reward.json"
-    return int(json.loads(meta.read_text()).get("max_length", default)) if meta.exists() else default
+
+def mean_pool_class():
+    """``MeanPoolReward``: an encoder whose token states, averaged over the attention mask, feed a linear
+    head. Sentence encoders such as MiniLM-L6 were trained for mean pooling, so their averaged states
+    carry the text's meaning from the start, where the ``[CLS]`` pooler of a sequence-classification
+    head does not. Saved and loaded with ``save_pretrained`` / ``from_pretrained`` like any model."""
+    import torch
+    from torch import nn
+    from transformers import AutoConfig, AutoModel, PreTrainedModel
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolReward(PreTrainedModel):
+        config_class = AutoConfig
+        base_model_prefix = "encoder"
+        supports_gradient_checkpointing = True      # the encoder's layers checkpoint, as in the cls head
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.encoder = AutoModel.from_config(config)
+            self.score = nn.Linear(config.hidden_size, 1)
+            self.post_init()
+
+        @classmethod
+        def from_encoder(cls, path: str):
+            model = cls(AutoConfig.from_pretrained(path, num_labels=1))
+            model.encoder = AutoModel.from_pretrained(path)
+            nn.init.normal_(model.score.weight, std=0.02)
+            nn.init.zeros_(model.score.bias)
+            return model
+
+        def forward(self, input_ids=None, attention_mask=None, **_):
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            return SequenceClassifierOutput(logits=self.score((h * m).sum(1) / m.sum(1).clamp(min=1.0)))
+
+    return MeanPoolReward
+
+
+def load_reward_model(path: str | Path):
+    """The model of a reward-model folder, by the pooling its ``rft_reward.json`` names (``cls``: a Hugging
+    Face sequence-classification model, the default for any other folder)."""
+    from transformers import AutoModelForSequenceClassification
+
+    loaders = {"cls": AutoModelForSequenceClassification.from_pretrained,
+               "mean": lambda p: mean_pool_class().from_pretrained(p)}
+    pooling = meta(path).get("pooling", "cls")
+    if pooling not in loaders:
+        from tasks.errors import ConfigError
+
+        raise ConfigError(f"{path}/{META}: pooling {pooling!r} is not one of {', '.join(loaders)}")
+    return loaders[pooling](str(path))
 
 
 class RewardModel:
     """A trained reward model: ``score(texts)`` returns one scalar per text (higher is better)."""
 
     def __init__(self, path: str | Path, max_length: int = 128, batch_size: int = 64, device: str = "cpu"):
-        from transformers import AutoModelForSequenceClassification
-
         from tasks.errors import ConfigError
 
         if not (Path(path) / "config.json").exists():
             raise ConfigError(f"{path}: not a reward-model folder (no config.json)")
         self.tok = load_tokenizer(str(path), max_length)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).to(device).eval()
+        self.model = load_reward_model(path).to(device).eval()
         self.max_length, self.batch_size, self.device = max_length, batch_size, device
 
     def score(self, texts: list[str]) -> list[float]:

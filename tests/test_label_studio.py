@@ -312,3 +312,23 @@ def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
     assert out.stats["outcome_complete"] == 1 and len(out.rows) == 6
     assert all(len(r["chosen"]) > len(r["rejected"]) for r in out.rows)
     assert out.stats["tags"]["label.resume_note"] == "resumed by the label stage: complete"
+
+
+@pytest.mark.parametrize("shape", ["comparison", "likert", "attributes"])
+def test_every_shape_passes_the_labels_suite(tmp_path, monkeypatch, shape):
+    # What each shape writes into the labels table is what validate_labels (Great Expectations) accepts.
+    from tasks.io import write_jsonl
+    from tasks.validate import validate_labels_file
+
+    rows = {"comparison": [{"prompt_id": "p1", "a": "apple", "b": "pear", "choice": c, "annotator": u}
+                           for c, u in (("a", "u1"), ("a", "u2"), ("tie", "u3"))],
+            "likert": [{"prompt_id": "p1", "response": r, "rating": v, "annotator": "u1"}
+                       for r, v in (("apple", 5), ("pear", 2))],
+            "attributes": [{"prompt_id": "p1", "response": r, "scores": {"helpfulness": v, "safety": 3},
+                            "annotator": "u1"} for r, v in (("apple", 5), ("pear", 1))]}[shape]
+    out = from_file(tmp_path, monkeypatch, rows, feedback=shape)
+    write_jsonl(tmp_path / "labels.jsonl", out.rows)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": "p1", "prompt": PROMPTS["p1"], "split": "train"}])
+    cfg = parse_params({}).validate
+    assert validate_labels_file(cfg, tmp_path / "labels.jsonl", tmp_path / "prompts.jsonl",
+                                tmp_path / "docs")["rows"] == 1

@@ -91,6 +91,8 @@ def test_cycle_pauses_for_people_then_promotes_or_refuses(tmp_path, label_studio
     assert "quality.iaa_cohen_kappa" in label.data.metrics and "quality.judge.embedding.agreement" in \
         label.data.metrics
     assert label.data.tags["label.outcome"] == "complete"
+    artifacts = {a.path for a in client.list_artifacts(label.info.run_id)}
+    assert {"annotations.jsonl", "label_quality.json"} <= artifacts
     assert token_nowhere_in(label, label_studio.token)
 
     # The gate read the people's blind win-rate.

@@ -77,3 +77,28 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path):
     assert not (tmp_path / "rm" / "adapter_config.json").exists()
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
     assert len(RewardModel(tmp_path / "rm", 32).score([pairs[0][0]])) == 1
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_mean_pooling_trains_saves_and_reloads_the_same_scores(tmp_path, lora):
+    import dataclasses
+
+    import torch
+
+    from tasks.reward import RewardModel, train_reward_model
+    from tasks.rewardmodel import meta
+
+    pairs = [(f"Q: Review the pie.\nA: The pie was {g}.", f"Q: Review the pie.\nA: The pie was {b}.")
+             for g, b in [("great", "awful"), ("lovely", "bland"), ("perfect", "stale"), ("tasty", "cold")] * 3]
+    cfg = dataclasses.replace(RewardConfig(), pooling="mean", lora=lora, epochs=1.0, batch_size=4, warmup_steps=0,
+                              max_length=32)
+    stats = train_reward_model(pairs[:10], pairs[10:], cfg, tmp_path / "rm")
+    assert meta(tmp_path / "rm") == {"max_length": 32, "pooling": "mean"}
+    rm = RewardModel(tmp_path / "rm", 32)
+    assert type(rm.model).__name__ == "MeanPoolReward"
+    # Padding does not move a score: the mean runs over the attention mask only.
+    short, long = pairs[0][0], pairs[0][0] + " It was served warm with cream and we ate all of it."
+    assert rm.score([short])[0] == pytest.approx(rm.score([short, long])[0], abs=1e-5)
+    held = pairwise_stats(rm.score([c for c, _ in pairs[10:]]), rm.score([r for _, r in pairs[10:]]))
+    assert held["accuracy"] == pytest.approx(stats["heldout_accuracy"])
+    assert not torch.equal(rm.model.score.weight, torch.zeros_like(rm.model.score.weight))

@@ -40,6 +40,7 @@ class Annotations:
     shape: str
     items: list = field(default_factory=list)          # Comparison or Rating
     seconds: dict = field(default_factory=dict)        # annotator -> [seconds per annotation]
+    rows: list = field(default_factory=list)           # the annotation rows as read (logged to MLflow)
 
 
 def _pid(prompt) -> str:
@@ -52,7 +53,7 @@ def _text_id(prefix: str, text: str) -> str:
 
 def read_annotations(rows: list[dict], shape: str, path, known: dict, weights: dict | None = None) -> Annotations:
     """Annotation rows of one shape -> :class:`Annotations`. ``known`` maps prompt ids to prompts."""
-    out = Annotations(shape)
+    out = Annotations(shape, rows=rows)
     needed = SHAPE_COLUMNS[shape]
     for i, r in enumerate(rows, start=1):
         missing = [c for c in (*needed, "annotator") if r.get(c) is None]

@@ -14,8 +14,10 @@
 3. **Wait** (``tasks/labelers/waiting.py``): the Prefect flow pauses; ``dvc
    repro`` polls or stops, as ``label.wait`` says.
 4. **Export.** Every submitted annotation (skipped ones are left out) becomes an
-   annotation row with its annotator (``ls<user id>``), time and seconds spent;
-   ``tasks/labelers/feedback.py`` converts them into the labels table.
+   annotation row with its annotator (``ls<user id>``), time, seconds spent and,
+   for comparisons, the display order it saw (``shown_first``, ``shown_choice``);
+   ``tasks/labelers/feedback.py`` converts them into the labels table, and the
+   rows go to the stage's MLflow run as ``annotations.jsonl``.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def annotation_rows(shape: str, states, meaning: dict, seed: int, criteria: list
                     continue
                 flip = swapped(seed, t.key)
                 choice = "tie" if picked == "Tie" else ("a" if (picked == SHOWN[0]) != flip else "b")
-                row.update(a=m["a"], b=m["b"], a_id=m["a_id"], b_id=m["b_id"], choice=choice)
+                row.update(a=m["a"], b=m["b"], a_id=m["a_id"], b_id=m["b_id"], choice=choice,
+                           shown_first="b" if flip else "a", shown_choice=picked)
             else:
                 row.update(response=m["response"], response_id=m["response_id"])
                 if shape == "likert":
@@ -184,7 +187,7 @@ def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, s
     done, total = progress()
     stats = {"project_id": project, "tasks": total, "tasks_imported": imported, "tasks_reused": existing,
              "tasks_done": done, "annotations": len(rows), "annotations_skipped": skipped,
-             "waited_s": waited["outcome"] and waited["waited_s"], f"outcome_{waited['outcome']}": 1}
+             "waited_s": waited["waited_s"], f"outcome_{waited['outcome']}": 1}
     if not rows:
         raise DataError(where, "at least one submitted annotation",
                         detail=f"nobody labelled in Label Studio ({waited['outcome']} after "
