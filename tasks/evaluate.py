@@ -97,14 +97,15 @@ def run_evaluate(params: Params) -> dict:
     from tasks import tracking
     from tasks.envs import info, load_env
     from tasks.evalmath import sequence_kl
-    from tasks.judges import JudgeContext, build_judge
+    from tasks.judges import JudgeContext, build_judge, judge_files
     from tasks.policy import load_policy, pick_device
     from tasks.rewardmodel import RewardModel
     from tasks.rollout import token_logprobs
 
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("evaluate", params, extra_inputs=[cfg.human_pairs] if cfg.human_pairs else []):
+    extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, cfg.judges)
+    with tracking.stage_run("evaluate", params, extra_inputs=extra):
         ctx = JudgeContext.of(params, cfg.seed)
         judges = {name: build_judge(name, ctx) for name in cfg.judges}
         if info(params.task.env).has_truth:

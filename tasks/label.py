@@ -59,11 +59,14 @@ def run_label(params: Params) -> dict:
 
     from tasks import tracking
     from tasks.errors import DataError
-    from tasks.judges import JudgeContext
+    from tasks.judges import JudgeContext, judge_files
     from tasks.labelers import get_labeler
 
     cfg = params.label
-    with tracking.stage_run("label", params, extra_inputs=[cfg.file] if cfg.file else []):
+    used = [cfg.judge] if cfg.source == "judge" else []
+    used += [*cfg.quality_judges, *([cfg.comment_judge] if cfg.feedback == "comment" else [])]
+    extra = ([cfg.file] if cfg.file else []) + judge_files(params.judges, used)
+    with tracking.stage_run("label", params, extra_inputs=extra):
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
         ctx = JudgeContext.of(params)

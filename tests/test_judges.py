@@ -221,3 +221,14 @@ def test_http_judge_needs_its_key_variable(rubric_file, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(JudgeServerError, match="judges.api.api_key_env: the environment variable NO_SUCH_KEY_VAR"):
         _http("http://127.0.0.1:9/v1", rubric_file, api_key_env="NO_SUCH_KEY_VAR")
+
+
+def test_judge_files_are_the_model_folders_judges_read(rubric_file):
+    from tasks.judges import judge_files
+
+    judges = {"emb": {"kind": "embedding"}, "gold": {"kind": "reward_model", "path": "data/incoming/gold"},
+              "local": {"kind": "llm", "model": "/models/judge"},
+              "panel": {"kind": "ensemble", "members": ["gold", "emb"]}}
+    c = ctx(judges, rubric_file)
+    assert judge_files(c.judges, ["panel", "local", "gold", "emb"]) == ["data/incoming/gold", "/models/judge"]
+    assert judge_files(c.judges, ["emb"]) == []

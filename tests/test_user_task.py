@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -81,6 +82,17 @@ def test_cycle_with_http_and_llm_judges_on_chat_prompts(tmp_path):
     # The prompts reached the policy through the one formatting function, as chat.
     gens = [json.loads(line) for line in (path / "data/generations.jsonl").read_text().splitlines()]
     assert {g["policy_version"] for g in gens} == {"policy/1"}
+    # The LLM judge's model folder lies outside the project: its content hash is the evaluate run's lineage.
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.io import dvc_md5
+
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("rft-cycle")
+    evaluate = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluate")
+    assert evaluate.data.tags[f"dvc.md5.{Path(judge).as_posix()}"] == dvc_md5(judge)
 
 
 def test_hh_rlhf_example_on_a_slice(tmp_path):

@@ -51,6 +51,25 @@ class JudgeContext:
         return cls(params.judges, params.task, params.truth, seed, params.label_studio)
 
 
+def judge_files(judges: dict, names) -> list[str]:
+    """The model folders that the named judges read (reward-model and LLM judges, ensemble members too).
+
+    Stages log their content hashes as lineage (``dvc.md5.<path>`` tags). DVC reruns a stage when such a
+    folder changes only if it lies under ``data/incoming/`` (a dependency of ``label`` and ``evaluate``)
+    or is a pipeline output such as ``models/reward``."""
+    out: list[str] = []
+    for name in names:
+        spec = judges.get(name)
+        if spec is None:
+            continue
+        if spec.kind == "ensemble":
+            out += judge_files(judges, spec.members)
+        folder = {"reward_model": getattr(spec, "path", None), "llm": getattr(spec, "model", None)}.get(spec.kind)
+        if folder and folder not in out:
+            out.append(folder)
+    return out
+
+
 def _load(path: str):
     module, attr = path.split(":")
     return getattr(importlib.import_module(module), attr)
