@@ -332,3 +332,43 @@ def test_every_shape_passes_the_labels_suite(tmp_path, monkeypatch, shape):
     cfg = parse_params({}).validate
     assert validate_labels_file(cfg, tmp_path / "labels.jsonl", tmp_path / "prompts.jsonl",
                                 tmp_path / "docs")["rows"] == 1
+
+
+@pytest.mark.slow
+def test_a_person_resumes_the_paused_flow_with_a_note(studio_cfg):
+    # What the Prefect UI's Resume button does: resume_flow_run with the input form's values.
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+    from prefect.flow_runs import resume_flow_run
+
+    seen = {}
+
+    def paused() -> bool:
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(seen["id"]).state.is_paused()
+
+    def half_then_resume():
+        while "id" not in seen or not paused():
+            time.sleep(0.3)
+        from tasks.labelstudio import Studio
+
+        studio = Studio(studio_cfg)
+        project = next(p for p in studio.client.projects.list() if p.title.startswith(studio_cfg.project_prefix))
+        for t in studio.tasks(project.id)[:3]:
+            studio.annotate(t.id, longer_shown(t.data))
+        resume_flow_run(seen["id"], run_input={"note": "three are enough for today"})
+
+    @task
+    def label_task():
+        return run_labeler(label_cfg(), studio_cfg)
+
+    @flow
+    def labelling():
+        seen["id"] = FlowRunContext.get().flow_run.id
+        threading.Thread(target=half_then_resume, daemon=True).start()
+        return label_task()
+
+    out = labelling()
+    assert out.stats["outcome_resumed"] == 1 and out.stats["annotations"] == 3 and len(out.rows) == 3
+    assert out.stats["tags"]["label.resume_note"] == "three are enough for today"
