@@ -50,6 +50,21 @@ def test_project_params_load_and_match_defaults_types():
     # best_vs_worst needs scores; an llm judge only compares pairs
     ({"judges": {"l": {"kind": "llm", "model": "m"}, "embedding": {"kind": "embedding"}},
       "label": {"judge": "l"}}, "label.pairs"),
+    # people's feedback
+    ({"label": {"source": "label_studio"}}, "label.pairs"),                # nobody has scored responses yet
+    ({"label": {"feedback": "likert"}}, "label.feedback"),                 # a judge only compares pairs
+    ({"label": {"source": "label_studio", "pairs": "all_pairs", "feedback": "comment"}}, "label.comment_judge"),
+    ({"label": {"source": "label_studio", "pairs": "all_pairs", "feedback": "comment", "comment_judge": "zz"}},
+     "label.comment_judge"),
+    ({"judges": {"l": {"kind": "llm", "model": "m"}, "embedding": {"kind": "embedding"}},
+      "label": {"source": "label_studio", "pairs": "all_pairs", "feedback": "comment", "comment_judge": "l"}},
+     "label.comment_judge"),                                               # comments need a scoring judge
+    ({"judges": {"people": {"kind": "label_studio"}, "embedding": {"kind": "embedding"}},
+      "label": {"quality_judges": ["people"]}}, "label.quality_judges"),  # people are not an AI judge
+    ({"label": {"quality_judges": ["nobody"]}}, "label.quality_judges"),
+    ({"label": {"completion": 0}}, "label.completion"),
+    ({"label_studio": {"project_prefix": "x" * 21}}, "label_studio.project_prefix"),
+    ({"judges": {"p": {"kind": "label_studio", "wait": "forever"}}}, "judges.p.wait"),
 ])
 def test_bad_values_name_the_key(raw, key):
     with pytest.raises(ConfigError) as exc:
