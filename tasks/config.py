@@ -500,7 +500,8 @@ def check_task(p: Params) -> None:
                     raise ConfigError(f"judges.{name}.members: {m!r} is not another judge of the judges section")
                 if p.judges[m].kind == "ensemble":
                     raise ConfigError(f"judges.{name}.members: {m!r} is an ensemble; ensembles do not nest")
-    uses_rubric = {s.kind for s in p.judges.values()} & {"embedding", "llm", "http"}
+    uses_rubric = ({s.kind for s in p.judges.values()} & {"embedding", "llm", "http", "label_studio"}
+                   or p.label.source == "label_studio" or p.label.feedback == "attributes")
     if uses_rubric and not env.has_truth and p.task.rubric == TaskConfig().rubric:
         raise ConfigError(f"task.rubric: {p.task.rubric} is the reviews demo's rubric; with task.env: "
                           f"{p.task.env} point it at your own rubric file")

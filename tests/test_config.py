@@ -115,6 +115,10 @@ def test_a_user_task_loads():
     ({"judges": {"embedding": {"kind": "embedding"}, "sim": {"kind": "simulated"}}}, "judges.sim.kind"),
     ({"task": {"rubric": "tasks/envs/reviews/rubric.yaml"}}, "task.rubric"),  # the demo's food rubric
     ({"policy": {"base_model": None}}, "corpus.texts"),                  # nothing to bootstrap a policy from
+    # no rubric-reading judge at all, but people would read the food rubric as their instructions
+    ({"task": {"rubric": "tasks/envs/reviews/rubric.yaml"}, "judges": {"reward": {"kind": "reward_model"}},
+      "evaluate": {"judges": ["reward"]}, "promote": {"winrate_source": "reward", "alarm_judge": None},
+      "label": {"source": "label_studio", "pairs": "all_pairs", "judge": "reward"}}, "task.rubric"),
 ])
 def test_user_task_refuses_what_only_the_demo_has(change, key):
     raw = {k: dict(v) for k, v in USER_TASK.items()}
