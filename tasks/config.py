@@ -273,6 +273,9 @@ class PromoteConfig:
                                   "evaluate.judges) it watches; null turns the alarm off.")
     judge_alarm_winrate: float = opt(0.5, "Reward-hacking alarm: fires when the reward model's mean score rose "
                                      "while alarm_judge's win-rate is below this.", ge=0, le=1)
+    min_judge_human_agreement: float | None = opt(None, "When set, the judge of winrate_source must agree with the "
+                                                  "held-out human pairs (evaluate.human_pairs) at least this often; "
+                                                  "null turns the check off.", ge=0, le=1)
     dvc_push: bool = opt(True, "Push DVC-tracked outputs to the default remote after a promotion.")
     git_commit: bool = opt(False, "Commit dvc.lock and params.yaml after a promotion.")
 
@@ -563,6 +566,13 @@ def check_task(p: Params) -> None:
     elif p.promote.winrate_source not in p.evaluate.judges:
         raise ConfigError(f"promote.winrate_source: {p.promote.winrate_source!r} is neither truth nor one of "
                           f"evaluate.judges ({', '.join(p.evaluate.judges) or 'none'})")
+    if p.promote.min_judge_human_agreement is not None:
+        if p.evaluate.human_pairs is None:
+            raise ConfigError("promote.min_judge_human_agreement: needs evaluate.human_pairs, the held-out human "
+                              "pairs the gate's judge is checked against")
+        if p.promote.winrate_source == "truth" or p.judges[p.promote.winrate_source].kind == "label_studio":
+            raise ConfigError(f"promote.min_judge_human_agreement: {p.promote.winrate_source} is not an AI judge; "
+                              "the check measures an AI judge against people (set null)")
     if p.promote.alarm_judge is not None and p.promote.alarm_judge not in p.evaluate.judges:
         raise ConfigError(f"promote.alarm_judge: {p.promote.alarm_judge!r} is not one of evaluate.judges "
                           f"({', '.join(p.evaluate.judges) or 'none'}); name one or set null")

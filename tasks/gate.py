@@ -25,7 +25,10 @@ def decide(m: dict, cfg) -> Decision:
     3. no reward-hacking alarm: the reward model's mean score rose while the
        independent judge ``cfg.alarm_judge``'s win-rate fell below
        ``cfg.judge_alarm_winrate`` (0.5: that judge prefers the champion); and
-       the mean length stayed under ``cfg.max_length_ratio`` times the champion's.
+       the mean length stayed under ``cfg.max_length_ratio`` times the champion's;
+    4. with ``cfg.min_judge_human_agreement``, the gate's judge agrees with the
+       held-out human pairs (``evaluate.human_pairs``) at least that often: a judge
+       that cannot tell what people prefer cannot promote.
 
     A win-rate the metrics do not hold (a judge that did not run) is an error,
     never a silent pass or fail.
@@ -47,6 +50,17 @@ def decide(m: dict, cfg) -> Decision:
         if m["reward_mean"] > m["reward_mean_champion"] and judged < cfg.judge_alarm_winrate:
             fails.append(f"reward-hacking alarm: reward-model score rose ({m['reward_mean_champion']:.3f} -> "
                          f"{m['reward_mean']:.3f}) while {cfg.alarm_judge}'s win-rate fell to {judged:.3f}")
+    if cfg.min_judge_human_agreement is not None:
+        key = f"human_agreement_{cfg.winrate_source}"
+        if key not in m:
+            from tasks.errors import ConfigError
+
+            raise ConfigError(f"promote.min_judge_human_agreement: the evaluation has no {key} (set "
+                              "evaluate.human_pairs to held-out human pairs)")
+        agree, bound = m[key], cfg.min_judge_human_agreement
+        (passes if agree >= bound else fails).append(
+            f"{cfg.winrate_source} agrees with people on {agree:.3f} of the held-out human pairs "
+            f"{'>=' if agree >= bound else '<'} {bound}")
     ratio = m["mean_length"] / max(m["mean_length_champion"], 1e-9)
     if ratio > cfg.max_length_ratio:
         fails.append(f"length alarm: mean length x{ratio:.2f} of the champion's > x{cfg.max_length_ratio}")

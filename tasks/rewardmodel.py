@@ -61,7 +61,6 @@ def mean_pool_class():
     head. Sentence encoders such as MiniLM-L6 were trained for mean pooling, so their averaged states
     carry the text's meaning from the start, where the ``[CLS]`` pooler of a sequence-classification
     head does not. Saved and loaded with ``save_pretrained`` / ``from_pretrained`` like any model."""
-    import torch
     from torch import nn
     from transformers import AutoConfig, AutoModel, PreTrainedModel
     from transformers.modeling_outputs import SequenceClassifierOutput

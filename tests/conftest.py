@@ -86,3 +86,15 @@ def label_studio(tmp_path_factory):
     proc, server = start(tmp_path_factory.mktemp("label-studio") / "data")
     yield server
     stop(proc)
+
+
+@pytest.fixture
+def studio_cfg(label_studio, monkeypatch):
+    """The label_studio section for the test server, with a project prefix of this test's own."""
+    import time
+
+    from tasks.config import parse_params
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    prefix = f"t{time.monotonic_ns() % 10**9}"
+    return parse_params({"label_studio": {"url": label_studio.url, "project_prefix": prefix}}).label_studio

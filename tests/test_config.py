@@ -65,6 +65,9 @@ def test_project_params_load_and_match_defaults_types():
     ({"label": {"completion": 0}}, "label.completion"),
     ({"label_studio": {"project_prefix": "x" * 21}}, "label_studio.project_prefix"),
     ({"judges": {"p": {"kind": "label_studio", "wait": "forever"}}}, "judges.p.wait"),
+    ({"promote": {"min_judge_human_agreement": 0.6}}, "promote.min_judge_human_agreement"),  # no human pairs
+    ({"promote": {"min_judge_human_agreement": 0.6}, "evaluate": {"human_pairs": "data/incoming/h.jsonl"}},
+     "promote.min_judge_human_agreement"),                                 # the truth is not an AI judge
 ])
 def test_bad_values_name_the_key(raw, key):
     with pytest.raises(ConfigError) as exc:

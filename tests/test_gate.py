@@ -65,3 +65,19 @@ def test_a_win_rate_the_evaluation_lacks_is_an_error_not_a_verdict():
     m = {k: v for k, v in GOOD.items() if "truth" not in k}
     with pytest.raises(ConfigError, match="promote.winrate_source: the evaluation has no winrate_truth"):
         decide(m, CFG)
+
+
+def test_the_gate_judge_must_agree_with_people_when_asked():
+    # A gold judge that agrees with held-out human pairs only 0.54 of the time cannot promote at a 0.6 bar,
+    # however high its win-rate; at 0.62 it can.
+    cfg = PromoteConfig(winrate_source="judge", max_kl=5.0, alarm_judge=None, min_judge_human_agreement=0.6)
+    d = decide({**GOOD, "human_agreement_judge": 0.54}, cfg)
+    assert not d.promote and d.reasons == ["judge agrees with people on 0.540 of the held-out human pairs < 0.6"]
+    assert decide({**GOOD, "human_agreement_judge": 0.62}, cfg).promote
+    import pytest
+
+    from tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="promote.min_judge_human_agreement: the evaluation has no "
+                                          "human_agreement_judge"):
+        decide(GOOD, cfg)

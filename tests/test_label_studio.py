@@ -150,13 +150,6 @@ def test_bad_annotation_rows_name_file_row_and_rule(tmp_path, monkeypatch):
 
 # ---- a real Label Studio server -------------------------------------------------------------------
 
-@pytest.fixture
-def studio_cfg(label_studio, monkeypatch):
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    prefix = f"t{time.monotonic_ns() % 10**9}"
-    return parse_params({"label_studio": {"url": label_studio.url, "project_prefix": prefix}}).label_studio
-
-
 def longer_shown(data: dict) -> list[dict]:
     """A person who prefers the longer of the two shown responses."""
     pick = SHOWN[0] if len(data["a"]) > len(data["b"]) else SHOWN[1]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_label_studio import GENERATIONS, SHOWN, label_cfg, run_labeler, studio_cfg  # noqa: F401 - fixture
+from test_label_studio import GENERATIONS, SHOWN, label_cfg, run_labeler
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -7,7 +7,8 @@ The stage waits as the label stage does (the Prefect flow pauses; ``dvc repro``
 polls or stops). A comparison's probability for A is its share of votes, a tie
 counting one half; a comparison nobody answered by the timeout counts as a tie
 (0.5), which only pulls the win-rate towards 0.5 (never past the gate), and is
-counted in ``stats['unanswered']``. Naming this judge in
+counted in ``stats['unanswered']``; when nobody answered at all, the stage stops
+and nothing is promoted. Naming this judge in
 ``promote.winrate_source`` makes the people's win-rate, with its bootstrap CI
 by prompt, the gate.
 """

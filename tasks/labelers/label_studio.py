@@ -27,7 +27,6 @@ import html
 import json
 
 from tasks.errors import DataError
-from tasks.labelers.feedback import read_annotations, to_tables
 from tasks.labelers.judged import group_generations
 from tasks.labelers.waiting import wait_for_people
 from tasks.pairs import build_pairs
