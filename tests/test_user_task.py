@@ -60,7 +60,7 @@ def test_cycle_with_http_and_llm_judges_on_chat_prompts(tmp_path):
                        "local": {"kind": "llm", "model": str(judge)}},
             "prepare": {"input": "data/incoming/prompts.jsonl", "heldout_fraction": 0.25, "seed": 0},
             "validate": {"prompt_max_tokens": 200},
-            "label": {"source": "judge", "judge": "api", "pairs": "all_pairs"},
+            "label": {**params["label"], "source": "judge", "judge": "api", "pairs": "all_pairs"},
             "evaluate": {**TINY_USER["evaluate"], "judges": ["api", "local"]},
             "promote": {"winrate_source": "api", "alarm_judge": "local", "dvc_push": False},
             # A large step, so that the candidate's samples differ from the champion's and the judges are asked.
