@@ -7,6 +7,7 @@ first run on a machine installs it. Each test session gets a fresh data folder.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "0123456789abcdef0123456789abcdef01234567"        # a test server's throwaway token
-PASSWORD = "rft-test-password"
+TOKEN = secrets.token_hex(20)          # the test server's throwaway credentials, new each session
+PASSWORD = secrets.token_urlsafe(12)
 USERNAME = "admin@rft.local"
 
 

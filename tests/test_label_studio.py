@@ -274,19 +274,20 @@ def test_label_studio_rating_shapes(studio_cfg, shape):
         assert set(out.rows[0]["attributes_chosen"]) == set(criteria)
 
 
-@pytest.mark.slow
-def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
-    from prefect import flow, task
+def flow_run_state(flow_run_id):
     from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
+
+
+def label_in_a_flow(studio_cfg, start) -> tuple:
+    """The labeler inside a Prefect task of a flow, as the cycle runs it. ``start(seen)`` starts what the
+    people do, once the flow run's id is in ``seen['id']``. Returns (labels, seen)."""
+    from prefect import flow, task
     from prefect.context import FlowRunContext
 
-    seen = {}
-
-    def paused() -> bool:
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(seen["id"]).state
-        seen.setdefault("states", []).append(state.type.value)
-        return state.is_paused()
+    seen: dict = {}
 
     @task
     def label_task():
@@ -295,13 +296,28 @@ def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
     @flow
     def labelling():
         seen["id"] = FlowRunContext.get().flow_run.id
-        people.start()
+        start(seen)
         return label_task()
 
-    people = People(studio_cfg, lambda i, d: longer_shown(d), ready=lambda: "id" in seen and paused())
-    out = labelling()
-    people.finish()
-    assert people.error is None and "PAUSED" in seen["states"]
+    return labelling(), seen
+
+
+@pytest.mark.slow
+def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
+    states, crowd = [], []
+
+    def paused(seen) -> bool:
+        state = flow_run_state(seen["id"])
+        states.append(state.type.value)
+        return state.is_paused()
+
+    def start(seen):
+        crowd.append(People(studio_cfg, lambda i, d: longer_shown(d), ready=lambda: paused(seen)))
+        crowd[0].start()
+
+    out, _ = label_in_a_flow(studio_cfg, start)
+    crowd[0].finish()
+    assert crowd[0].error is None and "PAUSED" in states
     assert out.stats["outcome_complete"] == 1 and len(out.rows) == 6
     assert all(len(r["chosen"]) > len(r["rejected"]) for r in out.rows)
     assert out.stats["tags"]["label.resume_note"] == "resumed by the label stage: complete"
@@ -330,38 +346,20 @@ def test_every_shape_passes_the_labels_suite(tmp_path, monkeypatch, shape):
 @pytest.mark.slow
 def test_a_person_resumes_the_paused_flow_with_a_note(studio_cfg):
     # What the Prefect UI's Resume button does: resume_flow_run with the input form's values.
-    from prefect import flow, task
-    from prefect.client.orchestration import get_client
-    from prefect.context import FlowRunContext
     from prefect.flow_runs import resume_flow_run
 
-    seen = {}
+    from tasks.labelstudio import Studio
 
-    def paused() -> bool:
-        with get_client(sync_client=True) as client:
-            return client.read_flow_run(seen["id"]).state.is_paused()
-
-    def half_then_resume():
-        while "id" not in seen or not paused():
+    def half_then_resume(seen):
+        while not flow_run_state(seen["id"]).is_paused():
             time.sleep(0.3)
-        from tasks.labelstudio import Studio
-
         studio = Studio(studio_cfg)
         project = next(p for p in studio.client.projects.list() if p.title.startswith(studio_cfg.project_prefix))
         for t in studio.tasks(project.id)[:3]:
             studio.annotate(t.id, longer_shown(t.data))
         resume_flow_run(seen["id"], run_input={"note": "three are enough for today"})
 
-    @task
-    def label_task():
-        return run_labeler(label_cfg(), studio_cfg)
-
-    @flow
-    def labelling():
-        seen["id"] = FlowRunContext.get().flow_run.id
-        threading.Thread(target=half_then_resume, daemon=True).start()
-        return label_task()
-
-    out = labelling()
+    out, _ = label_in_a_flow(studio_cfg, lambda seen: threading.Thread(target=half_then_resume, args=(seen,),
+                                                                         daemon=True).start())
     assert out.stats["outcome_resumed"] == 1 and out.stats["annotations"] == 3 and len(out.rows) == 3
     assert out.stats["tags"]["label.resume_note"] == "three are enough for today"
