@@ -71,8 +71,7 @@ def run_label(params: Params) -> dict:
         generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
         ctx = JudgeContext.of(params)
         labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations)
-        stats = dict(labels.stats)
-        tags = stats.pop("tags", {})
+        stats, tags = labels.stats, labels.tags or {}
         decided = [r for r in labels.rows if not r.get("tie")]
         if not decided and not (labels.rows and cfg.ties == "symmetric"):
             raise DataError(cfg.file or GENERATIONS, "at least one usable preference pair",

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
-from tasks.paths import CANDIDATE as OUT
 from tasks.labels.convert import preference_pairs
+from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, REWARD
 from tasks.policy import load_policy, read_meta, write_meta
 from tasks.prompting import format_prompt, prompt_of

@@ -9,6 +9,7 @@ dialogue and differ only at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def trained_max_length(path: str | Path, default: int = 128) -> int:
     return int(meta(path).get("max_length", default))
 
 
+@functools.cache
 def mean_pool_class():
     """``MeanPoolReward``: an encoder whose token states, averaged over the attention mask, feed a linear
     head. Sentence encoders such as MiniLM-L6 were trained for mean pooling, so their averaged states

@@ -1,6 +1,7 @@
 """Every judge kind behind the one interface, the position swap, and the HTTP judge against a real local server."""
 
 import json
+import secrets
 
 import pytest
 
@@ -184,17 +185,18 @@ def ab_judge(tmp_path_factory):
 
 
 def test_http_judge_retries_503_then_answers(ab_judge, rubric_file, monkeypatch):
-    monkeypatch.setenv("TEST_JUDGE_KEY", "test-only-key")
-    with ChatServer(ab_judge, api_key="test-only-key", fail_first=2, fail_status=503) as server:
+    key = secrets.token_hex(8)                                       # a throwaway key, new each run
+    monkeypatch.setenv("TEST_JUDGE_KEY", key)
+    with ChatServer(ab_judge, api_key=key, fail_first=2, fail_status=503) as server:
         j = _http(server.url, rubric_file, api_key_env="TEST_JUDGE_KEY", concurrency=1)
         v = j.compare(PROMPTS, ["Great soup.", "Nice cake."], ["Awful soup.", "Bad cake."])
     # Both letters lead the served model's next token: every answer is a real probability, none unparsed.
     assert len(v.p_a) == 2 and all(0.0 < p < 1.0 for p in v.p_a) and j.stats["unparsed"] == 0
     assert j.stats["retries"] == 2                                  # the two 503s, each retried once
     assert len(server.requests) == 2 + 4                            # 2 failures + 2 pairs x 2 orders
-    assert all(r["auth"] == "Bearer test-only-key" for r in server.requests)
+    assert all(r["auth"] == f"Bearer {key}" for r in server.requests)
     # The key is read from the environment and never kept where it could be logged.
-    assert "test-only-key" not in json.dumps(j.stats) and "test-only-key" not in repr(j.cfg)
+    assert key not in json.dumps(j.stats) and key not in repr(j.cfg)
 
 
 def test_http_judge_stops_at_once_on_401_without_showing_the_key(tiny_lm, rubric_file, monkeypatch):

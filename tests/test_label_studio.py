@@ -320,7 +320,7 @@ def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
     assert crowd[0].error is None and "PAUSED" in states
     assert out.stats["outcome_complete"] == 1 and len(out.rows) == 6
     assert all(len(r["chosen"]) > len(r["rejected"]) for r in out.rows)
-    assert out.stats["tags"]["label.resume_note"] == "resumed by the label stage: complete"
+    assert out.tags["label.resume_note"] == "resumed by the label stage: complete"
 
 
 @pytest.mark.parametrize("shape", ["comparison", "likert", "attributes"])
@@ -362,4 +362,4 @@ def test_a_person_resumes_the_paused_flow_with_a_note(studio_cfg):
     out, _ = label_in_a_flow(studio_cfg, lambda seen: threading.Thread(target=half_then_resume, args=(seen,),
                                                                          daemon=True).start())
     assert out.stats["outcome_resumed"] == 1 and out.stats["annotations"] == 3 and len(out.rows) == 3
-    assert out.stats["tags"]["label.resume_note"] == "three are enough for today"
+    assert out.tags["label.resume_note"] == "three are enough for today"

@@ -98,9 +98,10 @@ def test_label_with_simulated_annotator_and_all_pairs(built_project, tmp_path):
     params = parse_params({"label": {"source": "simulated", "pairs": "all_pairs"},
                            "truth": {"noise": 0.0, "temperature": 1e-4}})
     prompts = {r["id"]: r["prompt"] for r in read_jsonl(path / "data/prompts.jsonl")}
-    rows, stats, ratings, annotations, _ = get_labeler("simulated")(
-        params.label, JudgeContext.of(params), prompts, read_jsonl(path / "data/generations.jsonl"))
-    assert ratings == [] and annotations is None
+    out = get_labeler("simulated")(params.label, JudgeContext.of(params), prompts,
+                                   read_jsonl(path / "data/generations.jsonl"))
+    rows, stats = out.rows, out.stats
+    assert list(out.ratings) == [] and out.annotations is None
     assert all(r["labeler"] == "human:simulated-annotator" for r in rows)
     # k = 3 -> up to 3 pairs per prompt, minus identical, empty or tied ones
     assert stats["pairs"] + stats["skipped_identical"] + stats["skipped_empty"] + stats["skipped_tie"] \

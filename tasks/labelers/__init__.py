@@ -30,9 +30,10 @@ LABELERS = {
 class Labels(NamedTuple):
     rows: list                      # the labels table (pairs; ties carry tie: true)
     stats: dict                     # counters for MLflow
-    ratings: list = []              # single rated responses (likert, attributes, comment), for KTO
+    ratings: tuple | list = ()      # single rated responses (likert, attributes, comment), for KTO
     annotations: object = None      # tasks.labelers.feedback.Annotations of people's feedback, for label quality
     weights: dict | None = None     # the rubric's criterion weights (attributes)
+    tags: dict | None = None        # MLflow tags of the stage run (e.g. how the wait for people ended)
 
 
 def get_labeler(source: str):

@@ -48,10 +48,11 @@ def _prompt_id(prompt) -> str:
     return "h" + hashlib.sha1(prompt_key(prompt).encode()).hexdigest()[:12]
 
 
-def read_preferences(path: str | Path, fmt: str = "auto", known: dict | None = None) -> tuple[list[dict], dict]:
-    """(rows in the labels contract, counters) from a preference file. ``known`` maps prompt ids of the
-    prompts file to prompts, for labels rows that give only a ``prompt_id``."""
-    rows = read_jsonl(path)
+def read_preferences(path: str | Path, fmt: str = "auto", known: dict | None = None,
+                     rows: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """(rows in the labels contract, counters) from a preference file (``rows``: its lines, if already read).
+    ``known`` maps prompt ids of the prompts file to prompts, for labels rows that give only a ``prompt_id``."""
+    rows = read_jsonl(path) if rows is None else rows
     fmt = detect_format(rows, path) if fmt == "auto" else fmt
     if fmt == "annotations":
         raise DataError(path, "a preference file of decided pairs (labels schema or HH-RLHF)",
@@ -101,4 +102,4 @@ def label_from_file(cfg, ctx, prompts: dict, generations=None):
         raise DataError(cfg.file, f"label.feedback: {cfg.feedback} reads annotation rows",
                         detail=f"the file is in the {fmt} format, which holds decided pairs; set label.feedback: "
                                "comparison, or give one row per annotator and item")
-    return Labels(*read_preferences(cfg.file, fmt, prompts))
+    return Labels(*read_preferences(cfg.file, fmt, prompts, rows))

@@ -207,5 +207,4 @@ def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict]):
     rows, stats = run_project("label", cfg.feedback, tasks, meaning, cfg, ctx.studio, rubric)
     note, outcome, title = stats.pop("note"), stats.pop("outcome"), stats.pop("title")
     labels = human_labels(rows, f"Label Studio project {title!r}", cfg, ctx, prompts, {**built, **stats})
-    labels.stats.update(tags={"label.outcome": outcome, "label.project": title, "label.resume_note": note})
-    return labels
+    return labels._replace(tags={"label.outcome": outcome, "label.project": title, "label.resume_note": note})
