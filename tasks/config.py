@@ -20,19 +20,12 @@ from typing import Any
 
 import yaml
 
+import tasks.algorithms as _alg
+from tasks.algorithms import NAMES as ALGORITHMS
 from tasks.envs import NAMES as ENV_NAMES
 from tasks.envs import info as env_info
 from tasks.errors import ConfigError
-
-
-def opt(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
-        le: float | None = None, lt: float | None = None, choices: tuple | None = None,
-        required: bool = False):
-    """A dataclass field with its help text and the rules its value must obey."""
-    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "required": required}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+from tasks.options import opt
 
 
 @dataclass(frozen=True)
@@ -225,24 +218,37 @@ class RewardConfig:
     log_every: int = opt(10, "Log training metrics every this many steps.", ge=1)
 
 
+def _section(cls: type, help: str):
+    return field(default_factory=cls, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class OptimizeConfig:
-    algorithm: str = opt("grpo", "Policy optimizer: dpo (TRL DPOTrainer on the labelled pairs) or grpo "
-                         "(TRL GRPOTrainer, online, reward model as reward, KL penalty beta).",
-                         choices=("dpo", "grpo"))
-    beta: float = opt(0.04, "DPO: beta of the implicit KL constraint; GRPO: KL penalty coefficient.", ge=0)
-    lr: float = opt(2e-4, "Learning rate.", gt=0)
-    epochs: float = opt(3.0, "DPO: passes over the pairs.", gt=0)
-    max_steps: int = opt(80, "GRPO: optimizer steps.", ge=1)
-    batch_size: int = opt(32, "DPO: pairs per step; GRPO: completions per step (a multiple of num_generations).",
-                          ge=1)
-    num_generations: int = opt(8, "GRPO: completions per prompt (the group).", ge=2)
-    max_completion_length: int = opt(48, "GRPO: longest completion in tokens.", ge=1)
-    temperature: float = opt(1.0, "GRPO sampling temperature (logits are divided by it for log-probs too).", gt=0)
+    algorithm: str = opt("grpo", "Policy optimizer, one of tasks/algorithms/ (`rft params` lists each one's "
+                         "settings); only its own section below is read, logged and a DVC dependency.",
+                         choices=ALGORITHMS)
+    reward: list = opt(["reward"], "Judges (names in the judges section, each scoring single responses) whose "
+                       "weighted sum is the reward of the online algorithms and of the training probe.")
+    reward_weights: list | None = opt(None, "One weight per judge of `reward`; null: all 1.")
+    lora: bool = opt(False, "Train LoRA adapters (PEFT) instead of all weights; merged into the saved candidate.")
+    lora_r: int = opt(16, "LoRA rank.", ge=1)
+    lora_alpha: int = opt(32, "LoRA alpha.", ge=1)
+    checkpoint_every: int = opt(20, "Save a checkpoint every this many optimizer steps (PPO: updates) under "
+                                "checkpoints/optimize/, not a DVC output; a rerun of the stage resumes from the "
+                                "last one. 0: never.", ge=0)
     probe_prompts: int = opt(16, "Training prompts sampled every log_every steps to log reward, KL to the "
                              "reference, length and EOS rate.", ge=1)
-    log_every: int = opt(5, "Log health metrics every this many steps.", ge=1)
-    seed: int = opt(0, "Seed of training and probes.")
+    probe_temperature: float = opt(1.0, "Sampling temperature of the probe.", gt=0)
+    probe_max_new_tokens: int = opt(48, "Longest probe response in tokens.", ge=1)
+    log_every: int = opt(5, "Probe every this many steps.", ge=1)
+    seed: int = opt(0, "Seed of training, sampling and probes.")
+    grpo: _alg.grpo.Config = _section(_alg.grpo.Config, "GRPO through TRL.")
+    rloo: _alg.rloo.Config = _section(_alg.rloo.Config, "RLOO through TRL.")
+    ppo: _alg.ppo.Config = _section(_alg.ppo.Config, "The project's own PPO.")
+    dpo: _alg.dpo.Config = _section(_alg.dpo.Config, "DPO through TRL.")
+    kto: _alg.kto.Config = _section(_alg.kto.Config, "KTO through TRL.")
+    best_of_n: _alg.best_of_n.Config = _section(_alg.best_of_n.Config, "Best-of-n rejection sampling + SFT.")
+    online_dpo: _alg.online_dpo.Config = _section(_alg.online_dpo.Config, "Iterative online DPO.")
 
 
 @dataclass(frozen=True)
@@ -435,7 +441,11 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         value = _check_type(key, raw[name], hints[name])
         _check_rules(key, value, f.metadata)
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:       # a check across fields of the section: name the section
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(prefix + ".") else f"{prefix}.{msg}") from None
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
@@ -573,9 +583,40 @@ def check_task(p: Params) -> None:
         if p.promote.winrate_source == "truth" or p.judges[p.promote.winrate_source].kind == "label_studio":
             raise ConfigError(f"promote.min_judge_human_agreement: {p.promote.winrate_source} is not an AI judge; "
                               "the check measures an AI judge against people (set null)")
+    _check_optimize(p)
     if p.promote.alarm_judge is not None and p.promote.alarm_judge not in p.evaluate.judges:
         raise ConfigError(f"promote.alarm_judge: {p.promote.alarm_judge!r} is not one of evaluate.judges "
                           f"({', '.join(p.evaluate.judges) or 'none'}); name one or set null")
+
+
+def _training_judge(p: Params, key: str, name: str, scoring: bool) -> None:
+    """A judge that a policy trains against: defined, an AI, never the environment's hidden truth."""
+    if name not in p.judges:
+        raise ConfigError(f"{key}: no judge named {name!r} in the judges section "
+                          f"(defined: {', '.join(p.judges) or 'none'})")
+    kind = p.judges[name].kind
+    if kind == "simulated":
+        raise ConfigError(f"{key}: {name!r} is the hidden truth's annotator, the instrument that measures the "
+                          "candidate; training on it would make that measurement meaningless")
+    if kind == "label_studio":
+        raise ConfigError(f"{key}: {name!r} is people in Label Studio; training needs an AI judge that answers "
+                          "within a step")
+    if scoring and not _scores(p, name):
+        raise ConfigError(f"{key}: judge {name!r} ({kind}) compares pairs; a reward needs a judge that scores "
+                          "single responses (reward_model, embedding, or a mean ensemble of them)")
+
+
+def _check_optimize(p: Params) -> None:
+    o = p.optimize
+    if not o.reward:
+        raise ConfigError("optimize.reward: name at least one judge")
+    for name in o.reward:
+        _training_judge(p, "optimize.reward", name, scoring=True)
+    if o.reward_weights is not None and len(o.reward_weights) != len(o.reward):
+        raise ConfigError(f"optimize.reward_weights: {len(o.reward_weights)} weights for {len(o.reward)} judges "
+                          "in optimize.reward")
+    if o.algorithm == "online_dpo":
+        _training_judge(p, "optimize.online_dpo.judge", o.online_dpo.judge, scoring=False)
 
 
 def _scores(p: Params, name: str) -> bool:
@@ -617,9 +658,15 @@ def describe() -> str:
     hints = typing.get_type_hints(Params)
     sections = [(s.name, hints[s.name]) for s in dataclasses.fields(Params) if s.name != "judges"]
     sections += [(f"judges.<name> (kind: {kind})", cls) for kind, cls in JUDGE_CONFIGS.items()]
-    for name, cls in sections:
-        lines.append(f"{name}:")
+    def section(name: str, cls: type, indent: str, note: str = "") -> None:
+        lines.append(f"{indent}{name}:" + (f"  # {note}" if note else ""))
         for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+                section(f.name, f.default_factory, indent + "  ", f.metadata.get("help", ""))
+                continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            lines.append(f"  {f.name} = {default!r}  # {f.metadata.get('help', '')}")
+            lines.append(f"{indent}  {f.name} = {default!r}  # {f.metadata.get('help', '')}")
+
+    for name, cls in sections:
+        section(name, cls, "")
     return "\n".join(lines)

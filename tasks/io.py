@@ -18,8 +18,9 @@ from typing import Iterable, Iterator
 from tasks.errors import DataError
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file; a missing file, an empty file or a bad line is a DataError naming the line."""
+def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict]:
+    """Read a JSONL file; a missing file, an empty file (unless ``allow_empty``) or a bad line is a DataError
+    naming the line."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file exists", detail="no such file")
@@ -37,7 +38,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise DataError(path, "one JSON object per line",
                                 rows=[(lineno, line.strip()[:80])], detail=f"line {lineno} is not an object")
             rows.append(row)
-    if not rows:
+    if not rows and not allow_empty:
         raise DataError(path, "non-empty file", detail="the file holds no rows")
     return rows
 

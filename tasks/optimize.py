@@ -1,43 +1,55 @@
-"""Stage ``optimize``: turn the champion into a candidate policy (``optimize.algorithm``).
+"""Stage ``optimize``: turn the champion into a candidate policy with ``optimize.algorithm``.
 
-- ``dpo``: TRL ``DPOTrainer`` on the labelled pairs (prompt, chosen, rejected),
-  reference = the champion, ``beta`` from params.
-- ``grpo``: TRL ``GRPOTrainer``, online: ``num_generations`` samples per
-  training prompt, scored by the trained reward model (``models/reward``),
-  group-normalised advantages, KL penalty ``beta`` to the reference (the champion).
+The algorithm comes from the registry of ``tasks/algorithms/`` (GRPO, RLOO,
+PPO, DPO, KTO, best-of-n, online DPO), each with its own ``optimize.<name>``
+section. This stage does what they share:
 
-Both log TRL's own metrics at every step (loss, rewards, KL, entropy, clip
-ratio, completion length) to the stage's MLflow run, and every ``log_every`` steps a
-**probe** that is the same for both: sample one response for each of
-``probe_prompts`` training prompts from the current policy and log its mean
-reward-model score, the KL to the reference on the sampled tokens, the mean
-length and the EOS rate. The probe curve is also written to
-``reports/optimize/curve.csv`` for ``dvc plots``.
+- loads the champion twice: the policy to train and the frozen reference;
+- gives the algorithm the data it consumes: the training prompts (online
+  algorithms, scored by the ``optimize.reward`` judges), the labelled pairs
+  (``label.ties`` applied), or good/bad responses (from ``data/ratings.jsonl`` or
+  unpaired pairs);
+- wraps the policy in LoRA adapters when ``optimize.lora`` (merged on save);
+- logs the trainer's own metrics every step and, every ``log_every`` steps, a
+  **probe** that is the same for every algorithm: one fresh sample for each of
+  ``probe_prompts`` training prompts, with its mean reward, KL to the reference
+  on the sampled tokens, mean length and EOS rate. The probe curve is also
+  written to ``reports/optimize/curve.csv`` for ``dvc plots``;
+- checkpoints into ``checkpoints/optimize/<fingerprint>/`` (not a DVC output):
+  a rerun after a crash resumes there; the folder is removed once the candidate
+  is saved. The fingerprint covers the config and the inputs, so a checkpoint
+  of other settings or data is never resumed.
 
 The candidate is saved to ``models/candidate`` and registered as a new version
-of ``policy`` with alias ``challenger``.
+of ``policy`` with alias ``challenger``; the champion is never written here.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import shutil
-import tempfile
 from pathlib import Path
 
+from tasks.algorithms import REGISTRY
+from tasks.algorithms.base import BINARY, PAIRS, Run
 from tasks.config import Params
+from tasks.errors import DataError
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.labels.convert import preference_pairs
 from tasks.paths import CANDIDATE as OUT
-from tasks.paths import LABELS, PROMPTS, REWARD
+from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy, read_meta, write_meta
 from tasks.prompting import format_prompt, prompt_of
 
 CURVE = Path("reports/optimize/curve.csv")
 REPORT = Path("reports/optimize/metrics.json")
+CHECKPOINTS = Path("checkpoints/optimize")
 
 
-def probe(policy, ref, tok, rm, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> dict:
+def probe(policy, ref, tok, reward, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> dict:
     """Reward, KL to the reference, length and EOS rate of one fresh sample per prompt."""
     from tasks.evalmath import mean, sequence_kl
     from tasks.rollout import sample, token_logprobs
@@ -49,91 +61,86 @@ def probe(policy, ref, tok, rm, prompts: list, temperature: float, max_new_token
     kl = sequence_kl(token_logprobs(policy, r, temperature), token_logprobs(ref, r, temperature), r.response_mask)
     if was_training:
         policy.train()
-    scores = rm.score_responses(prompts, r.texts)
+    scores = reward(prompts, r.texts)
     return {"probe_reward": mean(scores), "probe_kl": float(kl.mean()),
-            "probe_length": mean([len(t.split()) for t in r.texts]), "probe_eos_rate": mean([float(e) for e in r.ended])}
+            "probe_length": mean([len(t.split()) for t in r.texts]),
+            "probe_eos_rate": mean([float(e) for e in r.ended])}
 
 
-def _callbacks(cfg, tok, ref, rm, probe_prompts: list, curve: list[dict], log):
-    from transformers import TrainerCallback
-
-    class Health(TrainerCallback):
-        def _probe(self, model, step):
-            m = probe(model, ref, tok, rm, probe_prompts, cfg.temperature, cfg.max_completion_length, cfg.seed + step)
-            for k, v in m.items():
-                log(k, v, step)
-            curve.append({"step": step, "reward": m["probe_reward"], "kl": m["probe_kl"],
-                          "length": m["probe_length"]})
-
-        def on_train_begin(self, args, state, control, model=None, **kw):
-            self._probe(model, 0)
-
-        def on_step_end(self, args, state, control, model=None, **kw):
-            if state.global_step % cfg.log_every == 0:
-                self._probe(model, state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            for k, v in (logs or {}).items():
-                if isinstance(v, (int, float)):
-                    log("train/" + k.replace("/", "_"), float(v), state.global_step)
-
-    return [Health()]
+def weighted_reward(judges: list, weights: list[float]):
+    """``reward(prompts, responses)``: the weighted sum of the judges' scores per response."""
+    def reward(prompts, responses):
+        total = [0.0] * len(responses)
+        for judge, w in zip(judges, weights):
+            total = [t + w * s for t, s in zip(total, judge.score(prompts, responses))]
+        return total
+    return reward
 
 
-def _context_length(model) -> int | None:
-    """The policy's own context window, from its config (GPT-2's n_positions, or max_position_embeddings)."""
-    c = model.config
-    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
+def _prompt(r: dict, prompts: dict):
+    return prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]]
 
 
-def _train_dpo(cfg, model, tok, callbacks, out_tmp, ties: str):
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
+def pair_rows(tok, ties: str) -> list[dict]:
+    """The labelled pairs as TRL preference rows (formatted prompt, chosen, rejected)."""
     prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
+    rows = [{"prompt": format_prompt(_prompt(r, prompts), tok), "chosen": " " + r["chosen"],
+             "rejected": " " + r["rejected"]} for r in preference_pairs(read_jsonl(LABELS), ties)]
+    if not rows:
+        raise DataError(LABELS, "preference pairs", detail=f"no pairs to train on (label.ties: {ties} leaves out "
+                        "tied rows)")
+    return rows
+
+
+def binary_rows(tok, ties: str, source: str) -> tuple[list[dict], str]:
+    """Good/bad responses as TRL unpaired rows (prompt, completion, label), and where they came from:
+    ``data/ratings.jsonl`` rows that carry ``good``, or each pair unpaired (chosen good, rejected bad)."""
+    prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
+    rated = [r for r in (read_jsonl(RATINGS, allow_empty=True) if RATINGS.exists() else []) if "good" in r]
+    if source == "ratings" and not rated:
+        raise DataError(RATINGS, "good/bad ratings", detail="optimize.kto.source is ratings but no row carries "
+                        "'good' (Likert, attribute or comment feedback with label.kto_threshold writes them)")
+    if rated and source != "pairs":
+        rows = [{"prompt": format_prompt(_prompt(r, prompts), tok), "completion": " " + r["response"],
+                 "label": bool(r["good"])} for r in rated]
+        return rows, "ratings"
     rows = []
     for r in preference_pairs(read_jsonl(LABELS), ties):
-        p = prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]]
-        rows.append({"prompt": format_prompt(p, tok), "chosen": " " + r["chosen"], "rejected": " " + r["rejected"]})
-    args = DPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-                     per_device_train_batch_size=cfg.batch_size, logging_steps=1, save_strategy="no",
-                     report_to=[], seed=cfg.seed, use_cpu=not _cuda(), max_length=_context_length(model),
-                     truncation_mode="keep_end", lr_scheduler_type="linear", warmup_steps=0,
-                     dataloader_num_workers=0, disable_tqdm=False)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         callbacks=callbacks)
-    trainer.train()
-    return trainer.model, {"pairs": len(rows)}
+        p = format_prompt(_prompt(r, prompts), tok)
+        rows += [{"prompt": p, "completion": " " + r["chosen"], "label": True},
+                 {"prompt": p, "completion": " " + r["rejected"], "label": False}]
+    if not rows:
+        raise DataError(LABELS, "preference pairs", detail="no pairs to unpair into good/bad examples")
+    return rows, "pairs"
 
 
-def _train_grpo(cfg, model, tok, rm, callbacks, out_tmp):
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+def fingerprint(params: Params, champion: Path) -> str:
+    """What a checkpoint was trained from: the optimize settings (the active section), the champion and the
+    data. A checkpoint resumes only into a run with the same fingerprint."""
+    from tasks.params_audit import unwrap
 
-    train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
-    # TRL hands the reward function the formatted prompt text; map it back to the prompt the RM reads.
-    by_formatted = {format_prompt(p, tok): p for p in train}
-
-    def reward_model_score(prompts, completions, **_):
-        return rm.score_responses([by_formatted.get(p, p) for p in prompts], [c.strip() for c in completions])
-
-    args = GRPOConfig(output_dir=out_tmp, beta=cfg.beta, learning_rate=cfg.lr, max_steps=cfg.max_steps,
-                      per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
-                      max_completion_length=cfg.max_completion_length, temperature=cfg.temperature,
-                      logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed,
-                      use_cpu=not _cuda(), dataloader_num_workers=0, disable_tqdm=False, lr_scheduler_type="linear",
-                      warmup_steps=0, mask_truncated_completions=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_model_score, args=args,
-                          train_dataset=Dataset.from_list([{"prompt": format_prompt(p, tok)} for p in train]),
-                          processing_class=tok, callbacks=callbacks)
-    trainer.train()
-    return trainer.model, {"prompts": len(train)}
+    o = unwrap(params.optimize)
+    common = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)
+              if not dataclasses.is_dataclass(getattr(o, f.name)) and f.name not in ("checkpoint_every", "log_every")}
+    data = {str(p): dvc_md5(p) for p in (champion, PROMPTS, LABELS, RATINGS) if p.exists()}
+    active = dataclasses.asdict(getattr(o, o.algorithm))
+    blob = json.dumps({"common": common, "active": active, "data": data,
+                       "ties": params.label.ties}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _cuda() -> bool:
-    import torch
+def _with_lora(model, cfg):
+    from peft import LoraConfig, get_peft_model
 
-    return torch.cuda.is_available()
+    return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                            target_modules="all-linear", task_type="CAUSAL_LM"))
+
+
+def _table(rows: list[dict], name: str) -> None:
+    import mlflow
+
+    if rows:
+        mlflow.log_table({k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file=name)
 
 
 def run_optimize(params: Params) -> dict:
@@ -141,29 +148,69 @@ def run_optimize(params: Params) -> dict:
     import torch
 
     from tasks import tracking
-    from tasks.rewardmodel import RewardModel
+    from tasks.judges import JudgeContext, build_judge, judge_files
+    from tasks.policy import pick_device
 
     cfg = params.optimize
+    algo = REGISTRY[cfg.algorithm]
     champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("optimize", params) as run:
+    names = list(cfg.reward) + ([cfg.online_dpo.judge] if cfg.algorithm == "online_dpo" else [])
+    with tracking.stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
         torch.manual_seed(cfg.seed)
-        model, tok = load_policy(champion)
-        ref, _ = load_policy(champion)
-        rm = RewardModel(REWARD, params.reward.max_length)
-        probe_prompts = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"][:cfg.probe_prompts]
+        device = pick_device("auto")
+        model, tok = load_policy(champion, device)
+        ref, _ = load_policy(champion, device)
+        ref.requires_grad_(False)
+        ctx = JudgeContext(params.judges, params.task, None, cfg.seed)
+        judges = [build_judge(n, ctx) for n in cfg.reward]
+        weights = list(cfg.reward_weights or [1.0] * len(judges))
+        reward = weighted_reward(judges, weights)
+        train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
+        by_formatted = {format_prompt(p, tok): p for p in train}
+        from tasks.algorithms.base import TrlReward, mlflow_callback
+
+        info: dict = {}
+        if algo.consumes == PAIRS:
+            data = pair_rows(tok, params.label.ties)
+        elif algo.consumes == BINARY:
+            data, info["kto_source"] = binary_rows(tok, params.label.ties, cfg.kto.source)
+        else:
+            data = train
+        if cfg.lora:
+            model = _with_lora(model, cfg)
+        probe_prompts = train[:cfg.probe_prompts]
         curve: list[dict] = []
-        log = lambda k, v, s: mlflow.log_metric(k, v, step=s)  # noqa: E731
-        callbacks = _callbacks(cfg, tok, ref, rm, probe_prompts, curve, log)
-        tmp = tempfile.mkdtemp(prefix="rft-optimize-")
-        try:
-            if cfg.algorithm == "dpo":
-                trained, info = _train_dpo(cfg, model, tok, callbacks, tmp, params.label.ties)
-            else:
-                trained, info = _train_grpo(cfg, model, tok, rm, callbacks, tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        def log(k, v, s):
+            mlflow.log_metric(k, v, step=s)
+
+        def do_probe(m, step):
+            out = probe(m, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
+                        cfg.seed + step)
+            for k, v in out.items():
+                log(k, v, step)
+            curve.append({"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"],
+                          "length": out["probe_length"]})
+            return out
+
+        ckpt = CHECKPOINTS / fingerprint(params, champion)
+        for stale in (CHECKPOINTS.iterdir() if CHECKPOINTS.is_dir() else []):
+            if stale != ckpt:
+                shutil.rmtree(stale, ignore_errors=True)
+        mlflow.set_tag("optimize.checkpoint", str(ckpt))
+        job = Run(cfg=getattr(cfg, cfg.algorithm), common=cfg, policy=model, reference=ref, tok=tok, data=data,
+                  reward=reward,
+                  reward_funcs=[TrlReward(n, j, by_formatted) for n, j in zip(cfg.reward, judges)],
+                  reward_weights=weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
+                  probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
+                  table=_table)
+        trained, trained_info = algo.train(job)
+        info.update(trained_info)
+        if cfg.lora:
+            trained = trained.merge_and_unload()
         trained.eval()
-        final = probe(trained, ref, tok, rm, probe_prompts, cfg.temperature, cfg.max_completion_length, cfg.seed + 10**6)
+        final = probe(trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
+                      cfg.seed + 10**6)
         with atomic_path(OUT, is_dir=True) as out:
             trained.save_pretrained(out)
             tok.save_pretrained(out)
@@ -180,9 +227,12 @@ def run_optimize(params: Params) -> dict:
         with atomic_path(CURVE) as tmp_csv, tmp_csv.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["step", "reward", "kl", "length"])
             w.writeheader()
-            w.writerows(curve)
-        metrics = {**info, **{f"final_{k}": v for k, v in final.items()}, "registry_version": version,
+            w.writerows(sorted({r["step"]: r for r in curve}.values(), key=lambda r: r["step"]))
+        numbers = {k: v for k, v in info.items() if isinstance(v, (int, float))}
+        metrics = {**numbers, **{f"final_{k}": v for k, v in final.items()}, "registry_version": version,
                    "start_reward": curve[0]["reward"] if curve else float("nan")}
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        write_json(REPORT, {**metrics, "algorithm": cfg.algorithm})
+        write_json(REPORT, {**metrics, "algorithm": cfg.algorithm,
+                            **{k: v for k, v in info.items() if isinstance(v, str)}})
+        shutil.rmtree(ckpt, ignore_errors=True)
     return metrics

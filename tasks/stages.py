@@ -42,6 +42,17 @@ class Stage:
         return getattr(importlib.import_module(module), attr)(params)
 
 
+def _optimize_common() -> tuple[str, ...]:
+    """The optimize keys every algorithm reads; of the per-algorithm sections only the active one is declared
+    (``optimize.${optimize.algorithm}``, which DVC interpolates from params.yaml)."""
+    import dataclasses
+
+    from tasks.config import OptimizeConfig
+
+    return tuple(f"optimize.{f.name}" for f in dataclasses.fields(OptimizeConfig)
+                 if not (f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)))
+
+
 MANIFEST: tuple[Stage, ...] = (
     Stage("corpus", "tasks.bootstrap:run_corpus",
           deps=(*LIB, "tasks/bootstrap.py", "tasks/envs", "data/incoming"),
@@ -83,10 +94,12 @@ MANIFEST: tuple[Stage, ...] = (
           outs=("models/reward",), params=("reward", "label.ties"),
           metric="heldout_accuracy", output="models/reward", metrics=("reports/reward/metrics.json",)),
     Stage("optimize", "tasks.optimize:run_optimize",
-          deps=(*LIB, *POLICY, "tasks/optimize.py", "tasks/rewardmodel.py", "tasks/evalmath.py",
-                "tasks/labels/convert.py", "models/champion", "models/reward", "data/labels.jsonl",
-                "data/prompts.jsonl"),
-          outs=("models/candidate",), params=("optimize", "reward.max_length", "policy.champion_dir", "label.ties"),
+          deps=(*LIB, *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms", "tasks/evalmath.py",
+                "models/champion", "models/reward", "data/labels.jsonl", "data/ratings.jsonl", "data/prompts.jsonl",
+                "${task.rubric}"),
+          outs=("models/candidate",),
+          params=(*_optimize_common(), "optimize.${optimize.algorithm}", "judges", "task.rubric",
+                  "policy.champion_dir", "label.ties"),
           metric="final_probe_reward", output="models/candidate", metrics=("reports/optimize/metrics.json",),
           plots=("reports/optimize/curve.csv",)),
     Stage("evaluate", "tasks.evaluate:run_evaluate",
@@ -104,7 +117,20 @@ STAGES = [s.name for s in MANIFEST]
 KEY_METRIC = {s.name: (s.metric, s.output) for s in MANIFEST}
 
 
+def _interpolate(params, key: str) -> str:
+    """``key`` with each ``${a.b}`` replaced by that value of params (a Params object or the raw mapping)."""
+    import re
+
+    return re.sub(r"\$\{([^}]+)\}", lambda m: str(_resolve(params, m.group(1))), key)
+
+
+def declared_params(name: str, params) -> list[str]:
+    """The params keys the stage declares, interpolated: ``optimize.${optimize.algorithm}`` -> ``optimize.dpo``."""
+    return [_interpolate(params, k) for k in BY_NAME[name].params]
+
+
 def _resolve(params, key: str):
+    key = _interpolate(params, key) if "${" in key else key
     value = params
     for part in key.split("."):
         value = value[part] if isinstance(value, dict) else getattr(value, part)
@@ -130,7 +156,7 @@ def _flatten(prefix: str, value) -> dict:
 def logged_params(name: str, params: Params) -> dict:
     """Every params key the stage declares, flattened (``judges.gold.path``): what its MLflow run logs."""
     out = {}
-    for key in BY_NAME[name].params:
+    for key in declared_params(name, params):
         out.update(_flatten(key, _resolve(params, key)))
     return out
 
@@ -138,14 +164,13 @@ def logged_params(name: str, params: Params) -> dict:
 def input_paths(name: str, params: Params) -> list:
     """The data the stage declares it reads (code left out; ``${key}`` filled in from params): the paths
     whose DVC hashes tag its MLflow run."""
-    import re
     from pathlib import Path
 
     out = []
     for dep in BY_NAME[name].deps:
         if dep.startswith("tasks/") or dep == "metrics":
             continue
-        out.append(Path(re.sub(r"\$\{([^}]+)\}", lambda m: str(_resolve(params, m.group(1))), dep)))
+        out.append(Path(_interpolate(params, dep)))
     return out
 
 
@@ -181,6 +206,11 @@ def missing_declared_params(raw: dict) -> list[tuple[str, str]]:
     missing = []
     for stage in MANIFEST:
         for key in stage.params:
+            try:
+                key = _interpolate(raw, key)
+            except (KeyError, TypeError):
+                missing.append((key, stage.name))
+                continue
             node = raw
             for part in key.split("."):
                 if not isinstance(node, dict) or part not in node:

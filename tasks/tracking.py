@@ -86,12 +86,12 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
     """
     import mlflow
 
-    from tasks.stages import BY_NAME, input_paths, logged_params
+    from tasks.stages import declared_params, input_paths, logged_params
 
     setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
     inputs = input_paths(stage, params) + list(extra_inputs)
-    kwargs = {"run_name": stage, "tags": {"rft.stage": stage, "rft.params": ",".join(BY_NAME[stage].params),
+    kwargs = {"run_name": stage, "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
                                           **lineage_tags(inputs)}}
     if parent:
         kwargs.update(parent_run_id=parent, nested=True)

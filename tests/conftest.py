@@ -20,17 +20,27 @@ TINY = {
                   "block_size": 32, "pretrain_steps": 15, "sft_steps": 10, "batch_size": 8, "log_every": 5},
     "generate": {"k": 3, "batch_size": 16, "max_new_tokens": 16, "sample_table_rows": 5},
     "reward": {"max_length": 64, "epochs": 1.0, "batch_size": 8, "warmup_steps": 0, "log_every": 1},
-    "optimize": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12,
-                 "probe_prompts": 4, "log_every": 1},
+    "optimize": {"probe_prompts": 4, "probe_max_new_tokens": 12, "log_every": 1,
+                 "grpo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12}},
     "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 12, "n_boot": 200},
     "promote": {"dvc_push": True},
 }
 
 
+def merge(base: dict, values: dict) -> dict:
+    """``base`` updated with ``values``, nested mappings merged key by key (a sub-section keeps its other keys)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def tiny_params(overrides: dict | None = None) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in {**TINY, **(overrides or {})}.items():
-        params.setdefault(section, {}).update(values)
+        params.setdefault(section, {}).update(merge(dict(params.get(section) or {}), values))
     return params
 
 

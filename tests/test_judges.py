@@ -51,6 +51,7 @@ def ctx(judges: dict, rubric_file, env="none", seed=0):
     """The judge context of a valid params.yaml that defines ``judges`` (on a user task unless ``env``)."""
     first = next(iter(judges))
     gate = {"winrate_source": "truth"} if env != "none" else {"winrate_source": first}
+    judges = {"reward": {"kind": "reward_model"}, **judges}     # optimize.reward's default judge
     params = parse_params({"task": {"env": env, "rubric": str(rubric_file)}, "judges": judges,
                            "policy": {"base_model": "x"}, "label": {"judge": first, "pairs": "all_pairs"},
                            "evaluate": {"judges": [] if env != "none" else [first]},

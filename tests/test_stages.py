@@ -168,8 +168,8 @@ def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
     work = tmp_path / "proj"
     shutil.copytree(path, work)
     monkeypatch.chdir(work)
-    params = parse_params({**__import__("yaml").safe_load((work / "params.yaml").read_text()),
-                           "optimize": {"algorithm": "dpo", "epochs": 1.0, "batch_size": 8, "log_every": 1,
-                                        "probe_prompts": 4, "max_completion_length": 12}})
+    raw = __import__("yaml").safe_load((work / "params.yaml").read_text())
+    params = parse_params({**raw, "optimize": {**raw["optimize"], "algorithm": "dpo",
+                                               "dpo": {"epochs": 1.0, "batch_size": 8}}})
     out = run_optimize(params)
     assert out["pairs"] == len(read_jsonl(work / "data/labels.jsonl")) and out["registry_version"] == 3

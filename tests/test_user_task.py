@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from chat_server import ChatServer
-from conftest import ROOT, SHARED_HH, make_project
+from conftest import ROOT, SHARED_HH, make_project, merge
 from tiny_models import tiny_ab_judge, tiny_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 TINY_USER = {
     "generate": {"k": 3, "batch_size": 16, "max_new_tokens": 12, "sample_table_rows": 5},
     "reward": {"max_length": 96, "epochs": 1.0, "batch_size": 8, "warmup_steps": 0, "log_every": 1},
-    "optimize": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12,
-                 "probe_prompts": 4, "log_every": 1},
+    "optimize": {"probe_prompts": 4, "probe_max_new_tokens": 12, "log_every": 1,
+                 "grpo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12}},
     "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 12, "n_boot": 200},
 }
 
@@ -51,20 +51,21 @@ def test_cycle_with_http_and_llm_judges_on_chat_prompts(tmp_path):
     (incoming / "rubric.yaml").write_text(yaml.safe_dump({"criteria": [
         {"name": "helpful", "description": "The reply gives a useful tip.", "weight": 1.0}]}))
     with ChatServer(judge, api_key="k-123", fail_first=1, fail_status=503) as server:
-        params = {**yaml.safe_load((path / "params.yaml").read_text()), **TINY_USER}
+        params = merge(yaml.safe_load((path / "params.yaml").read_text()), TINY_USER)
         params.update({
             "task": {"env": "none", "rubric": "data/incoming/rubric.yaml"},
             "policy": {"base_model": str(path / "models/user-policy"), "champion_dir": "models/champion"},
             "judges": {"api": {"kind": "http", "url": server.url, "model": "tiny", "api_key_env": "RFT_TEST_KEY",
                                "backoff": 0.01},
-                       "local": {"kind": "llm", "model": str(judge)}},
+                       "local": {"kind": "llm", "model": str(judge)},
+                       "reward": {"kind": "reward_model", "path": "models/reward"}},
             "prepare": {"input": "data/incoming/prompts.jsonl", "heldout_fraction": 0.25, "seed": 0},
             "validate": {"prompt_max_tokens": 200},
             "label": {**params["label"], "source": "judge", "judge": "api", "pairs": "all_pairs"},
             "evaluate": {**TINY_USER["evaluate"], "judges": ["api", "local"]},
             "promote": {"winrate_source": "api", "alarm_judge": "local", "dvc_push": False},
             # A large step, so that the candidate's samples differ from the champion's and the judges are asked.
-            "optimize": {**TINY_USER["optimize"], "lr": 0.05},
+            "optimize": merge(params["optimize"], {"grpo": {"lr": 0.05}}),
         })
         _write_params(path, params)
         out = run(["rft", "cycle"], path, env={"RFT_TEST_KEY": "k-123"})
@@ -103,8 +104,7 @@ def test_hh_rlhf_example_on_a_slice(tmp_path):
     out = run(["rft", "import-hh", str(SHARED_HH), "data/incoming/hh", "--limit", "240"], path)
     assert out.returncode == 0, out.stderr[-2000:]
     params = yaml.safe_load((ROOT / "examples/hh-rlhf/params.yaml").read_text())
-    for section, values in TINY_USER.items():          # the example's settings, shrunk to a slice
-        params[section] = {**params.get(section, {}), **values}
+    merge(params, TINY_USER)                            # the example's settings, shrunk to a slice
     params["bootstrap"].update(vocab_size=400, n_layer=2, n_head=2, n_embd=32, pretrain_steps=15, sft_steps=10,
                                batch_size=8, log_every=5)
     params["validate"]["prompt_max_tokens"] = 250          # a 400-token vocabulary spends more tokens per prompt

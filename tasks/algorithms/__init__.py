@@ -1,3 +1,31 @@
-"""Policy optimizers. GRPO and DPO run from ``tasks/optimize.py``; this package holds the parts of the
-project's own PPO that exist so far: ``ppo_math``, the pure functions after "The N Implementation
-Details of RLHF with PPO" (Huang et al.), each tested against values worked out by hand."""
+"""Policy optimizers, chosen by ``optimize.algorithm`` in ``params.yaml``.
+
+Each algorithm is one module here with its own typed config section
+(``optimize.<name>``), the kind of data it consumes and one ``train(run)``
+entry point (``tasks/algorithms/base.py``). ``REGISTRY`` maps the name to it;
+an unknown name is a ConfigError on load, never a fall-through to a default.
+``ppo_math`` holds the pure functions of the project's own PPO.
+"""
+
+from __future__ import annotations
+
+from tasks.algorithms import best_of_n, dpo, grpo, kto, online_dpo, ppo, rloo
+from tasks.algorithms.base import BINARY, PAIRS, PROMPTS, Algorithm
+
+REGISTRY: dict[str, Algorithm] = {a.name: a for a in (
+    Algorithm("grpo", grpo.Config, PROMPTS, "tasks.algorithms.grpo:train",
+              "GRPO (TRL): online, group-relative advantages, KL penalty to the champion."),
+    Algorithm("rloo", rloo.Config, PROMPTS, "tasks.algorithms.rloo:train",
+              "RLOO (TRL): online, leave-one-out baseline, KL in the reward."),
+    Algorithm("ppo", ppo.Config, PROMPTS, "tasks.algorithms.ppo:train",
+              "PPO (the project's own): value head, GAE, clipped losses, per-token KL to the champion."),
+    Algorithm("dpo", dpo.Config, PAIRS, "tasks.algorithms.dpo:train",
+              "DPO (TRL): offline on the labelled pairs; sigmoid, cDPO, IPO, robust, hinge."),
+    Algorithm("kto", kto.Config, BINARY, "tasks.algorithms.kto:train",
+              "KTO (TRL): offline on responses marked good or bad."),
+    Algorithm("best_of_n", best_of_n.Config, PROMPTS, "tasks.algorithms.best_of_n:train",
+              "Best-of-n rejection sampling, then SFT on the kept responses (TRL SFTTrainer)."),
+    Algorithm("online_dpo", online_dpo.Config, PROMPTS, "tasks.algorithms.online_dpo:train",
+              "Iterative DPO: rounds of sampling, judge labels and a DPO step against the champion."),
+)}
+NAMES = tuple(REGISTRY)

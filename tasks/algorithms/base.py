@@ -1,0 +1,139 @@
+"""What every policy optimizer shares: its registry entry, what ``train`` receives, the TRL arguments
+common to all TRL trainers, the MLflow logging callback, and resuming from a checkpoint.
+
+An algorithm is one module of ``tasks/algorithms/`` with a typed ``Config``
+(its ``optimize.<name>`` section of ``params.yaml``), the kind of data it
+consumes, and one entry point::
+
+    def train(run: Run) -> tuple[model, dict]
+
+``Run`` carries the policy, the frozen reference (the champion), the tokenizer,
+the data, the reward, the callbacks and the checkpoint folder. ``train``
+returns the trained policy and a dict of summary numbers for the stage report.
+Heavy imports (torch, TRL) happen inside ``train`` so that loading params stays
+cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+# What an algorithm consumes from the cycle's data.
+PROMPTS = "prompts"    # training prompts, scored online by the reward (optimize.reward)
+PAIRS = "pairs"        # labelled preference pairs: prompt, chosen, rejected
+BINARY = "binary"      # single responses marked good or bad: prompt, completion, label
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    config: type              # the dataclass of its optimize.<name> section
+    consumes: str             # PROMPTS | PAIRS | BINARY
+    entry: str                # "module:function" of train(run) -> (model, info)
+    summary: str              # one line for `rft params` and the docs
+
+    def train(self, run: "Run"):
+        module, attr = self.entry.split(":")
+        return getattr(importlib.import_module(module), attr)(run)
+
+
+@dataclass
+class Run:
+    """Everything an algorithm's ``train`` gets. ``reward(prompts, responses)`` is the weighted sum of the
+    ``optimize.reward`` judges; ``reward_funcs`` are the same judges one by one (TRL logs each) with
+    ``reward_weights``."""
+    cfg: Any                      # the algorithm's own config section
+    common: Any                   # the whole optimize section (seed, lora, checkpoint_every, ...)
+    policy: Any
+    reference: Any                # the champion, frozen
+    tok: Any
+    data: list                    # prompts, pairs or binary rows, per Algorithm.consumes
+    reward: Callable[[list, list], list[float]] | None
+    reward_funcs: list
+    reward_weights: list[float]
+    callbacks: list               # transformers TrainerCallbacks (MLflow logging and probes)
+    log: Callable[[str, float, int], None]
+    probe: Callable[[Any, int], dict]
+    checkpoint_dir: Path
+    champion: Path                # the champion's folder (a separate value model starts from it)
+    judge: Callable[[str], Any]   # build a judge of the judges section by name
+    table: Callable[[list[dict], str], None] = lambda rows, name: None   # log a table (MLflow) of rows
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def trl_args(config_cls, run: Run, **kwargs):
+    """A TRL config with the arguments every trainer of this project shares; ``kwargs`` are the algorithm's.
+
+    Checkpoints go to ``run.checkpoint_dir`` every ``optimize.checkpoint_every`` steps (0: none) and only the
+    latest is kept; logging is every step, to MLflow through the project's callback, never TRL's own
+    reporters."""
+    every = run.common.checkpoint_every
+    shared = dict(output_dir=str(run.checkpoint_dir), learning_rate=run.cfg.lr, seed=run.common.seed,
+                  logging_steps=1, report_to=[], use_cpu=not cuda(), dataloader_num_workers=0,
+                  lr_scheduler_type="linear", warmup_steps=0, disable_tqdm=False,
+                  save_strategy="steps" if every else "no", save_steps=every or 500, save_total_limit=1,
+                  save_only_model=False)
+    return config_cls(**{**shared, **kwargs})
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-<step>`` folder that a trainer finished writing, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not folder.is_dir():
+        return None
+    return get_last_checkpoint(str(folder))
+
+
+def fit(trainer, run: Run) -> dict:
+    """Train, resuming from the last complete checkpoint in ``run.checkpoint_dir`` when there is one."""
+    resume = last_checkpoint(run.checkpoint_dir)
+    if resume:
+        print(f"optimize: resuming from {resume}", flush=True)
+        run.log("resumed_from_step", float(resume.rsplit("-", 1)[1]), 0)
+    out = trainer.train(resume_from_checkpoint=resume)
+    return {"train_loss": float(out.training_loss), "steps": int(out.global_step), "resumed": bool(resume)}
+
+
+def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
+    """A transformers callback: TRL's own metrics at every step (as ``train/<name>``) and the project's
+    probe (reward, KL to the reference, length, EOS rate of fresh samples) every ``log_every`` steps."""
+    from transformers import TrainerCallback
+
+    class MLflowHealth(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            if state.global_step == 0:
+                probe(model, 0)
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step % log_every == 0:
+                probe(model, state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            for k, v in (logs or {}).items():
+                if isinstance(v, (int, float)):
+                    run_log("train/" + k.replace("/", "_"), float(v), state.global_step)
+
+    return MLflowHealth()
+
+
+class TrlReward:
+    """A judge as a TRL reward function: TRL passes the formatted prompt text, the judge reads the prompt
+    (text or messages) it was formatted from. ``__name__`` is the judge's name, so TRL logs
+    ``rewards/<name>/mean``."""
+
+    def __init__(self, name: str, judge, by_formatted: dict):
+        self.__name__ = name
+        self.judge = judge
+        self.by_formatted = by_formatted
+
+    def __call__(self, prompts, completions, **_):
+        return self.judge.score([self.by_formatted.get(p, p) for p in prompts], [c.strip() for c in completions])

@@ -1,0 +1,259 @@
+"""``ppo``: the project's own PPO for RLHF, one loop over the pure functions of ``ppo_math``.
+
+TRL no longer ships a PPO trainer, so this module is written in the plain style
+of CleanRL's ``ppo.py`` and follows "The N Implementation Details of RLHF with
+PPO" (Huang et al., 2022). Each update:
+
+1. **Rollout.** ``rollout_batch_size`` training prompts, one sampled response
+   each (logits divided by ``temperature``). Dropout stays off throughout.
+2. **Score.** The ``optimize.reward`` judges score each response; a response
+   that never produced EOS gets ``missing_eos_penalty`` instead.
+3. **Reward.** A per-token KL penalty ``-kl_coef * (log pi - log pi_ref)`` on
+   every token plus the score on the last token; ``kl_coef`` fixed or adaptive
+   (``kl_target``, ``kl_horizon``). Rewards are whitened without a mean shift
+   (``whiten_rewards``).
+4. **Advantages.** GAE with ``gamma`` and ``lam`` over the value head's
+   estimates; advantages whitened.
+5. **Learn.** ``ppo_epochs`` passes over shuffled minibatches
+   (``num_minibatches``, each split into ``grad_accum`` micro-batches):
+   clipped ratio loss, clipped value loss times ``vf_coef``, minus
+   ``entropy_coef`` times the entropy.
+
+The value head reads the last hidden state: on the policy's own backbone
+(``value_model: shared``) or on a separate copy of the champion
+(``separate``). It starts at zero, so the first advantages are the whitened
+returns. Logged every update: ``objective/kl``, ``objective/rlhf_reward``,
+``objective/scores``, ``policy/approx_kl``, ``policy/clipfrac``,
+``policy/entropy``, ``val/clipfrac``, ``val/explained_variance``,
+``response/length``, ``response/eos_rate`` and ``objective/kl_coef``.
+
+Failure signs: ``val/explained_variance`` staying near or below 0 (the value
+head learns nothing and advantages are noise), ``policy/approx_kl`` above
+about 0.05 or ``policy/clipfrac`` above 0.3 (steps too large: lower ``lr``),
+``objective/kl`` climbing while ``objective/scores`` stalls (reward hacking
+held back only by the KL term).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.options import opt
+
+
+@dataclass(frozen=True)
+class Config:
+    lr: float = opt(5e-5, "Adam learning rate (constant).", gt=0)
+    updates: int = opt(40, "PPO updates: each samples a rollout batch and learns on it.", ge=1)
+    rollout_batch_size: int = opt(32, "Prompts per rollout (one response each).", ge=2)
+    ppo_epochs: int = opt(4, "Passes over each rollout batch.", ge=1)
+    num_minibatches: int = opt(4, "Minibatches per pass (each one optimizer step).", ge=1)
+    grad_accum: int = opt(1, "Micro-batches per minibatch, gradients accumulated.", ge=1)
+    max_new_tokens: int = opt(48, "Longest response in tokens.", ge=1)
+    temperature: float = opt(1.0, "Sampling temperature; logits are divided by it for every log-probability.",
+                             gt=0)
+    kl_coef: float = opt(0.05, "Coefficient of the per-token KL penalty to the champion (initial value when "
+                         "adaptive).", ge=0)
+    kl_controller: str = opt("fixed", "fixed, or adaptive (Ziegler et al.): kl_coef moves to keep the KL near "
+                             "kl_target.", choices=("fixed", "adaptive"))
+    kl_target: float = opt(6.0, "Adaptive controller: target KL in nats per response.", gt=0)
+    kl_horizon: float = opt(10000.0, "Adaptive controller: horizon in responses.", gt=0)
+    gamma: float = opt(1.0, "GAE discount.", ge=0, le=1)
+    lam: float = opt(0.95, "GAE lambda.", ge=0, le=1)
+    cliprange: float = opt(0.2, "Clip range of the policy ratio.", gt=0)
+    cliprange_value: float = opt(0.2, "Clip range of the value update.", gt=0)
+    vf_coef: float = opt(0.1, "Weight of the value loss.", ge=0)
+    entropy_coef: float = opt(0.0, "Weight of the entropy bonus (keeps responses diverse).", ge=0)
+    whiten_rewards: bool = opt(True, "Whiten the per-token rewards of each rollout (scale only, the mean kept).")
+    missing_eos_penalty: float | None = opt(None, "Score given to a response that never produced EOS instead of "
+                                            "its reward; null keeps its reward.")
+    value_model: str = opt("shared", "shared (a value head on the policy's backbone) or separate (a head on its "
+                           "own copy of the champion).", choices=("shared", "separate"))
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.", gt=0)
+
+    def __post_init__(self):
+        from tasks.errors import ConfigError
+
+        if self.rollout_batch_size % (self.num_minibatches * self.grad_accum):
+            raise ConfigError(f"rollout_batch_size: {self.rollout_batch_size} must split evenly into "
+                              f"num_minibatches x grad_accum = {self.num_minibatches * self.grad_accum} micro-batches")
+
+
+def value_head(hidden: int):
+    """A scalar head initialised at zero, so every state's first value estimate is 0."""
+    import torch
+
+    head = torch.nn.Linear(hidden, 1)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return head
+
+
+class Critic:
+    """The value function V(s_t) on response positions: a head on the policy's backbone or on its own."""
+
+    def __init__(self, policy, backbone=None):
+        hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
+        self.backbone = backbone            # None: shared with the policy
+        self.head = value_head(hidden)
+
+    def parameters(self):
+        return [*self.head.parameters(), *(self.backbone.parameters() if self.backbone is not None else [])]
+
+    def state_dict(self):
+        return {"head": self.head.state_dict(),
+                "backbone": self.backbone.state_dict() if self.backbone is not None else None}
+
+    def load_state_dict(self, state):
+        self.head.load_state_dict(state["head"])
+        if self.backbone is not None:
+            self.backbone.load_state_dict(state["backbone"])
+
+
+def forward(policy, critic: Critic, input_ids, attention_mask, prompt_len: int, temperature: float):
+    """(logprobs, entropy, values) on the response positions, each (N, T), with gradients.
+
+    Position ``t`` of the response is predicted from the state just before it, so logits and hidden states
+    are read at ``prompt_len - 1 .. -2``; logits are divided by the sampling temperature."""
+    import torch
+
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    out = policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                 output_hidden_states=critic.backbone is None)
+    logits = out.logits[:, prompt_len - 1:-1].float() / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    logprobs = logp_all.gather(-1, input_ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    if critic.backbone is None:
+        hidden = out.hidden_states[-1]
+    else:
+        hidden = critic.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                 output_hidden_states=True).hidden_states[-1]
+    values = critic.head(hidden[:, prompt_len - 1:-1].float()).squeeze(-1)
+    return logprobs, entropy, values
+
+
+def _checkpoint(folder: Path) -> Path | None:
+    done = sorted(folder.glob("ppo-*.pt"), key=lambda p: int(p.stem.split("-")[1])) if folder.is_dir() else []
+    return done[-1] if done else None
+
+
+def _save(folder: Path, update: int, state: dict) -> None:
+    """Write the checkpoint of ``update`` atomically (temp file, then rename) and drop older ones."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".ppo-{update}.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / f"ppo-{update}.pt")
+    for old in folder.glob("ppo-*.pt"):
+        if int(old.stem.split("-")[1]) < update:
+            old.unlink()
+
+
+def train(run):
+    import torch
+
+    from tasks.algorithms import ppo_math as pm
+    from tasks.policy import load_policy
+    from tasks.rollout import sample, token_logprobs
+
+    cfg, policy, ref = run.cfg, run.policy, run.reference
+    policy.eval()                      # dropout off, for rollouts and learning alike
+    backbone = None
+    if cfg.value_model == "separate":
+        backbone, _ = load_policy(run.champion)
+        backbone.eval()
+    critic = Critic(policy, backbone)
+    params = [p for p in policy.parameters() if p.requires_grad] + critic.parameters()
+    optim = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+    kl_ctl = (pm.AdaptiveKL(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_controller == "adaptive"
+              else pm.FixedKL(cfg.kl_coef))
+    prompts = list(run.data)
+    seed = run.common.seed
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed)).tolist()
+    start, resumed = 1, False
+    ckpt = _checkpoint(run.checkpoint_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, weights_only=False)
+        policy.load_state_dict(state["policy"])
+        critic.load_state_dict(state["critic"])
+        optim.load_state_dict(state["optim"])
+        kl_ctl.value = state["kl_coef"]
+        start, resumed = state["update"] + 1, True
+        print(f"optimize: resuming PPO after update {state['update']} ({ckpt})", flush=True)
+        run.log("resumed_from_step", float(state["update"]), 0)
+    else:
+        run.probe(policy, 0)
+    n = cfg.rollout_batch_size
+    micro = n // (cfg.num_minibatches * cfg.grad_accum)
+    last = {}
+    for update in range(start, cfg.updates + 1):
+        idx = [order[((update - 1) * n + i) % len(order)] for i in range(n)]
+        batch = [prompts[i] for i in idx]
+        with torch.no_grad():
+            r = sample(policy, run.tok, batch, 1, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                       seed=seed * 100_003 + update, device=policy.device.type)
+            mask = r.response_mask.float()
+            logprobs = token_logprobs(policy, r, cfg.temperature)
+            ref_logprobs = token_logprobs(ref, r, cfg.temperature)
+            _, _, values = forward(policy, critic, r.input_ids, r.attention_mask, r.prompt_len, cfg.temperature)
+            values = values * mask
+            raw = torch.tensor(run.reward(batch, r.texts), dtype=torch.float32)
+            scores = pm.score_with_eos_penalty(raw, torch.tensor(r.ended), cfg.missing_eos_penalty)
+            rewards, kl = pm.per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_ctl.value)
+            if cfg.whiten_rewards:
+                rewards = pm.whiten(rewards, mask, shift_mean=False)
+            advantages, returns = pm.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+            advantages = pm.whiten(advantages, mask)
+        stats: dict[str, list] = {"approx_kl": [], "clipfrac": [], "vf_clipfrac": [], "entropy": [], "pg_loss": [],
+                                  "vf_loss": []}
+        gen = torch.Generator().manual_seed(seed * 7919 + update)
+        for _ in range(cfg.ppo_epochs):
+            perm = torch.randperm(n, generator=gen)
+            for mb in range(cfg.num_minibatches):
+                optim.zero_grad()
+                for acc in range(cfg.grad_accum):
+                    j = perm[(mb * cfg.grad_accum + acc) * micro:(mb * cfg.grad_accum + acc + 1) * micro]
+                    new_logp, entropy, new_values = forward(policy, critic, r.input_ids[j], r.attention_mask[j],
+                                                            r.prompt_len, cfg.temperature)
+                    m = mask[j]
+                    pg, pg_stats = pm.policy_loss(new_logp, logprobs[j], advantages[j], m, cfg.cliprange)
+                    vf, vf_stats = pm.value_loss(new_values, values[j], returns[j], m, cfg.cliprange_value)
+                    ent = pm.masked_mean(entropy, m)
+                    loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * ent
+                    (loss / cfg.grad_accum).backward()
+                    for k, v in (("approx_kl", pg_stats["approx_kl"]), ("clipfrac", pg_stats["clipfrac"]),
+                                 ("vf_clipfrac", vf_stats["clipfrac"]), ("entropy", float(ent)),
+                                 ("pg_loss", float(pg)), ("vf_loss", float(vf))):
+                        stats[k].append(v)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optim.step()
+        seq_kl = kl.sum(1)
+        mean_kl = float(seq_kl.mean())
+        last = {"objective/kl": mean_kl, "objective/scores": float(scores.mean()),
+                "objective/rlhf_reward": float((scores - kl_ctl.value * seq_kl).mean()),
+                "objective/kl_coef": kl_ctl.value,
+                "policy/approx_kl": _avg(stats["approx_kl"]), "policy/clipfrac": _avg(stats["clipfrac"]),
+                "policy/entropy": _avg(stats["entropy"]), "val/clipfrac": _avg(stats["vf_clipfrac"]),
+                "val/explained_variance": pm.explained_variance(values, returns, mask),
+                "loss/policy": _avg(stats["pg_loss"]), "loss/value": _avg(stats["vf_loss"]),
+                "response/length": float(mask.sum(1).mean()),
+                "response/eos_rate": float(torch.tensor(r.ended).float().mean())}
+        for k, v in last.items():
+            run.log(k.replace("/", "_"), v, update)
+        kl_ctl.update(mean_kl, n)
+        if update % run.common.log_every == 0 or update == cfg.updates:
+            run.probe(policy, update)
+        if run.common.checkpoint_every and update % run.common.checkpoint_every == 0 and update < cfg.updates:
+            _save(run.checkpoint_dir, update, {"update": update, "policy": policy.state_dict(),
+                                               "critic": critic.state_dict(), "optim": optim.state_dict(),
+                                               "kl_coef": kl_ctl.value})
+    return policy, {"steps": cfg.updates, "resumed": resumed, "prompts": len(prompts),
+                    **{"last_" + k.replace("/", "_"): v for k, v in last.items()}}
+
+
+def _avg(xs: list) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")

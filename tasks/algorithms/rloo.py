@@ -1,0 +1,28 @@
+"""``rloo``: REINFORCE Leave-One-Out through TRL's ``RLOOTrainer``.
+
+Online, like GRPO, but each completion's baseline is the mean reward of the
+*other* ``num_generations - 1`` completions of its prompt (Ahmadian et al.,
+2024), an unbiased baseline with no value model. The KL to the champion is
+folded into the reward with coefficient ``beta``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.algorithms.sampling import OnlineConfig
+from tasks.options import opt
+
+
+@dataclass(frozen=True)
+class Config(OnlineConfig):
+    beta: float = opt(0.05, "KL coefficient: KL(policy || champion) subtracted from the reward.", ge=0)
+    normalize_advantages: bool = opt(False, "Whiten the advantages of each generation batch.")
+
+
+def train(run):
+    from trl import RLOOConfig, RLOOTrainer
+
+    from tasks.algorithms.sampling import train_online
+
+    return train_online(run, RLOOTrainer, RLOOConfig, normalize_advantages=run.cfg.normalize_advantages)

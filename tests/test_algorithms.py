@@ -1,0 +1,146 @@
+"""Every optimizer of the registry: config, a CPU smoke run each on the tiny project, and their small pure parts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+
+import pytest
+import yaml
+
+from conftest import merge
+from tasks.algorithms import REGISTRY
+from tasks.config import OptimizeConfig, parse_params
+from tasks.errors import ConfigError
+from tasks.io import read_jsonl
+
+# Each algorithm's section shrunk to a few steps on the tiny project.
+TINY_SECTIONS = {
+    "grpo": {},                                         # conftest's TINY already shrinks grpo
+    "rloo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12},
+    "ppo": {"updates": 2, "rollout_batch_size": 8, "ppo_epochs": 2, "num_minibatches": 2, "max_new_tokens": 12,
+            "lr": 1e-3},
+    "dpo": {"epochs": 1.0, "batch_size": 8},
+    "kto": {"epochs": 1.0, "batch_size": 8},
+    "best_of_n": {"n": 3, "max_new_tokens": 12, "epochs": 1.0, "batch_size": 8},
+    "online_dpo": {"rounds": 2, "prompts_per_round": 6, "max_new_tokens": 12, "batch_size": 4},
+}
+
+
+def test_every_registered_algorithm_has_its_config_section():
+    sections = {f.name for f in dataclasses.fields(OptimizeConfig) if dataclasses.is_dataclass(f.default_factory)}
+    assert sections == set(REGISTRY) == set(TINY_SECTIONS)
+    for name, algo in REGISTRY.items():
+        assert dataclasses.fields(OptimizeConfig)  # typed section with help on every field
+        assert all(f.metadata.get("help") for f in dataclasses.fields(algo.config)), name
+
+
+def test_unknown_algorithm_is_a_config_error_not_a_default():
+    with pytest.raises(ConfigError, match="optimize.algorithm: must be one of grpo, rloo, ppo"):
+        parse_params({"optimize": {"algorithm": "ppo2"}})
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"optimize": {"grpo": {"batch_size": 30}}}, "optimize.grpo.batch_size: 30 is not a multiple"),
+    ({"optimize": {"ppo": {"rollout_batch_size": 30}}}, "optimize.ppo.rollout_batch_size: 30 must split"),
+    ({"optimize": {"dpo": {"loss_type": "sigmoidd"}}}, "optimize.dpo.loss_type: must be one of"),
+    ({"optimize": {"dpo": {"label_smoothing": 0.5}}}, "optimize.dpo.label_smoothing: must be < 0.5"),
+    ({"optimize": {"reward": ["nope"]}}, "optimize.reward: no judge named 'nope'"),
+    ({"optimize": {"reward": ["truth_judge"]}, "judges": {"truth_judge": {"kind": "simulated"},
+                                                          "embedding": {"kind": "embedding"}}},
+     "optimize.reward: 'truth_judge' is the hidden truth's annotator"),
+    ({"optimize": {"reward_weights": [1.0, 2.0]}}, "optimize.reward_weights: 2 weights for 1 judges"),
+    ({"optimize": {"algorithm": "online_dpo", "online_dpo": {"judge": "missing"}}},
+     "optimize.online_dpo.judge: no judge named 'missing'"),
+])
+def test_bad_optimize_settings_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_params(raw)
+
+
+def test_only_the_active_section_is_declared_and_logged():
+    from tasks.stages import declared_params, logged_params
+
+    p = parse_params({"optimize": {"algorithm": "kto"}})
+    declared = declared_params("optimize", p)
+    assert "optimize.kto" in declared and not {f"optimize.{n}" for n in REGISTRY if n != "kto"} & set(declared)
+    logged = logged_params("optimize", p)
+    assert logged["optimize.kto.beta"] == 0.1 and not [k for k in logged if k.startswith("optimize.grpo")]
+
+
+def test_best_of_n_keeps_each_prompts_best_above_the_threshold():
+    from tasks.algorithms.best_of_n import select_best
+
+    # prompt a: scores 0.1, 0.9, 0.5 -> index 1; prompt b: 0.3, 0.3 -> the first of the tie, index 3.
+    ids, scores = ["a", "a", "a", "b", "b"], [0.1, 0.9, 0.5, 0.3, 0.3]
+    assert select_best(ids, ["r"] * 5, scores, None) == [1, 3]
+    # threshold 0.4 drops b's best (0.3)
+    assert select_best(ids, ["r"] * 5, scores, 0.4) == [1]
+
+
+def test_online_dpo_orders_pairs_by_the_verdict_and_drops_ties():
+    from tasks.algorithms.online_dpo import round_pairs
+
+    assert round_pairs(["p", "q", "r"], ["a1", "a2", "a3"], ["b1", "b2", "b3"], [True, None, False]) == \
+        [("p", "a1", "b1"), ("r", "b3", "a3")]
+
+
+def test_weighted_reward_sums_judge_scores():
+    from tasks.optimize import weighted_reward
+
+    class Const:
+        def __init__(self, v):
+            self.v = v
+
+        def score(self, prompts, responses):
+            return [self.v * len(r) for r in responses]
+
+    # responses "ab" and "c": judge 1 gives 2, 1; judge 2 gives 20, 10; weights 1 and 0.5 -> 2+10=12, 1+5=6
+    assert weighted_reward([Const(1), Const(10)], [1.0, 0.5])(["p", "p"], ["ab", "c"]) == [12.0, 6.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TINY_SECTIONS))
+def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.optimize import CHECKPOINTS, run_optimize
+
+    path, _, _ = built_project
+    work = tmp_path / "proj"
+    shutil.copytree(path, work)
+    monkeypatch.chdir(work)
+    raw = merge(yaml.safe_load((work / "params.yaml").read_text()),
+                {"optimize": {"algorithm": name, name: TINY_SECTIONS[name], "checkpoint_every": 1},
+                 # an absolute store: MLflow keeps one engine per URI, and a relative one would outlive the chdir
+                 "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
+    params = parse_params(raw)
+    out = run_optimize(params)
+    report = json.loads((work / "reports/optimize/metrics.json").read_text())
+    assert report["algorithm"] == name and out["registry_version"] >= 2
+    # The policy moved, and the checkpoints were cleared once the candidate was saved.
+    assert (work / "models/candidate/model.safetensors").read_bytes() != \
+        (work / "models/champion/model.safetensors").read_bytes()
+    assert not any(CHECKPOINTS.iterdir()) if CHECKPOINTS.exists() else True
+    assert math.isfinite(out["final_probe_kl"]) and 0 <= out["final_probe_eos_rate"] <= 1
+    if name in ("dpo",):
+        assert out["pairs"] == len([r for r in read_jsonl(work / "data/labels.jsonl") if not r.get("tie")])
+    if name == "kto":
+        assert report["kto_source"] == "pairs" and out["kto_good"] == out["kto_bad"] > 0
+    if name == "best_of_n":
+        assert out["kept"] == out["sampled"] / 3
+    # MLflow: only the active section's params, and the algorithm's own metrics.
+    mlflow.set_tracking_uri(params.tracking.uri)
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("rft-cycle").experiment_id],
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert run.data.tags["rft.params"].count(f"optimize.{name}") == 1
+    assert not [k for k in run.data.params if k.split(".")[1] in set(REGISTRY) - {name}]
+    assert f"optimize.{name}.lr" in run.data.params
+    if name == "ppo":
+        for key in ("objective_kl", "objective_rlhf_reward", "policy_approx_kl", "policy_clipfrac", "val_clipfrac",
+                    "val_explained_variance", "policy_entropy", "response_length", "response_eos_rate"):
+            assert key in run.data.metrics, key
