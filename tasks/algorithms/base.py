@@ -85,12 +85,19 @@ def trl_args(config_cls, run: Run, **kwargs):
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-<step>`` folder that a trainer finished writing, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest ``checkpoint-<step>`` folder that a trainer finished writing, or None.
 
-    if not folder.is_dir():
-        return None
-    return get_last_checkpoint(str(folder))
+    The trainer writes ``trainer_state.json`` last, so a folder without it was cut short by a crash and is
+    skipped (and removed)."""
+    import shutil
+
+    found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True) if folder.is_dir() else []
+    for p in found:
+        if (p / "trainer_state.json").exists():
+            return str(p)
+        shutil.rmtree(p, ignore_errors=True)
+    return None
 
 
 def fit(trainer, run: Run) -> dict:
