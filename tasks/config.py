@@ -249,6 +249,7 @@ class OptimizeConfig:
     kto: _alg.kto.Config = _section(_alg.kto.Config, "KTO through TRL.")
     best_of_n: _alg.best_of_n.Config = _section(_alg.best_of_n.Config, "Best-of-n rejection sampling + SFT.")
     online_dpo: _alg.online_dpo.Config = _section(_alg.online_dpo.Config, "Iterative online DPO.")
+    constitutional: _alg.constitutional.Config = _section(_alg.constitutional.Config, "Constitutional AI.")
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,9 @@ class PromoteConfig:
     min_ci_low: float = opt(0.5, "The win-rate's 95% CI lower bound must exceed this.", ge=0, lt=1)
     max_kl: float = opt(8.0, "Largest KL(candidate || reference) in nats per response.", gt=0)
     max_length_ratio: float = opt(1.5, "Length alarm: candidate mean length over champion's.", gt=1)
+    min_distinct_ratio: float | None = opt(0.8, "Diversity alarm: refuse a candidate whose distinct-2 on the held-out "
+                                           "prompts falls below this share of the champion's; null: off.",
+                                           gt=0, le=1)
     alarm_judge: str | None = opt("embedding", "Reward-hacking alarm: the independent judge (one of "
                                   "evaluate.judges) it watches; null turns the alarm off.")
     judge_alarm_winrate: float = opt(0.5, "Reward-hacking alarm: fires when the reward model's mean score rose "
@@ -615,8 +619,13 @@ def _check_optimize(p: Params) -> None:
     if o.reward_weights is not None and len(o.reward_weights) != len(o.reward):
         raise ConfigError(f"optimize.reward_weights: {len(o.reward_weights)} weights for {len(o.reward)} judges "
                           "in optimize.reward")
-    if o.algorithm == "online_dpo":
-        _training_judge(p, "optimize.online_dpo.judge", o.online_dpo.judge, scoring=False)
+    for key, name in _alg.REGISTRY[o.algorithm].judges(getattr(o, o.algorithm)).items():
+        _training_judge(p, f"optimize.{o.algorithm}.{key}", name, scoring=False)
+    if o.algorithm == "constitutional" and o.constitutional.critic is not None and \
+            p.judges[o.constitutional.critic].kind not in ("llm", "http"):
+        raise ConfigError(f"optimize.constitutional.critic: {o.constitutional.critic!r} is a "
+                          f"{p.judges[o.constitutional.critic].kind} judge; the critic writes text: name an llm or "
+                          "http judge, or null for the policy itself")
 
 
 def _scores(p: Params, name: str) -> bool:

@@ -25,7 +25,9 @@ def decide(m: dict, cfg) -> Decision:
     3. no reward-hacking alarm: the reward model's mean score rose while the
        independent judge ``cfg.alarm_judge``'s win-rate fell below
        ``cfg.judge_alarm_winrate`` (0.5: that judge prefers the champion); and
-       the mean length stayed under ``cfg.max_length_ratio`` times the champion's;
+       the mean length stayed under ``cfg.max_length_ratio`` times the champion's; and (diversity alarm)
+       the candidate's distinct-2 is at least ``cfg.min_distinct_ratio`` times the champion's, so a policy
+       that collapsed onto a few phrasings is refused;
     4. with ``cfg.min_judge_human_agreement``, the gate's judge agrees with the
        held-out human pairs (``evaluate.human_pairs``) at least that often: a judge
        that cannot tell what people prefer cannot promote.
@@ -61,6 +63,11 @@ def decide(m: dict, cfg) -> Decision:
         (passes if agree >= bound else fails).append(
             f"{cfg.winrate_source} agrees with people on {agree:.3f} of the held-out human pairs "
             f"{'>=' if agree >= bound else '<'} {bound}")
+    if cfg.min_distinct_ratio is not None:
+        kept = m["distinct_2"] / max(m["distinct_2_champion"], 1e-9)
+        if kept < cfg.min_distinct_ratio:
+            fails.append(f"diversity alarm: distinct-2 {m['distinct_2']:.3f} is x{kept:.2f} of the champion's "
+                         f"{m['distinct_2_champion']:.3f} < x{cfg.min_distinct_ratio}")
     ratio = m["mean_length"] / max(m["mean_length_champion"], 1e-9)
     if ratio > cfg.max_length_ratio:
         fails.append(f"length alarm: mean length x{ratio:.2f} of the champion's > x{cfg.max_length_ratio}")

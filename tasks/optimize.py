@@ -150,11 +150,12 @@ def run_optimize(params: Params) -> dict:
     from tasks import tracking
     from tasks.judges import JudgeContext, build_judge, judge_files
     from tasks.policy import pick_device
+    from tasks.rubric import load_rubric
 
     cfg = params.optimize
     algo = REGISTRY[cfg.algorithm]
     champion = Path(params.policy.champion_dir)
-    names = list(cfg.reward) + ([cfg.online_dpo.judge] if cfg.algorithm == "online_dpo" else [])
+    names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())
     with tracking.stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
         torch.manual_seed(cfg.seed)
         device = pick_device("auto")
@@ -203,7 +204,7 @@ def run_optimize(params: Params) -> dict:
                   reward_funcs=[TrlReward(n, j, by_formatted) for n, j in zip(cfg.reward, judges)],
                   reward_weights=weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
                   probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
-                  table=_table)
+                  rubric=load_rubric(params.task.rubric), table=_table)
         trained, trained_info = algo.train(job)
         info.update(trained_info)
         if cfg.lora:

@@ -77,3 +77,37 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0):
     logits = logits[:, rollout.prompt_len - 1:-1] / temperature
     logp = torch.log_softmax(logits.float(), -1).gather(-1, rollout.input_ids[:, rollout.prompt_len:].unsqueeze(-1))
     return logp.squeeze(-1) * rollout.response_mask
+
+
+def context_length(model) -> int | None:
+    """The model's context window from its config (GPT-2's n_positions, or max_position_embeddings)."""
+    c = model.config
+    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
+
+
+def complete(model, tok, prompts: list, *, max_new_tokens: int, temperature: float, seed: int,
+             batch_size: int = 16) -> list[str]:
+    """One completion per prompt (text or messages), prompts cut from the left to leave ``max_new_tokens``
+    inside the model's context (the end of a long conversation, where the request is, survives);
+    ``temperature`` 0 is greedy."""
+    import torch
+
+    n_pos = context_length(model)
+    room = max(1, n_pos - max_new_tokens) if n_pos else None
+    side = tok.truncation_side
+    tok.truncation_side = "left"
+    out: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [format_prompt(p, tok) for p in prompts[start:start + batch_size]]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=room is not None,
+                      max_length=room).to(model.device)
+            torch.manual_seed(seed * 100_003 + start)
+            sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
+            with torch.no_grad():
+                seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                      eos_token_id=tok.eos_token_id, **sampling)
+            out += [t.strip() for t in tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    finally:
+        tok.truncation_side = side
+    return out

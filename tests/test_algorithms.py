@@ -26,6 +26,7 @@ TINY_SECTIONS = {
     "kto": {"epochs": 1.0, "batch_size": 8},
     "best_of_n": {"n": 3, "max_new_tokens": 12, "epochs": 1.0, "batch_size": 8},
     "online_dpo": {"rounds": 2, "prompts_per_round": 6, "max_new_tokens": 12, "batch_size": 4},
+    "constitutional": {"prompts": 6, "max_new_tokens": 12, "epochs": 1.0, "batch_size": 4, "rl_prompts": 6},
 }
 
 
@@ -54,6 +55,8 @@ def test_unknown_algorithm_is_a_config_error_not_a_default():
     ({"optimize": {"reward_weights": [1.0, 2.0]}}, "optimize.reward_weights: 2 weights for 1 judges"),
     ({"optimize": {"algorithm": "online_dpo", "online_dpo": {"judge": "missing"}}},
      "optimize.online_dpo.judge: no judge named 'missing'"),
+    ({"optimize": {"algorithm": "constitutional", "constitutional": {"critic": "embedding"}}},
+     "optimize.constitutional.critic: 'embedding' is a embedding judge; the critic writes text"),
 ])
 def test_bad_optimize_settings_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -68,6 +71,32 @@ def test_only_the_active_section_is_declared_and_logged():
     assert "optimize.kto" in declared and not {f"optimize.{n}" for n in REGISTRY if n != "kto"} & set(declared)
     logged = logged_params("optimize", p)
     assert logged["optimize.kto.beta"] == 0.1 and not [k for k in logged if k.startswith("optimize.grpo")]
+
+
+def test_constitution_comes_from_the_rubric():
+    from tasks.rubric import parse_rubric
+
+    crit = {"criteria": [{"name": "kind", "description": "The reply is kind."}]}
+    derived = parse_rubric(crit, "r.yaml").constitution()
+    assert [p.name for p in derived] == ["kind"] and "The reply is kind." in derived[0].critique
+    own = parse_rubric({**crit, "principles": [{"name": "brief", "critique": "Too long?", "revision": "Shorten."}]},
+                       "r.yaml").constitution()
+    assert [(p.name, p.critique, p.revision) for p in own] == [("brief", "Too long?", "Shorten.")]
+    with pytest.raises(ConfigError, match=r"r.yaml: principles\[0\].revision: must be a non-empty string"):
+        parse_rubric({**crit, "principles": [{"name": "x", "critique": "c"}]}, "r.yaml")
+
+
+def test_critique_and_revision_requests_carry_the_conversation():
+    from tasks.algorithms.constitutional import critique_request, draw_principles, revision_request
+    from tasks.rubric import Principle
+
+    p = Principle("kind", "Is it unkind?", "Make it kind.")
+    msgs = revision_request("Say hi.", "Go away.", "It is rude.", p)
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
+    assert msgs[2]["content"] == "Critique request: Is it unkind?" and msgs[3]["content"] == "It is rude."
+    assert msgs[:3] == critique_request("Say hi.", "Go away.", p)
+    draws = draw_principles(4, 2, 3, seed=0)
+    assert draws == draw_principles(4, 2, 3, seed=0) and all(0 <= d < 3 for row in draws for d in row)
 
 
 def test_best_of_n_keeps_each_prompts_best_above_the_threshold():
@@ -132,6 +161,7 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
         assert report["kto_source"] == "pairs" and out["kto_good"] == out["kto_bad"] > 0
     if name == "best_of_n":
         assert out["kept"] == out["sampled"] / 3
+
     # MLflow: only the active section's params, and the algorithm's own metrics.
     mlflow.set_tracking_uri(params.tracking.uri)
     client = MlflowClient()
@@ -140,6 +170,11 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
     assert run.data.tags["rft.params"].count(f"optimize.{name}") == 1
     assert not [k for k in run.data.params if k.split(".")[1] in set(REGISTRY) - {name}]
     assert f"optimize.{name}.lr" in run.data.params
+    if name == "constitutional":
+        # every prompt was critiqued and revised; the MLflow table holds each step's text
+        table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/constitutional/revisions.json")
+        assert out["revised"] == 6 and len(table["data"]) == 6
+        assert {"initial", "principle_0", "critique_0", "revision_0"} <= set(table["columns"])
     if name == "ppo":
         for key in ("objective_kl", "objective_rlhf_reward", "policy_approx_kl", "policy_clipfrac", "val_clipfrac",
                     "val_explained_variance", "policy_entropy", "response_length", "response_eos_rate"):

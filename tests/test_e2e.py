@@ -137,7 +137,8 @@ def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled):
     assert int(_client(path).get_model_version_by_alias("policy", "champion").version) == 1
     # Loosen the gate (promote.* is read by no stage, so every stage is skipped) and re-run.
     params = yaml.safe_load((path / "params.yaml").read_text())
-    params["promote"].update(min_ci_low=0.0, max_kl=1e9, max_length_ratio=1e9, alarm_judge=None)
+    params["promote"].update(min_ci_low=0.0, max_kl=1e9, max_length_ratio=1e9, alarm_judge=None,
+                             min_distinct_ratio=None)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["rft", "cycle"], path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

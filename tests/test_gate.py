@@ -5,7 +5,8 @@ from tasks.gate import decide
 
 CFG = PromoteConfig(winrate_source="truth", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5, alarm_judge="judge")
 GOOD = {"winrate_truth": 0.72, "winrate_truth_ci_low": 0.61, "winrate_judge": 0.70, "winrate_judge_ci_low": 0.6,
-        "kl": 1.2, "reward_mean": 1.5, "reward_mean_champion": 0.2, "mean_length": 12.0, "mean_length_champion": 11.0}
+        "kl": 1.2, "reward_mean": 1.5, "reward_mean_champion": 0.2, "mean_length": 12.0, "mean_length_champion": 11.0,
+        "distinct_2": 0.16, "distinct_2_champion": 0.176}
 
 
 def test_pass():
@@ -43,6 +44,16 @@ def test_fail_on_length_alarm():
     # 17.0 / 11.0 = 1.545 > 1.5
     d = decide({**GOOD, "mean_length": 17.0}, CFG)
     assert not d.promote and "length alarm: mean length x1.55" in d.summary
+
+
+def test_fail_on_diversity_alarm():
+    # distinct-2 0.102 vs the champion's 0.176: 0.102 / 0.176 = 0.58 < 0.8 (the default share)
+    d = decide({**GOOD, "distinct_2": 0.102}, CFG)
+    assert not d.promote and d.reasons == ["diversity alarm: distinct-2 0.102 is x0.58 of the champion's 0.176 < x0.8"]
+    # 0.16 / 0.176 = 0.909 >= 0.8 passes; null turns the alarm off
+    assert decide(GOOD, CFG).promote
+    off = PromoteConfig(winrate_source="truth", alarm_judge="judge", min_distinct_ratio=None)
+    assert decide({**GOOD, "distinct_2": 0.102}, off).promote
 
 
 def test_judge_as_winrate_source():

@@ -9,7 +9,7 @@ an unknown name is a ConfigError on load, never a fall-through to a default.
 
 from __future__ import annotations
 
-from tasks.algorithms import best_of_n, dpo, grpo, kto, online_dpo, ppo, rloo
+from tasks.algorithms import best_of_n, constitutional, dpo, grpo, kto, online_dpo, ppo, rloo
 from tasks.algorithms.base import BINARY, PAIRS, PROMPTS, Algorithm
 
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (
@@ -27,5 +27,8 @@ REGISTRY: dict[str, Algorithm] = {a.name: a for a in (
               "Best-of-n rejection sampling, then SFT on the kept responses (TRL SFTTrainer)."),
     Algorithm("online_dpo", online_dpo.Config, PROMPTS, "tasks.algorithms.online_dpo:train",
               "Iterative DPO: rounds of sampling, judge labels and a DPO step against the champion."),
+    Algorithm("constitutional", constitutional.Config, PROMPTS, "tasks.algorithms.constitutional:train",
+              "Constitutional AI: critique and revise under the rubric's principles, SFT, then DPO on AI "
+              "preferences."),
 )}
 NAMES = tuple(REGISTRY)

@@ -35,6 +35,11 @@ class Algorithm:
     entry: str                # "module:function" of train(run) -> (model, info)
     summary: str              # one line for `rft params` and the docs
 
+    @staticmethod
+    def judges(section) -> dict[str, str]:
+        """The judges an algorithm's section names (``judges()`` on its Config; none by default)."""
+        return section.judges() if hasattr(section, "judges") else {}
+
     def train(self, run: "Run"):
         module, attr = self.entry.split(":")
         return getattr(importlib.import_module(module), attr)(run)
@@ -60,6 +65,7 @@ class Run:
     checkpoint_dir: Path
     champion: Path                # the champion's folder (a separate value model starts from it)
     judge: Callable[[str], Any]   # build a judge of the judges section by name
+    rubric: Any = None            # the task's rubric (tasks/rubric.py)
     table: Callable[[list[dict], str], None] = lambda rows, name: None   # log a table (MLflow) of rows
 
 

@@ -47,7 +47,7 @@ def train(run):
     from trl import SFTConfig, SFTTrainer
 
     from tasks.algorithms.base import fit, trl_args
-    from tasks.algorithms.dpo import context_length
+    from tasks.rollout import context_length
     from tasks.evalmath import distinct_n, mean
     from tasks.prompting import format_prompt
     from tasks.rollout import sample_batches

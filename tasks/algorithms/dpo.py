@@ -42,16 +42,11 @@ def dpo_args(run, cfg, **kwargs):
     from trl import DPOConfig
 
     from tasks.algorithms.base import trl_args
+    from tasks.rollout import context_length
 
     return trl_args(DPOConfig, run, beta=cfg.beta, loss_type=[cfg.loss_type], label_smoothing=cfg.label_smoothing,
                     per_device_train_batch_size=cfg.batch_size, max_length=context_length(run.policy),
                     truncation_mode="keep_end", **kwargs)
-
-
-def context_length(model) -> int | None:
-    """The policy's own context window, from its config (GPT-2's n_positions, or max_position_embeddings)."""
-    c = model.config
-    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
 
 
 def train(run):

@@ -39,7 +39,7 @@ def train(run):
     from trl import KTOConfig, KTOTrainer
 
     from tasks.algorithms.base import fit, trl_args
-    from tasks.algorithms.dpo import context_length
+    from tasks.rollout import context_length
 
     cfg = run.cfg
     args = trl_args(KTOConfig, run, beta=cfg.beta, num_train_epochs=cfg.epochs,

@@ -34,6 +34,10 @@ class Config:
     loss_type: str = opt("sigmoid", "TRL DPO loss variant.", choices=("sigmoid", "ipo", "robust", "hinge"))
     label_smoothing: float = opt(0.0, "cDPO / robust label noise.", ge=0, lt=0.5)
 
+    def judges(self) -> dict[str, str]:
+        """The judges this section names, by key (checked on load, built by the optimize stage)."""
+        return {"judge": self.judge}
+
 
 def round_pairs(prompts: list, a: list[str], b: list[str], a_wins: list) -> list[tuple]:
     """(prompt, chosen, rejected) for each comparison the judge decided; ties (None) are dropped."""

@@ -73,11 +73,11 @@ class HttpJudge(PairwiseJudge):
             self.headers["Authorization"] = f"Bearer {key}"
         self.stats.update(retries=0.0, unparsed=0.0)
 
-    def _post(self, client, messages) -> dict:
+    def _post(self, client, messages, **settings) -> dict:
+        """POST one chat completion (``settings``: max_tokens, temperature, ...) with retries and backoff."""
         import httpx
 
-        body = {"model": self.cfg.model, "messages": messages, "max_tokens": 1, "temperature": 0,
-                "logprobs": True, "top_logprobs": 20}
+        body = {"model": self.cfg.model, "messages": messages, **settings}
         for attempt in range(self.cfg.max_retries + 1):
             try:
                 resp = client.post(self.endpoint, json=body, headers=self.headers, timeout=self.cfg.timeout)
@@ -105,7 +105,8 @@ class HttpJudge(PairwiseJudge):
 
         asks = [judge_messages(self.rubric, p, x, y) for p, x, y in zip(prompts, first, second)]
         with httpx.Client() as client, ThreadPoolExecutor(self.cfg.concurrency) as pool:
-            answers = list(pool.map(lambda m: self._post(client, m), asks))
+            answers = list(pool.map(lambda m: self._post(client, m, max_tokens=1, temperature=0, logprobs=True,
+                                                         top_logprobs=20), asks))
         out = []
         for ans in answers:
             p = p_from_answer((ans.get("choices") or [{}])[0])
@@ -114,3 +115,14 @@ class HttpJudge(PairwiseJudge):
                 p = 0.5
             out.append(p)
         return out
+
+    def generate(self, prompts: list, *, max_new_tokens: int, temperature: float, seed: int = 0) -> list[str]:
+        """The server's reply to each conversation (Constitutional AI's critiques and revisions)."""
+        import httpx
+
+        from tasks.prompting import as_messages
+
+        with httpx.Client() as client, ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            answers = list(pool.map(lambda p: self._post(client, as_messages(p), max_tokens=max_new_tokens,
+                                                         temperature=temperature, seed=seed), prompts))
+        return [(((a.get("choices") or [{}])[0].get("message") or {}).get("content") or "").strip() for a in answers]

@@ -69,3 +69,10 @@ class LLMJudge(PairwiseJudge):
                 lb = logp[:, self.ids["B"]].max(-1).values
                 out += [two_choice_probability(float(x), float(y)) for x, y in zip(la, lb)]
         return out
+
+    def generate(self, prompts: list, *, max_new_tokens: int, temperature: float, seed: int = 0) -> list[str]:
+        """The model's reply to each conversation (Constitutional AI's critiques and revisions)."""
+        from tasks.rollout import complete
+
+        return complete(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                        seed=seed)

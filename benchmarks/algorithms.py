@@ -1,0 +1,140 @@
+"""Every optimizer from the same champion, reward model and labels: win-rates, KL, diversity, time and memory.
+
+    python benchmarks/algorithms.py [--algorithms grpo dpo ...] [--set optimize.grpo.beta=0.1 ...]
+                                    [--example hh-rlhf] [--workdir DIR] [--reuse] [--tag NAME]
+
+Builds one working copy of the project (the demo by default, or
+``examples/<name>/params.yaml``), runs its stages up to ``train_reward`` once,
+(``--reuse``: a workdir that already holds them is used as it is), then for
+each algorithm copies that state, applies ``--set``, sets ``optimize.algorithm`` and runs
+``rft stage optimize`` and ``rft stage evaluate`` as a user would, one process
+at a time (never side by side: they would share the cores). Each row reads the
+evaluation report: the gate's win-rate vs the base (the champion) with its
+95% bootstrap CI (the hidden truth on the demo, the gold judge on HH-RLHF), the
+AI judge's win-rate, KL, the distinct-2 ratio (candidate over champion, what
+``promote.min_distinct_ratio`` checks), wall time of optimize and its peak RSS,
+and whether the gate would promote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cycle import ROOT, make_workdir  # noqa: E402
+
+BEFORE_OPTIMIZE = ["corpus", "bootstrap", "champion", "prepare", "validate_prompts", "generate", "label",
+                   "validate_labels", "train_reward"]
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MiB of the process, stderr tail); raises on a failure."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{err[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, err[-2000:]
+
+
+def set_key(params: dict, dotted: str, value) -> None:
+    node = params
+    *path, last = dotted.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def main() -> int:
+    from tasks.algorithms import NAMES
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--algorithms", nargs="+", default=list(NAMES), choices=NAMES)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="params overrides for every run (YAML values), e.g. optimize.grpo.beta=0.1")
+    ap.add_argument("--example", default=None, help="an example under examples/ (hh-rlhf) instead of the demo")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--reuse", action="store_true", help="the workdir's stages up to train_reward are already run")
+    ap.add_argument("--tag", default="", help="suffix of the per-algorithm folders (several settings side by side)")
+    args = ap.parse_args()
+    overrides = [(k, yaml.safe_load(v)) for k, v in (item.split("=", 1) for item in args.set)]
+    if args.reuse:
+        base = args.workdir
+        return report(base, args, overrides)
+    base = make_workdir(args.workdir or Path(tempfile.mkdtemp(prefix="rft-algos-")) / "base")
+    if args.example:
+        shutil.copytree(ROOT / "examples", base / "examples")
+        shutil.copy(ROOT / "examples" / args.example / "params.yaml", base / "params.yaml")
+        hh = ROOT.parent / "shared/data/hh-rlhf-harmless/train-1200.jsonl"
+        run([sys.executable, "-m", "tasks.cli", "import-hh", str(hh), "data/incoming/hh"], base)
+        run([sys.executable, "-m", "tasks.cli", "train-reward-model", "data/incoming/hh/gold_pairs.jsonl",
+             "data/incoming/hh/gold-reward"], base)
+    params = yaml.safe_load((base / "params.yaml").read_text())
+    for key, value in overrides:
+        set_key(params, key, value)
+    (base / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    print(f"workdir: {base.parent}", flush=True)
+    t0 = time.perf_counter()
+    for stage in BEFORE_OPTIMIZE:
+        run([sys.executable, "-m", "tasks.cli", "stage", stage], base)
+    print(f"stages up to train_reward: {time.perf_counter() - t0:.0f}s", flush=True)
+    return report(base, args, overrides)
+
+
+def report(base: Path, args, overrides: list) -> int:
+    from tasks.config import load_params
+    from tasks.gate import decide
+
+    source = load_params(base / "params.yaml").promote.winrate_source
+    rows = []
+    for name in args.algorithms:
+        work = base.parent / (name + args.tag)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(base, work, symlinks=True)
+        p = yaml.safe_load((work / "params.yaml").read_text())
+        for key, value in overrides:
+            set_key(p, key, value)
+        p["optimize"]["algorithm"] = name
+        (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        wall, rss, _ = run([sys.executable, "-m", "tasks.cli", "stage", "optimize"], work)
+        run([sys.executable, "-m", "tasks.cli", "stage", "evaluate"], work)
+        m = json.loads((work / "reports/eval/metrics.json").read_text())
+        decision = decide(m, load_params(work / "params.yaml").promote)
+        judge = load_params(work / "params.yaml").promote.alarm_judge
+        rows.append({"algorithm": name, "winrate": m[f"winrate_{source}"],
+                     "ci_low": m[f"winrate_{source}_ci_low"], "ci_high": m[f"winrate_{source}_ci_high"],
+                     "judge": m.get(f"winrate_{judge}", float("nan")), "kl": m["kl"],
+                     "distinct_ratio": m["distinct_2"] / max(m["distinct_2_champion"], 1e-9),
+                     "optimize_s": wall, "peak_rss_mib": rss, "promote": decision.promote,
+                     "why": "; ".join(decision.reasons)})
+        r = rows[-1]
+        print(f"{name}: winrate_{source} {r['winrate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
+              f"{judge} {r['judge']:.3f} KL {r['kl']:.2f} distinct-2 x{r['distinct_ratio']:.2f} "
+              f"optimize {wall:.0f}s {rss:.0f} MiB promote={r['promote']}", flush=True)
+    print(f"\n| algorithm | win-rate vs base ({source}) | 95% CI | {judge} win-rate | KL | distinct-2 ratio "
+          "| optimize wall | peak RSS | gate |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        gate = "promote" if r["promote"] else "refuse: " + r["why"]
+        print(f"| `{r['algorithm']}` | {r['winrate']:.3f} | {r['ci_low']:.3f}–{r['ci_high']:.3f} | {r['judge']:.3f} "
+              f"| {r['kl']:.2f} | {r['distinct_ratio']:.2f} | {r['optimize_s']:.0f} s | {r['peak_rss_mib']:.0f} MiB "
+              f"| {gate} |")
+    (base.parent / f"algorithms{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

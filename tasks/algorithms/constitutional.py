@@ -1,0 +1,178 @@
+"""``constitutional``: Constitutional AI (Bai et al., 2022) on the task's rubric.
+
+The constitution is the rubric's ``principles`` (each a critique request and a
+revision request), or one principle per criterion when the file has none
+(``tasks/rubric.py``).
+
+**Supervised phase.** For each of ``prompts`` training prompts: the policy
+answers; then, for ``revisions`` rounds, a principle is drawn (seeded), the
+critic writes a critique of the current reply under that principle's critique
+request, and a revision under its revision request. The policy is fine-tuned
+(TRL ``SFTTrainer``, loss on the reply only) on the final revisions. Every
+step's text is logged as the MLflow table ``constitutional/revisions.json``.
+
+**RL phase** (``rl: dpo``). The fine-tuned policy answers each of
+``rl_prompts`` prompts twice; ``rl_judge`` (an LLM or HTTP judge reads the
+rubric, principles included, in its question) picks the better one: AI
+preferences, on which DPO runs against the champion. ``rl: none`` stops after
+the supervised phase. To use a reward model with GRPO instead, label with that
+judge (``label.source: judge``) so the cycle's reward model is trained on AI
+preferences, and pick ``optimize.algorithm: grpo``.
+
+The critic is ``critic``: a judge of kind ``llm`` (a local instruction model)
+or ``http`` (a server), or null for the policy itself. On the tiny default
+policy the mechanics run end to end; the texts only become meaningful with a
+capable instruction model as the critic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.options import opt
+
+
+@dataclass(frozen=True)
+class Config:
+    critic: str | None = opt(None, "The judge (kind llm or http) that writes critiques and revisions; null: the "
+                             "policy itself.")
+    prompts: int = opt(64, "Training prompts of the supervised phase.", ge=1)
+    revisions: int = opt(1, "Critique-revision rounds per prompt, each under a freshly drawn principle.", ge=1)
+    max_new_tokens: int = opt(48, "Longest reply, critique or revision in tokens.", ge=1)
+    temperature: float = opt(0.7, "Sampling temperature of replies, critiques and revisions (0: greedy).", ge=0)
+    lr: float = opt(1e-4, "Peak learning rate of the supervised fine-tuning (linear decay).", gt=0)
+    epochs: float = opt(2.0, "Passes over the revisions.", gt=0)
+    batch_size: int = opt(16, "Revisions per optimizer step.", ge=1)
+    rl: str = opt("dpo", "RL phase: dpo on AI preferences from rl_judge, or none.", choices=("dpo", "none"))
+    rl_judge: str = opt("reward", "The judge (a name in the judges section) that compares pairs in the RL phase.")
+    rl_prompts: int = opt(64, "Prompts of the RL phase (two replies each).", ge=1)
+    beta: float = opt(0.1, "DPO beta against the champion in the RL phase.", gt=0)
+    rl_epochs: float = opt(1.0, "DPO passes over the AI preference pairs.", gt=0)
+    loss_type: str = opt("sigmoid", "TRL DPO loss variant of the RL phase.", choices=("sigmoid", "ipo", "robust",
+                                                                                       "hinge"))
+    label_smoothing: float = opt(0.0, "cDPO / robust label noise of the RL phase.", ge=0, lt=0.5)
+
+    def judges(self) -> dict[str, str]:
+        """The judges this section names, by key (checked on load, built by the optimize stage)."""
+        return {"rl_judge": self.rl_judge, **({"critic": self.critic} if self.critic else {})}
+
+
+def critique_request(prompt, reply: str, principle) -> list[dict]:
+    """The conversation the critic answers with a critique: the user's request, the reply, the principle."""
+    from tasks.prompting import as_messages
+
+    return [*as_messages(prompt), {"role": "assistant", "content": reply},
+            {"role": "user", "content": f"Critique request: {principle.critique}"}]
+
+
+def revision_request(prompt, reply: str, critique: str, principle) -> list[dict]:
+    """The conversation the critic answers with a revision: the critique exchange, then the revision request."""
+    return [*critique_request(prompt, reply, principle), {"role": "assistant", "content": critique},
+            {"role": "user", "content": f"Revision request: {principle.revision} Reply with the revised "
+                                        "response only."}]
+
+
+def draw_principles(n_prompts: int, rounds: int, n_principles: int, seed: int) -> list[list[int]]:
+    """For each prompt, the principle index of each round: uniform draws from a seeded generator."""
+    import random
+
+    rng = random.Random(seed)
+    return [[rng.randrange(n_principles) for _ in range(rounds)] for _ in range(n_prompts)]
+
+
+class _PolicyCritic:
+    """The policy itself as the critic (the tiny default): its completions, context-truncated from the left."""
+
+    def __init__(self, model, tok):
+        self.model, self.tok = model, tok
+
+    def generate(self, prompts, *, max_new_tokens, temperature, seed=0):
+        from tasks.rollout import complete
+
+        return complete(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                        seed=seed)
+
+
+def train(run):
+    from dataclasses import replace
+
+    from datasets import Dataset
+    from trl import DPOTrainer, SFTConfig, SFTTrainer
+
+    from tasks.algorithms.base import fit, trl_args
+    from tasks.algorithms.dpo import dpo_args
+    from tasks.algorithms.online_dpo import round_pairs
+    from tasks.prompting import format_prompt
+    from tasks.rollout import complete, context_length
+
+    cfg, policy, tok = run.cfg, run.policy, run.tok
+    constitution = run.rubric.constitution()
+    critic = run.judge(cfg.critic) if cfg.critic else _PolicyCritic(policy, tok)
+    prompts = [run.data[i % len(run.data)] for i in range(cfg.prompts)]
+    seed = run.common.seed
+    policy.eval()
+    replies = complete(policy, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                       seed=seed)
+    draws = draw_principles(len(prompts), cfg.revisions, len(constitution), seed)
+    table = [{"prompt": format_prompt(p, tok)[-300:], "initial": r} for p, r in zip(prompts, replies)]
+    current = list(replies)
+    for rnd in range(cfg.revisions):
+        chosen = [constitution[d[rnd]] for d in draws]
+        critiques = critic.generate([critique_request(p, r, c) for p, r, c in zip(prompts, current, chosen)],
+                                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                    seed=seed + 1 + 2 * rnd)
+        revised = critic.generate([revision_request(p, r, k, c) for p, r, k, c in
+                                   zip(prompts, current, critiques, chosen)],
+                                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                  seed=seed + 2 + 2 * rnd)
+        # An empty revision keeps the reply it would have replaced.
+        current = [v or r for v, r in zip(revised, current)]
+        for row, c, k, v in zip(table, chosen, critiques, current):
+            row.update({f"principle_{rnd}": c.name, f"critique_{rnd}": k, f"revision_{rnd}": v})
+    run.table(table, "constitutional/revisions.json")
+    rows = [{"prompt": format_prompt(p, tok), "completion": " " + v} for p, v in zip(prompts, current)]
+    policy.train()
+    sft = replace(run, checkpoint_dir=run.checkpoint_dir / "sft")
+    args = trl_args(SFTConfig, sft, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+                    max_length=context_length(policy), completion_only_loss=True, packing=False)
+    trainer = SFTTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         callbacks=run.callbacks)
+    sft_info = fit(trainer, sft)
+    policy = trainer.model
+    info = {"revised": len(rows), "changed_by_revision": sum(a != b for a, b in zip(replies, current)),
+            "sft_loss": sft_info["train_loss"], "steps": sft_info["steps"]}
+    if cfg.rl == "none":
+        return policy, info
+    judge = run.judge(cfg.rl_judge)
+    rl_prompts = [run.data[(cfg.prompts + i) % len(run.data)] for i in range(cfg.rl_prompts)]
+    policy.eval()
+    twice = [p for p in rl_prompts for _ in range(2)]
+    answers = complete(policy, tok, twice, max_new_tokens=cfg.max_new_tokens, temperature=max(cfg.temperature, 0.7),
+                       seed=seed + 10_000)
+    a, b = answers[0::2], answers[1::2]
+    verdicts = judge.compare(rl_prompts, a, b, keys=[f"cai-{i}" for i in range(len(rl_prompts))])
+    pairs = round_pairs(rl_prompts, a, b, verdicts.a_wins)
+    run.table([{"prompt": format_prompt(p, tok)[-300:], "chosen": c, "rejected": x} for p, c, x in pairs],
+              "constitutional/ai_preferences.json")
+    info["ai_pairs"] = len(pairs)
+    if not pairs:
+        return policy, info
+    dpo = replace(run, checkpoint_dir=run.checkpoint_dir / "dpo")
+    policy.train()
+    rl_cfg = _RL(cfg.beta, cfg.loss_type, cfg.label_smoothing, cfg.batch_size)
+    trainer = DPOTrainer(model=policy, ref_model=run.reference,
+                         args=dpo_args(dpo, rl_cfg, num_train_epochs=cfg.rl_epochs),
+                         train_dataset=Dataset.from_list([{"prompt": format_prompt(p, tok), "chosen": " " + c,
+                                                           "rejected": " " + x} for p, c, x in pairs]),
+                         processing_class=tok, callbacks=run.callbacks)
+    rl_info = fit(trainer, dpo)
+    return trainer.model, {**info, "dpo_loss": rl_info["train_loss"], "steps": info["steps"] + rl_info["steps"]}
+
+
+@dataclass(frozen=True)
+class _RL:
+    """The DPO settings of the RL phase, in the names ``dpo_args`` reads."""
+    beta: float
+    loss_type: str
+    label_smoothing: float
+    batch_size: int
