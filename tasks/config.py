@@ -619,6 +619,10 @@ def _check_optimize(p: Params) -> None:
     if o.reward_weights is not None and len(o.reward_weights) != len(o.reward):
         raise ConfigError(f"optimize.reward_weights: {len(o.reward_weights)} weights for {len(o.reward)} judges "
                           "in optimize.reward")
+    if o.algorithm == "ppo" and o.ppo.value_init == "reward_model" and \
+            not any(p.judges[n].kind == "reward_model" for n in o.reward):
+        raise ConfigError("optimize.ppo.value_init: reward_model starts the value model from a reward model, but "
+                          "no judge of optimize.reward is of kind reward_model")
     for key, name in _alg.REGISTRY[o.algorithm].judges(getattr(o, o.algorithm)).items():
         _training_judge(p, f"optimize.{o.algorithm}.{key}", name, scoring=False)
     if o.algorithm == "constitutional" and o.constitutional.critic is not None and \

@@ -204,7 +204,9 @@ def run_optimize(params: Params) -> dict:
                   reward_funcs=[TrlReward(n, j, by_formatted) for n, j in zip(cfg.reward, judges)],
                   reward_weights=weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
                   probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
-                  rubric=load_rubric(params.task.rubric), table=_table)
+                  rubric=load_rubric(params.task.rubric), table=_table,
+                  reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
+                                          if params.judges[n].kind == "reward_model"), None))
         trained, trained_info = algo.train(job)
         info.update(trained_info)
         if cfg.lora:

@@ -104,9 +104,9 @@ def test_best_of_n_keeps_each_prompts_best_above_the_threshold():
 
     # prompt a: scores 0.1, 0.9, 0.5 -> index 1; prompt b: 0.3, 0.3 -> the first of the tie, index 3.
     ids, scores = ["a", "a", "a", "b", "b"], [0.1, 0.9, 0.5, 0.3, 0.3]
-    assert select_best(ids, ["r"] * 5, scores, None) == [1, 3]
+    assert select_best(ids, scores, None) == [1, 3]
     # threshold 0.4 drops b's best (0.3)
-    assert select_best(ids, ["r"] * 5, scores, 0.4) == [1]
+    assert select_best(ids, scores, 0.4) == [1]
 
 
 def test_online_dpo_orders_pairs_by_the_verdict_and_drops_ties():
@@ -179,3 +179,52 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
         for key in ("objective_kl", "objective_rlhf_reward", "policy_approx_kl", "policy_clipfrac", "val_clipfrac",
                     "val_explained_variance", "policy_entropy", "response_length", "response_eos_rate"):
             assert key in run.data.metrics, key
+
+
+def _policy_reward_model(champion, dest):
+    """A reward model on the policy's own tokenizer: GPT-2 with a one-logit score head, from the champion."""
+    import torch
+    from transformers import AutoTokenizer, GPT2ForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(champion)
+    model = GPT2ForSequenceClassification.from_pretrained(champion, num_labels=1,
+                                                          pad_token_id=tok.pad_token_id or tok.eos_token_id)
+    torch.nn.init.normal_(model.score.weight, std=0.5, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest, model
+
+
+@pytest.mark.slow
+def test_ppo_value_model_starts_from_a_reward_model_on_the_policys_tokens(built_project, tmp_path):
+    import torch
+
+    from tasks.algorithms.ppo import Critic, forward, value_from_reward_model
+    from tasks.policy import load_policy
+
+    path, _, _ = built_project
+    policy, tok = load_policy(path / "models/champion")
+    rm_dir, rm = _policy_reward_model(path / "models/champion", tmp_path / "policy-rm")
+    backbone, head = value_from_reward_model(rm_dir, tok)
+    assert torch.equal(head.weight, rm.score.weight)             # the score head is the value head's start
+    critic = Critic(policy, backbone, head)
+    enc = tok(["A review of the soup:"] * 2, return_tensors="pt")
+    ids = torch.cat([enc["input_ids"], enc["input_ids"][:, :3]], 1)
+    _, _, values = forward(policy, critic, ids, torch.ones_like(ids), enc["input_ids"].shape[1], 1.0)
+    # V at the response's first position is the reward model's score head on the prompt's last state:
+    # the same number the reward model gives the prompt alone (GPT-2's classifier reads the last token).
+    with torch.no_grad():
+        assert values[0, 0].item() == pytest.approx(rm(**enc).logits[0, 0].item(), abs=1e-5)
+    # The cycle's MiniLM reward model reads other tokens: refused, naming the key.
+    with pytest.raises(ConfigError, match="optimize.ppo.value_init: reward_model needs a reward model on the "
+                                          "policy's tokenizer"):
+        value_from_reward_model(path / "models/reward", tok)
+
+
+def test_value_init_from_a_reward_model_needs_a_separate_value_model_and_a_reward_model_judge():
+    with pytest.raises(ConfigError, match="optimize.ppo.value_init: reward_model starts a separate"):
+        parse_params({"optimize": {"ppo": {"value_init": "reward_model"}}})
+    with pytest.raises(ConfigError, match="optimize.ppo.value_init: reward_model starts the value model from a "
+                                          "reward model, but no judge"):
+        parse_params({"optimize": {"algorithm": "ppo", "reward": ["embedding"],
+                                   "ppo": {"value_init": "reward_model", "value_model": "separate"}}})

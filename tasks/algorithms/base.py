@@ -66,6 +66,7 @@ class Run:
     champion: Path                # the champion's folder (a separate value model starts from it)
     judge: Callable[[str], Any]   # build a judge of the judges section by name
     rubric: Any = None            # the task's rubric (tasks/rubric.py)
+    reward_model_path: Path | None = None   # the first reward_model judge of optimize.reward (PPO's value init)
     table: Callable[[list[dict], str], None] = lambda rows, name: None   # log a table (MLflow) of rows
 
 

@@ -32,7 +32,7 @@ class Config:
     batch_size: int = opt(16, "Responses per optimizer step.", ge=1)
 
 
-def select_best(prompt_ids: list, responses: list[str], scores: list[float], threshold: float | None) -> list[int]:
+def select_best(prompt_ids: list, scores: list[float], threshold: float | None) -> list[int]:
     """Indices of each prompt's highest-scoring response (the first on a tie), dropping any below
     ``threshold``. Rows are grouped by ``prompt_ids`` in order of first appearance."""
     best: dict = {}
@@ -62,7 +62,7 @@ def train(run):
     for p in run.data:
         prompts += [p] * cfg.n
     scores = run.reward(prompts, texts)
-    keep = select_best([id(p) for p in prompts], texts, scores, cfg.score_threshold)
+    keep = select_best([i // cfg.n for i in range(len(prompts))], scores, cfg.score_threshold)
     if not keep:
         from tasks.errors import ConfigError
 

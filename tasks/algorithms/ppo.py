@@ -20,9 +20,10 @@ PPO" (Huang et al., 2022). Each update:
    ``entropy_coef`` times the entropy.
 
 The value head reads the last hidden state: on the policy's own backbone
-(``value_model: shared``) or on a separate copy of the champion
-(``separate``). It starts at zero, so the first advantages are the whitened
-returns. Logged every update: ``objective/kl``, ``objective/rlhf_reward``,
+(``value_model: shared``) or on a separate value model (``separate``), a copy
+of the champion, or with ``value_init: reward_model`` a copy of the reward
+model (backbone and score head; it must tokenize as the policy does). A zero
+head makes the first advantages the whitened returns. Logged every update: ``objective/kl``, ``objective/rlhf_reward``,
 ``objective/scores``, ``policy/approx_kl``, ``policy/clipfrac``,
 ``policy/entropy``, ``val/clipfrac``, ``val/explained_variance``,
 ``response/length``, ``response/eos_rate`` and ``objective/kl_coef``.
@@ -69,13 +70,20 @@ class Config:
     whiten_rewards: bool = opt(True, "Whiten the per-token rewards of each rollout (scale only, the mean kept).")
     missing_eos_penalty: float | None = opt(None, "Score given to a response that never produced EOS instead of "
                                             "its reward; null keeps its reward.")
-    value_model: str = opt("shared", "shared (a value head on the policy's backbone) or separate (a head on its "
-                           "own copy of the champion).", choices=("shared", "separate"))
+    value_model: str = opt("shared", "shared (a value head on the policy's backbone) or separate (a value model "
+                           "of its own).", choices=("shared", "separate"))
+    value_init: str = opt("zero", "zero (a zero head; a separate value model starts from the champion) or "
+                          "reward_model (value_model separate: a copy of the first reward_model judge of "
+                          "optimize.reward, backbone and score head; it must read the policy's tokens).",
+                          choices=("zero", "reward_model"))
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.", gt=0)
 
     def __post_init__(self):
         from tasks.errors import ConfigError
 
+        if self.value_init == "reward_model" and self.value_model != "separate":
+            raise ConfigError("value_init: reward_model starts a separate value model from the reward model; set "
+                              "value_model: separate")
         if self.rollout_batch_size % (self.num_minibatches * self.grad_accum):
             raise ConfigError(f"rollout_batch_size: {self.rollout_batch_size} must split evenly into "
                               f"num_minibatches x grad_accum = {self.num_minibatches * self.grad_accum} micro-batches")
@@ -91,13 +99,36 @@ def value_head(hidden: int):
     return head
 
 
+def value_from_reward_model(path, tok):
+    """(backbone, head) of a reward model, to start a separate value model from: it must tokenize as the
+    policy does (the value model reads the policy's token ids), and its score head must be one linear
+    output."""
+    from torch import nn
+    from transformers import AutoTokenizer
+
+    from tasks.errors import ConfigError
+    from tasks.rewardmodel import load_reward_model
+
+    key = "optimize.ppo.value_init"
+    theirs = AutoTokenizer.from_pretrained(str(path)).get_vocab()
+    if theirs != tok.get_vocab():
+        raise ConfigError(f"{key}: reward_model needs a reward model on the policy's tokenizer; {path} has a "
+                          f"vocabulary of {len(theirs)} tokens, the policy's has {len(tok.get_vocab())} "
+                          "(use value_init: zero)")
+    rm = load_reward_model(path)
+    head = getattr(rm, "score", None) or getattr(rm, "classifier", None)
+    if not isinstance(head, nn.Linear) or head.out_features != 1:
+        raise ConfigError(f"{key}: {path} has no single linear score head to start the value head from")
+    return rm.base_model, head
+
+
 class Critic:
     """The value function V(s_t) on response positions: a head on the policy's backbone or on its own."""
 
-    def __init__(self, policy, backbone=None):
+    def __init__(self, policy, backbone=None, head=None):
         hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
         self.backbone = backbone            # None: shared with the policy
-        self.head = value_head(hidden)
+        self.head = head if head is not None else value_head(hidden)
 
     def parameters(self):
         return [*self.head.parameters(), *(self.backbone.parameters() if self.backbone is not None else [])]
@@ -162,11 +193,14 @@ def train(run):
 
     cfg, policy, ref = run.cfg, run.policy, run.reference
     policy.eval()                      # dropout off, for rollouts and learning alike
-    backbone = None
-    if cfg.value_model == "separate":
+    backbone, head = None, None
+    if cfg.value_init == "reward_model":
+        backbone, head = value_from_reward_model(run.reward_model_path, run.tok)
+    elif cfg.value_model == "separate":
         backbone, _ = load_policy(run.champion)
-        backbone.eval()
-    critic = Critic(policy, backbone)
+    if backbone is not None:
+        backbone.to(policy.device).eval()
+    critic = Critic(policy, backbone, head)
     params = [p for p in policy.parameters() if p.requires_grad] + critic.parameters()
     optim = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
     kl_ctl = (pm.AdaptiveKL(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_controller == "adaptive"
