@@ -39,4 +39,4 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf data models reports mlruns.db mlartifacts dvc.lock
+	rm -rf data models reports checkpoints mlruns.db mlartifacts dvc.lock

@@ -616,20 +616,17 @@ def _check_optimize(p: Params) -> None:
         raise ConfigError("optimize.reward: name at least one judge")
     for name in o.reward:
         _training_judge(p, "optimize.reward", name, scoring=True)
-    if o.reward_weights is not None and len(o.reward_weights) != len(o.reward):
-        raise ConfigError(f"optimize.reward_weights: {len(o.reward_weights)} weights for {len(o.reward)} judges "
-                          "in optimize.reward")
-    if o.algorithm == "ppo" and o.ppo.value_init == "reward_model" and \
-            not any(p.judges[n].kind == "reward_model" for n in o.reward):
-        raise ConfigError("optimize.ppo.value_init: reward_model starts the value model from a reward model, but "
-                          "no judge of optimize.reward is of kind reward_model")
-    for key, name in _alg.REGISTRY[o.algorithm].judges(getattr(o, o.algorithm)).items():
+    if o.reward_weights is not None:
+        if len(o.reward_weights) != len(o.reward):
+            raise ConfigError(f"optimize.reward_weights: {len(o.reward_weights)} weights for {len(o.reward)} "
+                              "judges in optimize.reward")
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in o.reward_weights):
+            raise ConfigError(f"optimize.reward_weights: must be numbers, got {o.reward_weights!r}")
+    section = getattr(o, o.algorithm)
+    for key, name in _alg.REGISTRY[o.algorithm].judges(section).items():
         _training_judge(p, f"optimize.{o.algorithm}.{key}", name, scoring=False)
-    if o.algorithm == "constitutional" and o.constitutional.critic is not None and \
-            p.judges[o.constitutional.critic].kind not in ("llm", "http"):
-        raise ConfigError(f"optimize.constitutional.critic: {o.constitutional.critic!r} is a "
-                          f"{p.judges[o.constitutional.critic].kind} judge; the critic writes text: name an llm or "
-                          "http judge, or null for the policy itself")
+    if hasattr(section, "check"):       # the algorithm's own checks across sections
+        section.check(p)
 
 
 def _scores(p: Params, name: str) -> bool:

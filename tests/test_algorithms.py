@@ -45,7 +45,7 @@ def test_unknown_algorithm_is_a_config_error_not_a_default():
 
 @pytest.mark.parametrize("raw, message", [
     ({"optimize": {"grpo": {"batch_size": 30}}}, "optimize.grpo.batch_size: 30 is not a multiple"),
-    ({"optimize": {"ppo": {"rollout_batch_size": 30}}}, "optimize.ppo.rollout_batch_size: 30 must split"),
+    ({"optimize": {"ppo": {"rollout_batch_size": 31}}}, "optimize.ppo.rollout_batch_size: 31 must split"),
     ({"optimize": {"dpo": {"loss_type": "sigmoidd"}}}, "optimize.dpo.loss_type: must be one of"),
     ({"optimize": {"dpo": {"label_smoothing": 0.5}}}, "optimize.dpo.label_smoothing: must be < 0.5"),
     ({"optimize": {"reward": ["nope"]}}, "optimize.reward: no judge named 'nope'"),

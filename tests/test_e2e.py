@@ -123,6 +123,27 @@ def test_dvc_status_clean_and_lineage_hashes_match_dvc_lock(cycled):
     assert gen.data.tags["dvc.md5.models/champion"] == deps["models/champion"]
 
 
+def test_only_the_active_algorithms_section_is_a_dependency(cycled):
+    path, _ = cycled
+    if stale(path):
+        pytest.skip("the champion moved; this test needs the first cycle's clean state")
+    lock = yaml.safe_load((path / "dvc.lock").read_text())
+    recorded = set(lock["stages"]["optimize"]["params"]["params.yaml"])
+    assert "optimize.grpo" in recorded and not {"optimize.dpo", "optimize.ppo", "optimize.kto"} & recorded
+    original = (path / "params.yaml").read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["optimize"]["dpo"]["beta"] = 0.7            # another algorithm's section: nothing to redo
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert stale(path) == set()
+        params["optimize"]["grpo"]["lr"] = 1e-3            # the active one: optimize is stale
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert stale(path) == {"optimize"}
+    finally:
+        (path / "params.yaml").write_text(original)
+    assert stale(path) == set()
+
+
 def test_second_repro_runs_only_stale_stages(cycled):
     # Without a promotion nothing is stale and `dvc repro` runs nothing.
     path, _ = cycled

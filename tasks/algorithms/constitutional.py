@@ -45,12 +45,21 @@ class Config:
     batch_size: int = opt(16, "Revisions per optimizer step.", ge=1)
     rl: str = opt("dpo", "RL phase: dpo on AI preferences from rl_judge, or none.", choices=("dpo", "none"))
     rl_judge: str = opt("reward", "The judge (a name in the judges section) that compares pairs in the RL phase.")
-    rl_prompts: int = opt(64, "Prompts of the RL phase (two replies each).", ge=1)
+    rl_prompts: int = opt(256, "Prompts of the RL phase (two replies each).", ge=1)
     beta: float = opt(0.1, "DPO beta against the champion in the RL phase.", gt=0)
-    rl_epochs: float = opt(1.0, "DPO passes over the AI preference pairs.", gt=0)
+    rl_epochs: float = opt(2.0, "DPO passes over the AI preference pairs.", gt=0)
     loss_type: str = opt("sigmoid", "TRL DPO loss variant of the RL phase.", choices=("sigmoid", "ipo", "robust",
                                                                                        "hinge"))
     label_smoothing: float = opt(0.0, "cDPO / robust label noise of the RL phase.", ge=0, lt=0.5)
+
+    def check(self, params) -> None:
+        """Checks against the rest of params.yaml, made on load: the critic must write text."""
+        from tasks.errors import ConfigError
+
+        if self.critic is not None and params.judges[self.critic].kind not in ("llm", "http"):
+            raise ConfigError(f"optimize.constitutional.critic: {self.critic!r} is a "
+                              f"{params.judges[self.critic].kind} judge; the critic writes text: name an llm or "
+                              "http judge, or null for the policy itself")
 
     def judges(self) -> dict[str, str]:
         """The judges this section names, by key (checked on load, built by the optimize stage)."""

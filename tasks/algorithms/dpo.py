@@ -26,10 +26,10 @@ from tasks.options import opt
 
 @dataclass(frozen=True)
 class Config:
-    lr: float = opt(2e-4, "Peak learning rate (linear decay).", gt=0)
+    lr: float = opt(5e-5, "Peak learning rate (linear decay).", gt=0)
     beta: float = opt(0.1, "Strength of the implicit KL constraint to the champion (IPO: the regulariser tau).",
                       gt=0)
-    epochs: float = opt(3.0, "Passes over the pairs.", gt=0)
+    epochs: float = opt(2.0, "Passes over the pairs.", gt=0)
     batch_size: int = opt(32, "Pairs per optimizer step.", ge=1)
     loss_type: str = opt("sigmoid", "TRL loss variant: sigmoid (DPO; cDPO with label_smoothing), ipo, robust, "
                          "hinge.", choices=("sigmoid", "ipo", "robust", "hinge"))

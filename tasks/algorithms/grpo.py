@@ -17,9 +17,13 @@ from tasks.options import opt
 
 @dataclass(frozen=True)
 class Config(OnlineConfig):
+    max_steps: int = opt(60, "Optimizer steps.", ge=1)
+    beta: float = opt(0.1, "KL coefficient: penalty on KL(policy || reference), the reference being the champion.",
+                      ge=0)
     epsilon: float = opt(0.2, "Clip range of the policy ratio.", gt=0)
-    scale_rewards: str = opt("group", "Divide advantages by the group's reward std (group), the batch's (batch) "
-                             "or not at all (none; Dr. GRPO's recommendation).", choices=("group", "batch", "none"))
+    scale_rewards: str = opt("none", "Divide advantages by the group's reward std (group), the batch's (batch) "
+                             "or not at all (none; Dr. GRPO's recommendation, and on the demo the setting that "
+                             "keeps the candidate's diversity).", choices=("group", "batch", "none"))
     loss_type: str = opt("dapo", "TRL's GRPO loss normalisation: grpo (per sequence), bnpo, dr_grpo or dapo "
                          "(per token over the batch).", choices=("grpo", "bnpo", "dr_grpo", "dapo"))
 

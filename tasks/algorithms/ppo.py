@@ -46,16 +46,16 @@ from tasks.options import opt
 
 @dataclass(frozen=True)
 class Config:
-    lr: float = opt(5e-5, "Adam learning rate (constant).", gt=0)
+    lr: float = opt(2e-5, "Adam learning rate (constant).", gt=0)
     updates: int = opt(40, "PPO updates: each samples a rollout batch and learns on it.", ge=1)
     rollout_batch_size: int = opt(32, "Prompts per rollout (one response each).", ge=2)
-    ppo_epochs: int = opt(4, "Passes over each rollout batch.", ge=1)
-    num_minibatches: int = opt(4, "Minibatches per pass (each one optimizer step).", ge=1)
+    ppo_epochs: int = opt(2, "Passes over each rollout batch.", ge=1)
+    num_minibatches: int = opt(2, "Minibatches per pass (each one optimizer step).", ge=1)
     grad_accum: int = opt(1, "Micro-batches per minibatch, gradients accumulated.", ge=1)
     max_new_tokens: int = opt(48, "Longest response in tokens.", ge=1)
     temperature: float = opt(1.0, "Sampling temperature; logits are divided by it for every log-probability.",
                              gt=0)
-    kl_coef: float = opt(0.05, "Coefficient of the per-token KL penalty to the champion (initial value when "
+    kl_coef: float = opt(0.1, "Coefficient of the per-token KL penalty to the champion (initial value when "
                          "adaptive).", ge=0)
     kl_controller: str = opt("fixed", "fixed, or adaptive (Ziegler et al.): kl_coef moves to keep the KL near "
                              "kl_target.", choices=("fixed", "adaptive"))
@@ -77,6 +77,15 @@ class Config:
                           "optimize.reward, backbone and score head; it must read the policy's tokens).",
                           choices=("zero", "reward_model"))
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.", gt=0)
+
+    def check(self, params) -> None:
+        """Checks against the rest of params.yaml, made on load."""
+        from tasks.errors import ConfigError
+
+        if self.value_init == "reward_model" and \
+                not any(params.judges[n].kind == "reward_model" for n in params.optimize.reward):
+            raise ConfigError("optimize.ppo.value_init: reward_model starts the value model from a reward model, "
+                              "but no judge of optimize.reward is of kind reward_model")
 
     def __post_init__(self):
         from tasks.errors import ConfigError

@@ -16,7 +16,8 @@ from tasks.options import opt
 
 @dataclass(frozen=True)
 class Config(OnlineConfig):
-    beta: float = opt(0.05, "KL coefficient: KL(policy || champion) subtracted from the reward.", ge=0)
+    max_steps: int = opt(60, "Optimizer steps.", ge=1)
+    beta: float = opt(0.2, "KL coefficient: KL(policy || champion) subtracted from the reward.", ge=0)
     normalize_advantages: bool = opt(False, "Whiten the advantages of each generation batch.")
 
 
