@@ -34,7 +34,7 @@ import shutil
 from pathlib import Path
 
 from tasks.algorithms import REGISTRY
-from tasks.algorithms.base import BINARY, PAIRS, Run
+from tasks.algorithms.base import BINARY, PAIRS, Run, TrlReward, mlflow_callback
 from tasks.config import Params
 from tasks.errors import DataError
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
@@ -155,7 +155,7 @@ def run_optimize(params: Params) -> dict:
     cfg = params.optimize
     algo = REGISTRY[cfg.algorithm]
     champion = Path(params.policy.champion_dir)
-    names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())
+    names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())   # for lineage
     with tracking.stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
         torch.manual_seed(cfg.seed)
         device = pick_device("auto")
@@ -168,13 +168,12 @@ def run_optimize(params: Params) -> dict:
         reward = weighted_reward(judges, weights)
         train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
         by_formatted = {format_prompt(p, tok): p for p in train}
-        from tasks.algorithms.base import TrlReward, mlflow_callback
-
+        section = getattr(cfg, cfg.algorithm)
         info: dict = {}
         if algo.consumes == PAIRS:
             data = pair_rows(tok, params.label.ties)
         elif algo.consumes == BINARY:
-            data, info["kto_source"] = binary_rows(tok, params.label.ties, cfg.kto.source)
+            data, info["kto_source"] = binary_rows(tok, params.label.ties, section.source)
         else:
             data = train
         if cfg.lora:
@@ -199,7 +198,7 @@ def run_optimize(params: Params) -> dict:
             if stale != ckpt:
                 shutil.rmtree(stale, ignore_errors=True)
         mlflow.set_tag("optimize.checkpoint", str(ckpt))
-        job = Run(cfg=getattr(cfg, cfg.algorithm), common=cfg, policy=model, reference=ref, tok=tok, data=data,
+        job = Run(cfg=section, common=cfg, policy=model, reference=ref, tok=tok, data=data,
                   reward=reward,
                   reward_funcs=[TrlReward(n, j, by_formatted) for n, j in zip(cfg.reward, judges)],
                   reward_weights=weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
