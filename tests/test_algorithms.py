@@ -176,8 +176,8 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
         assert out["revised"] == 6 and len(table["data"]) == 6
         assert {"initial", "principle_0", "critique_0", "revision_0"} <= set(table["columns"])
     if name == "ppo":
-        for key in ("objective_kl", "objective_rlhf_reward", "policy_approx_kl", "policy_clipfrac", "val_clipfrac",
-                    "val_explained_variance", "policy_entropy", "response_length", "response_eos_rate"):
+        for key in ("objective/kl", "objective/rlhf_reward", "policy/approx_kl", "policy/clipfrac", "val/clipfrac",
+                    "val/explained_variance", "policy/entropy", "response/length", "response/eos_rate"):
             assert key in run.data.metrics, key
 
 
@@ -228,3 +228,21 @@ def test_value_init_from_a_reward_model_needs_a_separate_value_model_and_a_rewar
                                           "reward model, but no judge"):
         parse_params({"optimize": {"algorithm": "ppo", "reward": ["embedding"],
                                    "ppo": {"value_init": "reward_model", "value_model": "separate"}}})
+
+
+@pytest.mark.slow
+def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_project, tmp_path, monkeypatch):
+    from tasks.optimize import run_optimize
+
+    path, _, _ = built_project
+    work = tmp_path / "proj"
+    shutil.copytree(path, work)
+    monkeypatch.chdir(work)
+    raw = merge(yaml.safe_load((work / "params.yaml").read_text()),
+                {"optimize": {"algorithm": "constitutional",
+                              "constitutional": {**TINY_SECTIONS["constitutional"], "rl": "grpo", "rl_steps": 2,
+                                                 "rl_num_generations": 2}},
+                 "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
+    out = run_optimize(parse_params(raw))
+    # 6 revisions at batch 4 -> 2 SFT steps, then 2 GRPO steps; no AI preference pairs were drawn
+    assert out["revised"] == 6 and out["steps"] == 4 and "ai_pairs" not in out and math.isfinite(out["rl_loss"])

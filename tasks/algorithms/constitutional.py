@@ -14,10 +14,11 @@ step's text is logged as the MLflow table ``constitutional/revisions.json``.
 **RL phase** (``rl: dpo``). The fine-tuned policy answers each of
 ``rl_prompts`` prompts twice; ``rl_judge`` (an LLM or HTTP judge reads the
 rubric, principles included, in its question) picks the better one: AI
-preferences, on which DPO runs against the champion. ``rl: none`` stops after
-the supervised phase. To use a reward model with GRPO instead, label with that
-judge (``label.source: judge``) so the cycle's reward model is trained on AI
-preferences, and pick ``optimize.algorithm: grpo``.
+preferences, on which DPO runs against the champion. ``rl: grpo`` instead runs
+GRPO (``rl_steps``, ``rl_num_generations``) against the ``optimize.reward``
+judges: the cycle's reward model, a preference model of AI labels when the
+label stage's judge reads the rubric. ``rl: none`` stops after the supervised
+phase.
 
 The critic is ``critic``: a judge of kind ``llm`` (a local instruction model)
 or ``http`` (a server), or null for the policy itself. On the tiny default
@@ -43,7 +44,11 @@ class Config:
     lr: float = opt(1e-4, "Peak learning rate of the supervised fine-tuning (linear decay).", gt=0)
     epochs: float = opt(2.0, "Passes over the revisions.", gt=0)
     batch_size: int = opt(16, "Revisions per optimizer step.", ge=1)
-    rl: str = opt("dpo", "RL phase: dpo on AI preferences from rl_judge, or none.", choices=("dpo", "none"))
+    rl: str = opt("dpo", "RL phase: dpo on AI preferences from rl_judge; grpo against the optimize.reward judges "
+                  "(the cycle's reward model, trained on the labels an AI judge gave under the rubric); or none.",
+                  choices=("dpo", "grpo", "none"))
+    rl_steps: int = opt(40, "rl grpo: optimizer steps.", ge=1)
+    rl_num_generations: int = opt(8, "rl grpo: completions per prompt (4 prompts per step).", ge=2)
     rl_judge: str = opt("reward", "The judge (a name in the judges section) that compares pairs in the RL phase.")
     rl_prompts: int = opt(256, "Prompts of the RL phase (two replies each).", ge=1)
     beta: float = opt(0.1, "DPO beta against the champion in the RL phase.", gt=0)
@@ -106,11 +111,9 @@ def train(run):
     from dataclasses import replace
 
     from datasets import Dataset
-    from trl import DPOTrainer, SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer
 
     from tasks.algorithms.base import fit, trl_args
-    from tasks.algorithms.dpo import dpo_args
-    from tasks.algorithms.online_dpo import round_pairs
     from tasks.prompting import format_prompt
     from tasks.rollout import complete, context_length
 
@@ -150,10 +153,43 @@ def train(run):
     policy = trainer.model
     info = {"revised": len(rows), "changed_by_revision": sum(a != b for a, b in zip(replies, current)),
             "sft_loss": sft_info["train_loss"], "steps": sft_info["steps"]}
-    if cfg.rl == "none":
-        return policy, info
-    judge = run.judge(cfg.rl_judge)
     rl_prompts = [run.data[(cfg.prompts + i) % len(run.data)] for i in range(cfg.rl_prompts)]
+    phases = {"none": lambda: (policy, info), "dpo": lambda: _rl_dpo(run, policy, rl_prompts, info),
+              "grpo": lambda: _rl_grpo(run, policy, rl_prompts, info)}
+    return phases[cfg.rl]()
+
+
+def _rl_grpo(run, policy, rl_prompts: list, info: dict):
+    """The RL phase as GRPO against the run's reward (the optimize.reward judges)."""
+    from dataclasses import replace
+
+    from tasks.algorithms import grpo
+
+    cfg = run.cfg
+    section = grpo.Config(lr=cfg.lr, max_steps=cfg.rl_steps, batch_size=4 * cfg.rl_num_generations,
+                          num_generations=cfg.rl_num_generations, max_completion_length=cfg.max_new_tokens,
+                          temperature=max(cfg.temperature, 0.7), beta=cfg.beta)
+    policy.train()
+    trained, out = grpo.train(replace(run, cfg=section, policy=policy, data=rl_prompts,
+                                      checkpoint_dir=run.checkpoint_dir / "grpo"))
+    return trained, {**info, "rl_loss": out["train_loss"], "steps": info["steps"] + out["steps"]}
+
+
+def _rl_dpo(run, policy, rl_prompts: list, info: dict):
+    """The RL phase as DPO on AI preferences: rl_judge picks the better of two fresh replies per prompt."""
+    from dataclasses import replace
+
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from tasks.algorithms.base import fit
+    from tasks.algorithms.dpo import dpo_args
+    from tasks.algorithms.online_dpo import round_pairs
+    from tasks.prompting import format_prompt
+    from tasks.rollout import complete
+
+    cfg, tok, seed = run.cfg, run.tok, run.common.seed
+    judge = run.judge(cfg.rl_judge)
     policy.eval()
     twice = [p for p in rl_prompts for _ in range(2)]
     answers = complete(policy, tok, twice, max_new_tokens=cfg.max_new_tokens, temperature=max(cfg.temperature, 0.7),
@@ -175,7 +211,7 @@ def train(run):
                                                            "rejected": " " + x} for p, c, x in pairs]),
                          processing_class=tok, callbacks=run.callbacks)
     rl_info = fit(trainer, dpo)
-    return trainer.model, {**info, "dpo_loss": rl_info["train_loss"], "steps": info["steps"] + rl_info["steps"]}
+    return trainer.model, {**info, "rl_loss": rl_info["train_loss"], "steps": info["steps"] + rl_info["steps"]}
 
 
 @dataclass(frozen=True)

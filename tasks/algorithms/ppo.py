@@ -210,10 +210,12 @@ def train(run):
     if backbone is not None:
         backbone.to(policy.device).eval()
     critic = Critic(policy, backbone, head)
+    critic.head.to(policy.device)
     params = [p for p in policy.parameters() if p.requires_grad] + critic.parameters()
     optim = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
-    kl_ctl = (pm.AdaptiveKL(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_controller == "adaptive"
-              else pm.FixedKL(cfg.kl_coef))
+    controllers = {"fixed": lambda: pm.FixedKL(cfg.kl_coef),
+                   "adaptive": lambda: pm.AdaptiveKL(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)}
+    kl_ctl = controllers[cfg.kl_controller]()
     prompts = list(run.data)
     seed = run.common.seed
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -244,8 +246,9 @@ def train(run):
             ref_logprobs = token_logprobs(ref, r, cfg.temperature)
             _, _, values = forward(policy, critic, r.input_ids, r.attention_mask, r.prompt_len, cfg.temperature)
             values = values * mask
-            raw = torch.tensor(run.reward(batch, r.texts), dtype=torch.float32)
-            scores = pm.score_with_eos_penalty(raw, torch.tensor(r.ended), cfg.missing_eos_penalty)
+            raw = torch.tensor(run.reward(batch, r.texts), dtype=torch.float32, device=mask.device)
+            ended = torch.tensor(r.ended, device=mask.device)
+            scores = pm.score_with_eos_penalty(raw, ended, cfg.missing_eos_penalty)
             rewards, kl = pm.per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_ctl.value)
             if cfg.whiten_rewards:
                 rewards = pm.whiten(rewards, mask, shift_mean=False)
@@ -284,9 +287,9 @@ def train(run):
                 "val/explained_variance": pm.explained_variance(values, returns, mask),
                 "loss/policy": _avg(stats["pg_loss"]), "loss/value": _avg(stats["vf_loss"]),
                 "response/length": float(mask.sum(1).mean()),
-                "response/eos_rate": float(torch.tensor(r.ended).float().mean())}
+                "response/eos_rate": float(ended.float().mean())}
         for k, v in last.items():
-            run.log(k.replace("/", "_"), v, update)
+            run.log(k, v, update)
         kl_ctl.update(mean_kl, n)
         if update % run.common.log_every == 0 or update == cfg.updates:
             run.probe(policy, update)
@@ -295,7 +298,7 @@ def train(run):
                                                "critic": critic.state_dict(), "optim": optim.state_dict(),
                                                "kl_coef": kl_ctl.value})
     return policy, {"steps": cfg.updates, "resumed": resumed, "prompts": len(prompts),
-                    **{"last_" + k.replace("/", "_"): v for k, v in last.items()}}
+                    "explained_variance": last.get("val/explained_variance", float("nan"))}
 
 
 def _avg(xs: list) -> float:

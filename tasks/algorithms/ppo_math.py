@@ -74,7 +74,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     """
     rewards, values = rewards * mask, values * mask
     adv = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    last = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         next_v = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * next_v - values[:, t]
