@@ -130,6 +130,18 @@ def test_weighted_reward_sums_judge_scores():
     assert weighted_reward([Const(1), Const(10)], [1.0, 0.5])(["p", "p"], ["ab", "c"]) == [12.0, 6.0]
 
 
+def _workspace(built_project, tmp_path, monkeypatch, name: str, section: dict):
+    """A copy of the built tiny project to train in, and its params with ``name`` active and ``section`` set."""
+    work = tmp_path / "proj"
+    shutil.copytree(built_project[0], work)
+    monkeypatch.chdir(work)
+    raw = merge(yaml.safe_load((work / "params.yaml").read_text()),
+                {"optimize": {"algorithm": name, name: section, "checkpoint_every": 1},
+                 # an absolute store: MLflow keeps one engine per URI, and a relative one would outlive the chdir
+                 "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
+    return work, parse_params(raw)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(TINY_SECTIONS))
 def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkeypatch):
@@ -138,15 +150,7 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
 
     from tasks.optimize import CHECKPOINTS, run_optimize
 
-    path, _, _ = built_project
-    work = tmp_path / "proj"
-    shutil.copytree(path, work)
-    monkeypatch.chdir(work)
-    raw = merge(yaml.safe_load((work / "params.yaml").read_text()),
-                {"optimize": {"algorithm": name, name: TINY_SECTIONS[name], "checkpoint_every": 1},
-                 # an absolute store: MLflow keeps one engine per URI, and a relative one would outlive the chdir
-                 "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
-    params = parse_params(raw)
+    work, params = _workspace(built_project, tmp_path, monkeypatch, name, TINY_SECTIONS[name])
     out = run_optimize(params)
     report = json.loads((work / "reports/optimize/metrics.json").read_text())
     assert report["algorithm"] == name and out["registry_version"] >= 2
@@ -234,15 +238,8 @@ def test_value_init_from_a_reward_model_needs_a_separate_value_model_and_a_rewar
 def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_project, tmp_path, monkeypatch):
     from tasks.optimize import run_optimize
 
-    path, _, _ = built_project
-    work = tmp_path / "proj"
-    shutil.copytree(path, work)
-    monkeypatch.chdir(work)
-    raw = merge(yaml.safe_load((work / "params.yaml").read_text()),
-                {"optimize": {"algorithm": "constitutional",
-                              "constitutional": {**TINY_SECTIONS["constitutional"], "rl": "grpo", "rl_steps": 2,
-                                                 "rl_num_generations": 2}},
-                 "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
-    out = run_optimize(parse_params(raw))
+    _, params = _workspace(built_project, tmp_path, monkeypatch, "constitutional",
+                           {**TINY_SECTIONS["constitutional"], "rl": "grpo", "rl_steps": 2, "rl_num_generations": 2})
+    out = run_optimize(params)
     # 6 revisions at batch 4 -> 2 SFT steps, then 2 GRPO steps; no AI preference pairs were drawn
     assert out["revised"] == 6 and out["steps"] == 4 and "ai_pairs" not in out and math.isfinite(out["rl_loss"])
