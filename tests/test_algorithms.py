@@ -130,13 +130,14 @@ def test_weighted_reward_sums_judge_scores():
     assert weighted_reward([Const(1), Const(10)], [1.0, 0.5])(["p", "p"], ["ab", "c"]) == [12.0, 6.0]
 
 
-def _workspace(built_project, tmp_path, monkeypatch, name: str, section: dict):
-    """A copy of the built tiny project to train in, and its params with ``name`` active and ``section`` set."""
+def _workspace(built_project, tmp_path, monkeypatch, name: str, section: dict, **common):
+    """A copy of the built tiny project to train in, and its params with ``name`` active and ``section`` set
+    (``common``: other optimize keys)."""
     work = tmp_path / "proj"
     shutil.copytree(built_project[0], work)
     monkeypatch.chdir(work)
     raw = merge(yaml.safe_load((work / "params.yaml").read_text()),
-                {"optimize": {"algorithm": name, name: section, "checkpoint_every": 1},
+                {"optimize": {"algorithm": name, name: section, "checkpoint_every": 1, **common},
                  # an absolute store: MLflow keeps one engine per URI, and a relative one would outlive the chdir
                  "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
     return work, parse_params(raw)
@@ -243,3 +244,21 @@ def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_proj
     out = run_optimize(params)
     # 6 revisions at batch 4 -> 2 SFT steps, then 2 GRPO steps; no AI preference pairs were drawn
     assert out["revised"] == 6 and out["steps"] == 4 and "ai_pairs" not in out and math.isfinite(out["rl_loss"])
+
+
+@pytest.mark.slow
+def test_lora_adapters_are_trained_and_merged_into_a_plain_candidate(built_project, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from tasks.optimize import run_optimize
+
+    work, params = _workspace(built_project, tmp_path, monkeypatch, "dpo", TINY_SECTIONS["dpo"], lora=True,
+                              lora_r=4, lora_alpha=8)
+    run_optimize(params)
+    # The candidate is a plain model (adapters merged, no adapter files), and its weights moved.
+    assert not (work / "models/candidate/adapter_config.json").exists()
+    cand = AutoModelForCausalLM.from_pretrained(work / "models/candidate")
+    base = AutoModelForCausalLM.from_pretrained(work / "models/champion")
+    assert not any("lora" in k for k in cand.state_dict())
+    moved = [k for k, v in cand.state_dict().items() if not (v == base.state_dict()[k]).all()]
+    assert moved and all("attn" in k or "mlp" in k for k in moved)   # LoRA targets the linear layers only
