@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from datetime import datetime, timezone
 
 import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from prefect import flow, get_run_logger, task
@@ -117,24 +116,40 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
     """Run the cycle's stages in order; stop at the first failure without touching later outputs."""
     import mlflow
 
+    from tasks import iterations
+    from tasks.preflight import check_servers
+
     params = load_params(params_path)
-    tracking.setup(params.tracking)
+    check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
+    exp_id = tracking.setup(params.tracking)
+    client = mlflow.MlflowClient()
+    iteration = iterations.next_iteration(client, exp_id)
     names = stages or STAGES
     rows: list[dict] = []
     error = None
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     t_start = time.perf_counter()
-    with mlflow.start_run(run_name=f"cycle {started}", tags={"rft.kind": "cycle", "git.commit": tracking.git_commit()}) as parent:
+    tags = {"rft.kind": "cycle", iterations.ITERATION_TAG: str(iteration), "git.commit": tracking.git_commit(),
+            "rft.parent_version": iterations.champion_version(client) or "none",
+            "rft.winrate_source": params.promote.winrate_source}
+    with mlflow.start_run(run_name=f"cycle {iteration}", tags=tags) as parent:
         os.environ[tracking.PARENT_ENV] = parent.info.run_id
+        name = names[0]
         try:
             for name in names:
                 rows.append(stage_task.with_options(name=name)(name, params_path))
             if stages is None:
+                name = "record"
+                _record_iteration(params, iteration, client, parent.info.run_id, rows)
                 name = "promote"
                 row = promote_task(params_path)
                 rows.append(row)
                 mlflow.set_tags({"rft.promoted": str(row["metrics"]["promoted"]).lower(),
                                  "rft.promotion_reason": row["metrics"]["reason"][:5000]})
+                if row["metrics"]["promoted"]:
+                    version = row["metrics"]["policy_version"]
+                    done = iterations.publish(params.promote, f"rft iteration {iteration}: promote policy v{version}")
+                    if "commit" in done:
+                        mlflow.set_tag("rft.promotion_commit", done["commit"])
         except RFTError as exc:
             error = str(exc)
             rows.append({"stage": name, "status": "FAILED", "seconds": 0.0, "metrics": {}})
@@ -159,6 +174,40 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
         # The flow run ends Failed in the Prefect UI, with the message and no traceback.
         return Failed(message=error.splitlines()[0], data=CycleStopped(error, result))
     return result
+
+
+def _record_iteration(params, iteration: int, client, run_id: str, rows: list[dict]) -> None:
+    """After the stages: the evaluation's figures on the parent run, the lineage tags both ways, then the
+    iteration's outputs pushed and its dvc.lock committed (as params say) before promotion moves anything."""
+    import json
+    from pathlib import Path
+
+    import mlflow
+
+    from tasks import iterations
+    from tasks.paths import CANDIDATE, REWARD
+    from tasks.policy import read_meta
+    from tasks.rewardmodel import meta as reward_meta
+
+    evaluation = next((r["metrics"] for r in rows if r["stage"] == "evaluate" and r["metrics"]), None)
+    if evaluation is None:          # evaluate was up to date: its figures are in its report
+        from tasks.paths import EVAL_METRICS
+
+        evaluation = json.loads(EVAL_METRICS.read_text()) if EVAL_METRICS.exists() else {}
+    mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
+    hashes = iterations.data_hashes()
+    mlflow.set_tags({f"dvc.md5.{path}": md5 for path, md5 in hashes.items()})
+    versions = {"policy": read_meta(CANDIDATE).get("registry_version") if CANDIDATE.exists() else None}
+    if REWARD.exists():
+        versions["reward-model"] = reward_meta(REWARD).get("registry_version")
+    champion = read_meta(params.policy.champion_dir) if Path(params.policy.champion_dir).exists() else {}
+    mlflow.set_tags({"rft.parent_version": str(champion.get("registry_version", "none")),
+                     "rft.policy_version": str(versions["policy"]),
+                     "rft.reward_model_version": str(versions.get("reward-model"))})
+    iterations.tag_versions(client, iteration, run_id, versions)
+    done = iterations.publish(params.promote, f"rft iteration {iteration}: outputs of cycle run {run_id}")
+    if "commit" in done:
+        mlflow.set_tag("rft.commit", done["commit"])
 
 
 class CycleStopped(RFTError):

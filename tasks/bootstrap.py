@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from tasks.config import Params
-from tasks.io import atomic_path, read_jsonl, write_json
+from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.paths import BASE as BASE_DIR
 from tasks.paths import CORPUS as CORPUS_DIR
 from tasks.policy import tiny_gpt, train_tokenizer, write_meta
@@ -157,8 +157,10 @@ def run_bootstrap(params: Params) -> dict:
             else:
                 metrics.update(_train(params, out, lambda k, v, s: mlflow.log_metric(k, v, step=s)))
             mlflow.log_artifacts(str(out), artifact_path="model")
+            # The champion alias moves when the champion stage seeds a lineage from this base, not here: a
+            # reproduction that retrains the same base (same content, same version) leaves the registry as it is.
             version = tracking.register_model(
-                "policy", run.info.run_id, "model", aliases=["champion"],
+                "policy", run.info.run_id, "model", content=dvc_md5(out),
                 tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},
                 description="Base policy written by the bootstrap stage.")
             meta = {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,

@@ -3,6 +3,7 @@
     rft init              initialise DVC (and its local remote folder) and the MLflow store
     rft stage NAME        run one stage (what dvc.yaml's stages call)
     rft cycle             run a whole cycle through the Prefect flow
+    rft history           the iterations: versions, key metrics, promotion, commit, data hashes
     rft check-params      validate params.yaml and exit
     rft params            list every key with its default and help text
     rft import-hh SRC OUT split an HH-RLHF file into a user task's inputs (prompts, pairs, corpus)
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("init", help="initialise DVC (local remote) and the MLflow store")
     sub.add_parser("cycle", help="run one cycle through the Prefect flow")
     sub.add_parser("check-params", help="validate params.yaml")
+    hist = sub.add_parser("history", help="the iterations, oldest first")
+    hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
     imp = sub.add_parser("import-hh", help="split an HH-RLHF file into prompts, preference pairs and a corpus")
     imp.add_argument("src")
@@ -73,14 +76,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "init":
             return init(params)
+        if args.cmd == "history":
+            return show_history(params, as_json=args.json)
         if args.cmd == "stage":
+            from tasks.preflight import check_servers
             from tasks.stages import run_stage
+
+            check_servers(params.tracking.uri, prefect=False)
 
             metrics = run_stage(args.name, params)
             print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
             return 0
         if args.cmd == "cycle":
             from flows.cycle import run_cycle
+            from tasks.preflight import check_servers
+
+            check_servers(params.tracking.uri)
 
             result = run_cycle(params_path=args.params)
             return 0 if result.get("ok") else 2
@@ -112,6 +123,27 @@ def init(params) -> int:
     exp_id = tracking.setup(params.tracking)
     print(f"DVC: ready (remote: {remote or 'none'}); MLflow: {params.tracking.uri}, "
           f"experiment '{params.tracking.experiment}' ({exp_id})")
+    return 0
+
+
+def show_history(params, *, as_json: bool) -> int:
+    import json
+
+    import mlflow
+
+    from tasks import iterations, tracking
+    from tasks.preflight import check_servers
+
+    check_servers(params.tracking.uri, prefect=False)
+    exp_id = tracking.setup(params.tracking)
+    rows = iterations.history(mlflow.MlflowClient(), exp_id)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+    elif not rows:
+        print(f"no iterations yet in experiment '{params.tracking.experiment}' ({params.tracking.uri})")
+    else:
+        print(iterations.format_history(rows))
     return 0
 
 

@@ -286,8 +286,10 @@ class PromoteConfig:
     min_judge_human_agreement: float | None = opt(None, "When set, the judge of winrate_source must agree with the "
                                                   "held-out human pairs (evaluate.human_pairs) at least this often; "
                                                   "null turns the check off.", ge=0, le=1)
-    dvc_push: bool = opt(True, "Push DVC-tracked outputs to the default remote after a promotion.")
-    git_commit: bool = opt(False, "Commit dvc.lock and params.yaml after a promotion.")
+    dvc_push: bool = opt(True, "Push the iteration's DVC outputs to the default remote after the stages, and again "
+                          "after a promotion (retried with backoff).")
+    git_commit: bool = opt(False, "Commit dvc.lock and params.yaml to git after the stages (the commit that reproduces "
+                            "the iteration) and again after a promotion.")
 
 
 # ---- judges: one typed config per kind (tasks/judges/ holds the implementations) -------------------

@@ -84,19 +84,45 @@ def file_md5(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# The MLflow run that wrote a model folder: recorded beside the weights in a file that .dvcignore lists, so
+# the folder's DVC hash stays a function of its content. (Registry versions stay in the hashed metadata:
+# a model registered again with the same content gets the same version, so a reproduction against the same
+# registry gets the same hash.)
+REGISTRY_FILE = "rft_registry.json"
+REGISTRY_KEYS = ("run_id",)
+
+
+def read_registry(folder: str | Path) -> dict:
+    path = Path(folder) / REGISTRY_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_meta_files(folder: str | Path, meta_name: str, meta: dict) -> None:
+    """Write ``meta`` into the folder's ``meta_name`` and its registry keys into ``REGISTRY_FILE``."""
+    folder = Path(folder)
+    registry = {k: meta[k] for k in REGISTRY_KEYS if k in meta}
+    rest = {k: v for k, v in meta.items() if k not in REGISTRY_KEYS}
+    (folder / meta_name).write_text(json.dumps(rest, indent=2, sort_keys=True) + "\n")
+    if registry:
+        (folder / REGISTRY_FILE).write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")
+    else:
+        (folder / REGISTRY_FILE).unlink(missing_ok=True)
+
+
 def dvc_md5(path: str | Path) -> str:
     """The hash DVC 3 records for a file or a folder (``<md5>.dir`` for folders).
 
     A file's hash is the md5 of its bytes. A folder's is the md5 of the JSON list
     of ``{"md5", "relpath"}`` entries sorted by relpath, with ``.dir`` appended;
-    the same rule as ``dvc_data.hashfile.tree.Tree.digest``.
+    the same rule as ``dvc_data.hashfile.tree.Tree.digest``. ``REGISTRY_FILE`` is skipped, as
+    ``.dvcignore`` tells DVC to skip it.
     """
     path = Path(path)
     if path.is_file():
         return file_md5(path)
     entries = sorted(
         ({"md5": file_md5(p), "relpath": p.relative_to(path).as_posix()}
-         for p in path.rglob("*") if p.is_file()),
+         for p in path.rglob("*") if p.is_file() and p.name != REGISTRY_FILE),
         key=lambda e: e["relpath"],
     )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"

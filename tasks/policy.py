@@ -16,12 +16,17 @@ EOS = "<|endoftext|>"
 
 
 def read_meta(model_dir: str | Path) -> dict:
+    """The folder's ``rft_policy.json`` merged with its registry record (``tasks.io.REGISTRY_FILE``)."""
+    from tasks.io import read_registry
+
     path = Path(model_dir) / META
-    return json.loads(path.read_text()) if path.exists() else {}
+    return {**(json.loads(path.read_text()) if path.exists() else {}), **read_registry(model_dir)}
 
 
 def write_meta(model_dir: str | Path, meta: dict) -> None:
-    (Path(model_dir) / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    from tasks.io import write_meta_files
+
+    write_meta_files(model_dir, META, meta)
 
 
 def resolve(model_dir: str | Path) -> str:

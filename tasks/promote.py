@@ -8,8 +8,8 @@ The gate (``tasks/gate.py``) reads ``reports/eval/metrics.json``. When it passes
 3. in MLflow the ``champion`` alias of ``policy`` moves to the candidate's
    version, whose ``promotion_reason`` tag says why, and ``reward-model``'s
    ``champion`` alias moves to this cycle's reward model;
-4. optionally ``dvc push`` to the default remote and a git commit of
-   ``dvc.lock``.
+4. the flow then pushes and commits the new record (``promote.dvc_push``,
+   ``promote.git_commit``; ``tasks/iterations.py``).
 
 When it fails nothing moves: the candidate's version gets a ``rejected_reason``
 tag. A cycle that crashed earlier never reaches this step.
@@ -28,6 +28,7 @@ from tasks.gate import decide
 from tasks.paths import CANDIDATE, REWARD
 from tasks.paths import EVAL_METRICS as METRICS
 from tasks.policy import install_policy, read_meta
+from tasks.rewardmodel import meta as reward_meta
 
 
 def promote(params: Params) -> dict:
@@ -55,16 +56,10 @@ def promote(params: Params) -> dict:
     _dvc("commit", "--force", "champion")
     client.set_registered_model_alias("policy", "champion", str(version))
     client.set_model_version_tag("policy", str(version), "promotion_reason", decision.summary)
-    rm_meta = REWARD / "rft_reward.json"
-    if rm_meta.exists():
-        rm_version = json.loads(rm_meta.read_text())["registry_version"]
+    rm_version = reward_meta(REWARD).get("registry_version") if REWARD.exists() else None
+    if rm_version is not None:
         client.set_registered_model_alias("reward-model", "champion", str(rm_version))
         result["reward_model_version"] = rm_version
-    if params.promote.dvc_push:
-        result["dvc_push"] = _dvc("push", check=False).returncode == 0
-    if params.promote.git_commit:
-        subprocess.run(["git", "add", "dvc.lock", "params.yaml"], check=False)
-        subprocess.run(["git", "commit", "-q", "-m", f"Promote policy v{version}: {decision.summary}"], check=False)
     if mlflow.active_run() is not None:
         mlflow.set_tag("rft.champion_version", str(version))
     return result

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from tasks.config import Params, RewardConfig as RewardParams
-from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
+from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json, write_meta_files
 from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
@@ -136,7 +136,7 @@ def run_train_reward(params: Params) -> dict:
                 "reward-model", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
                 description="Bradley-Terry reward model trained by the train_reward stage.")
-            write_json(out / META, {**meta(out), "registry_name": "reward-model", "registry_version": version})
+            write_meta_files(out, META, {**meta(out), "registry_name": "reward-model", "registry_version": version})
         stats["registry_version"] = version
         mlflow.log_metrics({k: float(v) for k, v in stats.items()})
         write_json(REPORT, stats)
@@ -155,5 +155,5 @@ def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams) -> dict:
     train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
     with atomic_path(out_dir, is_dir=True) as out:
         stats = train_reward_model(train, val, cfg, out)
-        write_json(out / META, {**meta(out), "source": str(pairs_file), **stats})
+        write_meta_files(out, META, {**meta(out), "source": str(pairs_file), **stats})
     return stats

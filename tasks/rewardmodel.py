@@ -48,8 +48,10 @@ def load_tokenizer(path: str, max_length: int):
 
 def meta(path: str | Path) -> dict:
     """A reward-model folder's ``rft_reward.json`` ({} when it has none: any sequence-classification model)."""
+    from tasks.io import read_registry
+
     f = Path(path) / META
-    return json.loads(f.read_text()) if f.exists() else {}
+    return {**(json.loads(f.read_text()) if f.exists() else {}), **read_registry(path)}
 
 
 def trained_max_length(path: str | Path, default: int = 128) -> int:

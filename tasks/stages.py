@@ -117,6 +117,16 @@ STAGES = [s.name for s in MANIFEST]
 KEY_METRIC = {s.name: (s.metric, s.output) for s in MANIFEST}
 
 
+def git_tracked_outputs() -> list[str]:
+    """What DVC leaves to git: the metrics and plots files (not cached), and the ``.gitignore`` files DVC
+    writes beside cached outputs. A commit of an iteration holds these with ``dvc.lock`` and ``params.yaml``."""
+    from pathlib import Path
+
+    files = [p for s in MANIFEST for p in (*s.metrics, *s.plots)]
+    ignores = {str(Path(out).parent / ".gitignore") for s in MANIFEST for out in s.outs if Path(out).parent != Path(".")}
+    return files + sorted(ignores)
+
+
 def _interpolate(params, key: str) -> str:
     """``key`` with each ``${a.b}`` replaced by that value of params (a Params object or the raw mapping)."""
     import re

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import make_project
+from tasks.policy import read_meta
 from tasks.stages import STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -96,7 +97,7 @@ def test_a_refused_candidate_leaves_the_champion_where_it_was(cycled):
     reason = client.get_model_version("policy", "2").tags["rejected_reason"]
     assert reason.startswith("not promoted: ") and f"> {FIRST_GATE['max_kl']}" in reason
     assert int(client.get_model_version_by_alias("policy", "champion").version) == 1
-    assert json.loads((path / "models/champion/rft_policy.json").read_text())["registry_version"] == 1
+    assert read_meta(path / "models/champion")["registry_version"] == 1
     assert (path / "models/champion/model.safetensors").read_bytes() == \
         (path / "models/base/model.safetensors").read_bytes()
     assert reason in out.stdout + out.stderr

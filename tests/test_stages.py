@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tasks.io import read_jsonl
+from tasks.policy import read_meta
 
 # Each test reads the tiny project that conftest.py::built_project runs every stage on: minutes, so slow.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -22,7 +23,7 @@ def test_bootstrap(built_project):
     b = m["bootstrap"]
     base = path / "models/base"
     assert (base / "config.json").exists() and (base / "tokenizer.json").exists()
-    meta = json.loads((base / "rft_policy.json").read_text())
+    meta = read_meta(base)
     assert meta["registry_name"] == "policy" and meta["registry_version"] == b["registry_version"] == 1
     # SFT must lower the held-out demonstration loss, or the base policy learned nothing from it.
     assert b["sft_val_loss_after"] < b["sft_val_loss_before"]
@@ -136,7 +137,7 @@ def test_optimize(built_project):
 
     path, m, _ = built_project
     o = m["optimize"]
-    meta = json.loads((path / "models/candidate/rft_policy.json").read_text())
+    meta = read_meta(path / "models/candidate")
     assert meta["registry_version"] == o["registry_version"] == 2 and meta["parent_version"] == 1
     curve = list(csv.DictReader((path / "reports/optimize/curve.csv").open()))
     # probes at step 0 and after each of the 2 steps (log_every = 1)

@@ -1,0 +1,182 @@
+"""Iterations: numbered cycles whose MLflow run, model versions, DVC hashes and git commit point to each other.
+
+Every cycle the flow runs is an *iteration* with a number (one more than the
+highest in the experiment). Its MLflow parent run is tagged with
+
+- ``rft.iteration``, ``rft.parent_version`` (the champion it started from) and
+  ``rft.policy_version`` (the candidate it registered);
+- ``dvc.md5.<path>`` for every output and data input in ``dvc.lock``;
+- ``git.commit`` (the commit it started from) and, when ``promote.git_commit``
+  is on, ``rft.commit`` (the commit recording its ``dvc.lock``: check it out,
+  ``dvc pull`` and ``dvc repro`` to reproduce the iteration) and
+  ``rft.promotion_commit``.
+
+The registered versions carry ``rft.iteration`` and ``rft.cycle_run_id`` back.
+``rft history`` reads all this back as a table.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tasks.errors import RFTError
+
+KIND_TAG, ITERATION_TAG = "rft.kind", "rft.iteration"
+RETRIES, BACKOFF = 3, 1.0
+
+
+def cycle_runs(client, experiment_id: str) -> list:
+    """The experiment's cycle parent runs, newest first."""
+    return client.search_runs([experiment_id], f"tags.`{KIND_TAG}` = 'cycle'", order_by=["attributes.start_time DESC"],
+                              max_results=5000)
+
+
+def next_iteration(client, experiment_id: str) -> int:
+    numbers = [int(r.data.tags[ITERATION_TAG]) for r in cycle_runs(client, experiment_id)
+               if r.data.tags.get(ITERATION_TAG, "").isdigit()]
+    return max(numbers, default=0) + 1
+
+
+def champion_version(client, name: str = "policy") -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, "champion").version)
+    except MlflowException:
+        return None
+
+
+def data_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
+    """``path -> md5`` for every stage output, and every data input, recorded in ``dvc.lock``."""
+    lock = Path(lock)
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    hashes: dict[str, str] = {}
+    for entry in stages.values():
+        for out in entry.get("outs", []):
+            hashes[out["path"]] = out.get("md5", "")
+        for dep in entry.get("deps", []):
+            if dep["path"].startswith("data/") and dep["path"] not in hashes:
+                hashes[dep["path"]] = dep.get("md5", "")
+    return hashes
+
+
+def _with_retries(what: str, fn):
+    """Run an I/O step (a DVC remote, git) up to ``RETRIES`` times with doubling backoff."""
+    for attempt in range(RETRIES):
+        proc = fn()
+        if proc.returncode == 0:
+            return proc
+        if attempt + 1 < RETRIES:
+            time.sleep(BACKOFF * 2 ** attempt)
+    raise RFTError(f"{what} failed after {RETRIES} tries: {(proc.stderr or proc.stdout).strip()[-800:]}")
+
+
+def dvc_push() -> None:
+    _with_retries("dvc push", lambda: subprocess.run([sys.executable, "-m", "dvc", "push", "-q"],
+                                                     capture_output=True, text=True))
+
+
+def git_commit(message: str, paths=None) -> str | None:
+    """Commit ``paths`` (by default ``dvc.lock``, ``params.yaml`` and what DVC leaves to git) when they changed;
+    return the commit now at HEAD, or None outside a git repository."""
+    from tasks.stages import git_tracked_outputs
+
+    paths = paths or ["dvc.lock", "params.yaml", *git_tracked_outputs()]
+    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode != 0:
+        return None
+    env = dict(os.environ)
+    if not subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip():
+        # A scheduled worker often has no git identity: commit as the pipeline rather than fail.
+        env.update(GIT_AUTHOR_NAME="rft", GIT_AUTHOR_EMAIL="rft@localhost",
+                   GIT_COMMITTER_NAME="rft", GIT_COMMITTER_EMAIL="rft@localhost")
+    present = [p for p in paths if Path(p).exists()]
+    subprocess.run(["git", "add", "--", *present], check=True, capture_output=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *present]).returncode != 0
+    if staged:
+        _with_retries("git commit", lambda: subprocess.run(["git", "commit", "-q", "-m", message, "--", *present],
+                                                           capture_output=True, text=True, env=env))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return head.stdout.strip() if head.returncode == 0 else None
+
+
+def publish(promote_cfg, message: str) -> dict[str, str]:
+    """Push the DVC outputs and commit the record, as ``promote.dvc_push`` and ``promote.git_commit`` say."""
+    done: dict[str, str] = {}
+    if promote_cfg.dvc_push:
+        dvc_push()
+        done["dvc_push"] = "ok"
+    if promote_cfg.git_commit:
+        sha = git_commit(message)
+        if sha:
+            done["commit"] = sha
+    return done
+
+
+def tag_versions(client, iteration: int, run_id: str, versions: dict[str, str | int | None]) -> None:
+    """Point each registered version (``{model name: version}``) back at its iteration."""
+    for name, version in versions.items():
+        if version is None:
+            continue
+        client.set_model_version_tag(name, str(version), ITERATION_TAG, str(iteration))
+        client.set_model_version_tag(name, str(version), "rft.cycle_run_id", run_id)
+
+
+# What `rft history` shows of each iteration.
+COLUMNS = ("iteration", "started", "status", "version", "parent", "winrate", "ci_low", "kl", "promoted",
+           "reason", "commit", "data")
+
+
+def history(client, experiment_id: str, *, data_paths=("data/prompts.jsonl", "data/labels.jsonl")) -> list[dict]:
+    """One row per iteration, oldest first."""
+    from datetime import datetime, timezone
+
+    rows = []
+    for run in reversed(cycle_runs(client, experiment_id)):
+        tags, metrics = run.data.tags, run.data.metrics
+        source = tags.get("rft.winrate_source", "")
+        status = tags.get("rft.status") or ("running" if run.info.status == "RUNNING" else run.info.status.lower())
+        promoted = tags.get("rft.promoted")
+        rows.append({
+            "iteration": int(tags[ITERATION_TAG]) if tags.get(ITERATION_TAG, "").isdigit() else None,
+            "started": datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "status": status,
+            "version": tags.get("rft.policy_version"),
+            "parent": tags.get("rft.parent_version"),
+            "winrate": metrics.get(f"winrate_{source}") if source else None,
+            "ci_low": metrics.get(f"winrate_{source}_ci_low") if source else None,
+            "kl": metrics.get("kl"),
+            "promoted": {"true": "yes", "false": "no"}.get(promoted, "-"),
+            "reason": tags.get("rft.promotion_reason") or tags.get("rft.error", ""),
+            "commit": tags.get("rft.commit") or tags.get("git.commit", ""),
+            "data": {p: tags.get(f"dvc.md5.{p}", "") for p in data_paths},
+            "run_id": run.info.run_id,
+        })
+    return rows
+
+
+def format_history(rows: list[dict]) -> str:
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="iterations")
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        num = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+        data = " ".join(f"{Path(p).stem}:{h[:8]}" for p, h in r["data"].items() if h)
+        table.add_row(str(r["iteration"] or "-"), r["started"], r["status"], r["version"] or "-", r["parent"] or "-",
+                      num(r["winrate"]), num(r["ci_low"]), num(r["kl"]), r["promoted"], r["reason"][:90],
+                      (r["commit"] or "")[:10], data)
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(table)
+    return buf.getvalue()
