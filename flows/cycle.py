@@ -68,6 +68,7 @@ def stage_task(name: str, params_path: str) -> dict:
         stale = bool(repo.status(targets=[name]))
         if not stale:
             return {"stage": name, "status": "skipped", "seconds": 0.0, "metrics": {}}
+        get_run_logger().info(f"stage {name}: running")
         start = time.perf_counter()
         metrics = run_stage(name, params)
         repo.commit(name, force=True)
