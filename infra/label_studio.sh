@@ -7,7 +7,7 @@
 #   infra/label_studio.sh token     print the path of the file that holds the API token
 #
 # Settings (environment):
-#   LS_PORT      port (8080)                     LS_DATA   data folder (.label-studio)
+#   LS_PORT      port (8080)                     LS_DATA   data folder ($RFT_DATA_DIR/.label-studio)
 #   LS_VENV      virtualenv (~/.cache/rft/label-studio-$LS_VERSION)
 #   LS_USERNAME  admin e-mail (admin@rft.local)  LS_PASSWORD  admin password (generated into $LS_DATA/password)
 #   LABEL_STUDIO_API_KEY  the admin's API token (generated into $LS_DATA/token when unset)
@@ -18,7 +18,7 @@ set -euo pipefail
 LS_VERSION="${LS_VERSION:-1.23.2}"
 LS_VENV="${LS_VENV:-$HOME/.cache/rft/label-studio-$LS_VERSION}"
 LS_PORT="${LS_PORT:-8080}"
-LS_DATA="${LS_DATA:-.label-studio}"
+LS_DATA="${LS_DATA:-${RFT_DATA_DIR:-.}/.label-studio}"
 LS_USERNAME="${LS_USERNAME:-admin@rft.local}"
 PYTHON="${PYTHON:-python3}"
 

@@ -3,6 +3,8 @@
     rft init              initialise DVC (and its local remote folder) and the MLflow store
     rft stage NAME        run one stage (what dvc.yaml's stages call)
     rft cycle             run a whole cycle through the Prefect flow
+    rft retrain           run the retrain flow once: new data (params retrain.source), a cycle, promotion
+    rft deploy            deploy the retrain flow to the Prefect server (PREFECT_API_URL) on retrain.cron
     rft history           the iterations: versions, key metrics, promotion, commit, data hashes
     rft check-params      validate params.yaml and exit
     rft params            list every key with its default and help text
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("init", help="initialise DVC (local remote) and the MLflow store")
     sub.add_parser("cycle", help="run one cycle through the Prefect flow")
     sub.add_parser("check-params", help="validate params.yaml")
+    sub.add_parser("retrain", help="run the retrain flow once: take new data, run a cycle, promote or not")
+    sub.add_parser("deploy", help="deploy the retrain flow with its schedule to the Prefect server")
     hist = sub.add_parser("history", help="the iterations, oldest first")
     hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
@@ -76,6 +80,26 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "init":
             return init(params)
+        if args.cmd == "retrain":
+            from flows.retrain import retrain
+            from tasks.preflight import check_servers
+
+            check_servers(params.tracking.uri)
+            state = retrain(params_path=args.params, return_state=True)
+            if not state.is_completed():
+                print(f"error: retrain {state.name.lower()}: {state.message}", file=sys.stderr)
+                return 2
+            return 0
+        if args.cmd == "deploy":
+            from flows.retrain import deploy
+
+            deployment_id = deploy(args.params)
+            cfg = params.retrain
+            when = f"on '{cfg.cron}' ({cfg.timezone})" if cfg.cron else "when triggered"
+            print(f"deployed rft-retrain/{cfg.deployment} ({deployment_id}) {when}; overlap: {cfg.overlap}. "
+                  f"Start a worker: infra/prefect.sh worker (pool {cfg.work_pool}); run now: "
+                  f"prefect deployment run rft-retrain/{cfg.deployment}")
+            return 0
         if args.cmd == "history":
             return show_history(params, as_json=args.json)
         if args.cmd == "stage":

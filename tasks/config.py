@@ -371,6 +371,42 @@ def default_judges() -> dict:
     return {"embedding": EmbeddingJudgeConfig(), "reward": RewardModelJudgeConfig()}
 
 
+RETRAIN_SOURCES = ("none", "folder", "url", "dvc")
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    source: str = opt("none", "Where the retrain flow takes new data from before its cycle: none, folder (copy "
+                      "retrain.files from retrain.path into data/incoming/), url (download retrain.path/<file> for "
+                      "each of retrain.files) or dvc (dvc pull retrain.files, the .dvc files of the data).",
+                      choices=RETRAIN_SOURCES)
+    path: str | None = opt(None, "folder: the folder; url: the base URL the files are fetched from.")
+    files: list = opt([], "The files to take (folder: every *.jsonl in it when empty; url and dvc: required).")
+    cron: str | None = opt("0 3 * * 1", "When `rft deploy`'s deployment runs (cron, in retrain.timezone); null: "
+                           "only when triggered.")
+    timezone: str = opt("UTC", "Time zone of retrain.cron.")
+    overlap: str = opt("skip", "A run due while another runs: skip (it is cancelled) or queue (it waits).",
+                       choices=("skip", "queue"))
+    deployment: str = opt("scheduled", "Name of the Prefect deployment `rft deploy` creates.")
+    work_pool: str = opt("rft", "Prefect work pool (type process) whose worker runs the deployment.")
+    notify_webhook: str | None = opt(None, "URL that gets a JSON POST when a retrain run fails or crashes "
+                                     "(Slack-compatible: the body has a `text` field); null: no notice.")
+    timeout: float = opt(30.0, "Seconds for each download or notice before it is retried.", gt=0)
+    max_retries: int = opt(3, "Retries of a download, a dvc pull or a notice that failed on I/O.", ge=0)
+    backoff: float = opt(1.0, "First retry delay in seconds; doubles at each retry.", ge=0)
+
+    def __post_init__(self):
+        if self.source in ("folder", "url") and not self.path:
+            raise ConfigError(f"retrain.path: required with retrain.source: {self.source}")
+        if self.source in ("url", "dvc") and not self.files:
+            raise ConfigError(f"retrain.files: required with retrain.source: {self.source}")
+        for name in self.files:
+            if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
+                raise ConfigError(f"retrain.files: relative file names without '..', got {name!r}")
+        if self.notify_webhook and not self.notify_webhook.startswith(("http://", "https://")):
+            raise ConfigError(f"retrain.notify_webhook: an http(s) URL, got {self.notify_webhook!r}")
+
+
 @dataclass(frozen=True)
 class Params:
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -389,6 +425,7 @@ class Params:
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:

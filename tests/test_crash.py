@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import make_project
+from servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
@@ -89,15 +89,10 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
     assert str(_champions(path)["policy"]) == rows[-1]["version"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.parametrize("server", ["mlflow", "prefect"])
 def test_a_server_that_is_down_stops_the_cycle_before_any_compute(server, tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     env = dict(os.environ)
     overrides = {}
     if server == "mlflow":

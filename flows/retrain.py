@@ -1,0 +1,111 @@
+"""The ``retrain`` flow: what a schedule runs. Take the new data, run a cycle from the current champion (which
+validates the data, trains, evaluates and promotes or not), and record the iteration.
+
+``rft deploy`` deploys it to a Prefect server with the cron schedule, the overlap rule (a deployment concurrency
+limit of one: a run due while another runs is cancelled or queued) and the work pool of ``params.yaml``'s
+``retrain`` section; ``rft retrain`` runs it once, here. A failed or crashed run POSTs a notice to
+``retrain.notify_webhook``.
+"""
+
+from __future__ import annotations
+
+import tasks  # noqa: F401  (offline and no-telemetry defaults)
+from prefect import flow, get_run_logger, task
+
+from flows.cycle import CycleStopped, cycle, is_transient
+from tasks.config import load_params
+from tasks.errors import RFTError
+
+ENTRYPOINT = "flows/retrain.py:retrain"
+
+
+class RetrainFailed(RFTError):
+    """The retrain run's cycle stopped; the message says why."""
+
+
+def _retry_on_io(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - decided by is_transient
+        return is_transient(exc)
+    return False
+
+
+@task(persist_result=False)
+def fetch_task(params_path: str) -> list[str]:
+    from tasks.retrain import fetch
+
+    written = fetch(load_params(params_path).retrain)
+    get_run_logger().info(f"new data: {', '.join(written) if written else 'none (retrain.source: none)'}")
+    return written
+
+
+def _notify(flow_, flow_run, state) -> None:
+    """Flow hook on failure or crash: tell the webhook which run failed and why."""
+    from tasks.retrain import notify
+
+    params_path = (flow_run.parameters or {}).get("params_path", "params.yaml")
+    try:
+        cfg = load_params(params_path).retrain
+    except RFTError:
+        return                       # params unreadable: the run's own message says so
+    event = {"flow_run": flow_run.name, "flow_run_id": str(flow_run.id), "deployment_id": str(flow_run.deployment_id),
+             "state": state.name, "message": state.message or ""}
+    try:
+        if notify(cfg, event):
+            get_run_logger().info(f"failure notice sent to {cfg.notify_webhook}")
+    except RFTError as exc:
+        get_run_logger().warning(f"failure notice not delivered: {exc}")
+
+
+@flow(name="rft-retrain", on_failure=[_notify], on_crashed=[_notify])
+def retrain(params_path: str = "params.yaml") -> dict:
+    """Take the new data, run a cycle, promote or not; fail (and notify) when the cycle stops."""
+    from tasks.preflight import check_servers
+
+    params = load_params(params_path)
+    check_servers(params.tracking.uri, prefect=False)
+    fetched = fetch_task(params_path)
+    state = cycle(params_path=params_path, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, CycleStopped):
+        raise RetrainFailed(f"the cycle stopped: {outcome}")
+    if isinstance(outcome, BaseException):
+        raise outcome
+    promoted = next((r["metrics"] for r in outcome["stages"] if r["stage"] == "promote"), {})
+    return {"fetched": fetched, "parent_run_id": outcome["parent_run_id"], "promoted": promoted.get("promoted"),
+            "reason": promoted.get("reason")}
+
+
+def deploy(params_path: str = "params.yaml") -> str:
+    """Deploy ``retrain`` from this folder to the Prefect server at ``PREFECT_API_URL``: schedule, overlap rule and
+    work pool from ``params.yaml``. Creates the work pool (type process) when missing. Returns the deployment id."""
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.exceptions import ObjectNotFound
+    from prefect.schedules import Cron
+
+    from tasks.preflight import check_servers, prefect_api_url
+
+    params = load_params(params_path)
+    cfg = params.retrain
+    if not prefect_api_url():
+        raise RFTError("rft deploy needs a Prefect server: start one (infra/prefect.sh server) and "
+                       "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    check_servers(params.tracking.uri)
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(cfg.work_pool)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=cfg.work_pool, type="process"))
+    strategy = {"skip": ConcurrencyLimitStrategy.CANCEL_NEW, "queue": ConcurrencyLimitStrategy.ENQUEUE}[cfg.overlap]
+    deployment_id = retrain.from_source(source=str(Path.cwd()), entrypoint=ENTRYPOINT).deploy(
+        name=cfg.deployment, work_pool_name=cfg.work_pool,
+        schedules=[Cron(cfg.cron, timezone=cfg.timezone)] if cfg.cron else [],
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
+        parameters={"params_path": params_path}, build=False, push=False, print_next_steps=False, ignore_warnings=True,
+        description="Scheduled retraining: new data, a cycle from the champion, promotion or not (rft).")
+    return str(deployment_id)

@@ -1,0 +1,107 @@
+"""The retrain flow's steps: new data from a folder or a URL (retried on I/O, never on a 404), and the notice a
+failed run sends to the webhook."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import make_project
+from tasks.config import parse_params
+from tasks.errors import ConfigError
+from tasks.retrain import FetchError, fetch
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        status, body = self.server.answers.get(self.path, [(404, b"")])[0]
+        if len(self.server.answers.get(self.path, [])) > 1:
+            self.server.answers[self.path].pop(0)        # the next request gets the next answer
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.server.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+
+@pytest.fixture
+def http():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests, server.posts, server.answers = [], [], {}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def _cfg(**retrain):
+    return parse_params({"retrain": {"backoff": 0.0, **retrain}}).retrain
+
+
+def test_folder_source_copies_its_jsonl_files(tmp_path):
+    src = tmp_path / "new"
+    src.mkdir()
+    (src / "prompts.jsonl").write_text('{"id": 1, "prompt": "hello there"}\n')
+    (src / "notes.txt").write_text("not data")
+    written = fetch(_cfg(source="folder", path=str(src)), tmp_path / "incoming")
+    assert written == [str(tmp_path / "incoming/prompts.jsonl")]
+    assert (tmp_path / "incoming/prompts.jsonl").read_bytes() == (src / "prompts.jsonl").read_bytes()
+    assert not (tmp_path / "incoming/notes.txt").exists()
+
+
+def test_a_missing_folder_or_file_is_named(tmp_path):
+    with pytest.raises(FetchError, match="is not a folder"):
+        fetch(_cfg(source="folder", path=str(tmp_path / "nowhere")), tmp_path / "incoming")
+    (tmp_path / "new").mkdir()
+    with pytest.raises(FetchError, match="new/labels.jsonl does not exist"):
+        fetch(_cfg(source="folder", path=str(tmp_path / "new"), files=["labels.jsonl"]), tmp_path / "incoming")
+
+
+def test_url_source_retries_a_503_and_never_a_404(http, tmp_path):
+    base = f"http://127.0.0.1:{http.server_port}/data"
+    http.answers["/data/prompts.jsonl"] = [(503, b""), (200, b'{"id": 1}\n')]
+    fetch(_cfg(source="url", path=base, files=["prompts.jsonl"], max_retries=2), tmp_path / "in")
+    assert (tmp_path / "in/prompts.jsonl").read_bytes() == b'{"id": 1}\n'
+    assert http.requests == ["/data/prompts.jsonl"] * 2
+    http.requests.clear()
+    with pytest.raises(FetchError, match="missing.jsonl: HTTP 404"):
+        fetch(_cfg(source="url", path=base, files=["missing.jsonl"], max_retries=3), tmp_path / "in")
+    assert http.requests == ["/data/missing.jsonl"]                    # a 404 is not retried
+    assert not (tmp_path / "in/missing.jsonl").exists()                # nor half-written
+
+
+@pytest.mark.parametrize("retrain, key", [
+    ({"source": "url", "path": "http://x"}, "retrain.files"),
+    ({"source": "folder"}, "retrain.path"),
+    ({"source": "ftp"}, "retrain.source"),
+    ({"overlap": "maybe"}, "retrain.overlap"),
+    ({"files": ["../secrets"]}, "retrain.files"),
+    ({"notify_webhook": "slack"}, "retrain.notify_webhook"),
+])
+def test_bad_retrain_settings_name_the_key(retrain, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_params({"retrain": retrain})
+
+
+@pytest.mark.slow
+def test_a_failed_retrain_run_notifies_the_webhook(http, tmp_path):
+    hook = f"http://127.0.0.1:{http.server_port}/hook"
+    path = make_project(tmp_path / "proj", {"retrain": {"source": "folder", "path": str(tmp_path / "gone"),
+                                                        "notify_webhook": hook, "backoff": 0.0}})
+    out = subprocess.run(["rft", "retrain"], cwd=path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "gone is not a folder" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr.split("error:")[-1]
+    (notice,) = http.posts
+    assert notice["state"] == "Failed" and "gone is not a folder" in notice["message"]
+    assert notice["text"].startswith("rft retrain ") and notice["flow_run_id"]
+    assert not (path / "dvc.lock").exists()                            # no stage ran
