@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: the CPU wheel, so that nothing later pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,labelstudio]"
+	$(BIN)/pip install --quiet -e ".[test,labelstudio,scale]"
 	touch $@
 
 init: setup

@@ -371,6 +371,19 @@ def default_judges() -> dict:
     return {"embedding": EmbeddingJudgeConfig(), "reward": RewardModelJudgeConfig()}
 
 
+@dataclass(frozen=True)
+class ScaleConfig:
+    runner: str = opt("local", "Where generation's shards run: local (this process) or dask (a Prefect "
+                      "DaskTaskRunner over a local cluster of scale.workers processes, or scale.address). The "
+                      "output is the same bytes either way, so this key never makes a stage stale.",
+                      choices=("local", "dask"))
+    workers: int = opt(2, "dask: worker processes of the local cluster, and shards per stage.", ge=1)
+    threads_per_worker: int = opt(1, "Torch threads in each worker (workers x threads <= the cores you may use).",
+                                  ge=1)
+    address: str | None = opt(None, "dask: the scheduler of an existing cluster (tcp://host:8786); null: start "
+                              "a local one.")
+
+
 RETRAIN_SOURCES = ("none", "folder", "url", "dvc")
 
 
@@ -426,6 +439,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:

@@ -26,7 +26,8 @@ def policy_version(model_dir: str | Path) -> str:
     return "unregistered"
 
 def sample_responses(model, tok, prompts: list, cfg: GenerateConfig, device: str,
-                     k: int | None = None, progress: bool = True) -> tuple[list[list[str]], int, float]:
+                     k: int | None = None, progress: bool = True,
+                     first_batch: int = 0) -> tuple[list[list[str]], int, float]:
     """Sample ``k`` responses for each prompt in batches of ``cfg.batch_size`` prompts.
 
     Returns (responses per prompt, generated tokens, seconds). A generated
@@ -39,12 +40,38 @@ def sample_responses(model, tok, prompts: list, cfg: GenerateConfig, device: str
     out: list[list[str]] = []
     n_tokens, seconds = 0, 0.0
     for r, dt in sample_batches(model, tok, prompts, k, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
+                                first_batch=first_batch,
                                 temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k,
                                 top_p=cfg.top_p, device=device):
         seconds += dt
         n_tokens += int(r.response_mask.sum())
         out += [r.texts[i * k:(i + 1) * k] for i in range(len(r.texts) // k)]
     return out, n_tokens, seconds
+
+def generate_shard(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, first_batch: int,
+                   threads: int) -> tuple[list[list[str]], int, float]:
+    """One worker's share: load the policy and sample its batches, seeded as the whole run seeds them."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model, tok = load_policy(model_dir, device)
+    return sample_responses(model, tok, prompts, cfg, device, progress=False, first_batch=first_batch)
+
+
+def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, scale) -> tuple:
+    """Sample on ``scale.workers`` workers; the result is the in-process run's, byte for byte."""
+    from tasks.params_audit import unwrap
+    from tasks.shard import batch_shards, run_shards
+
+    cfg = unwrap(cfg)
+    calls = [dict(model_dir=model_dir, prompts=prompts[start:stop], cfg=cfg, device=device, first_batch=first,
+                  threads=scale.threads_per_worker)
+             for first, start, stop in batch_shards(len(prompts), cfg.batch_size, scale.workers)]
+    parts = run_shards(generate_shard, calls, scale)
+    responses = [resp for part in parts for resp in part[0]]
+    # Seconds: the slowest shard's sampling time (they run side by side).
+    return responses, sum(p[1] for p in parts), max((p[2] for p in parts), default=0.0)
+
 
 def run_generate(params: Params) -> dict:
     import mlflow
@@ -56,9 +83,14 @@ def run_generate(params: Params) -> dict:
     with tracking.stage_run("generate", params):
         prompts = [r for r in read_jsonl(PROMPTS) if r["split"] == "train"]
         device = pick_device(cfg.device)
-        model, tok = load_policy(champion, device)
         version = policy_version(champion)
-        responses, n_tokens, seconds = sample_responses(model, tok, [prompt_of(r) for r in prompts], cfg, device)
+        texts = [prompt_of(r) for r in prompts]
+        runner = params.scale.runner
+        if runner == "local":
+            model, tok = load_policy(champion, device)
+            responses, n_tokens, seconds = sample_responses(model, tok, texts, cfg, device)
+        else:
+            responses, n_tokens, seconds = generate_sharded(str(champion), texts, cfg, device, params.scale)
         rows = []
         for row, resp in zip(prompts, responses):
             for j, text in enumerate(resp):
@@ -77,5 +109,6 @@ def run_generate(params: Params) -> dict:
                               "response": [r["response"] for r in sample],
                               "response_id": [r["response_id"] for r in sample]},
                              artifact_file="sample_generations.json")
-        mlflow.set_tag("policy_version", version)
+        mlflow.set_tags({"policy_version": version, "generate.runner": runner,
+                         "generate.backend": "transformers.generate"})
     return metrics

@@ -52,9 +52,10 @@ def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tok
 
 
 def sample_batches(model, tok, prompts: list, k: int, *, batch_size: int, seed: int, progress: bool = False,
-                   **kwargs):
+                   first_batch: int = 0, **kwargs):
     """Yield (rollout, seconds) for consecutive batches of ``batch_size`` prompts; batch ``b`` is
-    seeded with ``seed * 100003 + b``, so a run is reproducible for a given batch size."""
+    seeded with ``seed * 100003 + first_batch + b``, so a run is reproducible for a given batch size, and a
+    shard that starts at batch ``first_batch`` of the whole list samples what the whole run samples there."""
     import time
 
     from tqdm.auto import tqdm
@@ -62,7 +63,7 @@ def sample_batches(model, tok, prompts: list, k: int, *, batch_size: int, seed: 
     starts = range(0, len(prompts), batch_size)
     for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress, leave=False)):
         t0 = time.perf_counter()
-        r = sample(model, tok, prompts[start:start + batch_size], k, seed=seed * 100_003 + b, **kwargs)
+        r = sample(model, tok, prompts[start:start + batch_size], k, seed=seed * 100_003 + first_batch + b, **kwargs)
         yield r, time.perf_counter() - t0
 
 
