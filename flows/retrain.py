@@ -12,7 +12,7 @@ from __future__ import annotations
 import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from prefect import flow, get_run_logger, task
 
-from flows.cycle import CycleStopped, cycle, is_transient
+from flows.cycle import CycleStopped, cycle
 from tasks.config import load_params
 from tasks.errors import RFTError
 
@@ -21,14 +21,6 @@ ENTRYPOINT = "flows/retrain.py:retrain"
 
 class RetrainFailed(RFTError):
     """The retrain run's cycle stopped; the message says why."""
-
-
-def _retry_on_io(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 - decided by is_transient
-        return is_transient(exc)
-    return False
 
 
 @task(persist_result=False)

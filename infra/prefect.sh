@@ -14,11 +14,12 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 HOST="${PREFECT_HOST:-127.0.0.1}"
 PORT="${PREFECT_PORT:-4200}"
 POOL="${PREFECT_POOL:-rft}"
+# The UI asks this URL for its data: the server's own address, whatever port it listens on.
+export PREFECT_UI_API_URL="${PREFECT_UI_API_URL:-http://$HOST:$PORT/api}"
 case "${1:-server}" in
   server) exec prefect server start --host "$HOST" --port "$PORT" ;;
   worker)
     : "${PREFECT_API_URL:?set PREFECT_API_URL to the server, e.g. http://127.0.0.1:4200/api}"
-    prefect work-pool inspect "$POOL" >/dev/null 2>&1 || prefect work-pool create "$POOL" --type process >/dev/null
-    exec prefect worker start --pool "$POOL" --type process ;;
+    exec prefect worker start --pool "$POOL" --type process ;;   # creates the pool when it is missing
   *) echo "usage: $0 [server|worker]" >&2; exit 2 ;;
 esac

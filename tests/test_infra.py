@@ -54,6 +54,9 @@ def test_up_starts_each_server_under_one_data_folder(services):
     status = services.up_sh("status").stdout
     assert "mlflow: up" in status and "prefect: up" in status and "label-studio: down" in status
     assert (services.data / "mlruns.db").exists() and (services.data / ".prefect").is_dir()
+    # The Prefect UI asks the server's own port for its data (not the default 4200).
+    with urllib.request.urlopen(services.prefect_api.removesuffix("/api") + "/ui-settings", timeout=10) as r:
+        assert json.loads(r.read())["api_url"] == services.prefect_api
     assert {p.name for p in (services.data / ".rft-services").glob("*.pid")} == \
         {"mlflow.pid", "prefect.pid", "prefect-worker.pid"}
     import mlflow
