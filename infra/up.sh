@@ -21,6 +21,9 @@ healthy() { curl -sf -o /dev/null --max-time 2 "$1"; }
 launch() {   # name, health URL (or -), command...
   local name="$1" health="$2"; shift 2
   if [ "$health" != - ] && healthy "$health"; then echo "$name: already answering at $health"; return 0; fi
+  if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+    echo "$name: already running (pid $(cat "$RUN/$name.pid"))"; return 0
+  fi
   mkdir -p "$RUN"
   set -m                                   # its own process group, so that `down` stops its children too
   nohup "$@" >"$RUN/$name.log" 2>&1 < /dev/null &
