@@ -216,6 +216,12 @@ class RewardConfig:
     lora_alpha: int = opt(16, "LoRA alpha.", ge=1)
     seed: int = opt(0, "Seed of the split and of training.")
     log_every: int = opt(10, "Log training metrics every this many steps.", ge=1)
+    launcher: str = opt("none", "none: train in the stage's process; accelerate: `accelerate launch` "
+                        "reward.num_processes data-parallel processes (CPU or GPUs) with reward.accelerate_config. "
+                        "The effective batch is batch_size x num_processes.", choices=("none", "accelerate"))
+    accelerate_config: str = opt("infra/accelerate/ddp.yaml", "accelerate: the launch config (infra/accelerate/: ddp, "
+                                 "zero2, zero3, fsdp).")
+    num_processes: int = opt(2, "accelerate: processes to launch on this machine.", ge=1)
 
 
 def _section(cls: type, help: str):

@@ -92,13 +92,18 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
             learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear",
             max_length=cfg.max_length, logging_steps=cfg.log_every, save_strategy="no", eval_strategy="no",
             report_to=[], seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0, center_rewards_coefficient=cfg.center_rewards_coefficient)
+            dataloader_num_workers=0, center_rewards_coefficient=cfg.center_rewards_coefficient,
+            # Data-parallel runs (reward.launcher: accelerate): mean pooling leaves the encoder's pooler unused.
+            ddp_find_unused_parameters=True)
         trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                                 peft_config=peft_config, callbacks=[Log()])
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
-        trained = trainer.model
+        world_size = trainer.args.world_size
+        if not trainer.is_world_process_zero():
+            return {}                  # under `accelerate launch`, the main process saves and scores
+        trained = trainer.accelerator.unwrap_model(trainer.model)
         if cfg.lora:
             trained = trained.merge_and_unload()
         trained.eval()
@@ -109,7 +114,8 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
         shutil.rmtree(tmp, ignore_errors=True)
 
     rm = RewardModel(out_dir, cfg.max_length)
-    stats = {"train_pairs": len(train), "heldout_pairs": len(val), "train_seconds": seconds}
+    stats = {"train_pairs": len(train), "heldout_pairs": len(val), "train_seconds": seconds,
+             "world_size": world_size}
     if val:
         s = pairwise_stats(rm.score([c for c, _ in val]), rm.score([r for _, r in val]))
         stats.update(heldout_accuracy=s["accuracy"], heldout_mean_margin=s["mean_margin"])
@@ -129,8 +135,15 @@ def run_train_reward(params: Params) -> dict:
         of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
         pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
         train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
+        mlflow.set_tag("reward.launcher", cfg.launcher)
         with atomic_path(OUT, is_dir=True) as out:
-            stats = train_reward_model(train, val, cfg, out, lambda k, v, s: mlflow.log_metric(k, v, step=s))
+            log = lambda k, v, s: mlflow.log_metric(k, v, step=s)  # noqa: E731
+            if cfg.launcher == "accelerate":
+                from tasks.launch import launch_reward
+
+                stats = launch_reward(train, val, cfg, out, log)
+            else:
+                stats = train_reward_model(train, val, cfg, out, log)
             mlflow.log_artifacts(str(out), artifact_path="model")
             version = tracking.register_model(
                 "reward-model", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
