@@ -185,6 +185,20 @@ def docs_page(docs_dir: Path) -> Path:
     return pages[-1] if pages else docs_dir / "index.html"
 
 
+LATEST = "latest.html"
+
+
+def write_latest(docs_dir: Path) -> Path:
+    """``<docs_dir>/latest.html``: a page that forwards to the newest validation page. The report names this
+    fixed path rather than the page's timestamped one, so the report's bytes (a dependency of later stages)
+    do not change when a fresh clone rebuilds the Data Docs."""
+    page = docs_page(docs_dir).relative_to(docs_dir).as_posix()
+    latest = docs_dir / LATEST
+    latest.write_text(f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={page}">'
+                      f'<title>Data Docs</title><a href="{page}">the latest validation</a>\n')
+    return latest
+
+
 def _load_df(path: Path):
     import pandas as pd
 
@@ -285,8 +299,9 @@ def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, do
             raise
         finally:
             if docs_dir.exists():
+                write_latest(docs_dir)
                 mlflow.log_artifacts(str(docs_dir), artifact_path="data_docs")
-        write_json(report, {"passed": True, **summary, "data_docs": str(docs_page(docs_dir))})
+        write_json(report, {"passed": True, **summary, "data_docs": str(docs_dir / LATEST)})
     return summary
 
 
