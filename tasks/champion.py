@@ -36,6 +36,7 @@ def run_champion(params: Params) -> dict:
             result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
             if base_meta.get("registry_version") is not None:
                 # A new lineage starts from this base: it is the champion in the registry too.
-                mlflow.MlflowClient().set_registered_model_alias("policy", "champion", str(base_meta["registry_version"]))
+                version = str(base_meta["registry_version"])
+                mlflow.MlflowClient().set_registered_model_alias("policy", "champion", version)
         mlflow.log_metrics({k: float(v) for k, v in result.items()})
     return result

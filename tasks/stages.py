@@ -123,7 +123,8 @@ def git_tracked_outputs() -> list[str]:
     from pathlib import Path
 
     files = [p for s in MANIFEST for p in (*s.metrics, *s.plots)]
-    ignores = {str(Path(out).parent / ".gitignore") for s in MANIFEST for out in s.outs if Path(out).parent != Path(".")}
+    parents = {Path(out).parent for s in MANIFEST for out in s.outs} - {Path(".")}
+    ignores = {str(parent / ".gitignore") for parent in parents}
     return files + sorted(ignores)
 
 
