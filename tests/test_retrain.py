@@ -4,6 +4,7 @@ failed run sends to the webhook."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,3 +106,24 @@ def test_a_failed_retrain_run_notifies_the_webhook(http, tmp_path):
     assert notice["state"] == "Failed" and "gone is not a folder" in notice["message"]
     assert notice["text"].startswith("rft retrain ") and notice["flow_run_id"]
     assert not (path / "dvc.lock").exists()                            # no stage ran
+
+
+def test_dvc_source_pulls_the_named_data_from_the_remote(tmp_path, monkeypatch):
+    """retrain.source dvc: `dvc pull` of the .dvc file brings the data back from the remote; an unknown target is
+    named at once, not retried."""
+    repo = tmp_path / "repo"
+    (repo / "data/incoming").mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"],
+                ["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")]):
+        subprocess.run(cmd, check=True, capture_output=True)
+    data = repo / "data/incoming/new.jsonl"
+    data.write_text('{"id": 1, "prompt": "this week"}\n')
+    subprocess.run(["dvc", "add", "data/incoming/new.jsonl"], check=True, capture_output=True)
+    subprocess.run(["dvc", "push", "-q"], check=True, capture_output=True)
+    data.unlink()
+    shutil.rmtree(repo / ".dvc/cache")
+    assert fetch(_cfg(source="dvc", files=["data/incoming/new.jsonl.dvc"])) == ["data/incoming/new.jsonl.dvc"]
+    assert data.read_text() == '{"id": 1, "prompt": "this week"}\n'
+    with pytest.raises(FetchError, match="missing.dvc"):
+        fetch(_cfg(source="dvc", files=["data/incoming/missing.dvc"], max_retries=3, backoff=5.0))
