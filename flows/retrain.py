@@ -69,15 +69,28 @@ def retrain(params_path: str = "params.yaml") -> dict:
             "reason": promoted.get("reason")}
 
 
+def ensure_work_pool(client, name: str) -> None:
+    """Create the ``process`` work pool ``name`` unless it exists. A worker started with ``--type process`` may create
+    the same pool between the read and the create; that is success, not an error."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        client.read_work_pool(name)
+    except ObjectNotFound:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass
+
+
 def deploy(params_path: str = "params.yaml") -> str:
     """Deploy ``retrain`` from this folder to the Prefect server at ``PREFECT_API_URL``: schedule, overlap rule and
     work pool from ``params.yaml``. Creates the work pool (type process) when missing. Returns the deployment id."""
     from pathlib import Path
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-    from prefect.exceptions import ObjectNotFound
     from prefect.schedules import Cron
 
     from tasks.preflight import check_servers, prefect_api_url
@@ -89,10 +102,7 @@ def deploy(params_path: str = "params.yaml") -> str:
                        "export PREFECT_API_URL=http://127.0.0.1:4200/api")
     check_servers(params.tracking.uri)
     with get_client(sync_client=True) as client:
-        try:
-            client.read_work_pool(cfg.work_pool)
-        except ObjectNotFound:
-            client.create_work_pool(WorkPoolCreate(name=cfg.work_pool, type="process"))
+        ensure_work_pool(client, cfg.work_pool)
     strategy = {"skip": ConcurrencyLimitStrategy.CANCEL_NEW, "queue": ConcurrencyLimitStrategy.ENQUEUE}[cfg.overlap]
     deployment_id = retrain.from_source(source=str(Path.cwd()), entrypoint=ENTRYPOINT).deploy(
         name=cfg.deployment, work_pool_name=cfg.work_pool,

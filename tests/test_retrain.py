@@ -127,3 +127,34 @@ def test_dvc_source_pulls_the_named_data_from_the_remote(tmp_path, monkeypatch):
     assert data.read_text() == '{"id": 1, "prompt": "this week"}\n'
     with pytest.raises(FetchError, match="missing.dvc"):
         fetch(_cfg(source="dvc", files=["data/incoming/missing.dvc"], max_retries=3, backoff=5.0))
+
+
+class _RacingClient:
+    """A Prefect client whose pool does not exist at the read but does at the create: a worker started with
+    ``--type process`` created it in between."""
+
+    def __init__(self, exists_at_read: bool, exists_at_create: bool):
+        self.exists_at_read, self.exists_at_create, self.created = exists_at_read, exists_at_create, []
+
+    def read_work_pool(self, name):
+        from prefect.exceptions import ObjectNotFound
+        if not self.exists_at_read:
+            raise ObjectNotFound(http_exc=Exception("404"))
+
+    def create_work_pool(self, pool):
+        from prefect.exceptions import ObjectAlreadyExists
+        if self.exists_at_create:
+            raise ObjectAlreadyExists(http_exc=Exception("409"))
+        self.created.append((pool.name, pool.type))
+
+
+@pytest.mark.parametrize("at_read,at_create,created", [
+    (True, True, []),                              # there already: nothing to do
+    (False, False, [("rft", "process")]),          # missing: created as a process pool
+    (False, True, []),                             # created by the worker meanwhile: that is success
+])
+def test_deploy_creates_the_work_pool_once_even_when_the_worker_races_it(at_read, at_create, created):
+    from flows.retrain import ensure_work_pool
+    client = _RacingClient(at_read, at_create)
+    ensure_work_pool(client, "rft")
+    assert client.created == created
