@@ -3,8 +3,9 @@ validates the data, trains, evaluates and promotes or not), and record the itera
 
 ``rft deploy`` deploys it to a Prefect server with the cron schedule, the overlap rule (a deployment concurrency
 limit of one: a run due while another runs is cancelled or queued) and the work pool of ``params.yaml``'s
-``retrain`` section; ``rft retrain`` runs it once, here. A failed or crashed run POSTs a notice to
-``retrain.notify_webhook``.
+``retrain`` section, and an automation that notifies ``retrain.notify_webhook`` through a Prefect notification
+block when a deployed run fails or crashes; ``rft retrain`` runs it once, here, and its failure hook sends the same
+notice.
 """
 
 from __future__ import annotations
@@ -32,19 +33,25 @@ def fetch_task(params_path: str) -> list[str]:
     return written
 
 
+def failure_subject() -> str:
+    return "rft retrain failed"
+
+
 def _notify(flow_, flow_run, state) -> None:
-    """Flow hook on failure or crash: tell the webhook which run failed and why."""
+    """Flow hook on failure or crash of a run in place (``rft retrain``). A deployed run is watched by the
+    automation ``rft deploy`` created, which notifies through the same block: no second notice."""
     from tasks.retrain import notify
 
+    if flow_run.deployment_id is not None:
+        return
     params_path = (flow_run.parameters or {}).get("params_path", "params.yaml")
     try:
         cfg = load_params(params_path).retrain
     except RFTError:
         return                       # params unreadable: the run's own message says so
-    event = {"flow_run": flow_run.name, "flow_run_id": str(flow_run.id), "deployment_id": str(flow_run.deployment_id),
-             "state": state.name, "message": state.message or ""}
+    body = f"flow run {flow_run.name} ({flow_run.id}) ended {state.name}: {state.message or ''}"
     try:
-        if notify(cfg, event):
+        if notify(cfg, failure_subject(), body):
             get_run_logger().info(f"failure notice sent to {cfg.notify_webhook}")
     except RFTError as exc:
         get_run_logger().warning(f"failure notice not delivered: {exc}")
@@ -110,4 +117,35 @@ def deploy(params_path: str = "params.yaml") -> str:
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=strategy),
         parameters={"params_path": params_path}, build=False, push=False, print_next_steps=False, ignore_warnings=True,
         description="Scheduled retraining: new data, a cycle from the champion, promotion or not (rft).")
+    with get_client(sync_client=True) as client:
+        ensure_failure_automation(client, cfg, deployment_id)
     return str(deployment_id)
+
+
+def ensure_failure_automation(client, cfg, deployment_id) -> str | None:
+    """The automation that notifies ``retrain.notify_webhook`` (through the notification block ``webhook_block``,
+    saved on the server) when a run of the deployment fails or crashes. Replaces the one an earlier deploy made;
+    removes it when no webhook is set. Returns the automation's name, or None."""
+    from prefect.automations import AutomationCore
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    from tasks.retrain import webhook_block
+
+    name = f"rft-retrain failed ({cfg.deployment})"
+    for old in client.read_automations_by_name(name):
+        client.delete_automation(old.id)
+    if not cfg.notify_webhook:
+        return None
+    slug = "".join(c if c.isalnum() else "-" for c in cfg.deployment.lower())
+    block_id = webhook_block(cfg).save(f"rft-retrain-{slug}-failure", overwrite=True)
+    client.create_automation(AutomationCore(
+        name=name, description="rft: tell retrain.notify_webhook when a scheduled retrain run fails or crashes.",
+        trigger=EventTrigger(expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                             match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
+                             posture=Posture.Reactive, threshold=1, within=0),
+        actions=[SendNotification(
+            block_document_id=block_id, subject=failure_subject(),
+            body="flow run {{ flow_run.name }} ({{ flow_run.id }}) ended {{ flow_run.state.name }}: "
+                 "{{ flow_run.state.message }}")]))
+    return name

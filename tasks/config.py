@@ -128,6 +128,10 @@ class GenerateConfig:
     top_p: float = opt(1.0, "Nucleus sampling mass.", gt=0, le=1)
     seed: int = opt(0, "Seed of the sampler.")
     device: str = opt("auto", "Where to generate.", choices=("auto", "cpu", "cuda"))
+    backend: str = opt("auto", "Sampler: transformers (batched Hugging Face generate, any device), vllm (vLLM's "
+                       "engine on a CUDA GPU, in this process) or auto (vllm when it is installed, a GPU is "
+                       "present and scale.runner is local; else transformers). The MLflow run records which ran.",
+                       choices=("auto", "transformers", "vllm"))
     sample_table_rows: int = opt(20, "Generations logged to MLflow as a table.", ge=0)
 
 
@@ -256,6 +260,21 @@ class OptimizeConfig:
     best_of_n: _alg.best_of_n.Config = _section(_alg.best_of_n.Config, "Best-of-n rejection sampling + SFT.")
     online_dpo: _alg.online_dpo.Config = _section(_alg.online_dpo.Config, "Iterative online DPO.")
     constitutional: _alg.constitutional.Config = _section(_alg.constitutional.Config, "Constitutional AI.")
+    launcher: str = opt("none", "none: train in the stage's process; accelerate: `accelerate launch` "
+                        "optimize.num_processes data-parallel processes (CPU or GPUs) with "
+                        "optimize.accelerate_config, for the TRL trainers' algorithms (grpo, rloo, dpo, kto). The "
+                        "effective batch is the algorithm's batch x num_processes.", choices=("none", "accelerate"))
+    accelerate_config: str = opt("infra/accelerate/ddp.yaml", "accelerate: the launch config (infra/accelerate/: "
+                                 "ddp or zero2; the main process saves the whole model, so configs that shard "
+                                 "the parameters, zero3 and fsdp, are refused).")
+    num_processes: int = opt(2, "accelerate: processes to launch on this machine.", ge=1)
+
+    def __post_init__(self):
+        algo = _alg.REGISTRY.get(self.algorithm)
+        if self.launcher == "accelerate" and algo is not None and not algo.launchable:
+            able = ", ".join(n for n, a in _alg.REGISTRY.items() if a.launchable)
+            raise ConfigError(f"optimize.launcher: accelerate runs the TRL trainers' algorithms ({able}); "
+                              f"{self.algorithm} trains in the stage's process (launcher: none)")
 
 
 @dataclass(frozen=True)
@@ -379,15 +398,16 @@ def default_judges() -> dict:
 
 @dataclass(frozen=True)
 class ScaleConfig:
-    runner: str = opt("local", "Where generation's shards run: local (this process) or dask (a Prefect "
-                      "DaskTaskRunner over a local cluster of scale.workers processes, or scale.address). The "
-                      "output is the same bytes either way, so this key never makes a stage stale.",
-                      choices=("local", "dask"))
-    workers: int = opt(2, "dask: worker processes of the local cluster, and shards per stage.", ge=1)
+    runner: str = opt("local", "Where generation's and AI judging's shards run: local (this process), dask (a "
+                      "Prefect DaskTaskRunner over a local cluster of scale.workers processes, or scale.address) or "
+                      "ray (a Prefect RayTaskRunner over a local Ray instance of scale.workers CPUs, or the cluster "
+                      "at scale.address). The output is the same bytes either way, so this key never makes a stage "
+                      "stale.", choices=("local", "dask", "ray"))
+    workers: int = opt(2, "dask and ray: worker processes (CPUs) of the local cluster, and shards per stage.", ge=1)
     threads_per_worker: int = opt(1, "Torch threads in each worker (workers x threads <= the cores you may use).",
                                   ge=1)
-    address: str | None = opt(None, "dask: the scheduler of an existing cluster (tcp://host:8786); null: start "
-                              "a local one.")
+    address: str | None = opt(None, "The cluster to use instead of a local one: a Dask scheduler "
+                              "(tcp://host:8786) or a Ray head (ray://host:10001); null: start a local one.")
 
 
 RETRAIN_SOURCES = ("none", "folder", "url", "dvc")

@@ -101,12 +101,13 @@ def run_evaluate(params: Params) -> dict:
     from tasks.policy import load_policy, pick_device
     from tasks.rewardmodel import RewardModel
     from tasks.rollout import token_logprobs
+    from tasks.shard import cluster
 
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
     extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, cfg.judges)
-    with tracking.stage_run("evaluate", params, extra_inputs=extra):
-        ctx = JudgeContext.of(params, cfg.seed)
+    with tracking.stage_run("evaluate", params, extra_inputs=extra), cluster(params.scale) as scale:
+        ctx = JudgeContext.of(params, cfg.seed, scale=scale)
         judges = {name: build_judge(name, ctx) for name in cfg.judges}
         if info(params.task.env).has_truth:
             judges["truth"] = load_env(params.task.env).annotator(params.truth, cfg.seed)
@@ -166,4 +167,5 @@ def run_evaluate(params: Params) -> dict:
         table = {"prompt": [str(p) for p in prompts[:40]], "candidate": cand[:40], "champion": champ[:40]}
         table.update({f"win_{name}": out[:40] for name, out in outcomes.items()})
         mlflow.log_table(table, artifact_file="heldout_samples.json")
+        mlflow.set_tag("evaluate.runner", scale.runner)
     return m

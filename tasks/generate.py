@@ -77,6 +77,7 @@ def run_generate(params: Params) -> dict:
     import mlflow
 
     from tasks import tracking
+    from tasks.genbackend import BACKENDS, resolve_backend
 
     cfg = params.generate
     champion = Path(params.policy.champion_dir)
@@ -86,11 +87,8 @@ def run_generate(params: Params) -> dict:
         version = policy_version(champion)
         texts = [prompt_of(r) for r in prompts]
         runner = params.scale.runner
-        if runner == "local":
-            model, tok = load_policy(champion, device)
-            responses, n_tokens, seconds = sample_responses(model, tok, texts, cfg, device)
-        else:
-            responses, n_tokens, seconds = generate_sharded(str(champion), texts, cfg, device, params.scale)
+        backend = resolve_backend(cfg.backend, runner, device)
+        responses, n_tokens, seconds = BACKENDS[backend](str(champion), texts, cfg, device, params.scale)
         rows = []
         for row, resp in zip(prompts, responses):
             for j, text in enumerate(resp):
@@ -109,6 +107,6 @@ def run_generate(params: Params) -> dict:
                               "response": [r["response"] for r in sample],
                               "response_id": [r["response_id"] for r in sample]},
                              artifact_file="sample_generations.json")
-        mlflow.set_tags({"policy_version": version, "generate.runner": runner,
-                         "generate.backend": "transformers.generate"})
+        mlflow.set_tags({"policy_version": version, "generate.runner": runner if backend == "transformers" else "local",
+                         "generate.backend": backend})
     return metrics

@@ -1,12 +1,13 @@
 """Training under ``accelerate launch``: data-parallel processes on this machine (CPU or GPUs), DeepSpeed or FSDP.
 
 The stage stays one process that logs and registers; only the training runs
-under the launcher. ``launch_reward`` writes the pairs and settings to a spec
-file, runs ``accelerate launch --config_file <reward.accelerate_config>
---num_processes N -m tasks.launch reward <spec>``, and reads back what the main
-process saved: the model folder, its held-out stats and its training log,
-which it replays into the stage's MLflow run. HF's Trainer under the launcher
-shards the data across the processes and averages their gradients.
+under the launcher. ``launch_reward`` and ``launch_optimize`` write what the
+training needs to a spec file (the pairs and settings; the whole params), run
+``accelerate launch --config_file <config> --num_processes N -m tasks.launch
+<kind> <spec>``, and read back what the main process saved: the model folder,
+its figures and its training log, which they replay into the stage's MLflow
+run. HF's Trainer (and TRL's trainers on it) under the launcher shards the
+data across the processes and averages their gradients.
 """
 
 from __future__ import annotations
@@ -21,26 +22,69 @@ from pathlib import Path
 from tasks.errors import RFTError
 
 
+def _config(key: str, path: str, whole_model: bool = False) -> Path:
+    """The launch config ``key`` names; ``whole_model``: refuse configs that shard the parameters (FSDP,
+    DeepSpeed ZeRO-3), whose main process does not hold the whole model to save."""
+    import yaml
+
+    config = Path(path)
+    if not config.is_file():
+        raise RFTError(f"{key}: {config} does not exist")
+    if whole_model:
+        spec = yaml.safe_load(config.read_text()) or {}
+        kind, zero = spec.get("distributed_type"), (spec.get("deepspeed_config") or {}).get("zero_stage")
+        if kind == "FSDP" or (kind == "DEEPSPEED" and zero == 3):
+            raise RFTError(f"{key}: {config} shards the parameters ({kind}{' ZeRO-3' if zero == 3 else ''}); "
+                           "this stage saves the main process's whole model: use infra/accelerate/ddp.yaml or "
+                           "zero2.yaml")
+    return config
+
+
+def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log) -> None:
+    """Run ``tasks.launch <kind>`` under ``accelerate launch``, then replay the main process's log."""
+    path = Path(tmp) / "spec.json"
+    path.write_text(json.dumps({**spec, "log": f"{tmp}/log.jsonl"}))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+           "--num_processes", str(processes), "-m", "tasks.launch", kind, str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RFTError(f"accelerate launch ({config}, {processes} processes) failed with status "
+                       f"{proc.returncode}:\n{proc.stderr[-3000:]}")
+    for line in Path(f"{tmp}/log.jsonl").read_text().splitlines():
+        key, value, step = json.loads(line)
+        log(key, value, step)
+
+
 def launch_reward(train: list, val: list, cfg, out_dir: Path, log) -> dict:
     from tasks.params_audit import unwrap
 
-    config = Path(cfg.accelerate_config)
-    if not config.is_file():
-        raise RFTError(f"reward.accelerate_config: {config} does not exist")
+    config = _config("reward.accelerate_config", cfg.accelerate_config)
     with tempfile.TemporaryDirectory(prefix="rft-launch-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"train": train, "val": val, "cfg": dataclasses.asdict(unwrap(cfg)),
-                                    "out_dir": str(out_dir), "stats": f"{tmp}/stats.json", "log": f"{tmp}/log.jsonl"}))
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-               "--num_processes", str(cfg.num_processes), "-m", "tasks.launch", "reward", str(spec)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RFTError(f"accelerate launch ({config}, {cfg.num_processes} processes) failed with status "
-                           f"{proc.returncode}:\n{proc.stderr[-3000:]}")
-        for line in Path(f"{tmp}/log.jsonl").read_text().splitlines():
-            key, value, step = json.loads(line)
-            log(key, value, step)
+        _launch("reward", config, cfg.num_processes,
+                {"train": train, "val": val, "cfg": dataclasses.asdict(unwrap(cfg)), "out_dir": str(out_dir),
+                 "stats": f"{tmp}/stats.json"}, tmp, log)
         return json.loads(Path(f"{tmp}/stats.json").read_text())
+
+
+def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve: list, table) -> tuple:
+    """Train the policy in ``optimize.num_processes`` processes; returns (the trained model, loaded on
+    ``device``, and the algorithm's info). The probe curve and tables of the main process join ``curve`` and
+    go to ``table``."""
+    from tasks.params_audit import unwrap
+    from tasks.policy import load_policy
+
+    cfg = params.optimize
+    config = _config("optimize.accelerate_config", cfg.accelerate_config, whole_model=True)
+    with tempfile.TemporaryDirectory(prefix="rft-launch-") as tmp:
+        _launch("optimize", config, cfg.num_processes,
+                {"params": dataclasses.asdict(unwrap(params)), "champion": str(champion), "ckpt": str(ckpt),
+                 "out_dir": f"{tmp}/model", "info": f"{tmp}/info.json", "curve": f"{tmp}/curve.json",
+                 "tables": f"{tmp}/tables.json"}, tmp, log)
+        curve.extend(json.loads(Path(f"{tmp}/curve.json").read_text()))
+        for rows, name in json.loads(Path(f"{tmp}/tables.json").read_text()):
+            table(rows, name)
+        model, _ = load_policy(f"{tmp}/model", device)
+        return model, json.loads(Path(f"{tmp}/info.json").read_text())
 
 
 def _reward_worker(spec_path: str) -> None:
@@ -57,7 +101,41 @@ def _reward_worker(spec_path: str) -> None:
         Path(spec["stats"]).write_text(json.dumps(stats))
 
 
-WORKERS = {"reward": _reward_worker}
+def _optimize_worker(spec_path: str) -> None:
+    """One process of the optimize stage's data-parallel training: the stage's own setup and algorithm; the
+    main process (rank 0) probes, logs and saves."""
+    import os
+
+    import torch
+
+    from tasks.config import parse_params
+    from tasks.optimize import prober, setup, train_policy
+    from tasks.policy import load_policy
+
+    spec = json.loads(Path(spec_path).read_text())
+    params = parse_params(spec["params"])
+    cfg, champion = params.optimize, Path(spec["champion"])
+    main = int(os.environ.get("RANK", "0")) == 0
+    device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(cfg.seed)
+    model, _ = load_policy(champion, device)
+    s = setup(params, champion, device)
+    logged, curve, tables = [], [], []
+    log = (lambda k, v, step: logged.append((k, v, step))) if main else (lambda k, v, step: None)
+    do_probe = prober(s, cfg, log, curve) if main else (lambda m, step: {})
+    trained, info = train_policy(params, s, model, champion, Path(spec["ckpt"]), log, do_probe,
+                                 table=lambda rows, name: tables.append((rows, name)))
+    if main:
+        trained.save_pretrained(spec["out_dir"])
+        s.tok.save_pretrained(spec["out_dir"])
+        Path(spec["log"]).write_text("".join(json.dumps(entry) + "\n" for entry in logged))
+        Path(spec["curve"]).write_text(json.dumps(curve))
+        Path(spec["tables"]).write_text(json.dumps(tables, default=str))
+        numbers = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
+        Path(spec["info"]).write_text(json.dumps({**numbers, "world_size": int(os.environ.get("WORLD_SIZE", 1))}))
+
+
+WORKERS = {"reward": _reward_worker, "optimize": _optimize_worker}
 
 if __name__ == "__main__":
     import tasks  # noqa: F401  (offline defaults)

@@ -143,14 +143,86 @@ def _table(rows: list[dict], name: str) -> None:
         mlflow.log_table({k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file=name)
 
 
+@dataclasses.dataclass
+class Setup:
+    """What training and the probes need besides the policy: built the same way in the stage's process and in
+    each ``accelerate launch`` process."""
+    ref: object
+    tok: object
+    judges: list
+    weights: list
+    reward: object
+    train: list
+    by_formatted: dict
+    data: list
+    info: dict
+    probe_prompts: list
+
+
+def setup(params: Params, champion: Path, device: str) -> Setup:
+    from tasks.judges import JudgeContext, build_judge
+
+    cfg = params.optimize
+    algo = REGISTRY[cfg.algorithm]
+    ref, tok = load_policy(champion, device)
+    ref.requires_grad_(False)
+    ctx = JudgeContext(params.judges, params.task, None, cfg.seed)
+    judges = [build_judge(n, ctx) for n in cfg.reward]
+    weights = list(cfg.reward_weights or [1.0] * len(judges))
+    train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
+    info: dict = {}
+    if algo.consumes == PAIRS:
+        data = pair_rows(tok, params.label.ties)
+    elif algo.consumes == BINARY:
+        data, info["kto_source"] = binary_rows(tok, params.label.ties, getattr(cfg, cfg.algorithm).source)
+    else:
+        data = train
+    return Setup(ref, tok, judges, weights, weighted_reward(judges, weights), train,
+                 {format_prompt(p, tok): p for p in train}, data, info, train[:cfg.probe_prompts])
+
+
+def prober(s: Setup, cfg, log, curve: list):
+    """``probe(model, step)``: the probe's figures, logged at ``step`` and kept in ``curve``."""
+    def do_probe(m, step):
+        out = probe(m, s.ref, s.tok, s.reward, s.probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
+                    cfg.seed + step)
+        for k, v in out.items():
+            log(k, v, step)
+        curve.append({"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"],
+                      "length": out["probe_length"]})
+        return out
+    return do_probe
+
+
+def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, log, do_probe, table=None) -> tuple:
+    """Run the algorithm on ``model`` (LoRA-wrapped first when asked); return (trained model, info), LoRA
+    adapters merged into the model."""
+    from tasks.judges import JudgeContext, build_judge
+    from tasks.rubric import load_rubric
+
+    cfg = params.optimize
+    if cfg.lora:
+        model = _with_lora(model, cfg)
+    ctx = JudgeContext(params.judges, params.task, None, cfg.seed)
+    job = Run(cfg=getattr(cfg, cfg.algorithm), common=cfg, policy=model, reference=s.ref, tok=s.tok, data=s.data,
+              reward=s.reward,
+              reward_funcs=[TrlReward(n, j, s.by_formatted) for n, j in zip(cfg.reward, s.judges)],
+              reward_weights=s.weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
+              probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
+              rubric=load_rubric(params.task.rubric), table=table or _table,
+              reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
+                                      if params.judges[n].kind == "reward_model"), None))
+    trained, info = REGISTRY[cfg.algorithm].train(job)
+    return (trained.merge_and_unload() if cfg.lora else trained), info
+
+
 def run_optimize(params: Params) -> dict:
     import mlflow
     import torch
 
     from tasks import tracking
-    from tasks.judges import JudgeContext, build_judge, judge_files
+    from tasks.judges import judge_files
     from tasks.policy import pick_device
-    from tasks.rubric import load_rubric
 
     cfg = params.optimize
     algo = REGISTRY[cfg.algorithm]
@@ -159,57 +231,27 @@ def run_optimize(params: Params) -> dict:
     with tracking.stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
         torch.manual_seed(cfg.seed)
         device = pick_device("auto")
-        model, tok = load_policy(champion, device)
-        ref, _ = load_policy(champion, device)
-        ref.requires_grad_(False)
-        ctx = JudgeContext(params.judges, params.task, None, cfg.seed)
-        judges = [build_judge(n, ctx) for n in cfg.reward]
-        weights = list(cfg.reward_weights or [1.0] * len(judges))
-        reward = weighted_reward(judges, weights)
-        train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
-        by_formatted = {format_prompt(p, tok): p for p in train}
-        section = getattr(cfg, cfg.algorithm)
-        info: dict = {}
-        if algo.consumes == PAIRS:
-            data = pair_rows(tok, params.label.ties)
-        elif algo.consumes == BINARY:
-            data, info["kto_source"] = binary_rows(tok, params.label.ties, section.source)
-        else:
-            data = train
-        if cfg.lora:
-            model = _with_lora(model, cfg)
-        probe_prompts = train[:cfg.probe_prompts]
+        # The policy is loaded before the reference, as it always was: the seeded run stays the same run.
+        model = None if cfg.launcher == "accelerate" else load_policy(champion, device)[0]
+        s = setup(params, champion, device)
+        ref, tok, reward, probe_prompts, info = s.ref, s.tok, s.reward, s.probe_prompts, s.info
         curve: list[dict] = []
 
-        def log(k, v, s):
-            mlflow.log_metric(k, v, step=s)
-
-        def do_probe(m, step):
-            out = probe(m, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
-                        cfg.seed + step)
-            for k, v in out.items():
-                log(k, v, step)
-            curve.append({"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"],
-                          "length": out["probe_length"]})
-            return out
+        def log(k, v, step):
+            mlflow.log_metric(k, v, step=step)
 
         ckpt = CHECKPOINTS / fingerprint(params, champion)
         for stale in (CHECKPOINTS.iterdir() if CHECKPOINTS.is_dir() else []):
             if stale != ckpt:
                 shutil.rmtree(stale, ignore_errors=True)
-        mlflow.set_tag("optimize.checkpoint", str(ckpt))
-        job = Run(cfg=section, common=cfg, policy=model, reference=ref, tok=tok, data=data,
-                  reward=reward,
-                  reward_funcs=[TrlReward(n, j, by_formatted) for n, j in zip(cfg.reward, judges)],
-                  reward_weights=weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
-                  probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
-                  rubric=load_rubric(params.task.rubric), table=_table,
-                  reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
-                                          if params.judges[n].kind == "reward_model"), None))
-        trained, trained_info = algo.train(job)
+        mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher})
+        if cfg.launcher == "accelerate":
+            from tasks.launch import launch_optimize
+
+            trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, _table)
+        else:
+            trained, trained_info = train_policy(params, s, model, champion, ckpt, log, prober(s, cfg, log, curve))
         info.update(trained_info)
-        if cfg.lora:
-            trained = trained.merge_and_unload()
         trained.eval()
         final = probe(trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
                       cfg.seed + 10**6)

@@ -7,13 +7,16 @@ renamed into place: a failed or killed download never leaves half a file.
 Downloads and ``dvc pull`` retry with backoff on I/O errors; a missing folder,
 a 404 or a bad name fail at once with a message that names them.
 
-``notify`` POSTs a JSON notice to ``retrain.notify_webhook``; its body has a
-``text`` field, so a Slack or Mattermost incoming webhook shows it as is.
+Failure notices go through a Prefect notification block (``webhook_block``: a
+Custom Webhook that POSTs JSON with a ``text`` field, so a Slack or Mattermost
+incoming webhook shows it as is) to ``retrain.notify_webhook``. A deployed run
+is watched by the Prefect automation that ``rft deploy`` creates (it fires on
+the server, even when the run's process was killed); a run in place
+(``rft retrain``) sends the notice from its flow's failure hook (``notify``).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -102,18 +105,36 @@ def fetch(cfg: RetrainConfig, incoming: str | Path = INCOMING) -> list[str]:
     raise FetchError(f"retrain.source: unknown source {cfg.source!r}")   # unreachable: params are validated
 
 
-def notify(cfg: RetrainConfig, event: dict) -> bool:
-    """POST ``event`` (plus a one-line ``text``) to ``cfg.notify_webhook``; True when it was delivered."""
+def webhook_block(cfg: RetrainConfig):
+    """The Prefect notification block (Custom Webhook) that POSTs to ``retrain.notify_webhook``: a JSON body
+    with ``text`` (subject and body, what Slack or Mattermost show), ``subject`` and ``body``."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    return CustomWebhookNotificationBlock(name="rft retrain", url=cfg.notify_webhook, timeout=cfg.timeout,
+                                          json_data={"text": "{{subject}}\n{{body}}", "subject": "{{subject}}",
+                                                     "body": "{{body}}"})
+
+
+def notify(cfg: RetrainConfig, subject: str, body: str) -> bool:
+    """Send ``subject`` and ``body`` through ``webhook_block``, retried with backoff on a connection error, a
+    timeout, a 429 or a 5xx; True when delivered, False when no webhook is set."""
+    import httpx
+
     if not cfg.notify_webhook:
         return False
-    body = {"text": f"rft retrain {event.get('flow_run', '')}: {event.get('state', '')} - "
-                    f"{event.get('message', '')}"[:3000], **event}
-    data = json.dumps(body).encode()
-
-    def post():
-        req = urllib.request.Request(cfg.notify_webhook, data=data, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=cfg.timeout) as resp:
-            return resp.status
-
-    _retrying(cfg, f"notify {cfg.notify_webhook}", post)
-    return True
+    block = webhook_block(cfg)
+    for attempt in range(cfg.max_retries + 1):
+        try:
+            block.notify(body=body[:3000], subject=subject)
+            return True
+        except httpx.HTTPStatusError as exc:
+            code = exc.response.status_code
+            if code < 500 and code != 429:
+                raise FetchError(f"notify {cfg.notify_webhook}: HTTP {code}") from None
+            problem = f"HTTP {code}"
+        except httpx.TransportError as exc:
+            problem = type(exc).__name__
+        if attempt == cfg.max_retries:
+            raise FetchError(f"notify {cfg.notify_webhook}: failed after {cfg.max_retries} retries ({problem})")
+        time.sleep(cfg.backoff * 2 ** attempt)
+    raise AssertionError("unreachable")

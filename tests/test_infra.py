@@ -1,6 +1,6 @@
 """infra/: the servers start from their scripts and answer; the retrain flow deployed to the real Prefect server
-runs a cycle through a real worker, logging to the real MLflow server, with no two runs at once; compose.yaml
-holds together."""
+runs a cycle through a real worker, logging to the real MLflow server, with no two runs at once, and a failed run
+is reported by the server's automation; compose.yaml holds together."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import re
 import shutil
 import subprocess
 import time
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -25,7 +27,9 @@ class Services:
     def __init__(self, data):
         self.data = data
         self.env = {**os.environ, "RFT_DATA_DIR": str(data), "MLFLOW_PORT": str(free_port()),
-                    "PREFECT_PORT": str(free_port()), "LS_PORT": str(free_port()), "UP_TIMEOUT": "240"}
+                    "PREFECT_PORT": str(free_port()), "LS_PORT": str(free_port()), "UP_TIMEOUT": "240",
+                    # A run queued behind the deployment's concurrency limit asks again after 2 s, not 30.
+                    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
         self.mlflow = f"http://127.0.0.1:{self.env['MLFLOW_PORT']}"
         self.prefect_api = f"http://127.0.0.1:{self.env['PREFECT_PORT']}/api"
 
@@ -68,6 +72,12 @@ def test_up_starts_each_server_under_one_data_folder(services):
     assert mlflow.get_run(run.info.run_id).data.metrics["x"] == 1.0
 
 
+def _when(stamp: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp)
+
+
 def _final(services, run_id, timeout=600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,12 +88,33 @@ def _final(services, run_id, timeout=600):
     pytest.fail(f"flow run {run_id} did not finish in {timeout} s")
 
 
-def test_deployed_retrain_runs_a_cycle_on_the_real_servers_without_overlap(services, tmp_path):
+class _Hook(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.server.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+
+@pytest.fixture
+def webhook():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.posts = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def test_deployed_retrain_runs_a_cycle_on_the_real_servers_without_overlap(services, webhook, tmp_path):
     new = tmp_path / "new"
     new.mkdir()
     (new / "extra.jsonl").write_text('{"id": "n1", "note": "this week\'s data"}\n')
+    hook = f"http://127.0.0.1:{webhook.server_port}/hook"
     path = make_project(tmp_path / "proj", {"tracking": {"uri": services.mlflow},
-                                            "retrain": {"source": "folder", "path": str(new), "cron": "0 3 * * 1"}})
+                                            "retrain": {"source": "folder", "path": str(new), "cron": "0 3 * * 1",
+                                                        "notify_webhook": hook}})
     env = {**os.environ, "PREFECT_API_URL": services.prefect_api}
     out = subprocess.run(["rft", "deploy"], cwd=path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -107,6 +138,41 @@ def test_deployed_retrain_runs_a_cycle_on_the_real_servers_without_overlap(servi
     (row,) = [json.loads(line) for line in out.stdout.splitlines()]
     assert row["iteration"] == 1 and row["status"] == "ok" and row["promoted"] in ("yes", "no")
     assert not (path / "mlruns.db").exists()                   # nothing went to the embedded store
+    assert webhook.posts == []                                 # neither a completed nor a cancelled run notifies
+
+    # A run that fails: the server's automation sends the notice through the saved notification block.
+    out = subprocess.run(["prefect", "deployment", "run", "rft-retrain/scheduled", "--param",
+                          "params_path=missing.yaml"], cwd=path, env=env, capture_output=True, text=True, timeout=120)
+    failed = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
+    assert _final(services, failed)["type"] == "FAILED"
+    deadline = time.monotonic() + 120
+    while not webhook.posts and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(3)                                              # room for a second notice, if one were coming
+    (notice,) = webhook.posts
+    assert notice["subject"] == "rft retrain failed" and failed in notice["body"] and "missing.yaml" in notice["body"]
+    assert " ended Failed: " in notice["body"]
+
+    # overlap: queue. Two runs back to back: the second waits for the first's slot instead of being cancelled.
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["retrain"]["overlap"] = "queue"
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = subprocess.run(["rft", "deploy"], cwd=path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert services.api("/deployments/name/rft-retrain/scheduled")["concurrency_options"]["collision_strategy"] \
+        == "ENQUEUE"
+    queued = []
+    for _ in range(2):                   # runs that fail fast (a missing params file): the slot matters, not the work
+        out = subprocess.run(["prefect", "deployment", "run", "rft-retrain/scheduled", "--param",
+                              "params_path=missing.yaml"], cwd=path, env=env, capture_output=True, text=True,
+                             timeout=120)
+        queued.append(re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1))
+    assert [_final(services, i)["type"] for i in queued] == ["FAILED", "FAILED"]     # both ran; none cancelled
+    waited = [any(s["name"] == "AwaitingConcurrencySlot" for s in services.api(f"/flow_run_states/?flow_run_id={i}"))
+              for i in queued]
+    assert waited.count(True) == 1                             # the one that came second waited for the slot
+    runs = sorted((services.api(f"/flow_runs/{i}") for i in queued), key=lambda r: _when(r["start_time"]))
+    assert _when(runs[1]["start_time"]) >= _when(runs[0]["end_time"])      # one at a time
 
 
 def test_compose_file_holds_together():

@@ -152,6 +152,7 @@ def test_ensemble_built_by_name(rubric_file, tiny_lm):
     j = build_judge("panel", ctx(judges, rubric_file))
     v = j.compare(PROMPTS, ["The soup was wonderful.", "Lovely cake."], ["Awful soup.", "Bad cake."])
     assert len(v.p_a) == 2 and "agreement" in j.stats and "local.position_disagreement" in j.stats
+    assert j.batch_size == 128          # shards cut at multiples of both members' batches: lcm(128, 8)
 
 
 def test_simulated_judge_only_in_an_environment_with_a_truth(rubric_file):
@@ -235,3 +236,54 @@ def test_judge_files_are_the_model_folders_judges_read(rubric_file):
     c = ctx(judges, rubric_file)
     assert judge_files(c.judges, ["panel", "local", "gold", "emb"]) == ["data/incoming/gold", "/models/judge"]
     assert judge_files(c.judges, ["emb"]) == []
+
+
+def test_merge_stats_adds_counts_and_weights_rates_by_shard_size():
+    from tasks.judges.sharded import merge_stats
+
+    parts = [({"position_disagreement": 0.5, "comparisons": 4.0, "llm.comparisons": 4.0}, 4),
+             ({"position_disagreement": 0.25, "comparisons": 8.0, "llm.comparisons": 8.0, "retries": 1.0}, 8)]
+    # Rates: (0.5 * 4 + 0.25 * 8) / 12 = 4 / 12 = 1/3, the rate over all 12 comparisons.
+    # Counts add up, under an ensemble member's prefix too (4 + 8); a count only one shard has is its own.
+    assert merge_stats(parts) == pytest.approx({"position_disagreement": 1 / 3, "comparisons": 12.0,
+                                                "llm.comparisons": 12.0, "retries": 1.0})
+    assert merge_stats([]) == {}
+
+
+def _sharded_ctx(judges, rubric_file, workers):
+    import dataclasses
+
+    from tasks.config import ScaleConfig
+
+    return dataclasses.replace(ctx(judges, rubric_file), scale=ScaleConfig(runner="local", workers=workers))
+
+
+def test_sharded_judge_cuts_at_its_batches_and_joins_what_one_judge_gives(tiny_lm, rubric_file):
+    from tasks.judges.sharded import ShardedJudge, judge_spans
+
+    judges = {"local": {"kind": "llm", "model": str(tiny_lm), "batch_size": 2}}
+    whole = build_judge("local", ctx(judges, rubric_file))
+    sharded = build_judge("local", _sharded_ctx(judges, rubric_file, workers=3))
+    assert isinstance(sharded, ShardedJudge) and sharded.name == "ai:local" and sharded.batch_size == 2
+    # 5 comparisons in batches of 2 -> batches (2, 2, 1), one per worker: each shard's batches are the whole run's.
+    assert judge_spans(5, 2, 3) == [(0, 2), (2, 4), (4, 5)]
+    a = ["The soup was great.", "Nice cake.", "Fine bread.", "Cold tea.", "Warm pie."]
+    b = ["The soup was awful.", "Bad cake.", "Stale bread.", "Hot tea.", "Burnt pie."]
+    prompts = [PROMPTS[i % 2] for i in range(5)]
+    v, w = sharded.compare(prompts, a, b), whole.compare(prompts, a, b)
+    assert v.p_a == w.p_a and v.a_wins == w.a_wins
+    assert sharded.stats["comparisons"] == 5.0
+    assert sharded.stats["position_disagreement"] == pytest.approx(whole.stats["position_disagreement"])
+
+
+def test_sharded_scoring_judge_scores_as_one_and_people_are_never_sharded(rubric_file):
+    from tasks.judges.sharded import ShardedJudge
+
+    judges = {"emb": {"kind": "embedding", "batch_size": 2}, "people": {"kind": "label_studio"}}
+    whole, sharded = build_judge("emb", ctx(judges, rubric_file)), build_judge("emb", _sharded_ctx(judges,
+                                                                                                rubric_file, 2))
+    texts = ["The soup was wonderful.", "Awful soup.", "Lovely cake, warm room.", "Bad cake.", "ok"]
+    assert sharded.score([PROMPTS[0]] * 5, texts) == whole.score([PROMPTS[0]] * 5, texts)
+    assert hasattr(sharded, "compare_scored")                 # labelling decides from the scores it already has
+    people = build_judge("people", _sharded_ctx(judges, rubric_file, 2))
+    assert not isinstance(people, ShardedJudge)               # one Label Studio project for the whole list

@@ -32,7 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.server.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
+        self.send_response(404 if self.path == "/nowhere" else 200)
         self.end_headers()
 
 
@@ -102,9 +102,9 @@ def test_a_failed_retrain_run_notifies_the_webhook(http, tmp_path):
     out = subprocess.run(["rft", "retrain"], cwd=path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "gone is not a folder" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr.split("error:")[-1]
-    (notice,) = http.posts
-    assert notice["state"] == "Failed" and "gone is not a folder" in notice["message"]
-    assert notice["text"].startswith("rft retrain ") and notice["flow_run_id"]
+    (notice,) = http.posts                          # the Custom Webhook notification block's JSON
+    assert notice["subject"] == "rft retrain failed" and "gone is not a folder" in notice["body"]
+    assert " ended Failed: " in notice["body"] and notice["text"] == f"{notice['subject']}\n{notice['body']}"
     assert not (path / "dvc.lock").exists()                            # no stage ran
 
 
@@ -158,3 +158,16 @@ def test_deploy_creates_the_work_pool_once_even_when_the_worker_races_it(at_read
     client = _RacingClient(at_read, at_create)
     ensure_work_pool(client, "rft")
     assert client.created == created
+
+
+def test_notice_goes_through_the_webhook_notification_block(http):
+    from tasks.retrain import notify, webhook_block
+
+    cfg = _cfg(notify_webhook=f"http://127.0.0.1:{http.server_port}/hook")
+    assert type(webhook_block(cfg)).__name__ == "CustomWebhookNotificationBlock"
+    assert notify(cfg, "rft retrain failed", "flow run x ended Crashed: killed")
+    assert http.posts == [{"text": "rft retrain failed\nflow run x ended Crashed: killed",
+                           "subject": "rft retrain failed", "body": "flow run x ended Crashed: killed"}]
+    assert not notify(_cfg(), "s", "b")                       # no webhook set: nothing sent
+    with pytest.raises(FetchError, match=r"/nowhere: HTTP 404"):  # the receiver refuses: not retried
+        notify(_cfg(notify_webhook=f"http://127.0.0.1:{http.server_port}/nowhere", max_retries=3), "s", "b")

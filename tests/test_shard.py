@@ -1,5 +1,5 @@
-"""Sharding: prompts split into whole batches per worker; on a 2-worker Dask cluster (Prefect's DaskTaskRunner)
-generation writes the same bytes as in one process."""
+"""Sharding: prompts split into whole batches per worker; on a 2-worker Dask or Ray cluster (Prefect's
+DaskTaskRunner and RayTaskRunner) generation and AI judging write the same bytes as in one process."""
 
 from __future__ import annotations
 
@@ -28,20 +28,36 @@ def test_batch_shards(n, batch, shards, expected):
     assert batch_shards(n, batch, shards) == expected
 
 
+def _stage(path, name):
+    run = subprocess.run(["rft", "stage", name], cwd=path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
-def test_two_dask_workers_generate_the_same_bytes(built_project, tmp_path):
+@pytest.mark.parametrize("runner, started", [("dask", "rft-shards"), ("ray", "Started a local Ray instance")])
+def test_two_workers_generate_and_judge_the_same_bytes(built_project, tmp_path, runner, started):
     built, _, _ = built_project
     path = tmp_path / "proj"
     shutil.copytree(built, path)
     params = yaml.safe_load((path / "params.yaml").read_text())
     assert params["generate"]["batch_size"] < 32          # the tiny run's 32 prompts make 2+ batches: 2 shards
-    out = path / "data/generations.jsonl"
-    whole = out.read_bytes()
-    out.unlink()
-    merge(params, {"scale": {"runner": "dask", "workers": 2}})
+    assert params["label"]["judge"] == "embedding"
+    # The judge's batch of 32 makes 4 batches of the 32 x 4 responses: 2 shards of 2 batches.
+    merge(params, {"judges": {"embedding": {"batch_size": 32}}})
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run = subprocess.run(["rft", "stage", "generate"], cwd=path, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "rft-shards" in run.stderr                                  # the shards ran as a Prefect flow
-    assert out.read_bytes() == whole
+    _stage(path, "label")
+    gen, labels = path / "data/generations.jsonl", path / "data/labels.jsonl"
+    whole = {gen: gen.read_bytes(), labels: labels.read_bytes()}
+    for out in whole:
+        out.unlink()
+
+    merge(params, {"scale": {"runner": runner, "workers": 2}})
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = _stage(path, "generate")
+    assert started in log and "rft-shards" in log                      # the shards ran as a Prefect flow
+    assert gen.read_bytes() == whole[gen]
+    log = _stage(path, "label")
+    assert started in log and "rft-shards" in log
+    assert labels.read_bytes() == whole[labels]

@@ -77,6 +77,13 @@ def test_generate(built_project):
     assert rows[0]["policy_version"] == "policy/1"
     assert len({r["response_id"] for r in rows}) == len(rows)
     assert m["generate"]["tokens_per_second"] > 0
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
+    (run,) = mlflow.search_runs(search_all_experiments=True, filter_string="tags.rft.stage = 'generate'",
+                                output_format="list")
+    # No GPU and vLLM here: generate.backend auto ran the transformers sampler, and says so.
+    assert run.data.tags["generate.backend"] == "transformers" and run.data.tags["generate.runner"] == "local"
 
 
 def test_label(built_project):

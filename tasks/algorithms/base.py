@@ -34,6 +34,7 @@ class Algorithm:
     consumes: str             # PROMPTS | PAIRS | BINARY
     entry: str                # "module:function" of train(run) -> (model, info)
     summary: str              # one line for `rft params` and the docs
+    launchable: bool = False  # trains through a TRL trainer, so `accelerate launch` can run it data-parallel
 
     @staticmethod
     def judges(section) -> dict[str, str]:

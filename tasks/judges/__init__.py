@@ -45,10 +45,21 @@ class JudgeContext:
     truth: object          # TruthConfig of an environment with a truth
     seed: int = 0
     studio: object = None  # LabelStudioConfig
+    scale: object = None   # ScaleConfig of a stage that shards its judging; None: judge in this process
 
     @classmethod
-    def of(cls, params, seed: int = 0) -> "JudgeContext":
-        return cls(params.judges, params.task, params.truth, seed, params.label_studio)
+    def of(cls, params, seed: int = 0, scale=None) -> "JudgeContext":
+        """``scale``: the judges it builds split their work over its workers (label and evaluate pass what
+        ``tasks.shard.cluster`` yields); None, or runner local: they judge in this process."""
+        return cls(params.judges, params.task, params.truth, seed, params.label_studio,
+                   scale if scale is not None and scale.runner != "local" else None)
+
+    def plain(self) -> "JudgeContext":
+        """This context without sharding and without recording views: what a worker builds its judge from."""
+        from tasks.params_audit import unwrap
+
+        return JudgeContext({k: unwrap(v) for k, v in self.judges.items()}, unwrap(self.task), unwrap(self.truth),
+                            self.seed, unwrap(self.studio), None)
 
 
 def judge_files(judges: dict, names) -> list[str]:
@@ -76,6 +87,20 @@ def _load(path: str):
 
 
 def build_judge(name: str, ctx: JudgeContext):
+    """The judge ``judges.<name>`` describes; when ``ctx`` shards, wrapped to judge on its workers."""
+    if ctx.scale is None:
+        return _build(name, ctx)
+    import dataclasses
+
+    judge = _build(name, dataclasses.replace(ctx, scale=None))
+    if not judge.shardable:
+        return judge
+    from tasks.judges.sharded import ShardedJudge
+
+    return ShardedJudge(judge, name, ctx.plain(), ctx.scale)
+
+
+def _build(name: str, ctx: JudgeContext):
     if name not in ctx.judges:
         raise ConfigError(f"judges: no judge named {name!r} (defined: {', '.join(ctx.judges) or 'none'})")
     spec = ctx.judges[name]

@@ -32,6 +32,8 @@ class Judge(ABC):
 
     name: str = "ai:judge"
     scores_responses: bool = False
+    batch_size: int = 1        # its own batch: sharding cuts its lists at multiples of it (tasks/judges/sharded.py)
+    shardable: bool = True     # whether copies of it may judge shards of a list on other workers
 
     def __init__(self):
         self.stats: dict[str, float] = {}

@@ -53,7 +53,7 @@ class EmbeddingJudge(ScoringJudge):
         import torch
 
         super().__init__()
-        self.name, self.cfg, self.scale = f"ai:{name}", cfg, cfg.scale
+        self.name, self.cfg, self.scale, self.batch_size = f"ai:{name}", cfg, cfg.scale, cfg.batch_size
         crit = rubric.criteria
         total = sum(c.weight for c in crit)
         desc = embed([c.description for c in crit], cfg.batch_size, cfg.max_length)

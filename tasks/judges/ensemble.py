@@ -7,6 +7,8 @@ member's own stats (position bias, for instance) under its name.
 
 from __future__ import annotations
 
+import math
+
 from tasks.judges.base import Judge, Verdicts
 from tasks.judges.math import agreement_rate, combine_majority, combine_mean
 
@@ -16,6 +18,8 @@ class EnsembleJudge(Judge):
         super().__init__()
         self.name, self.cfg, self.members = f"ai:{name}", cfg, members
         self.scores_responses = cfg.combine == "mean" and all(m.scores_responses for m in members)
+        self.batch_size = math.lcm(*(m.batch_size for m in members))     # a multiple of every member's batch
+        self.shardable = all(m.shardable for m in members)
 
     def score(self, prompts, responses) -> list[float]:
         # Only for best-vs-worst pair picking: the mean of the members' scores.

@@ -34,7 +34,7 @@ class LLMJudge(PairwiseJudge):
         from tasks.policy import pick_device, resolve
 
         super().__init__(name, rubric)
-        self.cfg = cfg
+        self.cfg, self.batch_size = cfg, cfg.batch_size
         src = resolve(cfg.model)
         try:
             self.tok = AutoTokenizer.from_pretrained(src)

@@ -22,6 +22,8 @@ from tasks.prompting import Prompt
 
 
 class PeopleJudge(Judge):
+    shardable = False          # one Label Studio project for the whole list
+
     def __init__(self, name: str, cfg, rubric, studio):
         super().__init__()
         self.name, self.cfg, self.rubric, self.studio = f"human:{name}", cfg, rubric, studio

@@ -19,7 +19,7 @@ class RewardModelJudge(ScoringJudge):
         from tasks.rewardmodel import RewardModel, trained_max_length
 
         super().__init__()
-        self.name = f"ai:{name}"
+        self.name, self.batch_size = f"ai:{name}", cfg.batch_size
         self.model = RewardModel(cfg.path, cfg.max_length or trained_max_length(cfg.path), cfg.batch_size)
 
     def score(self, prompts, responses) -> list[float]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 
-from tasks.judges.base import ScoringJudge
 from tasks.pairs import build_pairs
 from tasks.text import normalize
 
@@ -53,7 +52,7 @@ def label_groups(groups, prompts: dict, cfg, judge, truth=None) -> tuple[list[di
     resp_ids = [g["response_id"] for pid in ids for g in groups[pid]]
     args = ([flat_p[a] for _, a, _ in pairs], [flat_r[a] for _, a, _ in pairs], [flat_r[b] for _, _, b in pairs])
     keys = [(resp_ids[a], resp_ids[b]) for _, a, b in pairs]
-    if isinstance(judge, ScoringJudge):   # every response is scored already: decide from those scores
+    if scores is not None and hasattr(judge, "compare_scored"):   # every response is scored: decide from those
         verdicts = judge.compare_scored(*args, [scores[a] for _, a, _ in pairs], [scores[b] for _, _, b in pairs],
                                         keys)
     else:

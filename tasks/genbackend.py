@@ -1,0 +1,89 @@
+"""Generation backends (``generate.backend``): batched Hugging Face ``generate``, or vLLM on a GPU.
+
+- ``transformers``: ``tasks/rollout.py``'s batched sampling, on any device, sharded by ``scale.runner``.
+- ``vllm``: vLLM's engine on the GPU, in this process (it batches and schedules the requests itself). Each
+  prompt is one request for ``generate.k`` samples with the same sampling settings (temperature, top-k, top-p,
+  ``max_new_tokens``), seeded per prompt with ``generate.seed * 100003 + i`` (``i``: the prompt's place in the
+  list), and read as the token ids the transformers path would read (``format_prompt``, no special tokens
+  added). Its outputs have the same schema; they are vLLM's samples, not the same texts.
+- ``auto``: vLLM when the package imports, generation runs on a CUDA GPU (``generate.device``) and the shards
+  run here (``scale.runner: local``); otherwise transformers.
+
+The stage records the backend that ran in its MLflow run (tag ``generate.backend``). Asking for ``vllm``
+where it cannot run is a configuration error that says why, never a quiet fallback.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from tasks.errors import ConfigError
+
+
+def vllm_unavailable() -> str | None:
+    """Why vLLM cannot generate here, or None when it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "the vllm package is not installed (pip install vllm)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible"
+    return None
+
+
+def resolve_backend(name: str, runner: str, device: str) -> str:
+    """The backend that runs for ``generate.backend: name`` with ``scale.runner: runner`` on ``device`` (the
+    device ``generate.device`` picked: cpu or cuda)."""
+    if name == "auto":
+        return "vllm" if runner == "local" and device == "cuda" and vllm_unavailable() is None else "transformers"
+    if name == "vllm":
+        why = (vllm_unavailable()
+               or (f"scale.runner is {runner}: vLLM batches on the GPU in this process" if runner != "local" else None)
+               or ("generate.device is cpu" if device != "cuda" else None))
+        if why:
+            raise ConfigError(f"generate.backend: vllm cannot run here: {why} (use auto or transformers)")
+    return name
+
+
+def request_seed(seed: int, index: int) -> int:
+    """The sampler seed of the prompt at ``index``: fixed per prompt, whatever batches the engine forms."""
+    return seed * 100_003 + index
+
+
+def vllm_generate(model_dir: str, prompts: list, cfg) -> tuple[list[list[str]], int, float]:
+    """``cfg.k`` samples per prompt from vLLM: (responses per prompt, generated tokens, seconds sampling)."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    from tasks.prompting import format_prompt
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ids = [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"] for p in prompts]
+    llm = LLM(model=model_dir, tokenizer=model_dir, seed=cfg.seed)
+    settings = [SamplingParams(n=cfg.k, temperature=cfg.temperature, top_k=cfg.top_k or -1, top_p=cfg.top_p,
+                               max_tokens=cfg.max_new_tokens, seed=request_seed(cfg.seed, i))
+                for i in range(len(prompts))]
+    t0 = time.perf_counter()
+    outputs = llm.generate([{"prompt_token_ids": x} for x in ids], settings, use_tqdm=False)
+    seconds = time.perf_counter() - t0
+    responses = [[c.text.strip() for c in out.outputs] for out in outputs]
+    return responses, sum(len(c.token_ids) for out in outputs for c in out.outputs), seconds
+
+
+def transformers_generate(model_dir: str, prompts: list, cfg, device: str, scale) -> tuple:
+    from tasks.generate import generate_sharded, sample_responses
+    from tasks.policy import load_policy
+
+    if scale.runner == "local":
+        model, tok = load_policy(model_dir, device)
+        return sample_responses(model, tok, prompts, cfg, device)
+    return generate_sharded(model_dir, prompts, cfg, device, scale)
+
+
+BACKENDS: dict[str, Callable] = {
+    "transformers": transformers_generate,
+    "vllm": lambda model_dir, prompts, cfg, device, scale: vllm_generate(model_dir, prompts, cfg),
+}
