@@ -161,16 +161,19 @@ def test_deployed_retrain_runs_a_cycle_on_the_real_servers_without_overlap(servi
     assert out.returncode == 0, out.stderr[-2000:]
     assert services.api("/deployments/name/rft-retrain/scheduled")["concurrency_options"]["collision_strategy"] \
         == "ENQUEUE"
+    # Runs that fail after a few seconds: new data from a URL where nothing listens, retried 1 + 2 + 4 s.
+    params["retrain"].update(source="url", path=f"http://127.0.0.1:{free_port()}", files=["x.jsonl"], backoff=1.0,
+                             max_retries=3)
+    (path / "slow-fail.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     queued = []
-    for _ in range(2):                   # runs that fail fast (a missing params file): the slot matters, not the work
+    for _ in range(2):
         out = subprocess.run(["prefect", "deployment", "run", "rft-retrain/scheduled", "--param",
-                              "params_path=missing.yaml"], cwd=path, env=env, capture_output=True, text=True,
+                              "params_path=slow-fail.yaml"], cwd=path, env=env, capture_output=True, text=True,
                              timeout=120)
         queued.append(re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1))
     assert [_final(services, i)["type"] for i in queued] == ["FAILED", "FAILED"]     # both ran; none cancelled
-    waited = [any(s["name"] == "AwaitingConcurrencySlot" for s in services.api(f"/flow_run_states/?flow_run_id={i}"))
-              for i in queued]
-    assert waited.count(True) == 1                             # the one that came second waited for the slot
+    history = [[s["name"] for s in services.api(f"/flow_run_states/?flow_run_id={i}")] for i in queued]
+    assert ["AwaitingConcurrencySlot" in h for h in history].count(True) == 1, history   # the later one waited
     runs = sorted((services.api(f"/flow_runs/{i}") for i in queued), key=lambda r: _when(r["start_time"]))
     assert _when(runs[1]["start_time"]) >= _when(runs[0]["end_time"])      # one at a time
 
