@@ -67,7 +67,8 @@ def run_label(params: Params) -> dict:
     used = [cfg.judge] if cfg.source == "judge" else []
     used += [*cfg.quality_judges, *([cfg.comment_judge] if cfg.feedback == "comment" else [])]
     extra = ([cfg.file] if cfg.file else []) + judge_files(params.judges, used)
-    with tracking.stage_run("label", params, extra_inputs=extra), cluster(params.scale) as scale:
+    # A cluster only when AI judges work here (people in Label Studio and files need none).
+    with tracking.stage_run("label", params, extra_inputs=extra), cluster(params.scale if used else None) as scale:
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
         generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
         ctx = JudgeContext.of(params, scale=scale)
@@ -92,7 +93,7 @@ def run_label(params: Params) -> dict:
             mlflow.log_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in labels.annotations.rows),
                             "annotations.jsonl")
         mlflow.set_tags({"labeler": decided[0]["labeler"] if decided else labels.rows[0]["labeler"],
-                         "label.runner": scale.runner,
+                         "label.runner": scale.runner if scale else "local",
                          **{k: str(v)[:5000] for k, v in tags.items()}})
     return {**{k: v for k, v in stats.items() if isinstance(v, (int, float))},
             **{f"quality.{k}": v for k, v in metrics.items()}}

@@ -12,9 +12,9 @@ that ``scale.runner`` names:
   local Ray instance with ``scale.workers`` CPUs, or the cluster at
   ``scale.address`` (``ray://head:10001``).
 
-A stage that shards more than once (generation; judging scores every response,
-then compares pairs) opens ``cluster(scale)`` around its work, so that one
-cluster serves all its shard runs. Each shard seeds and batches its work as the
+A stage that shards more than once (judging scores every response, then
+compares pairs, for each judge) opens ``cluster(scale)`` around its work, so
+that one cluster serves all its shard runs. Each shard seeds and batches its work as the
 whole run would, so the joined result is the unsharded result, byte for byte.
 """
 
@@ -128,8 +128,11 @@ CLUSTERS: dict[str, Callable] = {"local": _no_cluster, "dask": _dask_cluster, "r
 @contextmanager
 def cluster(scale) -> Iterator:
     """One cluster for every ``run_shards`` inside: yields the ``scale`` to pass them (a local Dask cluster's
-    address filled in). Stops what it started."""
+    address filled in). Stops what it started. ``None`` (nothing to shard) yields None and starts nothing."""
     from tasks.params_audit import unwrap
 
+    if scale is None:
+        yield None
+        return
     with CLUSTERS[scale.runner](unwrap(scale)) as live:
         yield live
