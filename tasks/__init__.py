@@ -21,7 +21,12 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-# torch (through OpenMP) sizes its thread pool from this when it loads: use the cores this process may
-# run on (a container or a CPU set can allow fewer than the machine has), unless the user set it.
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                             else (os.cpu_count() or 1)))
+# torch (through OpenMP) sizes its thread pool from this when it loads: RFT_THREADS when set, else the cores
+# this process may run on (its CPU set, capped by its cgroup's CPU quota), unless the user set it
+# (tasks/threads.py; each stage applies scale.threads too).
+from tasks import threads as _threads  # noqa: E402
+
+if os.environ.get(_threads.ENV, "").strip().isdigit() and int(os.environ[_threads.ENV]) > 0:
+    os.environ["OMP_NUM_THREADS"] = os.environ[_threads.ENV].strip()
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads.usable_cores()))

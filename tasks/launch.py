@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,10 @@ def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log) 
     path.write_text(json.dumps({**spec, "log": f"{tmp}/log.jsonl"}))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
            "--num_processes", str(processes), "-m", "tasks.launch", kind, str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # The processes share this process's threads: N processes x all its threads would oversubscribe the cores.
+    each = str(max(1, int(os.environ.get("OMP_NUM_THREADS", "1")) // processes))
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": each, "RFT_THREADS": each})
     if proc.returncode != 0:
         raise RFTError(f"accelerate launch ({config}, {processes} processes) failed with status "
                        f"{proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -104,8 +108,6 @@ def _reward_worker(spec_path: str) -> None:
 def _optimize_worker(spec_path: str) -> None:
     """One process of the optimize stage's data-parallel training: the stage's own setup and algorithm; the
     main process (rank 0) probes, logs and saves."""
-    import os
-
     import torch
 
     from tasks.config import parse_params

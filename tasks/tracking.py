@@ -98,8 +98,12 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
     # A stage never inherits whatever run an earlier caller left active in this process.
     while mlflow.active_run() is not None and parent is None:
         mlflow.end_run()
+    from tasks import threads
+
+    n_threads, threads_from = threads.apply(params.scale.threads)
     with mlflow.start_run(**kwargs) as run:
         mlflow.log_params(logged_params(stage, params))
+        mlflow.set_tags({"rft.threads": str(n_threads), "rft.threads_from": threads_from})
         start = time.perf_counter()
         yield run
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)

@@ -10,24 +10,11 @@ import shutil
 import pytest
 import yaml
 
-from conftest import merge
+from conftest import TINY_SECTIONS, merge
 from tasks.algorithms import REGISTRY
 from tasks.config import OptimizeConfig, parse_params
 from tasks.errors import ConfigError
 from tasks.io import read_jsonl
-
-# Each algorithm's section shrunk to a few steps on the tiny project.
-TINY_SECTIONS = {
-    "grpo": {},                                         # conftest's TINY already shrinks grpo
-    "rloo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12},
-    "ppo": {"updates": 2, "rollout_batch_size": 8, "ppo_epochs": 2, "num_minibatches": 2, "max_new_tokens": 12,
-            "lr": 1e-3},
-    "dpo": {"epochs": 1.0, "batch_size": 8},
-    "kto": {"epochs": 1.0, "batch_size": 8},
-    "best_of_n": {"n": 3, "max_new_tokens": 12, "epochs": 1.0, "batch_size": 8},
-    "online_dpo": {"rounds": 2, "prompts_per_round": 6, "max_new_tokens": 12, "batch_size": 4},
-    "constitutional": {"prompts": 6, "max_new_tokens": 12, "epochs": 1.0, "batch_size": 4, "rl_prompts": 6},
-}
 
 
 def test_every_registered_algorithm_has_its_config_section():

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, merge
+from conftest import ROOT, TINY_SECTIONS, merge
 
 
 @pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED"),
@@ -92,7 +92,8 @@ def test_optimize_stage_trains_on_two_cpu_processes(built_project, tmp_path, alg
     shutil.copytree(built, path)
     shutil.copytree(ROOT / "infra", path / "infra", dirs_exist_ok=True)
     params = yaml.safe_load((path / "params.yaml").read_text())
-    merge(params, {"optimize": {"algorithm": algorithm, "launcher": "accelerate", "num_processes": 2}})
+    merge(params, {"optimize": {"algorithm": algorithm, "launcher": "accelerate", "num_processes": 2,
+                                algorithm: TINY_SECTIONS[algorithm]}})        # a few steps each
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = subprocess.run(["rft", "stage", "optimize"], cwd=path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -84,6 +84,10 @@ def test_generate(built_project):
                                 output_format="list")
     # No GPU and vLLM here: generate.backend auto ran the transformers sampler, and says so.
     assert run.data.tags["generate.backend"] == "transformers" and run.data.tags["generate.runner"] == "local"
+    from tasks.threads import thread_count
+
+    # The thread count the stage used, and where it came from (RFT_THREADS, or the cores this process may use).
+    assert (int(run.data.tags["rft.threads"]), run.data.tags["rft.threads_from"]) == thread_count(None)
 
 
 def test_label(built_project):
