@@ -405,7 +405,9 @@ class ScaleConfig:
                       "stale.", choices=("local", "dask", "ray"))
     threads: int | None = opt(None, "Torch threads of the stage's own process; null: the cores it may use (its CPU "
                               "set, capped by its cgroup's CPU quota). RFT_THREADS in the environment wins over "
-                              "both: run two cycles on 2 cores with RFT_THREADS=1 each.", ge=1)
+                              "both: run two cycles on 2 cores with RFT_THREADS=1 each. The count moves float "
+                              "sums, so figures differ slightly between counts; each stage records it (rft.threads) "
+                              "but it is not a DVC dependency, like the cores of the machine.", ge=1)
     workers: int = opt(2, "dask and ray: worker processes (CPUs) of the local cluster, and shards per stage.", ge=1)
     threads_per_worker: int = opt(1, "Torch threads in each worker (workers x threads <= the cores you may use).",
                                   ge=1)
