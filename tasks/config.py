@@ -262,19 +262,14 @@ class OptimizeConfig:
     constitutional: _alg.constitutional.Config = _section(_alg.constitutional.Config, "Constitutional AI.")
     launcher: str = opt("none", "none: train in the stage's process; accelerate: `accelerate launch` "
                         "optimize.num_processes data-parallel processes (CPU or GPUs) with "
-                        "optimize.accelerate_config, for the TRL trainers' algorithms (grpo, rloo, dpo, kto). The "
-                        "effective batch is the algorithm's batch x num_processes.", choices=("none", "accelerate"))
+                        "optimize.accelerate_config. The effective batch is the algorithm's batch x num_processes; "
+                        "the online algorithms' own loops (ppo, best_of_n, online_dpo, constitutional) sample and "
+                        "judge a share of the prompts in each process.", choices=("none", "accelerate"))
     accelerate_config: str = opt("infra/accelerate/ddp.yaml", "accelerate: the launch config (infra/accelerate/: "
-                                 "ddp or zero2; the main process saves the whole model, so configs that shard "
-                                 "the parameters, zero3 and fsdp, are refused).")
+                                 "ddp, or zero2 for the TRL trainers' algorithms; configs that shard the "
+                                 "parameters, zero3 and fsdp, are refused: each process samples with the whole "
+                                 "model).")
     num_processes: int = opt(2, "accelerate: processes to launch on this machine.", ge=1)
-
-    def __post_init__(self):
-        algo = _alg.REGISTRY.get(self.algorithm)
-        if self.launcher == "accelerate" and algo is not None and not algo.launchable:
-            able = ", ".join(n for n, a in _alg.REGISTRY.items() if a.launchable)
-            raise ConfigError(f"optimize.launcher: accelerate runs the TRL trainers' algorithms ({able}); "
-                              f"{self.algorithm} trains in the stage's process (launcher: none)")
 
 
 @dataclass(frozen=True)

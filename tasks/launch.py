@@ -23,21 +23,26 @@ from pathlib import Path
 from tasks.errors import RFTError
 
 
-def _config(key: str, path: str, whole_model: bool = False) -> Path:
-    """The launch config ``key`` names; ``whole_model``: refuse configs that shard the parameters (FSDP,
-    DeepSpeed ZeRO-3), whose main process does not hold the whole model to save."""
+def _config(key: str, path: str, algorithm=None) -> Path:
+    """The launch config ``key`` names. For the optimize stage (``algorithm``, its registry entry) refuse the
+    configs it cannot run: those that shard the parameters (FSDP, DeepSpeed ZeRO-3), since its probes and the
+    online algorithms' rollouts sample with the whole model in one process; and DeepSpeed for an algorithm that
+    steps its own optimizer, which DeepSpeed would not wrap."""
     import yaml
 
     config = Path(path)
     if not config.is_file():
         raise RFTError(f"{key}: {config} does not exist")
-    if whole_model:
+    if algorithm is not None:
         spec = yaml.safe_load(config.read_text()) or {}
         kind, zero = spec.get("distributed_type"), (spec.get("deepspeed_config") or {}).get("zero_stage")
         if kind == "FSDP" or (kind == "DEEPSPEED" and zero == 3):
-            raise RFTError(f"{key}: {config} shards the parameters ({kind}{' ZeRO-3' if zero == 3 else ''}); "
-                           "this stage saves the main process's whole model: use infra/accelerate/ddp.yaml or "
-                           "zero2.yaml")
+            raise RFTError(f"{key}: {config} shards the parameters ({kind}{' ZeRO-3' if zero == 3 else ''}); the "
+                           "optimize stage samples with the whole model in each process (its probes, the online "
+                           "algorithms' rollouts): use infra/accelerate/ddp.yaml or zero2.yaml")
+        if kind == "DEEPSPEED" and algorithm.own_optimizer:
+            raise RFTError(f"{key}: {config} is DeepSpeed, which wraps a trainer's optimizer; {algorithm.name} "
+                           "steps its own: use infra/accelerate/ddp.yaml")
     return config
 
 
@@ -59,6 +64,25 @@ def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log) 
         log(key, value, step)
 
 
+def gathered(trainer, build):
+    """The model ``trainer`` trained, whole and unwrapped, on the main process; None on the others.
+
+    Under ``accelerate launch`` every process takes part in gathering the full state dict (a collective, as in
+    ``Trainer.save_model``): with FSDP or DeepSpeed ZeRO-3 each process holds only a shard of the parameters.
+    The main process loads it into a fresh copy that ``build()`` makes (LoRA-wrapped like the trained one, so
+    the keys match). In one process, the trained model itself.
+    """
+    acc = trainer.accelerator
+    if acc.num_processes == 1:
+        return acc.unwrap_model(trainer.model)
+    state = acc.get_state_dict(trainer.model)
+    if not acc.is_main_process:
+        return None
+    model = build()
+    model.load_state_dict(state)
+    return model
+
+
 def launch_reward(train: list, val: list, cfg, out_dir: Path, log) -> dict:
     from tasks.params_audit import unwrap
 
@@ -74,11 +98,12 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
     """Train the policy in ``optimize.num_processes`` processes; returns (the trained model, loaded on
     ``device``, and the algorithm's info). The probe curve and tables of the main process join ``curve`` and
     go to ``table``."""
+    from tasks.algorithms import REGISTRY
     from tasks.params_audit import unwrap
     from tasks.policy import load_policy
 
     cfg = params.optimize
-    config = _config("optimize.accelerate_config", cfg.accelerate_config, whole_model=True)
+    config = _config("optimize.accelerate_config", cfg.accelerate_config, REGISTRY[cfg.algorithm])
     with tempfile.TemporaryDirectory(prefix="rft-launch-") as tmp:
         _launch("optimize", config, cfg.num_processes,
                 {"params": dataclasses.asdict(unwrap(params)), "champion": str(champion), "ckpt": str(ckpt),
@@ -114,9 +139,12 @@ def _optimize_worker(spec_path: str) -> None:
     from tasks.optimize import prober, setup, train_policy
     from tasks.policy import load_policy
 
+    from accelerate import PartialState
+
     spec = json.loads(Path(spec_path).read_text())
     params = parse_params(spec["params"])
     cfg, champion = params.optimize, Path(spec["champion"])
+    PartialState()          # the process group, for the algorithms that run their own loops (tasks/algorithms/dist.py)
     main = int(os.environ.get("RANK", "0")) == 0
     device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)

@@ -196,7 +196,8 @@ def prober(s: Setup, cfg, log, curve: list):
 
 def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, log, do_probe, table=None) -> tuple:
     """Run the algorithm on ``model`` (LoRA-wrapped first when asked); return (trained model, info), LoRA
-    adapters merged into the model."""
+    adapters merged into the model. Under ``accelerate launch`` the model is gathered whole on the main
+    process (sharded by FSDP or ZeRO-3 or not); the other processes get None."""
     from tasks.judges import JudgeContext, build_judge
     from tasks.rubric import load_rubric
 
@@ -213,6 +214,16 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
               reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
                                       if params.judges[n].kind == "reward_model"), None))
     trained, info = REGISTRY[cfg.algorithm].train(job)
+    if job.trainer is not None and job.trainer.accelerator.num_processes > 1:
+        from tasks.launch import gathered
+
+        def fresh():
+            base = load_policy(champion, next(trained.parameters()).device.type)[0]
+            return _with_lora(base, cfg) if cfg.lora else base
+
+        trained = gathered(job.trainer, fresh)       # whole, on the main process; None on the others
+    if trained is None:
+        return None, info
     return (trained.merge_and_unload() if cfg.lora else trained), info
 
 

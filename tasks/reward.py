@@ -60,13 +60,20 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
     from transformers import AutoModelForSequenceClassification, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
+    from tasks.launch import gathered
+
     torch.manual_seed(cfg.seed)
     path = base_path(cfg)
     tok = load_tokenizer(path, cfg.max_length)
     heads = {"cls": lambda: AutoModelForSequenceClassification.from_pretrained(path, num_labels=1),
              "mean": lambda: mean_pool_class().from_encoder(path)}
-    model = heads[cfg.pooling]()
-    model.config.pad_token_id = tok.pad_token_id
+
+    def build():
+        m = heads[cfg.pooling]()
+        m.config.pad_token_id = tok.pad_token_id
+        return m
+
+    model = build()
 
     def enc(text):
         return tok(text, truncation=True, max_length=cfg.max_length)["input_ids"]
@@ -101,9 +108,15 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
         trainer.train()
         seconds = time.perf_counter() - t0
         world_size = trainer.args.world_size
-        if not trainer.is_world_process_zero():
+
+        def fresh():
+            from peft import get_peft_model
+
+            return get_peft_model(build(), peft_config) if cfg.lora else build()
+
+        trained = gathered(trainer, fresh)
+        if trained is None:
             return {}                  # under `accelerate launch`, the main process saves and scores
-        trained = trainer.accelerator.unwrap_model(trainer.model)
         if cfg.lora:
             trained = trained.merge_and_unload()
         trained.eval()

@@ -62,26 +62,43 @@ def test_a_missing_accelerate_config_is_named(built_project, tmp_path):
     assert out.returncode == 2 and "reward.accelerate_config: infra/accelerate/nope.yaml does not exist" in out.stderr
 
 
-def test_optimize_launch_refuses_configs_that_shard_the_parameters_and_in_process_algorithms():
-    from tasks.config import parse_params
-    from tasks.errors import ConfigError, RFTError
+def test_optimize_launch_refuses_configs_that_shard_the_parameters_and_deepspeed_for_its_own_optimizer():
+    from tasks.algorithms import REGISTRY
+    from tasks.errors import RFTError
     from tasks.launch import _config
 
-    for name in ("ddp", "zero2"):
-        assert _config("optimize.accelerate_config", str(ROOT / f"infra/accelerate/{name}.yaml"), whole_model=True)
-    for name, why in (("zero3", "DEEPSPEED ZeRO-3"), ("fsdp", "FSDP")):
-        with pytest.raises(RFTError, match=f"optimize.accelerate_config: .*{name}.yaml shards the parameters "
-                                           f"\\({why}\\)"):
-            _config("optimize.accelerate_config", str(ROOT / f"infra/accelerate/{name}.yaml"), whole_model=True)
-    for algorithm in ("ppo", "best_of_n", "online_dpo", "constitutional"):
-        with pytest.raises(ConfigError, match=f"optimize.launcher: accelerate runs .*; {algorithm} trains in the "
-                                              "stage's process"):
-            parse_params({"optimize": {"algorithm": algorithm, "launcher": "accelerate"}})
+    for algorithm in REGISTRY.values():
+        assert _config("optimize.accelerate_config", str(ROOT / "infra/accelerate/ddp.yaml"), algorithm)
+        for name, why in (("zero3", "DEEPSPEED ZeRO-3"), ("fsdp", "FSDP")):
+            with pytest.raises(RFTError, match=f"optimize.accelerate_config: .*{name}.yaml shards the parameters "
+                                               f"\\({why}\\); the optimize stage samples with the whole model"):
+                _config("optimize.accelerate_config", str(ROOT / f"infra/accelerate/{name}.yaml"), algorithm)
+    zero2 = str(ROOT / "infra/accelerate/zero2.yaml")
+    for algorithm in ("grpo", "rloo", "dpo", "kto", "best_of_n", "online_dpo", "constitutional"):
+        assert _config("optimize.accelerate_config", zero2, REGISTRY[algorithm])   # a TRL trainer's optimizer
+    with pytest.raises(RFTError, match="zero2.yaml is DeepSpeed, which wraps a trainer's optimizer; ppo steps its "
+                                       "own: use infra/accelerate/ddp.yaml"):
+        _config("optimize.accelerate_config", zero2, REGISTRY["ppo"])
+    # The reward stage trains through a trainer and gathers the shards to save: every config is accepted.
+    for name in ("ddp", "zero2", "zero3", "fsdp"):
+        assert _config("reward.accelerate_config", str(ROOT / f"infra/accelerate/{name}.yaml"))
+
+
+def test_shares_tile_the_items_in_rank_order():
+    from tasks.algorithms.dist import gather, sharded, span
+
+    # 10 items over 3 processes: 10*0//3=0, 10*1//3=3, 10*2//3=6, 10*3//3=10 -> sizes 3, 3, 4.
+    assert [span(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+    # Fewer items than processes: some shares are empty, none overlaps.
+    assert [span(2, r, 4) for r in range(4)] == [(0, 0), (0, 1), (1, 1), (1, 2)]
+    # In one process (no process group) a share is everything and gathering is the identity.
+    assert sharded(lambda part: [x * 2 for x in part], [1, 2, 3]) == [2, 4, 6] and gather([5]) == [5]
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("algorithm", ["dpo", "kto", "grpo", "rloo"])
+@pytest.mark.parametrize("algorithm", ["dpo", "kto", "grpo", "rloo", "ppo", "best_of_n", "online_dpo",
+                                       "constitutional"])
 def test_optimize_stage_trains_on_two_cpu_processes(built_project, tmp_path, algorithm):
     import torch
     from mlflow import MlflowClient
@@ -107,4 +124,7 @@ def test_optimize_stage_trains_on_two_cpu_processes(built_project, tmp_path, alg
     (run,) = client.search_runs(["1"], "tags.`rft.stage` = 'optimize'", order_by=["attributes.start_time DESC"],
                                 max_results=1)
     assert run.data.tags["optimize.launcher"] == "accelerate"
-    assert client.get_metric_history(run.info.run_id, "train/loss")   # TRL's log, replayed from the main process
+    # The main process's log, replayed: TRL's loss; PPO's own policy loss (averaged over the processes); online
+    # DPO's loss per round.
+    loss = {"ppo": "loss/policy", "online_dpo": "round/dpo_loss"}.get(algorithm, "train/loss")
+    assert client.get_metric_history(run.info.run_id, loss)

@@ -34,7 +34,7 @@ class Algorithm:
     consumes: str             # PROMPTS | PAIRS | BINARY
     entry: str                # "module:function" of train(run) -> (model, info)
     summary: str              # one line for `rft params` and the docs
-    launchable: bool = False  # trains through a TRL trainer, so `accelerate launch` can run it data-parallel
+    own_optimizer: bool = False  # steps its own optimizer, not a TRL trainer's (DeepSpeed cannot wrap it)
 
     @staticmethod
     def judges(section) -> dict[str, str]:
@@ -69,6 +69,7 @@ class Run:
     rubric: Any = None            # the task's rubric (tasks/rubric.py)
     reward_model_path: Path | None = None   # the first reward_model judge of optimize.reward (PPO's value init)
     table: Callable[[list[dict], str], None] = lambda rows, name: None   # log a table (MLflow) of rows
+    trainer: Any = None           # set by ``fit``: the TRL trainer that trained (its accelerator gathers shards)
 
 
 def cuda() -> bool:
@@ -115,6 +116,7 @@ def fit(trainer, run: Run) -> dict:
         print(f"optimize: resuming from {resume}", flush=True)
         run.log("resumed_from_step", float(resume.rsplit("-", 1)[1]), 0)
     out = trainer.train(resume_from_checkpoint=resume)
+    run.trainer = trainer
     return {"train_loss": float(out.training_loss), "steps": int(out.global_step), "resumed": bool(resume)}
 
 

@@ -47,6 +47,7 @@ def train(run):
     from trl import SFTConfig, SFTTrainer
 
     from tasks.algorithms.base import fit, trl_args
+    from tasks.algorithms.dist import sharded
     from tasks.rollout import context_length
     from tasks.evalmath import distinct_n, mean
     from tasks.prompting import format_prompt
@@ -54,14 +55,21 @@ def train(run):
 
     cfg = run.cfg
     run.policy.eval()
-    prompts, texts = [], []
-    for r, _ in sample_batches(run.policy, run.tok, run.data, cfg.n, batch_size=cfg.sample_batch_size,
-                               seed=run.common.seed, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                               device=run.policy.device.type):
-        texts += r.texts
-    for p in run.data:
-        prompts += [p] * cfg.n
-    scores = run.reward(prompts, texts)
+
+    def sample_and_score(part: list) -> list[tuple[str, float]]:
+        if not part:
+            return []
+        texts = []
+        for r, _ in sample_batches(run.policy, run.tok, part, cfg.n, batch_size=cfg.sample_batch_size,
+                                   seed=run.common.seed, temperature=cfg.temperature,
+                                   max_new_tokens=cfg.max_new_tokens, device=run.policy.device.type):
+            texts += r.texts
+        return list(zip(texts, run.reward([p for p in part for _ in range(cfg.n)], texts)))
+
+    # Under `accelerate launch` each process samples and scores its share of the prompts.
+    scored = sharded(sample_and_score, run.data)
+    texts, scores = [t for t, _ in scored], [s for _, s in scored]
+    prompts = [p for p in run.data for _ in range(cfg.n)]
     keep = select_best([i // cfg.n for i in range(len(prompts))], scores, cfg.score_threshold)
     if not keep:
         from tasks.errors import ConfigError

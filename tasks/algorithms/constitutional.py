@@ -114,6 +114,7 @@ def train(run):
     from trl import SFTConfig, SFTTrainer
 
     from tasks.algorithms.base import fit, trl_args
+    from tasks.algorithms.dist import sharded
     from tasks.prompting import format_prompt
     from tasks.rollout import complete, context_length
 
@@ -123,24 +124,35 @@ def train(run):
     prompts = [run.data[i % len(run.data)] for i in range(cfg.prompts)]
     seed = run.common.seed
     policy.eval()
-    replies = complete(policy, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                       seed=seed)
     draws = draw_principles(len(prompts), cfg.revisions, len(constitution), seed)
-    table = [{"prompt": format_prompt(p, tok)[-300:], "initial": r} for p, r in zip(prompts, replies)]
-    current = list(replies)
-    for rnd in range(cfg.revisions):
-        chosen = [constitution[d[rnd]] for d in draws]
-        critiques = critic.generate([critique_request(p, r, c) for p, r, c in zip(prompts, current, chosen)],
-                                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                    seed=seed + 1 + 2 * rnd)
-        revised = critic.generate([revision_request(p, r, k, c) for p, r, k, c in
-                                   zip(prompts, current, critiques, chosen)],
-                                  max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                  seed=seed + 2 + 2 * rnd)
-        # An empty revision keeps the reply it would have replaced.
-        current = [v or r for v, r in zip(revised, current)]
-        for row, c, k, v in zip(table, chosen, critiques, current):
-            row.update({f"principle_{rnd}": c.name, f"critique_{rnd}": k, f"revision_{rnd}": v})
+
+    def revise(part: list) -> list[tuple[str, str, dict]]:
+        """(first reply, last revision, table row) for this share of (prompt, principle draws)."""
+        if not part:
+            return []
+        ps = [p for p, _ in part]
+        replies = complete(policy, tok, ps, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           seed=seed)
+        table = [{"prompt": format_prompt(p, tok)[-300:], "initial": r} for p, r in zip(ps, replies)]
+        current = list(replies)
+        for rnd in range(cfg.revisions):
+            chosen = [constitution[d[rnd]] for _, d in part]
+            critiques = critic.generate([critique_request(p, r, c) for p, r, c in zip(ps, current, chosen)],
+                                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                        seed=seed + 1 + 2 * rnd)
+            revised = critic.generate([revision_request(p, r, k, c) for p, r, k, c in
+                                       zip(ps, current, critiques, chosen)],
+                                      max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                      seed=seed + 2 + 2 * rnd)
+            # An empty revision keeps the reply it would have replaced.
+            current = [v or r for v, r in zip(revised, current)]
+            for row, c, k, v in zip(table, chosen, critiques, current):
+                row.update({f"principle_{rnd}": c.name, f"critique_{rnd}": k, f"revision_{rnd}": v})
+        return list(zip(replies, current, table))
+
+    # Under `accelerate launch` each process revises its share of the prompts.
+    revised = sharded(revise, list(zip(prompts, draws)))
+    replies, current, table = [r for r, _, _ in revised], [v for _, v, _ in revised], [t for _, _, t in revised]
     run.table(table, "constitutional/revisions.json")
     rows = [{"prompt": format_prompt(p, tok), "completion": " " + v} for p, v in zip(prompts, current)]
     policy.train()
@@ -183,6 +195,7 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
     from trl import DPOTrainer
 
     from tasks.algorithms.base import fit
+    from tasks.algorithms.dist import sharded
     from tasks.algorithms.dpo import dpo_args
     from tasks.algorithms.online_dpo import round_pairs
     from tasks.prompting import format_prompt
@@ -191,12 +204,19 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
     cfg, tok, seed = run.cfg, run.tok, run.common.seed
     judge = run.judge(cfg.rl_judge)
     policy.eval()
-    twice = [p for p in rl_prompts for _ in range(2)]
-    answers = complete(policy, tok, twice, max_new_tokens=cfg.max_new_tokens, temperature=max(cfg.temperature, 0.7),
-                       seed=seed + 10_000)
-    a, b = answers[0::2], answers[1::2]
-    verdicts = judge.compare(rl_prompts, a, b, keys=[f"cai-{i}" for i in range(len(rl_prompts))])
-    pairs = round_pairs(rl_prompts, a, b, verdicts.a_wins)
+
+    def sample_and_judge(part: list) -> list:
+        """(prompt, reply a, reply b, a wins: True, False or None) for this share of (index, prompt)."""
+        if not part:
+            return []
+        ps = [p for _, p in part]
+        answers = complete(policy, tok, [p for p in ps for _ in range(2)], max_new_tokens=cfg.max_new_tokens,
+                           temperature=max(cfg.temperature, 0.7), seed=seed + 10_000)
+        a, b = answers[0::2], answers[1::2]
+        return list(zip(ps, a, b, judge.compare(ps, a, b, keys=[f"cai-{i}" for i, _ in part]).a_wins))
+
+    # Under `accelerate launch` each process samples and judges its share of the prompts.
+    pairs = round_pairs(*map(list, zip(*sharded(sample_and_judge, list(enumerate(rl_prompts))))))
     run.table([{"prompt": format_prompt(p, tok)[-300:], "chosen": c, "rejected": x} for p, c, x in pairs],
               "constitutional/ai_preferences.json")
     info["ai_pairs"] = len(pairs)

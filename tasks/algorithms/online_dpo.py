@@ -51,6 +51,7 @@ def train(run):
     from trl import DPOTrainer
 
     from tasks.algorithms.base import fit
+    from tasks.algorithms.dist import sharded
     from tasks.algorithms.dpo import dpo_args
     from tasks.prompting import format_prompt
     from tasks.rollout import sample
@@ -63,11 +64,22 @@ def train(run):
     for rnd in range(cfg.rounds):
         batch = [run.data[(rnd * cfg.prompts_per_round + i) % len(run.data)] for i in range(cfg.prompts_per_round)]
         policy.eval()
-        r = sample(policy, run.tok, batch, 2, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                   seed=run.common.seed * 100_003 + rnd, device=policy.device.type)
-        a, b = r.texts[0::2], r.texts[1::2]
-        verdicts = judge.compare(batch, a, b, keys=[f"online-{rnd}-{i}" for i in range(len(batch))])
-        pairs = round_pairs(batch, a, b, verdicts.a_wins)
+
+        def sample_and_judge(part: list, rnd=rnd, policy=policy) -> list:
+            """(prompt, response a, response b, a wins: True, False or None for a tie) for this share of
+            (index, prompt)."""
+            if not part:
+                return []
+            prompts = [p for _, p in part]
+            r = sample(policy, run.tok, prompts, 2, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                       seed=run.common.seed * 100_003 + rnd, device=policy.device.type)
+            a, b = r.texts[0::2], r.texts[1::2]
+            verdicts = judge.compare(prompts, a, b, keys=[f"online-{rnd}-{i}" for i, _ in part])
+            return list(zip(prompts, a, b, verdicts.a_wins))
+
+        # Under `accelerate launch` each process samples and judges its share of the round's prompts.
+        judged = sharded(sample_and_judge, list(enumerate(batch)))
+        pairs = round_pairs(*map(list, zip(*judged)))
         ties = len(batch) - len(pairs)
         run.log("round/pairs", float(len(pairs)), rnd)
         run.log("round/tie_share", ties / len(batch), rnd)

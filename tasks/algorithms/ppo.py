@@ -197,6 +197,8 @@ def train(run):
     import torch
 
     from tasks.algorithms import ppo_math as pm
+    from tasks.algorithms.dist import average_gradients, mean_over, span, world
+    from tasks.errors import ConfigError
     from tasks.policy import load_policy
     from tasks.rollout import sample, token_logprobs
 
@@ -232,11 +234,18 @@ def train(run):
         run.log("resumed_from_step", float(state["update"]), 0)
     else:
         run.probe(policy, 0)
-    n = cfg.rollout_batch_size
+    # Under `accelerate launch` each process rolls out its share of the batch and the gradients are averaged.
+    rank, size = world()
+    lo, hi = span(cfg.rollout_batch_size, rank, size)
+    n = hi - lo
+    if n % (cfg.num_minibatches * cfg.grad_accum):
+        raise ConfigError(f"optimize.ppo.rollout_batch_size: {cfg.rollout_batch_size} over {size} processes leaves "
+                          f"{n} per process, not a multiple of num_minibatches x grad_accum "
+                          f"({cfg.num_minibatches} x {cfg.grad_accum})")
     micro = n // (cfg.num_minibatches * cfg.grad_accum)
     last = {}
     for update in range(start, cfg.updates + 1):
-        idx = [order[((update - 1) * n + i) % len(order)] for i in range(n)]
+        idx = [order[((update - 1) * cfg.rollout_batch_size + i) % len(order)] for i in range(lo, hi)]
         batch = [prompts[i] for i in idx]
         with torch.no_grad():
             r = sample(policy, run.tok, batch, 1, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
@@ -275,30 +284,32 @@ def train(run):
                                  ("vf_clipfrac", vf_stats["clipfrac"]), ("entropy", float(ent)),
                                  ("pg_loss", float(pg)), ("vf_loss", float(vf))):
                         stats[k].append(v)
+                average_gradients(params)
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optim.step()
         seq_kl = kl.sum(1)
-        mean_kl = float(seq_kl.mean())
-        last = {"objective/kl": mean_kl, "objective/scores": float(scores.mean()),
-                "objective/rlhf_reward": float((scores - kl_ctl.value * seq_kl).mean()),
-                "objective/kl_coef": kl_ctl.value,
-                "policy/approx_kl": _avg(stats["approx_kl"]), "policy/clipfrac": _avg(stats["clipfrac"]),
-                "policy/entropy": _avg(stats["entropy"]), "val/clipfrac": _avg(stats["vf_clipfrac"]),
-                "val/explained_variance": pm.explained_variance(values, returns, mask),
-                "loss/policy": _avg(stats["pg_loss"]), "loss/value": _avg(stats["vf_loss"]),
-                "response/length": float(mask.sum(1).mean()),
-                "response/eos_rate": float(ended.float().mean())}
+        last = mean_over({"objective/kl": float(seq_kl.mean()), "objective/scores": float(scores.mean()),
+                          "objective/rlhf_reward": float((scores - kl_ctl.value * seq_kl).mean()),
+                          "objective/kl_coef": kl_ctl.value,
+                          "policy/approx_kl": _avg(stats["approx_kl"]), "policy/clipfrac": _avg(stats["clipfrac"]),
+                          "policy/entropy": _avg(stats["entropy"]), "val/clipfrac": _avg(stats["vf_clipfrac"]),
+                          "val/explained_variance": pm.explained_variance(values, returns, mask),
+                          "loss/policy": _avg(stats["pg_loss"]), "loss/value": _avg(stats["vf_loss"]),
+                          "response/length": float(mask.sum(1).mean()),
+                          "response/eos_rate": float(ended.float().mean())})
+        mean_kl = last["objective/kl"]
         for k, v in last.items():
             run.log(k, v, update)
-        kl_ctl.update(mean_kl, n)
+        kl_ctl.update(mean_kl, cfg.rollout_batch_size)
         if update % run.common.log_every == 0 or update == cfg.updates:
             run.probe(policy, update)
-        if run.common.checkpoint_every and update % run.common.checkpoint_every == 0 and update < cfg.updates:
+        if run.common.checkpoint_every and update % run.common.checkpoint_every == 0 and update < cfg.updates \
+                and rank == 0:
             _save(run.checkpoint_dir, update, {"update": update, "policy": policy.state_dict(),
                                                "critic": critic.state_dict(), "optim": optim.state_dict(),
                                                "kl_coef": kl_ctl.value})
     return policy, {"steps": cfg.updates, "resumed": resumed, "prompts": len(prompts),
-                    "explained_variance": last.get("val/explained_variance", float("nan"))}
+                          "explained_variance": last.get("val/explained_variance", float("nan"))}
 
 
 def _avg(xs: list) -> float:
