@@ -60,8 +60,13 @@ def vllm_generate(model_dir: str, prompts: list, cfg) -> tuple[list[list[str]], 
 
     from tasks.prompting import format_prompt
 
+    from tasks.rollout import context_of, room_for
+
     tok = AutoTokenizer.from_pretrained(model_dir)
-    ids = [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"] for p in prompts]
+    room = room_for(context_of(model_dir), cfg.max_new_tokens)
+    # Cut from the left as the transformers path does: the prompt's end and max_new_tokens fit the context.
+    ids = [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"][-room if room else 0:]
+           for p in prompts]
     llm = LLM(model=model_dir, tokenizer=model_dir, seed=cfg.seed)
     settings = [SamplingParams(n=cfg.k, temperature=cfg.temperature, top_k=cfg.top_k or -1, top_p=cfg.top_p,
                                max_tokens=cfg.max_new_tokens, seed=request_seed(cfg.seed, i))

@@ -74,10 +74,15 @@ def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device:
 
 
 def run_generate(params: Params) -> dict:
+    import sys
+
     import mlflow
+    from transformers import AutoTokenizer
 
     from tasks import tracking
     from tasks.genbackend import BACKENDS, resolve_backend
+    from tasks.policy import resolve
+    from tasks.rollout import context_of, overlong
 
     cfg = params.generate
     champion = Path(params.policy.champion_dir)
@@ -88,6 +93,15 @@ def run_generate(params: Params) -> dict:
         texts = [prompt_of(r) for r in prompts]
         runner = params.scale.runner
         backend = resolve_backend(cfg.backend, runner, device)
+        # Prompts longer than the policy's context leaves beside max_new_tokens are cut from the left by the
+        # sampler (the end, where the request is, survives); counted and logged here.
+        context = context_of(champion)
+        truncated, room = overlong(AutoTokenizer.from_pretrained(resolve(champion)), texts, context,
+                                   cfg.max_new_tokens)
+        if truncated:
+            print(f"generate: {truncated} of {len(texts)} prompts are longer than the {room} tokens that the "
+                  f"policy's context ({context}) leaves beside generate.max_new_tokens ({cfg.max_new_tokens}); "
+                  "cut from the left", file=sys.stderr, flush=True)
         responses, n_tokens, seconds = BACKENDS[backend](str(champion), texts, cfg, device, params.scale)
         rows = []
         for row, resp in zip(prompts, responses):
@@ -96,7 +110,7 @@ def run_generate(params: Params) -> dict:
                              "policy_version": version, "seed": cfg.seed})
         write_jsonl(OUT, rows)
         metrics = {"prompts": len(prompts), "generations": len(rows), "generated_tokens": n_tokens,
-                   "tokens_per_second": n_tokens / max(seconds, 1e-9),
+                   "tokens_per_second": n_tokens / max(seconds, 1e-9), "truncated_prompts": truncated,
                    "empty_responses": sum(not r["response"] for r in rows),
                    "mean_response_chars": sum(len(r["response"]) for r in rows) / max(1, len(rows))}
         mlflow.log_metrics(metrics)

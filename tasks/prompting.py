@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any, Union
 
-from tasks.text import normalize
+from tasks.text import normalize, text_problem
 
 Prompt = Union[str, list]
 ROLES = ("system", "user", "assistant")
@@ -107,6 +107,8 @@ def conversation_problems(messages: Any) -> list[str]:
             problems.append(f"message {i} has role {m['role']!r} (allowed: {', '.join(ROLES)})")
         if not isinstance(m["content"], str) or not m["content"].strip():
             problems.append(f"message {i} has empty content")
+        elif text_problem(m["content"]):
+            problems.append(f"message {i} content is {text_problem(m['content'])}")
     if problems:
         return problems
     turns = messages[1:] if messages[0]["role"] == "system" else messages

@@ -22,6 +22,7 @@ class Rollout:
     prompt_len: int                  # P
     texts: list[str]                 # N decoded responses
     ended: list[bool]                # N: did the response end with EOS before the length limit
+    truncated: int = 0               # prompts cut from the left to fit the model's context (of the batch's)
 
 
 def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tokens: int, seed: int,
@@ -30,8 +31,9 @@ def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tok
     tokenizer) in one ``generate`` call; rows are prompt-major (p0s0, p0s1, ...)."""
     import torch
 
-    enc = tok([format_prompt(p, tok) for p in prompts], return_tensors="pt", padding=True,
-              add_special_tokens=False).to(device)
+    formatted = [format_prompt(p, tok) for p in prompts]
+    enc, truncated = encode_prompts(tok, formatted, prompt_room(model, max_new_tokens))
+    enc = enc.to(device)
     torch.manual_seed(seed)
     with torch.no_grad():
         seqs = model.generate(**enc, do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
@@ -48,7 +50,55 @@ def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tok
     prompt_mask = enc["attention_mask"].repeat_interleave(k, dim=0)
     texts = [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
     return Rollout(seqs, torch.cat([prompt_mask, response_mask], 1), response_mask, plen, texts,
-                   ended.tolist())
+                   ended.tolist(), truncated)
+
+
+def room_for(context: int | None, max_new_tokens: int) -> int | None:
+    """How many prompt tokens fit in a ``context``-token window beside ``max_new_tokens`` (None: no known
+    limit; at least 1)."""
+    return max(1, context - max_new_tokens) if context else None
+
+
+def prompt_room(model, max_new_tokens: int) -> int | None:
+    """``room_for`` the loaded model's context."""
+    return room_for(context_length(model), max_new_tokens)
+
+
+def context_of(model_dir) -> int | None:
+    """The context window of the policy in ``model_dir``, from its config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from tasks.policy import resolve
+
+    c = AutoConfig.from_pretrained(resolve(model_dir))
+    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
+
+
+def overlong(tok, prompts: list, context: int | None, max_new_tokens: int) -> tuple[int, int | None]:
+    """(how many of ``prompts`` the sampler cuts from the left, the prompt tokens that fit): a prompt fits when
+    its formatted tokens plus ``max_new_tokens`` stay inside ``context``."""
+    room = room_for(context, max_new_tokens)
+    if room is None:
+        return 0, None
+    return sum(len(ids) > room for ids in tok([format_prompt(p, tok) for p in prompts],
+                                              add_special_tokens=False)["input_ids"]), room
+
+
+def encode_prompts(tok, texts: list[str], room: int | None):
+    """(the left-padded batch, how many prompts were cut): a prompt longer than ``room`` tokens keeps its last
+    ``room`` tokens (the end of a conversation, where the request is). A batch that fits is encoded exactly as
+    without a limit."""
+    lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    over = sum(n > room for n in lengths) if room is not None else 0
+    if not over:
+        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False), 0
+    side = tok.truncation_side
+    tok.truncation_side = "left"
+    try:
+        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True,
+                   max_length=room), over
+    finally:
+        tok.truncation_side = side
 
 
 def sample_batches(model, tok, prompts: list, k: int, *, batch_size: int, seed: int, progress: bool = False,
@@ -93,22 +143,15 @@ def complete(model, tok, prompts: list, *, max_new_tokens: int, temperature: flo
     ``temperature`` 0 is greedy."""
     import torch
 
-    n_pos = context_length(model)
-    room = max(1, n_pos - max_new_tokens) if n_pos else None
-    side = tok.truncation_side
-    tok.truncation_side = "left"
+    room = prompt_room(model, max_new_tokens)
     out: list[str] = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            texts = [format_prompt(p, tok) for p in prompts[start:start + batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=room is not None,
-                      max_length=room).to(model.device)
-            torch.manual_seed(seed * 100_003 + start)
-            sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
-            with torch.no_grad():
-                seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                      eos_token_id=tok.eos_token_id, **sampling)
-            out += [t.strip() for t in tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-    finally:
-        tok.truncation_side = side
+    for start in range(0, len(prompts), batch_size):
+        enc, _ = encode_prompts(tok, [format_prompt(p, tok) for p in prompts[start:start + batch_size]], room)
+        enc = enc.to(model.device)
+        torch.manual_seed(seed * 100_003 + start)
+        sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
+        with torch.no_grad():
+            seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, **sampling)
+        out += [t.strip() for t in tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
     return out

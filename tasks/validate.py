@@ -25,7 +25,7 @@ from tasks.paths import BASE, CORPUS, LABELS, PROMPTS
 from tasks.paths import DATA_DOCS as DOCS
 from tasks.paths import VALIDATION as REPORTS
 from tasks.prompting import conversation_problems, format_prompt, prompt_key
-from tasks.text import normalize
+from tasks.text import normalize, text_problem
 
 DEMOS = CORPUS / "demos.jsonl"
 
@@ -34,7 +34,7 @@ PROMPT_FORMS = ["prompt", "messages"]
 # Derived rule columns, and the file's column that a failure of each is reported against.
 DERIVED = {"heldout_in_training_data": "prompt", "chosen_equals_rejected": "chosen,rejected",
            "prompt_form": "prompt,messages", "conversation_problem": "messages", "prompt_tokens": "prompt,messages",
-           "prompt_known": "prompt_id"}
+           "prompt_known": "prompt_id", "prompt_text_problem": "prompt"}
 LABEL_COLUMNS = ["prompt_id", "chosen", "rejected", "chosen_id", "rejected_id", "labeler", "confidence"]
 
 
@@ -65,7 +65,9 @@ def prompt_rules(cfg, df) -> list[Rule]:
             Rule(f"prompt length between {cfg.prompt_min_chars} and {cfg.prompt_max_chars} characters",
                  E.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=cfg.prompt_min_chars,
                                                        max_value=cfg.prompt_max_chars)),
-            Rule("prompt is not blank", E.ExpectColumnValuesToNotMatchRegex(column="prompt", regex=r"^\s*$")),
+            Rule("prompt is not blank (once whitespace, control and invisible format characters such as "
+                 "zero-width spaces are removed) and holds no control characters but tab and newline",
+                 E.ExpectColumnValuesToBeInSet(column="prompt_text_problem", value_set=[""])),
         ]
     if "messages" in df.columns:
         rules.append(Rule("messages: roles alternate user/assistant (optional system first), end with the user's "
@@ -160,7 +162,8 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
         idx = res.result.get("unexpected_index_list") or []
         rows = []
         # A derived column that holds the reason (or the count) is the clearest thing to show.
-        show_col = kw.get("column") if kw.get("column") in ("conversation_problem", "prompt_tokens", "prompt_form") \
+        show_col = kw.get("column") if kw.get("column") in ("conversation_problem", "prompt_tokens", "prompt_form",
+                                                            "prompt_text_problem") \
             else (column.split(",")[0] if column else None)
         for i in idx[:20]:
             i = i if isinstance(i, int) else i.get("index", 0) if isinstance(i, dict) else 0
@@ -253,6 +256,9 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
         training |= {prompt_key(prompt_of(d)) for d in read_jsonl(demos)}
     df["prompt_form"] = [_form(r) for r in rows]
     df["conversation_problem"] = [_conversation_problem(r, cfg.prompt_max_chars) for r in rows]
+    if "prompt" in df.columns:
+        df["prompt_text_problem"] = [text_problem(r["prompt"]) if isinstance(r.get("prompt"), str) else ""
+                                     for r in rows]
     counts = _token_counts(rows, tokenizer_dir)
     if counts is not None:
         df["prompt_tokens"] = counts

@@ -50,8 +50,11 @@ def test_vllm_requests_carry_the_same_prompts_settings_and_per_prompt_seeds(monk
     from tasks.policy import train_tokenizer
     from tasks.prompting import format_prompt
 
+    from tasks.policy import tiny_gpt
+
     tok = train_tokenizer(["Review the soup. It was good. The cake was bad."] * 20, 280)
     tok.save_pretrained(tmp_path)
+    tiny_gpt(len(tok), 1, 1, 8, 32, tok.eos_token_id).config.save_pretrained(tmp_path)     # a 32-token context
     asked = {}
 
     class SamplingParams:
@@ -71,16 +74,19 @@ def test_vllm_requests_carry_the_same_prompts_settings_and_per_prompt_seeds(monk
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     cfg = parse_params({"generate": {"k": 3, "top_k": 0, "top_p": 0.9, "temperature": 0.7, "max_new_tokens": 12,
                                      "seed": 5}}).generate
-    prompts = ["Review the soup.", [{"role": "user", "content": "Review the cake."}]]
+    long = "Review the soup. It was good. " * 12
+    prompts = ["Review the soup.", [{"role": "user", "content": "Review the cake."}], long]
     responses, n_tokens, seconds = genbackend.vllm_generate(str(tmp_path), prompts, cfg)
     assert asked["engine"] == {"model": str(tmp_path), "tokenizer": str(tmp_path), "seed": 5}
-    # The token ids the transformers path reads: the formatted prompt, no special tokens added.
-    assert [p["prompt_token_ids"] for p in asked["prompts"]] == \
-        [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"] for p in prompts]
-    s0, s1 = asked["settings"]
+    # The token ids the transformers path reads: the formatted prompt, no special tokens added; a prompt longer
+    # than the 32 - 12 = 20 tokens the context leaves beside max_new_tokens keeps its last 20.
+    full = [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"] for p in prompts]
+    assert len(full[2]) > 20 and max(len(full[0]), len(full[1])) <= 20
+    assert [p["prompt_token_ids"] for p in asked["prompts"]] == [full[0], full[1], full[2][-20:]]
+    s0, s1, _ = asked["settings"]
     assert (s0.n, s0.temperature, s0.top_p, s0.max_tokens) == (3, 0.7, 0.9, 12)
     assert s0.top_k == -1                                     # top_k 0 (off) is vLLM's -1
     # Seeds per prompt: 5 * 100003 + index, whatever batches the engine forms.
     assert (s0.seed, s1.seed) == (request_seed(5, 0), request_seed(5, 1)) == (500015, 500016)
-    assert responses == [["r0-0", "r0-1", "r0-2"], ["r1-0", "r1-1", "r1-2"]]       # k per prompt, stripped
-    assert n_tokens == 2 * (1 + 2 + 3) and seconds >= 0
+    assert responses[:2] == [["r0-0", "r0-1", "r0-2"], ["r1-0", "r1-1", "r1-2"]]   # k per prompt, stripped
+    assert n_tokens == 3 * (1 + 2 + 3) and seconds >= 0

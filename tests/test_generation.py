@@ -89,3 +89,30 @@ def test_token_logprobs_match_unpadded_scoring(policy):
             logits = model(input_ids=ids).logits[0]
         lp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
         assert torch.allclose(batched[i][:n_resp], lp[-n_resp:], atol=1e-4)
+
+
+def test_a_prompt_longer_than_the_context_is_cut_from_the_left_and_counted(policy):
+    # The tiny policy has 128 positions. With max_new_tokens 48 a prompt keeps at most 128 - 48 = 80 tokens;
+    # a 500-character prompt is far longer in this 300-token vocabulary. Without the cut, generate indexes
+    # position 128 and fails with "IndexError: index out of range in self".
+    from tasks.prompting import format_prompt
+    from tasks.rollout import encode_prompts, overlong, sample
+
+    model, tok = policy
+    long = ("Tell me about the chowder at Quiet Harbor Market, please, in detail. " * 8)[:500]
+    prompts = [long, PROMPTS[1]]
+    assert len(tok(format_prompt(long, tok), add_special_tokens=False)["input_ids"]) > 80
+    assert overlong(tok, prompts, 128, 48) == (1, 80)
+    r = sample(model, tok, prompts, 2, temperature=1.0, max_new_tokens=48, seed=0)
+    assert r.truncated == 1 and r.prompt_len == 80 and r.input_ids.shape[1] <= 128 and len(r.texts) == 4
+    # The cut keeps the end of the prompt, where the request is.
+    enc, cut = encode_prompts(tok, [format_prompt(long, tok)], 80)
+    full = tok(format_prompt(long, tok), add_special_tokens=False)["input_ids"]
+    assert cut == 1 and enc["input_ids"][0].tolist() == full[-80:]
+    # A batch that fits is encoded exactly as without a limit.
+    fits = [format_prompt(p, tok) for p in PROMPTS]
+    plain = tok(fits, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc, cut = encode_prompts(tok, fits, 80)
+    assert cut == 0 and enc["input_ids"].tolist() == plain["input_ids"].tolist()
+    out, _, _ = sample_responses(model, tok, prompts, GenerateConfig(k=2, max_new_tokens=48), "cpu", progress=False)
+    assert len(out) == 2 and all(len(x) == 2 for x in out)

@@ -14,6 +14,8 @@ from tasks.validate import validate_labels_file, validate_prompts_file
 
 FIX = Path(__file__).parent / "fixtures"
 CFG = ValidateConfig()
+RULE_BLANK = ("prompt is not blank (once whitespace, control and invisible format characters such as zero-width "
+              "spaces are removed) and holds no control characters but tab and newline")
 RULE_CHAT = ("messages: roles alternate user/assistant (optional system first), end with the user's turn, "
              "no empty content, each at most 512 characters")
 
@@ -68,6 +70,14 @@ def test_good_labels_pass(tmp_path):
     ("prompts_missing_column.jsonl", "split", "columns are exactly the prompts contract", None),
     # An empty prompt gives the policy nothing to answer and the judge nothing to judge.
     ("prompts_empty_text.jsonl", "prompt", "prompt length between 8 and 512 characters", 2),
+    # Zero-width spaces, a word joiner and a BOM: 12 characters pass the length rule, yet the policy sees nothing.
+    ("prompts_zero_width.jsonl", "prompt", RULE_BLANK, 2),
+    # No-break, ideographic, em and thin spaces, a tab and a newline: whitespace in every Unicode form.
+    ("prompts_whitespace_only.jsonl", "prompt", RULE_BLANK, 3),
+    # A NUL and a terminal escape sequence: bytes no reviewer sees, that a tokenizer or a terminal acts on.
+    ("prompts_control_chars.jsonl", "prompt", RULE_BLANK, 4),
+    # A chat turn of zero-width characters is an empty turn.
+    ("prompts_chat_zero_width.jsonl", "messages", RULE_CHAT, 1),
     # Duplicate ids make generations and labels ambiguous (which prompt did they answer?).
     ("prompts_duplicate_ids.jsonl", "id", "unique ids", 1),
     # A held-out prompt that is also a training prompt (after case/space folding) inflates evaluation.
@@ -135,3 +145,16 @@ def test_unreadable_files(fixture, rule, tmp_path):
     assert exc.value.rule == rule and fixture in str(exc.value)
     if rule == "valid JSON line":
         assert exc.value.rows[0][0] == 2
+
+
+def test_invisible_and_control_character_prompts_say_why(tmp_path):
+    from tasks.text import text_problem, visible
+
+    # Zero-width space U+200B and word joiner U+2060 are format characters (Cf), U+3000 a space separator (Zs).
+    assert visible("\u200ba\u2060 b\u3000") == "ab" and text_problem("\u200b\u2060\ufeff").startswith("blank")
+    assert text_problem("line one\r\n\tline two") == ""             # tab, CR and LF are ordinary text
+    assert text_problem("caf\u00e9 \u65e5\u672c") == ""               # accents and CJK are visible text
+    with pytest.raises(DataValidationError) as exc:
+        _prompts("prompts_control_chars.jsonl", tmp_path)
+    (f,) = [f for f in exc.value.failures if f.rule == RULE_BLANK]
+    assert f.rows == [(4, "'holds control characters U+0000, U+001B'")]
