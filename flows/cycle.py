@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from pathlib import Path
 
 import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from prefect import flow, get_run_logger, task
@@ -118,10 +119,12 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
     import mlflow
 
     from tasks import iterations
+    from tasks.io import recover_all
     from tasks.preflight import check_servers
 
     params = load_params(params_path)
     check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
+    recover_all("models", "data", Path(params.policy.champion_dir).parent, who="cycle")   # a swap a crash cut short
     exp_id = tracking.setup(params.tracking)
     client = mlflow.MlflowClient()
     iteration = iterations.next_iteration(client, exp_id)

@@ -43,20 +43,85 @@ def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict]:
     return rows
 
 
+def aside_of(path: Path) -> Path:
+    """Where ``atomic_path`` moves an old folder while the new one is renamed in."""
+    return path.parent / f".{path.name}.aside"
+
+
+def recover(path: str | Path) -> str | None:
+    """Finish a folder swap that a crash cut short; returns what was done (None: nothing to do).
+
+    ``atomic_path`` swaps a folder in three steps: the old folder is renamed aside, the new one renamed in,
+    the old one deleted. Killed after the first step, ``path`` is missing and its aside copy is restored;
+    killed after the second, the aside copy is the old folder and is deleted.
+    """
+    path = Path(path)
+    aside = aside_of(path)
+    if not aside.exists():
+        return None
+    if path.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        return f"removed the old {path} left aside by an interrupted swap"
+    os.replace(aside, path)
+    return f"restored {path} from {aside.name}, left aside by an interrupted swap"
+
+
+def recover_all(*folders: str | Path, who: str = "rft") -> list[str]:
+    """``recover`` every interrupted swap in ``folders`` (e.g. models/, data/); what was done, one line each,
+    also printed to stderr after ``who``."""
+    import sys
+
+    done = []
+    for folder in dict.fromkeys(map(Path, folders)):
+        for aside in sorted(folder.glob(".*.aside")) if folder.is_dir() else []:
+            note = recover(folder / aside.name[1:-len(".aside")])
+            if note:
+                print(f"{who}: {note}", file=sys.stderr, flush=True)
+                done.append(note)
+        # The temporary folders of writers that died (atomic_path names them .<name>.<pid>.<random>).
+        for tmp in folder.glob(".*.*.*") if folder.is_dir() else []:
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+                done.append(f"removed {tmp}, the temporary folder of a writer that died")
+                print(f"{who}: {done[-1]}", file=sys.stderr, flush=True)
+    return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path; on success move it to ``path``, on error remove it."""
+    """Yield a temporary path; on success move it to ``path``, on error remove it.
+
+    A file is replaced in one atomic rename. A folder cannot be, so the old one is renamed aside first and
+    deleted last: at every instant either ``path`` or its aside copy is whole (``recover`` finishes the swap
+    after a crash).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    recover(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     target = tmp if is_dir else tmp / path.name
     try:
         yield target
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        os.replace(target, path)
+            aside = aside_of(path)
+            os.replace(path, aside)
+            os.replace(target, path)
+            shutil.rmtree(aside)
+        else:
+            if path.is_symlink():
+                path.unlink()
+            os.replace(target, path)            # atomic: readers see the old file or the new one
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tasks.config import TrackingConfig
-from tasks.io import dvc_md5
+from tasks.io import dvc_md5, recover_all
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -88,6 +88,8 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
 
     from tasks.stages import declared_params, input_paths, logged_params
 
+    # Before the inputs are hashed: a folder swap that a crash cut short is finished (tasks/io.py::recover).
+    recover_all("models", "data", Path(params.policy.champion_dir).parent, who=stage)
     setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
     inputs = input_paths(stage, params) + list(extra_inputs)

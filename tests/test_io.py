@@ -57,3 +57,58 @@ def test_dvc_md5_matches_dvc_itself(tmp_path):
     odb = HashFileDB(fs, str(tmp_path / "cache"))
     _, _, obj = build(odb, str(tmp_path / "d"), fs, "md5")
     assert dvc_md5(tmp_path / "d") == obj.hash_info.value
+
+
+_SWAP = """
+import os, signal, sys
+from pathlib import Path
+from tasks import io
+
+real, calls = os.replace, []
+
+
+def replace(a, b):
+    real(a, b)
+    calls.append((a, b))
+    if len(calls) == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)      # the process dies right after this rename
+
+
+io.os.replace = replace
+with io.atomic_path(sys.argv[1], is_dir=True) as tmp:
+    tmp.joinpath("weights").write_text("new")
+"""
+
+
+@pytest.mark.parametrize("killed_after, kept", [
+    (1, "old"),     # the old folder renamed aside, the new one not yet in: the aside copy is restored
+    (2, "new"),     # the new one renamed in, the old one not yet deleted: the aside copy is deleted
+])
+def test_a_folder_swap_killed_between_its_renames_recovers_whole(tmp_path, killed_after, kept):
+    import signal
+    import subprocess
+    import sys
+
+    from tasks.io import aside_of, atomic_path, recover_all
+
+    champion = tmp_path / "models" / "champion"
+    champion.mkdir(parents=True)
+    (champion / "weights").write_text("old")
+    out = subprocess.run([sys.executable, "-c", _SWAP, str(champion), str(killed_after)], capture_output=True)
+    assert out.returncode == -signal.SIGKILL
+    aside = aside_of(champion)
+    assert aside.is_dir() and (aside / "weights").read_text() == "old"          # left mid-swap
+    assert champion.exists() == (killed_after == 2)
+    notes = recover_all(tmp_path / "models")
+    # The swap finished one way or the other, and the dead writer's temporary folder is gone (after the second
+    # rename it had become the new folder).
+    assert ("restored" if kept == "old" else "removed the old") in notes[0]
+    assert len(notes) == (2 if kept == "old" else 1)
+    assert all("the temporary folder of a writer that died" in n for n in notes[1:])
+    assert (champion / "weights").read_text() == kept and not aside.exists()
+    assert recover_all(tmp_path / "models") == []                                # nothing left to do
+    # A swap that finishes leaves neither an aside copy nor a temporary folder.
+    with atomic_path(champion, is_dir=True) as tmp:
+        (tmp / "weights").write_text("newer")
+    assert [p.name for p in champion.parent.iterdir()] == ["champion"]
+    assert (champion / "weights").read_text() == "newer"
