@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import dvc_md5
-from tasks.policy import install_policy, read_meta
+from tasks.policy import check_model_folder, install_policy, read_meta
 
 BASE = Path("models/base")
 
@@ -27,6 +27,8 @@ def run_champion(params: Params) -> dict:
     champion = Path(params.policy.champion_dir)
     with tracking.stage_run("champion", params):
         base_hash = dvc_md5(BASE)
+        if champion.exists():
+            check_model_folder(champion)        # a damaged champion stops here, before dvc.lock records it
         meta = read_meta(champion) if champion.exists() else {}
         if meta.get("base_md5") == base_hash:
             result = {"seeded": 0, "registry_version": meta.get("registry_version", 0)}

@@ -16,7 +16,7 @@ from tasks.config import GenerateConfig, Params
 from tasks.io import read_jsonl, write_jsonl
 from tasks.paths import GENERATIONS as OUT
 from tasks.paths import PROMPTS
-from tasks.policy import load_policy, pick_device, read_meta
+from tasks.policy import check_model_folder, load_policy, pick_device, read_meta
 from tasks.prompting import prompt_of
 
 def policy_version(model_dir: str | Path) -> str:
@@ -95,6 +95,7 @@ def run_generate(params: Params) -> dict:
         backend = resolve_backend(cfg.backend, runner, device)
         # Prompts longer than the policy's context leaves beside max_new_tokens are cut from the left by the
         # sampler (the end, where the request is, survives); counted and logged here.
+        check_model_folder(champion)            # a damaged champion stops before any sampling, naming the path
         context = context_of(champion)
         truncated, room = overlong(AutoTokenizer.from_pretrained(resolve(champion)), texts, context,
                                    cfg.max_new_tokens)

@@ -47,10 +47,68 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+RULE = "a readable model folder (config.json with a model_type, weights that open)"
+
+
+def check_model_folder(model_dir: str | Path) -> None:
+    """Stop with a DataError naming the path when ``model_dir`` (or the local folder its pointer names) is not
+    a model transformers can load: no folder, no or unreadable ``config.json``, no weights, an empty or
+    damaged weights file. Reads the config and the safetensors headers only, never the weights."""
+    import json
+    import struct
+
+    from tasks.errors import DataError
+
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise DataError(folder, RULE, detail="no such folder" if not folder.exists() else "not a folder")
+    try:
+        src = Path(resolve(folder))
+    except ValueError as exc:
+        raise DataError(folder / META, RULE, detail=f"{META} cannot be read: {exc}") from None
+    if not src.is_dir():
+        return                                  # a hub name in rft_policy.json: transformers resolves it
+    config = src / "config.json"
+    try:
+        if "model_type" not in json.loads(config.read_text()):
+            raise DataError(config, RULE, detail="config.json has no model_type")
+    except (OSError, ValueError) as exc:
+        raise DataError(config, RULE, detail=f"config.json cannot be read: {exc}") from None
+    found = [src / w for w in WEIGHTS if (src / w).exists()]
+    if not found:
+        raise DataError(src, RULE, detail=f"no weights file ({', '.join(WEIGHTS)})")
+    files = found[:1]
+    if found[0].name.endswith(".index.json"):
+        try:
+            files = [src / f for f in sorted(set(json.loads(found[0].read_text())["weight_map"].values()))]
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise DataError(found[0], RULE, detail=f"the shard index cannot be read: {exc}") from None
+    for f in files:
+        if not f.is_file() or f.stat().st_size == 0:
+            raise DataError(f, RULE, detail="the weights file is missing" if not f.is_file() else
+                            "the weights file is empty (0 bytes)")
+        if f.suffix == ".safetensors":
+            # safetensors: an 8-byte little-endian header length, then that many bytes of JSON.
+            size = f.stat().st_size
+            with f.open("rb") as fh:
+                head = fh.read(8)
+                n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+                ok = 0 < n <= size - 8
+                try:
+                    ok = ok and isinstance(json.loads(fh.read(n)), dict)
+                except ValueError:
+                    ok = False
+            if not ok:
+                raise DataError(f, RULE, detail="the safetensors header is damaged (a truncated or overwritten file)")
+
+
 def load_policy(model_dir: str | Path, device: str = "cpu"):
-    """(model, tokenizer) in eval mode, tokenizer padded on the left for batched generation."""
+    """(model, tokenizer) in eval mode, tokenizer padded on the left for batched generation. A damaged folder
+    stops with a DataError naming it (``check_model_folder``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_folder(model_dir)
     src = resolve(model_dir)
     tok = AutoTokenizer.from_pretrained(src)
     tok.padding_side = "left"

@@ -45,3 +45,36 @@ def test_leaky_prompts_stop_validation_before_generation(project):
     # ...but the user can read why: the message points at a Data Docs page that shows the failure.
     page = project / out.stderr.split("Data Docs: ")[1].strip()
     assert "validations" in page.parts and "Failed" in page.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("harm, named", [
+    ("config", "models/champion/config.json"),            # config.json gone
+    ("weights", "models/champion/model.safetensors"),     # a zero-byte weights file
+])
+def test_a_damaged_champion_stops_the_champion_stage_and_generate(built_project, tmp_path, monkeypatch, harm, named):
+    import hashlib
+    import shutil
+
+    built, _, _ = built_project
+    path = tmp_path / "proj"
+    shutil.copytree(built, path)
+    monkeypatch.chdir(path)
+    champion = path / "models/champion"
+    if harm == "config":
+        (champion / "config.json").unlink()
+    else:
+        (champion / "model.safetensors").write_bytes(b"")
+
+    def digest():
+        files = sorted(p for p in [*champion.rglob("*"), path / "data/generations.jsonl", path / "dvc.lock"]
+                       if p.is_file())
+        return {str(p): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
+
+    before = digest()
+    for stage in ("champion", "generate"):
+        out = rft("stage", stage)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert named in out.stderr and "a readable model folder" in out.stderr
+        assert "Traceback" not in out.stderr + out.stdout
+    assert digest() == before                  # nothing written: not the champion, not the generations

@@ -116,3 +116,46 @@ def test_a_prompt_longer_than_the_context_is_cut_from_the_left_and_counted(polic
     assert cut == 0 and enc["input_ids"].tolist() == plain["input_ids"].tolist()
     out, _, _ = sample_responses(model, tok, prompts, GenerateConfig(k=2, max_new_tokens=48), "cpu", progress=False)
     assert len(out) == 2 and all(len(x) == 2 for x in out)
+
+
+def test_a_damaged_model_folder_is_named_before_anything_loads(tmp_path):
+    import json
+    import shutil
+
+    from tasks.errors import DataError
+    from tasks.policy import RULE, check_model_folder, tiny_gpt, train_tokenizer
+
+    good = tmp_path / "good"
+    tok = train_tokenizer(PROMPTS * 5, 280)
+    tiny_gpt(len(tok), 1, 1, 8, 32, tok.eos_token_id).save_pretrained(good)
+    tok.save_pretrained(good)
+    check_model_folder(good)                                     # a healthy folder passes
+
+    def damaged(name, harm):
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        harm(folder)
+        with pytest.raises(DataError) as exc:
+            check_model_folder(folder)
+        assert exc.value.rule == RULE
+        return exc.value
+
+    err = damaged("no-config", lambda f: (f / "config.json").unlink())
+    assert err.path.endswith("no-config/config.json") and "cannot be read" in err.detail
+    err = damaged("no-type", lambda f: (f / "config.json").write_text(json.dumps({"n_layer": 1})))
+    assert "no model_type" in err.detail
+    err = damaged("empty-weights", lambda f: (f / "model.safetensors").write_bytes(b""))
+    assert err.path.endswith("empty-weights/model.safetensors") and "empty (0 bytes)" in err.detail
+    # The first bytes overwritten: the 8-byte header length now claims more than the file holds.
+    err = damaged("garbled", lambda f: (f / "model.safetensors").write_bytes(
+        b"\xff" * 8 + (f / "model.safetensors").read_bytes()[8:]))
+    assert "header is damaged" in err.detail
+    err = damaged("no-weights", lambda f: (f / "model.safetensors").unlink())
+    assert err.path.endswith("no-weights") and "no weights file" in err.detail
+    with pytest.raises(DataError, match="no such folder"):
+        check_model_folder(tmp_path / "missing")
+    # load_policy checks first: the user sees the rule and the path, not a transformers traceback.
+    from tasks.policy import load_policy
+
+    with pytest.raises(DataError, match="empty-weights/model.safetensors"):
+        load_policy(tmp_path / "empty-weights")
