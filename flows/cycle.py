@@ -45,10 +45,11 @@ def is_transient(exc: BaseException) -> bool:
         return True
     try:
         import httpx
-
-        return isinstance(exc, (httpx.TransportError, httpx.TimeoutException))
     except ImportError:
         return False
+    if isinstance(exc, httpx.HTTPStatusError):       # a server that is busy or failing, not a bad request
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return isinstance(exc, (httpx.TransportError, httpx.TimeoutException))
 
 
 def _retry_on_io(task, task_run, state) -> bool:

@@ -16,6 +16,8 @@ from tasks.errors import ConfigError, DataError
     (DataError("data/prompts.jsonl", "unique ids"), False),
     (ConfigError("generate.k: must be >= 2"), False),
     (ValueError("a bug"), False),
+    # What transformers raises for a model folder without weights: a plain OSError, as permanent as the folder.
+    (OSError("Error no file named model.safetensors found in directory models/champion."), False),
 ])
 def test_what_is_retried(exc, transient):
     assert is_transient(exc) is transient
@@ -25,6 +27,14 @@ def test_httpx_transport_errors_are_transient():
     import httpx
 
     assert is_transient(httpx.ConnectError("refused")) and is_transient(httpx.ReadTimeout("slow"))
+    request = httpx.Request("POST", "http://127.0.0.1:9/judge")
+
+    def status(code):
+        return httpx.HTTPStatusError(str(code), request=request, response=httpx.Response(code, request=request))
+
+    # 429 and 5xx: the server is busy or failing, the same request may pass later; 4xx: it never will.
+    assert is_transient(status(429)) and is_transient(status(503)) and is_transient(status(500))
+    assert not is_transient(status(400)) and not is_transient(status(404)) and not is_transient(status(401))
 
 
 def test_registering_the_same_model_twice_gives_one_version(tmp_path):
