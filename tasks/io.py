@@ -18,26 +18,78 @@ from typing import Iterable, Iterator
 from tasks.errors import DataError
 
 
-def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict]:
-    """Read a JSONL file; a missing file, an empty file (unless ``allow_empty``) or a bad line is a DataError
-    naming the line."""
+MAX_LINE_BYTES = 1 << 20     # a JSONL row longer than 1 MiB is refused, read no further than that
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def _lines(path: Path, fh):
+    """(line number, text) of each line: UTF-8, or the encoding that a byte-order mark declares (UTF-8 with a
+    BOM, UTF-16). A line over ``MAX_LINE_BYTES`` or bytes that do not decode stop with a DataError naming
+    the line; nothing longer than the limit is ever held."""
+    import io
+
+    head = fh.read(4)
+    fh.seek(0)
+    encoding = next((enc for bom, enc in _BOMS if head.startswith(bom)), None)
+    if encoding == "utf-16":
+        text = io.TextIOWrapper(fh, encoding="utf-16", newline=None)
+        for lineno, line in enumerate(iter(lambda: text.readline(MAX_LINE_BYTES // 2 + 1), ""), start=1):
+            if len(line) > MAX_LINE_BYTES // 2 and not line.endswith("\n"):
+                raise DataError(path, f"a line at most {MAX_LINE_BYTES >> 20} MiB",
+                                rows=[(lineno, line[:60] + "...")], detail=f"line {lineno} is longer")
+            yield lineno, line
+        return
+    if encoding:
+        fh.read(3)
+    for lineno, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise DataError(path, f"a line at most {MAX_LINE_BYTES >> 20} MiB", rows=[(lineno, repr(raw[:60]) + "...")],
+                            detail=f"line {lineno} is longer; split the row or shorten its text")
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start:exc.start + 4]
+            raise DataError(path, "UTF-8 text (or UTF-16 / UTF-8 with a byte-order mark)",
+                            rows=[(lineno, f"byte {exc.start + 1}: {bad!r}")],
+                            detail=f"line {lineno} is not UTF-8 (Latin-1 or Windows-1252 bytes?); save the file as "
+                                   "UTF-8") from None
+
+
+def iter_jsonl(path: str | Path):
+    """Stream the rows of a JSONL file, one dict at a time. CRLF line ends and blank lines are fine. A
+    missing path, a folder, a pretty-printed JSON array, a bad line or a line that is not an object stops
+    with a DataError naming the file, the line and the rule."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file exists", detail="no such file")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    if path.is_dir():
+        raise DataError(path, "a JSONL file", detail="a folder where a file is expected")
+    with path.open("rb") as fh:
+        for lineno, line in _lines(path, fh):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
+                if lineno == 1 and line.strip().startswith("["):
+                    raise DataError(path, "one JSON object per line (JSON Lines)", rows=[(1, line.strip()[:80])],
+                                    detail="the file looks like a JSON array; write one object per line "
+                                           "(e.g. jq -c '.[]' file.json > file.jsonl)") from None
                 raise DataError(path, "valid JSON line", rows=[(lineno, f"{exc.msg}: {line.strip()[:80]!r}")],
                                 detail=f"line {lineno} is not valid JSON") from None
             if not isinstance(row, dict):
+                kinds = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "NoneType": "null"}
+                what = "a JSON array (a whole file's rows on one line?)" if isinstance(row, list) else \
+                    f"a JSON {kinds[type(row).__name__]}"
                 raise DataError(path, "one JSON object per line",
-                                rows=[(lineno, line.strip()[:80])], detail=f"line {lineno} is not an object")
-            rows.append(row)
+                                rows=[(lineno, line.strip()[:80])], detail=f"line {lineno} is {what}, not an object")
+            yield row
+
+
+def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict]:
+    """Read a JSONL file (``iter_jsonl``); an empty file (unless ``allow_empty``) is a DataError too."""
+    rows = list(iter_jsonl(path))
     if not rows and not allow_empty:
         raise DataError(path, "non-empty file", detail="the file holds no rows")
     return rows

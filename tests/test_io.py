@@ -112,3 +112,74 @@ def test_a_folder_swap_killed_between_its_renames_recovers_whole(tmp_path, kille
         (tmp / "weights").write_text("newer")
     assert [p.name for p in champion.parent.iterdir()] == ["champion"]
     assert (champion / "weights").read_text() == "newer"
+
+
+ROW = {"id": "a", "prompt": "Un café à Zürich, s'il vous plaît."}
+
+
+@pytest.mark.parametrize("name, data", [
+    ("utf-8", (json.dumps(ROW, ensure_ascii=False) + "\n").encode("utf-8")),
+    # Windows tools write a byte-order mark first: it declares UTF-8.
+    ("utf-8 with a BOM", b"\xef\xbb\xbf" + (json.dumps(ROW, ensure_ascii=False) + "\n").encode("utf-8")),
+    # PowerShell's default: UTF-16 LE with its BOM (Python's "utf-16" codec writes the BOM).
+    ("utf-16", (json.dumps(ROW, ensure_ascii=False) + "\r\n").encode("utf-16")),
+    ("utf-16 big-endian", b"\xfe\xff" + (json.dumps(ROW, ensure_ascii=False) + "\n").encode("utf-16-be")),
+    # CRLF line ends and blank lines, also between rows and at the end.
+    ("crlf and blank lines", ("\r\n" + json.dumps(ROW, ensure_ascii=False) + "\r\n\r\n   \r\n").encode("utf-8")),
+])
+def test_odd_but_legal_encodings_and_framing_are_read(tmp_path, name, data):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(data)
+    assert read_jsonl(path) == [ROW]
+
+
+@pytest.mark.parametrize("data, rule, row, detail", [
+    # Latin-1 bytes: é is the single byte 0xE9, which is no UTF-8; nothing declares another encoding.
+    ((json.dumps(ROW, ensure_ascii=False) + "\n").encode("latin-1"), "UTF-8 text", 1, "line 1 is not UTF-8"),
+    # A pretty-printed JSON array, the usual export of a notebook.
+    (json.dumps([ROW, ROW], indent=2).encode(), "one JSON object per line (JSON Lines)", 1, "looks like a JSON array"),
+    # A line that is valid JSON but not an object.
+    ((json.dumps(ROW) + '\n"just a string"\n').encode(), "one JSON object per line", 2, "line 2 is a JSON string"),
+    ((json.dumps(ROW) + "\n42\n").encode(), "one JSON object per line", 2, "line 2 is a JSON number"),
+    # The whole file's rows on one line.
+    (json.dumps([ROW, ROW]).encode(), "one JSON object per line", 1, "a JSON array (a whole file's rows"),
+])
+def test_undecodable_or_misframed_files_are_named(tmp_path, data, rule, row, detail):
+    from tasks.errors import DataError
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(DataError) as exc:
+        read_jsonl(path)
+    assert exc.value.rule.startswith(rule) and exc.value.rows[0][0] == row and detail in exc.value.detail
+    assert str(path) in str(exc.value)
+
+
+def test_a_10_mb_line_is_refused_after_reading_at_most_1_mib(tmp_path, monkeypatch):
+    from tasks import io
+    from tasks.errors import DataError
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(ROW) + "\n" + json.dumps({"id": "b", "prompt": "x" * 10_000_000}) + "\n")
+    sizes = []
+    real = io._lines
+
+    def spy(p, fh):
+        read = fh.readline
+        fh.readline = lambda limit=-1: sizes.append(limit) or read(limit)
+        return real(p, fh)
+
+    monkeypatch.setattr(io, "_lines", spy)
+    with pytest.raises(DataError) as exc:
+        read_jsonl(path)
+    assert exc.value.rows[0][0] == 2 and "at most 1 MiB" in exc.value.rule
+    assert sizes and max(sizes) == io.MAX_LINE_BYTES + 1        # every read bounded, never the whole line
+
+
+def test_a_folder_or_a_missing_file_is_named(tmp_path):
+    from tasks.errors import DataError
+
+    with pytest.raises(DataError, match="a folder where a file is expected"):
+        read_jsonl(tmp_path)
+    with pytest.raises(DataError, match="no such file"):
+        read_jsonl(tmp_path / "nope.jsonl")
