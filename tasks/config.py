@@ -132,6 +132,9 @@ class GenerateConfig:
                        "engine on a CUDA GPU, in this process) or auto (vllm when it is installed, a GPU is "
                        "present and scale.runner is local; else transformers). The MLflow run records which ran.",
                        choices=("auto", "transformers", "vllm"))
+    sort_by_length: bool = opt(False, "Sample the prompts shortest first (by formatted tokens), so a batch pads "
+                               "little; the rows keep the prompts' order. Faster when prompt lengths vary widely; "
+                               "the samples differ from the unsorted run's, since batches and their seeds differ.")
     sample_table_rows: int = opt(20, "Generations logged to MLflow as a table.", ge=0)
 
 

@@ -42,7 +42,7 @@ def sample_responses(model, tok, prompts: list, cfg: GenerateConfig, device: str
     for r, dt in sample_batches(model, tok, prompts, k, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
                                 first_batch=first_batch,
                                 temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k,
-                                top_p=cfg.top_p, device=device):
+                                top_p=cfg.top_p, device=device, inference=True):
         seconds += dt
         n_tokens += int(r.response_mask.sum())
         out += [r.texts[i * k:(i + 1) * k] for i in range(len(r.texts) // k)]
@@ -73,37 +73,59 @@ def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device:
     return responses, sum(p[1] for p in parts), max((p[2] for p in parts), default=0.0)
 
 
+def generate_responses(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, scale,
+                       backend: str = "transformers") -> tuple[list[list[str]], int, float, int]:
+    """``cfg.k`` responses for each prompt, in the prompts' order, on ``backend``: (responses, generated tokens,
+    seconds sampling, prompts cut to fit the context).
+
+    With ``generate.sort_by_length`` the prompts are sampled shortest first (a stable sort on formatted token
+    length), so each batch pads little, and the results are put back in the given order. A prompt longer than the context leaves beside
+    ``max_new_tokens`` is cut from the left by the sampler and counted here.
+    """
+    from transformers import AutoTokenizer
+
+    from tasks.genbackend import BACKENDS
+    from tasks.policy import resolve
+    from tasks.prompting import format_prompt
+    from tasks.rollout import context_of, room_for
+
+    tok = AutoTokenizer.from_pretrained(resolve(model_dir))
+    lengths = [len(ids) for ids in tok([format_prompt(p, tok) for p in prompts], add_special_tokens=False)["input_ids"]]
+    room = room_for(context_of(model_dir), cfg.max_new_tokens)
+    truncated = sum(n > room for n in lengths) if room else 0
+    order = sorted(range(len(prompts)), key=lengths.__getitem__) if cfg.sort_by_length else list(range(len(prompts)))
+    responses, n_tokens, seconds = BACKENDS[backend](model_dir, [prompts[i] for i in order], cfg, device, scale)
+    out: list = [None] * len(prompts)
+    for j, i in enumerate(order):
+        out[i] = responses[j]
+    return out, n_tokens, seconds, truncated
+
+
 def run_generate(params: Params) -> dict:
     import sys
 
     import mlflow
-    from transformers import AutoTokenizer
 
     from tasks import tracking
-    from tasks.genbackend import BACKENDS, resolve_backend
-    from tasks.policy import resolve
-    from tasks.rollout import context_of, overlong
+    from tasks.genbackend import resolve_backend
 
     cfg = params.generate
     champion = Path(params.policy.champion_dir)
     with tracking.stage_run("generate", params):
         prompts = [r for r in read_jsonl(PROMPTS) if r["split"] == "train"]
         device = pick_device(cfg.device)
+        check_model_folder(champion)            # a damaged champion stops before any sampling, naming the path
         version = policy_version(champion)
         texts = [prompt_of(r) for r in prompts]
         runner = params.scale.runner
         backend = resolve_backend(cfg.backend, runner, device)
-        # Prompts longer than the policy's context leaves beside max_new_tokens are cut from the left by the
-        # sampler (the end, where the request is, survives); counted and logged here.
-        check_model_folder(champion)            # a damaged champion stops before any sampling, naming the path
-        context = context_of(champion)
-        truncated, room = overlong(AutoTokenizer.from_pretrained(resolve(champion)), texts, context,
-                                   cfg.max_new_tokens)
+        responses, n_tokens, seconds, truncated = generate_responses(str(champion), texts, cfg, device,
+                                                                     params.scale, backend)
         if truncated:
-            print(f"generate: {truncated} of {len(texts)} prompts are longer than the {room} tokens that the "
-                  f"policy's context ({context}) leaves beside generate.max_new_tokens ({cfg.max_new_tokens}); "
-                  "cut from the left", file=sys.stderr, flush=True)
-        responses, n_tokens, seconds = BACKENDS[backend](str(champion), texts, cfg, device, params.scale)
+            # The sampler cut them from the left: the end, where the request is, survives.
+            print(f"generate: {truncated} of {len(texts)} prompts are longer than the policy's context leaves "
+                  f"beside generate.max_new_tokens ({cfg.max_new_tokens}); cut from the left", file=sys.stderr,
+                  flush=True)
         rows = []
         for row, resp in zip(prompts, responses):
             for j, text in enumerate(resp):

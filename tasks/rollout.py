@@ -26,16 +26,18 @@ class Rollout:
 
 
 def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tokens: int, seed: int,
-           top_k: int = 0, top_p: float = 1.0, device: str = "cpu") -> Rollout:
+           top_k: int = 0, top_p: float = 1.0, device: str = "cpu", inference: bool = False) -> Rollout:
     """``k`` samples for each prompt (text or messages, formatted by ``format_prompt`` with the policy's
-    tokenizer) in one ``generate`` call; rows are prompt-major (p0s0, p0s1, ...)."""
+    tokenizer) in one ``generate`` call; rows are prompt-major (p0s0, p0s1, ...). ``inference``: under
+    ``torch.inference_mode`` (faster; the tensors can then never enter a training step, so only for callers
+    that keep the texts)."""
     import torch
 
     formatted = [format_prompt(p, tok) for p in prompts]
     enc, truncated = encode_prompts(tok, formatted, prompt_room(model, max_new_tokens))
     enc = enc.to(device)
     torch.manual_seed(seed)
-    with torch.no_grad():
+    with torch.inference_mode() if inference else torch.no_grad():
         seqs = model.generate(**enc, do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
                               max_new_tokens=max_new_tokens, num_return_sequences=k,
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -72,16 +74,6 @@ def context_of(model_dir) -> int | None:
 
     c = AutoConfig.from_pretrained(resolve(model_dir))
     return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)
-
-
-def overlong(tok, prompts: list, context: int | None, max_new_tokens: int) -> tuple[int, int | None]:
-    """(how many of ``prompts`` the sampler cuts from the left, the prompt tokens that fit): a prompt fits when
-    its formatted tokens plus ``max_new_tokens`` stay inside ``context``."""
-    room = room_for(context, max_new_tokens)
-    if room is None:
-        return 0, None
-    return sum(len(ids) > room for ids in tok([format_prompt(p, tok) for p in prompts],
-                                              add_special_tokens=False)["input_ids"]), room
 
 
 def encode_prompts(tok, texts: list[str], room: int | None):

@@ -96,13 +96,13 @@ def test_a_prompt_longer_than_the_context_is_cut_from_the_left_and_counted(polic
     # a 500-character prompt is far longer in this 300-token vocabulary. Without the cut, generate indexes
     # position 128 and fails with "IndexError: index out of range in self".
     from tasks.prompting import format_prompt
-    from tasks.rollout import encode_prompts, overlong, sample
+    from tasks.rollout import encode_prompts, room_for, sample
 
     model, tok = policy
     long = ("Tell me about the chowder at Quiet Harbor Market, please, in detail. " * 8)[:500]
     prompts = [long, PROMPTS[1]]
     assert len(tok(format_prompt(long, tok), add_special_tokens=False)["input_ids"]) > 80
-    assert overlong(tok, prompts, 128, 48) == (1, 80)
+    assert room_for(128, 48) == 80 and room_for(None, 48) is None and room_for(40, 48) == 1
     r = sample(model, tok, prompts, 2, temperature=1.0, max_new_tokens=48, seed=0)
     assert r.truncated == 1 and r.prompt_len == 80 and r.input_ids.shape[1] <= 128 and len(r.texts) == 4
     # The cut keeps the end of the prompt, where the request is.
@@ -159,3 +159,33 @@ def test_a_damaged_model_folder_is_named_before_anything_loads(tmp_path):
 
     with pytest.raises(DataError, match="empty-weights/model.safetensors"):
         load_policy(tmp_path / "empty-weights")
+
+
+def test_generate_responses_keeps_the_prompts_order_sorted_or_not_and_counts_cut_prompts(tmp_path):
+    import dataclasses
+
+    from tasks.config import parse_params
+    from tasks.generate import generate_responses
+    from tasks.policy import tiny_gpt, train_tokenizer
+
+    tok = train_tokenizer(PROMPTS * 20, 300)
+    tiny_gpt(len(tok), 1, 1, 16, 64, tok.eos_token_id).save_pretrained(tmp_path)     # 64 positions
+    tok.save_pretrained(tmp_path)
+    long = " ".join(PROMPTS) * 3                                  # far over 64 - 8 = 56 tokens
+    prompts = [long, PROMPTS[1], PROMPTS[2], PROMPTS[0]]
+    params = parse_params({"generate": {"k": 2, "batch_size": 2, "max_new_tokens": 8}})
+    plain = generate_responses(str(tmp_path), prompts, params.generate, "cpu", params.scale)
+    cfg = dataclasses.replace(params.generate, sort_by_length=True)
+    by_length = generate_responses(str(tmp_path), prompts, cfg, "cpu", params.scale)
+    for responses, _, _, cut in (plain, by_length):
+        assert len(responses) == 4 and all(len(r) == 2 for r in responses) and cut == 1
+    # Near-greedy sampling (temperature 1e-4) gives each prompt the same texts in any batch, at any seed (left
+    # padding is masked): so the sorted run must return exactly the plain run's rows, in the prompts' order.
+    cold = dataclasses.replace(params.generate, temperature=1e-4, max_new_tokens=6)
+    a = generate_responses(str(tmp_path), prompts, cold, "cpu", params.scale)[0]
+    b = generate_responses(str(tmp_path), prompts, dataclasses.replace(cold, sort_by_length=True), "cpu",
+                           params.scale)[0]
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    assert sorted(range(4), key=lengths.__getitem__) != [0, 1, 2, 3]       # the sort does reorder them
+    assert len({tuple(r) for r in a}) > 1                                  # rows that a mix-up would show
+    assert a == b
