@@ -121,10 +121,12 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
 
     from tasks import iterations
     from tasks.io import recover_all
+    from tasks.policy import check_devices
     from tasks.preflight import check_servers
 
     params = load_params(params_path)
     check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
+    check_devices(params)                               # device: cuda without a GPU, before any stage
     recover_all("models", "data", Path(params.policy.champion_dir).parent, who="cycle")   # a swap a crash cut short
     exp_id = tracking.setup(params.tracking)
     client = mlflow.MlflowClient()

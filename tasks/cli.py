@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
             return 0
         if args.cmd == "check-params":
+            from tasks.policy import check_devices
+
+            check_devices(params)
             print(f"{args.params}: ok")
             return 0
         if args.cmd == "init":

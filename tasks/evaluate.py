@@ -116,7 +116,7 @@ def run_evaluate(params: Params) -> dict:
         n = cfg.samples_per_prompt
         prompts = [p for p in base for _ in range(n)]
         pids = [str(r["id"]) for r in held for _ in range(n)]
-        device = pick_device(cfg.device)
+        device = pick_device(cfg.device, "evaluate.device")
         cand_model, tok = load_policy(CANDIDATE, device)
         champ_model, _ = load_policy(champion, device)
         cand_r, champ_r = _rollouts(cand_model, tok, base, cfg, device), _rollouts(champ_model, tok, base, cfg, device)

@@ -35,7 +35,9 @@ def resolve(model_dir: str | Path) -> str:
     return meta.get("pointer") or str(model_dir)
 
 
-def pick_device(name: str = "auto") -> str:
+def pick_device(name: str = "auto", key: str = "generate.device") -> str:
+    """The device for ``name`` (auto: cuda when there is one); 'cuda' without one is a ConfigError naming
+    ``key``."""
     import torch
 
     if name == "auto":
@@ -43,8 +45,17 @@ def pick_device(name: str = "auto") -> str:
     if name == "cuda" and not torch.cuda.is_available():
         from tasks.errors import ConfigError
 
-        raise ConfigError("generate.device: 'cuda' was asked for but no CUDA device is available")
+        raise ConfigError(f"{key}: 'cuda' was asked for but no CUDA device is available (use auto or cpu)")
     return name
+
+
+def check_devices(params) -> None:
+    """Every ``device: cuda`` of ``params`` (generate, evaluate, the judges), checked before any stage runs."""
+    keys = [("generate.device", params.generate.device), ("evaluate.device", params.evaluate.device)]
+    keys += [(f"judges.{name}.device", getattr(cfg, "device", "auto")) for name, cfg in params.judges.items()]
+    for key, name in keys:
+        if name == "cuda":
+            pick_device(name, key)
 
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -1,5 +1,6 @@
 """params.yaml is validated on load; every bad value is reported with its key."""
 
+import re
 import subprocess
 
 import pytest
@@ -138,4 +139,91 @@ def test_cli_refuses_truth_on_a_user_task_with_exit_2(tmp_path):
     out = subprocess.run(["rft", "--params", str(tmp_path / "params.yaml"), "check-params"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "promote.winrate_source: truth needs an environment" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def _params_text(tmp_path, old: str, new: str):
+    """The project's params.yaml with ``old`` replaced by ``new``, written to tmp_path."""
+    text = (ROOT / "params.yaml").read_text()
+    assert old in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    # YAML loaders keep the last of two equal keys without a word: the user's first value would vanish.
+    path = _params_text(tmp_path, "  k: 4 ", "  k: 4\n  k: 8 ")
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("  k: 8"))
+    with pytest.raises(ConfigError, match=f"line {line}: k: written twice in one mapping \\(first on line "
+                                          f"{line - 1}\\)"):
+        load_params(path)
+
+
+def test_a_tab_in_the_indentation_names_the_line(tmp_path):
+    path = _params_text(tmp_path, "  k: 4 ", "\tk: 4 ")
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith("\tk"))
+    with pytest.raises(ConfigError, match=f"line {line}: a tab in the indentation"):
+        load_params(path)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    # Nine levels of nine aliases each: 9**9 (387 million) strings once expanded, from a 1 kB file.
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="expand to more than 100,000 values; refused"):
+        load_params(path)
+    # A few aliases, as a user may write them to share a value, are fine (YAML merges stay ordinary YAML).
+    small = tmp_path / "small.yaml"
+    small.write_text("generate: &g\n  k: 4\nevaluate:\n  samples_per_prompt: 2\n")
+    from tasks.config import read_yaml
+
+    assert read_yaml(small, "")["generate"] == {"k": 4}
+
+
+def test_a_section_that_is_not_a_mapping_or_a_quoted_number_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="generate: must be a mapping of keys to values, got list"):
+        parse_params({"generate": [4]})
+    with pytest.raises(ConfigError, match="the top level must be a mapping of sections"):
+        parse_params(["generate"])
+    # A number in quotes is a string; saying so beats a bare "expected int".
+    path = _params_text(tmp_path, "  max_new_tokens: 48", '  max_new_tokens: "48"')
+    with pytest.raises(ConfigError, match=re.escape("generate.max_new_tokens: expected int, got str '48' (a number "
+                                                    "in quotes is a string: write it without them)")):
+        load_params(path)
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-4 as a string; YAML 1.2 and DVC read a float. The loader reads what DVC reads.
+    path = _params_text(tmp_path, "    lr: 2.0e-4", "    lr: 2e-4")
+    assert load_params(path).optimize.grpo.lr == 2e-4
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"validate": {"prompt_min_chars": 600, "prompt_max_chars": 512}},
+     "validate.prompt_min_chars: 600 is more than prompt_max_chars (512)"),
+    ({"optimize": {"grpo": {"batch_size": 12, "num_generations": 8}}},
+     "optimize.grpo.batch_size: 12 is not a multiple of num_generations (8)"),
+])
+def test_rules_across_fields_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params(raw)
+
+
+def test_cuda_asked_for_on_a_machine_without_one_is_named_before_any_stage(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from tasks.policy import check_devices
+
+    for raw, key in (({"generate": {"device": "cuda"}}, "generate.device"),
+                     ({"evaluate": {"device": "cuda"}}, "evaluate.device")):
+        with pytest.raises(ConfigError, match=f"{key}: 'cuda' was asked for but no CUDA device is available"):
+            check_devices(parse_params(raw))
+    path = _params_text(tmp_path, "  device: auto             # auto | cpu | cuda", "  device: cuda")
+    out = subprocess.run(["rft", "--params", str(path), "check-params"], capture_output=True, text=True)
+    assert out.returncode == 2 and "generate.device: 'cuda' was asked for" in out.stderr
     assert "Traceback" not in out.stderr

@@ -38,7 +38,7 @@ class LLMJudge(PairwiseJudge):
         src = resolve(cfg.model)
         try:
             self.tok = AutoTokenizer.from_pretrained(src)
-            self.device = pick_device(cfg.device)
+            self.device = pick_device(cfg.device, f"judges.{name}.device")
             self.model = AutoModelForCausalLM.from_pretrained(src).to(self.device).eval()
         except (OSError, ValueError) as exc:
             raise ConfigError(f"judges.{name}.model: cannot load a causal LM from {cfg.model!r}: "
