@@ -7,6 +7,9 @@ not rows, so two rows with the same prompt (after case and whitespace folding)
 always land on the same side. Held-out prompts are also never the prompt of a
 bootstrap demonstration, so evaluation runs on prompts the policy has not been
 trained on. The checks of the conversation's shape are the validate stage's.
+
+Ids take one canonical form (``check_ids``): strings, or integers written as decimal strings. The same
+prompt text under two ids is accepted, lands on one side of the split, and is counted (``repeated_texts``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,28 @@ from tasks.paths import PROMPTS as OUT
 from tasks.prompting import prompt_key, prompt_of
 
 DEMOS = CORPUS / "demos.jsonl"
+
+
+def check_ids(rows: list[dict], path) -> None:
+    """One canonical form for ids: a non-empty string without surrounding whitespace, or an integer (written
+    as its decimal string). Two ids that are one id ignoring case (``P1`` and ``p1``, ``7`` and ``"7"``) are
+    refused: files, URLs and Label Studio tasks would mix them up. A DataError names the rows."""
+    bad = [(i, repr(r["id"])[:60]) for i, r in enumerate(rows, start=1)
+           if not ((isinstance(r["id"], int) and not isinstance(r["id"], bool))
+                   or (isinstance(r["id"], str) and r["id"].strip() and r["id"] == r["id"].strip()))]
+    if bad:
+        raise DataError(path, "id is a non-empty string without surrounding whitespace, or an integer",
+                        column="id", rows=bad, detail=f"{len(bad)} of {len(rows)} rows")
+    first: dict[str, int] = {}
+    clashes = []
+    for i, r in enumerate(rows, start=1):
+        key = str(r["id"]).casefold()
+        if key in first:
+            clashes.append((i, f"{r['id']!r} is row {first[key]}'s id"))
+        first.setdefault(key, i)
+    if clashes:
+        raise DataError(path, "unique ids, ignoring case (7 and \"7\" are one id)", column="id", rows=clashes,
+                        detail=f"{len(clashes)} rows repeat an id")
 
 
 def split_prompts(rows: list[dict], heldout_fraction: float, seed: int,
@@ -58,10 +83,13 @@ def run_prepare(params: Params) -> dict:
             raise DataError(cfg.input, "required column", column="prompt", rows=missing,
                             detail=f"{len(missing)} of {len(rows)} rows need exactly one of 'prompt' (text) or "
                                    "'messages' (chat)")
+        check_ids(rows, cfg.input)
         demo_texts = {prompt_key(prompt_of(d)) for d in read_jsonl(DEMOS)} if DEMOS.exists() else set()
         out = split_prompts(rows, cfg.heldout_fraction, cfg.seed, demo_texts)
         write_jsonl(OUT, out)
+        # The same text under two ids is kept (both rows land in one split; the prompt weighs twice), counted.
         metrics = {"prompts": len(out), "train": sum(r["split"] == "train" for r in out),
-                   "heldout": sum(r["split"] == "heldout" for r in out)}
+                   "heldout": sum(r["split"] == "heldout" for r in out),
+                   "repeated_texts": len(out) - len({prompt_key(prompt_of(r)) for r in out})}
         mlflow.log_metrics(metrics)
     return metrics

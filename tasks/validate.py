@@ -25,7 +25,7 @@ from tasks.paths import BASE, CORPUS, LABELS, PROMPTS
 from tasks.paths import DATA_DOCS as DOCS
 from tasks.paths import VALIDATION as REPORTS
 from tasks.prompting import conversation_problems, format_prompt, prompt_key
-from tasks.text import normalize, text_problem
+from tasks.text import normalize, text_problem, visible
 
 DEMOS = CORPUS / "demos.jsonl"
 
@@ -34,7 +34,8 @@ PROMPT_FORMS = ["prompt", "messages"]
 # Derived rule columns, and the file's column that a failure of each is reported against.
 DERIVED = {"heldout_in_training_data": "prompt", "chosen_equals_rejected": "chosen,rejected",
            "prompt_form": "prompt,messages", "conversation_problem": "messages", "prompt_tokens": "prompt,messages",
-           "prompt_known": "prompt_id", "prompt_text_problem": "prompt"}
+           "prompt_known": "prompt_id", "prompt_text_problem": "prompt", "chosen_problem": "chosen",
+           "rejected_problem": "rejected", "confidence_ok": "confidence"}
 LABEL_COLUMNS = ["prompt_id", "chosen", "rejected", "chosen_id", "rejected_id", "labeler", "confidence"]
 
 
@@ -87,6 +88,27 @@ def prompt_rules(cfg, df) -> list[Rule]:
     return rules
 
 
+RULE_RESPONSE = "no empty responses (chosen and rejected are non-blank text; a chat reply is given as its text)"
+
+
+def _response_problem(value) -> str:
+    """Why a chosen or rejected value is not a usable response ("" when it is; null is the not-null rule's)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        kind = "a chat structure" if isinstance(value, (list, dict)) else f"a {type(value).__name__}"
+        return f"not text but {kind}"
+    return "" if visible(value) else "blank"
+
+
+def _probability(value) -> bool:
+    """A number in [0, 1]: not a string, a boolean, NaN or infinity."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0 <= value <= 1
+
+
 def label_rules(cfg) -> list[Rule]:
     import great_expectations as gx
 
@@ -97,12 +119,12 @@ def label_rules(cfg) -> list[Rule]:
         rules.append(Rule("not null", E.ExpectColumnValuesToNotBeNull(column=col)))
     kinds = "|".join(map(str, cfg.label_sources))
     rules += [
-        Rule("no empty responses", E.ExpectColumnValuesToNotMatchRegex(column="chosen", regex=r"^\s*$")),
-        Rule("no empty responses", E.ExpectColumnValuesToNotMatchRegex(column="rejected", regex=r"^\s*$")),
+        Rule(RULE_RESPONSE, E.ExpectColumnValuesToBeInSet(column="chosen_problem", value_set=[""])),
+        Rule(RULE_RESPONSE, E.ExpectColumnValuesToBeInSet(column="rejected_problem", value_set=[""])),
         Rule("chosen != rejected", E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected",
                                                                  value_set=[False])),
         Rule("confidence is a probability in [0, 1]",
-             E.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1)),
+             E.ExpectColumnValuesToBeInSet(column="confidence_ok", value_set=[True])),
         Rule(f"labeler is KIND:ID with KIND in {cfg.label_sources}",
              E.ExpectColumnValuesToMatchRegex(column="labeler", regex=rf"^(?:{kinds}):\S+$")),
         Rule("prompt ids exist in the prompts",   # or the row carries its own prompt (human preference files)
@@ -163,7 +185,8 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
         rows = []
         # A derived column that holds the reason (or the count) is the clearest thing to show.
         show_col = kw.get("column") if kw.get("column") in ("conversation_problem", "prompt_tokens", "prompt_form",
-                                                            "prompt_text_problem") \
+                                                            "prompt_text_problem", "chosen_problem",
+                                                            "rejected_problem") \
             else (column.split(",")[0] if column else None)
         for i in idx[:20]:
             i = i if isinstance(i, int) else i.get("index", 0) if isinstance(i, dict) else 0
@@ -278,6 +301,9 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
     prompt_ids = {str(r["id"]) for r in read_jsonl(prompts)}
     df["chosen_equals_rejected"] = [
         normalize(_text(r.get("chosen"))) == normalize(_text(r.get("rejected"))) for r in rows]
+    df["chosen_problem"] = [_response_problem(r.get("chosen")) for r in rows]
+    df["rejected_problem"] = [_response_problem(r.get("rejected")) for r in rows]
+    df["confidence_ok"] = [_probability(r.get("confidence")) for r in rows]
     df["prompt_known"] = [str(r.get("prompt_id")) in prompt_ids or (
         isinstance(r.get("prompt"), str) and bool(r["prompt"].strip())) or (
         r.get("messages") is not None and not conversation_problems(r["messages"])) for r in rows]

@@ -106,3 +106,36 @@ def test_hh_importer_on_the_shared_file():
     r, p = rows[0], kept[0]
     assert " ".join(dialogue_text(p.messages + [{"role": "assistant", "content": p.chosen}]).split()) == \
         " ".join(r["chosen"].split())
+
+
+@pytest.mark.parametrize("ids, rule, rows", [
+    # 7 and "7" become the same id once written as strings: one canonical form, so one of them must go.
+    ([7, "7"], "unique ids, ignoring case", [2]),
+    # P1 and p1 name two files on Linux and one on macOS, and one task in a case-folding search.
+    (["P1", "p1", "p2"], "unique ids, ignoring case", [2]),
+    # " p1" would be a different id from "p1" to the pipeline and the same one to a person reading it.
+    (["p1", " p2", "p3 "], "id is a non-empty string without surrounding whitespace, or an integer", [2, 3]),
+    # Floats, booleans, nulls and lists have no canonical string form an id can rely on.
+    ([1.5, True, None, ["a"], ""], "id is a non-empty string without surrounding whitespace, or an integer",
+     [1, 2, 3, 4, 5]),
+])
+def test_ids_have_one_canonical_form(ids, rule, rows):
+    from tasks.errors import DataError
+    from tasks.prepare import check_ids
+
+    raw = [{"id": i, "prompt": f"Review the soup number {n}."} for n, i in enumerate(ids)]
+    with pytest.raises(DataError) as exc:
+        check_ids(raw, "data/corpus/prompts.jsonl")
+    assert exc.value.rule.startswith(rule) and [r for r, _ in exc.value.rows] == rows
+    assert exc.value.column == "id" and "data/corpus/prompts.jsonl" in str(exc.value)
+
+
+def test_integer_ids_are_canonical_strings_and_a_repeated_text_lands_on_one_side():
+    from tasks.prepare import check_ids, split_prompts
+
+    rows = [{"id": 7, "prompt": "Review the soup."}, {"id": "p8", "prompt": "review the SOUP."}]
+    rows += [{"id": f"q{i}", "prompt": f"Review dish {i}."} for i in range(20)]
+    check_ids(rows, "x")                                  # an integer id and string ids side by side are fine
+    out = split_prompts(rows, 0.5, 0)
+    assert out[0]["id"] == "7" and out[1]["id"] == "p8"
+    assert out[0]["split"] == out[1]["split"]             # the same text under two ids: one side of the split

@@ -16,6 +16,7 @@ FIX = Path(__file__).parent / "fixtures"
 CFG = ValidateConfig()
 RULE_BLANK = ("prompt is not blank (once whitespace, control and invisible format characters such as zero-width "
               "spaces are removed) and holds no control characters but tab and newline")
+RULE_RESPONSE = "no empty responses (chosen and rejected are non-blank text; a chat reply is given as its text)"
 RULE_CHAT = ("messages: roles alternate user/assistant (optional system first), end with the user's turn, "
              "no empty content, each at most 512 characters")
 
@@ -116,7 +117,15 @@ def test_bad_prompts(fixture, column, rule, row, tmp_path):
     # An unattributed label cannot be audited or filtered by labeler.
     ("labels_bad_labeler.jsonl", "labeler", "labeler is KIND:ID with KIND in ['human', 'ai']", 2),
     # A blank response as chosen would reward saying nothing.
-    ("labels_empty_response.jsonl", "chosen", "no empty responses", 1),
+    ("labels_empty_response.jsonl", "chosen", RULE_RESPONSE, 1),
+    # Zero-width characters only: a response nobody can read is an empty one.
+    ("labels_zero_width_response.jsonl", "chosen", RULE_RESPONSE, 2),
+    # A chat structure where the reply's text belongs: the reward model would train on its repr.
+    ("labels_chat_response.jsonl", "chosen", RULE_RESPONSE, 1),
+    # The same reply twice, once with extra spaces and a newline: no preference at all.
+    ("labels_equal_up_to_whitespace.jsonl", "chosen,rejected", "chosen != rejected", 2),
+    # NaN (JSON parsers accept it), a number in quotes and 1.5 are no probabilities: rows 1, 2 and 3.
+    ("labels_confidence_nan_string_above_one.jsonl", "confidence", "confidence is a probability in [0, 1]", 2),
     # A label for a prompt we do not have cannot be traced back to its prompt and split.
     ("labels_unknown_prompt.jsonl", "prompt_id", "prompt ids exist in the prompts", 2),
     # Without the labeler column nothing says who produced the label.
@@ -158,3 +167,10 @@ def test_invisible_and_control_character_prompts_say_why(tmp_path):
         _prompts("prompts_control_chars.jsonl", tmp_path)
     (f,) = [f for f in exc.value.failures if f.rule == RULE_BLANK]
     assert f.rows == [(4, "'holds control characters U+0000, U+001B'")]
+
+
+def test_every_bad_confidence_row_is_named(tmp_path):
+    with pytest.raises(DataValidationError) as exc:
+        _labels("labels_confidence_nan_string_above_one.jsonl", tmp_path)
+    (f,) = [f for f in exc.value.failures if f.rule == "confidence is a probability in [0, 1]"]
+    assert [r for r, _ in f.rows] == [1, 2, 3] and f.rows[1][1] == "'0.9'"
