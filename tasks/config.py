@@ -589,7 +589,10 @@ def _incoming(key: str, path: str | None) -> None:
     p = Path(path)
     if p.is_absolute() or ".." in p.parts or p.parts[:2] != tuple(Path(INCOMING).parts):
         raise ConfigError(f"{key}: {path} must lie under {INCOMING}/ (the folder DVC tracks as a dependency of "
-                          f"the stages that read it); copy or link the file there")
+                          f"the stages that read it); copy the file there")
+    if p.exists() and not p.resolve().is_relative_to(Path.cwd().resolve()):
+        raise ConfigError(f"{key}: {path} is a link to {p.resolve()}, outside the project; copy the file into "
+                          f"{INCOMING}/ (DVC versions what lies in the project)")
 
 
 def check_task(p: Params) -> None:

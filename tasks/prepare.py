@@ -15,10 +15,12 @@ prompt text under two ids is accepted, lands on one side of the split, and is co
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 from tasks.config import Params
 from tasks.errors import DataError
-from tasks.io import read_jsonl, write_jsonl
+from tasks.io import file_md5, read_jsonl, write_jsonl
 from tasks.paths import CORPUS
 from tasks.paths import PROMPTS as OUT
 from tasks.prompting import prompt_key, prompt_of
@@ -72,6 +74,12 @@ def run_prepare(params: Params) -> dict:
 
     cfg = params.prepare
     with tracking.stage_run("prepare", params):
+        source = Path(cfg.input)
+        if source.exists() and not source.resolve().is_relative_to(Path.cwd().resolve()):
+            # Allowed: the run's lineage tags and dvc.lock record its hash, though git and DVC do not version it.
+            print(f"prepare: reading {source.resolve()}, outside the project (md5 {file_md5(source)}); its hash "
+                  "is in the run's dvc.md5 tag and dvc.lock, but the file itself is not versioned here",
+                  file=sys.stderr, flush=True)
         rows = read_jsonl(cfg.input)
         missing = [(i, f"keys={sorted(r)}") for i, r in enumerate(rows, start=1) if "id" not in r]
         if missing:

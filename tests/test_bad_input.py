@@ -78,3 +78,37 @@ def test_a_damaged_champion_stops_the_champion_stage_and_generate(built_project,
         assert named in out.stderr and "a readable model folder" in out.stderr
         assert "Traceback" not in out.stderr + out.stdout
     assert digest() == before                  # nothing written: not the champion, not the generations
+
+
+def test_a_prompts_file_outside_the_project_is_read_and_its_hash_logged(project, tmp_path):
+    from mlflow import MlflowClient
+
+    from tasks.io import dvc_md5
+
+    outside = tmp_path / "elsewhere" / "prompts.jsonl"
+    outside.parent.mkdir()
+    outside.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Review the soup number {i}."}) + "\n"
+                               for i in range(10)))
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("input: data/corpus/prompts.jsonl", f"input: {outside}"))
+    out = rft("stage", "prepare")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"prepare: reading {outside}, outside the project (md5 " in out.stderr
+    client = MlflowClient(f"sqlite:///{project / 'mlruns.db'}")
+    (run,) = client.search_runs(["1"], "tags.`rft.stage` = 'prepare'")
+    assert run.data.tags[f"dvc.md5.{outside}"] == dvc_md5(outside)
+
+
+def test_a_user_file_linked_from_outside_the_project_is_refused(project, tmp_path):
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    link = project / "data/incoming/pairs.jsonl"
+    link.symlink_to(target)
+    import yaml
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw.setdefault("label", {}).update(source="file", file="data/incoming/pairs.jsonl")
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = rft("check-params")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"label.file: data/incoming/pairs.jsonl is a link to {target}, outside the project" in out.stderr
