@@ -38,3 +38,28 @@ class DataValidationError(RFTError):
         if docs:
             lines.append(f"Data Docs: {docs}")
         super().__init__("\n".join(lines))
+
+
+class StoreError(RFTError):
+    """The disk or a store cannot take what a stage writes (full, read-only, not ours, damaged); the message
+    names the path. Outputs are written beside their target and renamed in, so nothing half-written is left."""
+
+
+# errno values that say "this place cannot be written": the same write fails again until a person acts.
+_STORE_ERRNOS = {"ENOSPC": "no space left on the device: free some and rerun",
+                 "EDQUOT": "the disk quota is used up: free some and rerun",
+                 "EFBIG": "the file would exceed the size this process may write",
+                 "EROFS": "a read-only file system",
+                 "EACCES": "not writable (permission denied)",
+                 "EPERM": "not permitted"}
+
+
+def store_error(exc: OSError) -> StoreError | None:
+    """A StoreError naming the path of ``exc``, when it is one of the ``_STORE_ERRNOS``; else None."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or -1)
+    if name not in _STORE_ERRNOS:
+        return None
+    where = exc.filename or "a stage output"
+    return StoreError(f"{where}: {_STORE_ERRNOS[name]}; nothing half-written was left")

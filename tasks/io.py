@@ -164,7 +164,12 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     target = tmp if is_dir else tmp / path.name
     try:
-        yield target
+        try:
+            yield target
+        except OSError as exc:
+            if exc.filename is None and exc.errno is not None:    # a failed write() names no file: name the output
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
         if path.is_dir() and not path.is_symlink():
             aside = aside_of(path)
             os.replace(path, aside)

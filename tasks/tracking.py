@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tasks.config import TrackingConfig
+from tasks.errors import store_error
 from tasks.io import dvc_md5, recover_all
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
@@ -33,10 +34,50 @@ def resolve_uri(uri: str) -> str:
     return uri
 
 
+QUICK_CHECK_BYTES = 64 << 20      # SQLite's quick_check reads the whole file: only stores up to 64 MiB
+
+
+def check_sqlite_store(uri: str) -> None:
+    """A StoreError naming the file when an SQLite tracking store exists but is no SQLite database (damaged,
+    overwritten, truncated) or fails SQLite's own quick check."""
+    import sqlite3
+
+    from tasks.errors import StoreError
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    path = Path(uri[len(prefix):])
+    if not path.is_file() or path.stat().st_size == 0:
+        return                                   # MLflow creates it
+    verdict = "ok"
+    try:
+        with path.open("rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                verdict = "not an SQLite database"
+        if verdict == "ok":
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                if path.stat().st_size <= QUICK_CHECK_BYTES:
+                    (verdict,) = db.execute("PRAGMA quick_check").fetchone()     # 25 ms for a 1.7 MB store
+                else:
+                    # A store that grew past the bound: cheap reads that an overwritten or truncated file fails
+                    # (the schema, then the first row of each table), not a scan that grows with every run.
+                    tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+                    for table in tables:
+                        db.execute(f'SELECT * FROM "{table}" LIMIT 1').fetchall()
+    except sqlite3.DatabaseError as exc:
+        verdict = str(exc)
+    if verdict != "ok":
+        raise StoreError(f"{path}: the MLflow tracking store is damaged ({verdict}); restore it from a backup, "
+                         "or move it aside to start a new store (tracking.uri names it)")
+
+
 def setup(cfg: TrackingConfig) -> str:
-    """Point MLflow at the configured store and experiment; return the experiment id."""
+    """Point MLflow at the configured store and experiment; return the experiment id. A damaged SQLite store
+    stops here, naming the file."""
     import mlflow
 
+    check_sqlite_store(resolve_uri(cfg.uri))
     mlflow.set_tracking_uri(resolve_uri(cfg.uri))
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
@@ -107,7 +148,14 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
         mlflow.log_params(logged_params(stage, params))
         mlflow.set_tags({"rft.threads": str(n_threads), "rft.threads_from": threads_from})
         start = time.perf_counter()
-        yield run
+        try:
+            yield run
+        except OSError as exc:
+            # A full disk or a read-only folder: one message naming the path (atomic writes left nothing).
+            err = store_error(exc)
+            if err is None:
+                raise
+            raise err from None
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)
 
 

@@ -112,3 +112,59 @@ def test_a_user_file_linked_from_outside_the_project_is_refused(project, tmp_pat
     out = rft("check-params")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"label.file: data/incoming/pairs.jsonl is a link to {target}, outside the project" in out.stderr
+
+
+def _mount_tmpfs(path, options):
+    path.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({out.stderr.strip()[:120]}): needs root and CAP_SYS_ADMIN")
+    return path
+
+
+@pytest.mark.parametrize("options, says", [
+    ("size=16k", "no space left on the device"),      # a full disk: 16 kB hold the inputs, not the ~40 kB output
+    ("ro,size=16k", "a read-only file system"),        # data/ mounted read-only
+])
+def test_a_full_or_read_only_data_folder_stops_prepare_naming_the_path(project, tmp_path, options, says):
+    import shutil
+
+    raw = tmp_path / "prompts.jsonl"          # outside the project (allowed), so data/ holds only what prepare writes
+    raw.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Review the soup number {i} at the Old Mill, "
+                                       "and say what you thought of it."}) + "\n" for i in range(400)))
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("input: data/corpus/prompts.jsonl", f"input: {raw}"))
+    keep = tmp_path / "incoming"
+    shutil.copytree(project / "data", keep)
+    shutil.rmtree(project / "data")
+    data = _mount_tmpfs(project / "data", "size=16k")
+    try:
+        shutil.copytree(keep, data, dirs_exist_ok=True)
+        if options.startswith("ro"):
+            subprocess.run(["mount", "-o", "remount,ro", str(data)], check=True)
+        out = rft("stage", "prepare")
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr and says in out.stderr
+        assert "data" in out.stderr.split("error: ")[1].split(":")[0]       # the message starts with the path
+        assert sorted(p.name for p in data.iterdir()) == sorted(p.name for p in keep.iterdir())   # nothing left
+    finally:
+        subprocess.run(["umount", str(data)], check=False)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_mlflow_store_is_named(project, damage):
+    raw = project / "data/corpus/prompts.jsonl"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Review the soup number {i}."}) + "\n"
+                           for i in range(10)))
+    assert rft("stage", "prepare").returncode == 0          # creates mlruns.db
+    db = project / "mlruns.db"
+    if damage == "garbage":
+        db.write_bytes(b"this is not an sqlite database" * 100)
+    else:
+        db.write_bytes(db.read_bytes()[:4096])             # the header page survives, the tables do not
+    before = (project / "data/prompts.jsonl").read_bytes()
+    out = rft("stage", "prepare")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"{db}: the MLflow tracking store is damaged" in out.stderr and "Traceback" not in out.stderr
+    assert (project / "data/prompts.jsonl").read_bytes() == before
