@@ -80,13 +80,13 @@ def stage_task(name: str, params_path: str) -> dict:
 
 
 @task(persist_result=False)
-def promote_task(params_path: str) -> dict:
+def promote_task(params_path: str, evaluated: bool = True) -> dict:
     from tasks.promote import promote
 
     start = time.perf_counter()
-    result = promote(load_params(params_path))
-    return {"stage": "promote", "status": "promoted" if result["promoted"] else "kept champion",
-            "seconds": time.perf_counter() - start, "metrics": result}
+    result = promote(load_params(params_path), evaluated=evaluated)
+    status = "promoted" if result["promoted"] else "kept champion" if result["decided"] else "nothing to decide"
+    return {"stage": "promote", "status": status, "seconds": time.perf_counter() - start, "metrics": result}
 
 
 def summary_table(rows: list[dict], winrate_source: str = "") -> str:
@@ -148,7 +148,8 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
                 name = "record"
                 _record_iteration(params, iteration, client, parent.info.run_id, rows)
                 name = "promote"
-                row = promote_task(params_path)
+                row = promote_task(params_path, evaluated=any(r["stage"] == "evaluate" and r["status"] == "ran"
+                                                              for r in rows))
                 rows.append(row)
                 mlflow.set_tags({"rft.promoted": str(row["metrics"]["promoted"]).lower(),
                                  "rft.promotion_reason": row["metrics"]["reason"][:5000]})

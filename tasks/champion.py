@@ -10,6 +10,7 @@ otherwise the promoted champion is kept as it is.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tasks.config import Params
@@ -36,7 +37,7 @@ def run_champion(params: Params) -> dict:
             base_meta = read_meta(BASE)
             install_policy(BASE, champion, {**base_meta, "base_md5": base_hash})
             result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
-            if base_meta.get("registry_version") is not None:
+            if base_meta.get("registry_version") is not None and not os.environ.get(tracking.DVC_EXP_ENV):
                 # A new lineage starts from this base: it is the champion in the registry too.
                 version = str(base_meta["registry_version"])
                 mlflow.MlflowClient().set_registered_model_alias("policy", "champion", version)

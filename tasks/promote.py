@@ -13,6 +13,10 @@ The gate (``tasks/gate.py``) reads ``reports/eval/metrics.json``. When it passes
 
 When it fails nothing moves: the candidate's version gets a ``rejected_reason``
 tag. A cycle that crashed earlier never reaches this step.
+
+The gate decides only this cycle's candidate (``not_this_cycles``): never one from
+``dvc exp run``, and not again one an earlier cycle decided when this cycle
+evaluated nothing; a no-op cycle says "nothing to decide".
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tasks import tracking
 from tasks.config import Params
 from tasks.gate import decide
 from tasks.paths import CANDIDATE, REWARD
@@ -31,19 +36,22 @@ from tasks.policy import install_policy, read_meta
 from tasks.rewardmodel import meta as reward_meta
 
 
-def promote(params: Params) -> dict:
+def promote(params: Params, evaluated: bool = True) -> dict:
+    """Run the gate on the candidate and promote it if it passes. ``evaluated``: this cycle ran the evaluate
+    stage (else a candidate an earlier cycle decided is not decided again: ``not_this_cycles``)."""
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks import tracking
-
     tracking.setup(params.tracking)
-    metrics = json.loads(METRICS.read_text())
-    decision = decide(metrics, params.promote)
     cand = read_meta(CANDIDATE)
     version = cand.get("registry_version")
     client = MlflowClient()
-    result = {"promoted": decision.promote, "reason": decision.summary, "policy_version": version}
+    refusal = not_this_cycles(client, version, evaluated)
+    if refusal:
+        return {"promoted": False, "reason": refusal, "policy_version": version, "decided": False}
+    metrics = json.loads(METRICS.read_text())
+    decision = decide(metrics, params.promote)
+    result = {"promoted": decision.promote, "reason": decision.summary, "policy_version": version, "decided": True}
     if not decision.promote:
         if version is not None:
             client.set_model_version_tag("policy", str(version), "rejected_reason", decision.summary)
@@ -63,6 +71,48 @@ def promote(params: Params) -> dict:
     if mlflow.active_run() is not None:
         mlflow.set_tag("rft.champion_version", str(version))
     return result
+
+
+def not_this_cycles(client, version, evaluated: bool = False) -> str | None:
+    """Why the candidate in ``models/candidate`` is not this cycle's to promote (None: it is).
+
+    The gate decides each candidate once, for the cycle that trained it:
+    - a candidate from ``dvc exp run`` (its version tagged ``dvc.exp``) is never promoted by a cycle;
+    - a candidate that an earlier cycle already promoted or refused is not decided again unless this cycle
+      evaluated it anew (a cycle that found nothing stale trained and evaluated nothing);
+    - the folder must be the one ``dvc.lock`` records for the optimize stage at this commit.
+    A candidate that was evaluated but never decided (a cycle killed between evaluate and promotion) is
+    decided by the next cycle.
+    """
+    from tasks.io import dvc_md5
+
+    if version is None:
+        return f"{CANDIDATE} has no registry version: it was not made by the optimize stage"
+    tags = client.get_model_version("policy", str(version)).tags
+    if tags.get(tracking.DVC_EXP_TAG):
+        return (f"the candidate, policy v{version}, comes from the DVC experiment '{tags[tracking.DVC_EXP_TAG]}': "
+                "experiments never move aliases. To promote it, apply it (dvc exp apply), commit, and run a cycle "
+                "that trains it (rft cycle after dvc repro --force optimize)")
+    for tag, what in (("promotion_reason", "promoted"), ("rejected_reason", "refused")):
+        if tag in tags and not evaluated:
+            return (f"nothing new to decide: no stage was stale, and the candidate, policy v{version}, was already "
+                    f"{what} by an earlier cycle ({tags[tag][:200]})")
+    recorded = _locked_out("optimize", CANDIDATE)
+    if recorded is not None and recorded != dvc_md5(CANDIDATE):
+        return (f"{CANDIDATE} (md5 {dvc_md5(CANDIDATE)}) is not the candidate dvc.lock records for the optimize "
+                f"stage ({recorded}): it was not produced by the pipeline at this commit")
+    return None
+
+
+def _locked_out(stage: str, path: Path) -> str | None:
+    """The md5 that ``dvc.lock`` records for output ``path`` of ``stage`` (None: no record)."""
+    import yaml
+
+    lock = Path("dvc.lock")
+    if not lock.exists():
+        return None
+    outs = ((yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage) or {}).get("outs", [])
+    return next((o.get("md5") for o in outs if Path(o.get("path", "")) == path), None)
 
 
 def _dvc(*args, check: bool = True):

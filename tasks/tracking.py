@@ -160,6 +160,8 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
 
 
 CONTENT_TAG = "rft.content"
+DVC_EXP_ENV = "DVC_EXP_NAME"        # set by DVC for the stages of `dvc exp run`
+DVC_EXP_TAG = "dvc.exp"
 
 
 def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[str] = (),
@@ -169,10 +171,16 @@ def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[
     ``content`` is the DVC hash of the model folder. A version already registered with the same content
     is reused, so a stage that Prefect retries (or DVC re-runs to the same bytes) never adds a second
     version of one model.
+
+    Under ``dvc exp run`` (DVC sets ``DVC_EXP_NAME``) the version is registered with a ``dvc.exp`` tag and no
+    alias moves: an experiment is something to compare, never the next challenger or champion.
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    experiment = os.environ.get(DVC_EXP_ENV)
+    if experiment:
+        aliases, tags = [], {**(tags or {}), DVC_EXP_TAG: experiment}
     client = MlflowClient()
     try:
         client.get_registered_model(name)

@@ -145,6 +145,12 @@ def test_dvc_exp_run_tries_a_variant_without_touching_the_champion(iterated, tmp
     shutil.copy(path / "mlruns.db", work / "mlruns.db")
     run(["dvc", "pull", "-q"], work)
     champion = str(_client(work).get_model_version_by_alias("policy", "champion").version)
+    challenger = _client(work).get_model_version_by_alias("policy", "challenger")
+    # A cycle with nothing stale trains nothing, and decides nothing: the candidate was refused by iteration 2.
+    noop = run(["rft", "cycle"], work)
+    text = noop.stdout + noop.stderr
+    assert "stage optimize: running" not in text and "nothing to decide" in text
+    assert f"policy v{challenger.version}, was already refused by an earlier cycle" in text
     out = run(["dvc", "exp", "run", "-S", "optimize.grpo.beta=0.05"], work)
     assert "Running stage 'optimize'" in out.stdout and "Running stage 'generate'" not in out.stdout
     shown = json.loads(run(["dvc", "exp", "show", "--json"], work).stdout)
@@ -152,4 +158,14 @@ def test_dvc_exp_run_tries_a_variant_without_touching_the_champion(iterated, tmp
              for commit in shown for exp in [commit, *[e for x in commit.get("experiments") or []
                                                         for e in x.get("revs", [])]] if exp.get("data")]
     assert 0.05 in betas and 0.1 in betas
+    assert str(_client(work).get_model_version_by_alias("policy", "champion").version) == champion
+    # The experiment registered its candidate under a tag and moved no alias...
+    client = _client(work)
+    newest = max(client.search_model_versions("name='policy'"), key=lambda v: int(v.version))
+    assert newest.tags.get("dvc.exp") and int(newest.version) > int(challenger.version)
+    assert client.get_model_version_by_alias("policy", "challenger").version == challenger.version
+    # ...and the next cycle, with nothing stale, does not promote it: it was not trained by a cycle.
+    after = run(["rft", "cycle"], work)
+    text = after.stdout + after.stderr
+    assert "nothing to decide" in text and f"comes from the DVC experiment '{newest.tags['dvc.exp']}'" in text
     assert str(_client(work).get_model_version_by_alias("policy", "champion").version) == champion

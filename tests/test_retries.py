@@ -52,3 +52,57 @@ def test_registering_the_same_model_twice_gives_one_version(tmp_path):
     other = register_model("policy", run.info.run_id, "model", content="def.dir")
     assert first == again == 1 and other == 2
     assert len(MlflowClient().search_model_versions("name='policy'")) == 2
+
+
+def test_a_dvc_experiment_registers_its_model_without_moving_an_alias(tmp_path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.tracking import register_model
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    mlflow.set_experiment("exp-aliases")
+    with mlflow.start_run() as run:
+        mlflow.log_text("w", "model/weights.txt")
+    first = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="a.dir")
+    monkeypatch.setenv("DVC_EXP_NAME", "beta-sweep")          # what DVC sets for the stages of `dvc exp run`
+    tried = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="b.dir")
+    client = MlflowClient()
+    assert tried == first + 1 and client.get_model_version("policy", str(tried)).tags["dvc.exp"] == "beta-sweep"
+    assert int(client.get_model_version_by_alias("policy", "challenger").version) == first
+
+
+class _Registry:
+    """A stand-in for MlflowClient's model-version lookup: tags per version."""
+
+    def __init__(self, tags):
+        self.tags = tags
+
+    def get_model_version(self, name, version):
+        return type("MV", (), {"tags": self.tags[version]})()
+
+
+def test_the_gate_decides_only_this_cycles_candidate(tmp_path, monkeypatch):
+    import yaml
+
+    from tasks.io import dvc_md5
+    from tasks.promote import not_this_cycles
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models/candidate").mkdir(parents=True)
+    (tmp_path / "models/candidate/model.safetensors").write_bytes(b"weights")
+    registry = _Registry({"3": {}, "4": {"dvc.exp": "beta-sweep"}, "5": {"rejected_reason": "win-rate 0.41 < 0.5"},
+                          "6": {"promotion_reason": "win-rate 0.73"}})
+    assert not_this_cycles(registry, 3) is None                       # evaluated, never decided: decide it
+    assert "comes from the DVC experiment 'beta-sweep'" in not_this_cycles(registry, 4, evaluated=True)
+    assert "was already refused by an earlier cycle (win-rate 0.41 < 0.5)" in not_this_cycles(registry, 5)
+    assert "was already promoted" in not_this_cycles(registry, 6)
+    assert not_this_cycles(registry, 5, evaluated=True) is None        # this cycle evaluated it anew
+    assert "no registry version" in not_this_cycles(registry, None)
+    # The folder must be the one dvc.lock records for optimize.
+    lock = {"schema": "2.0", "stages": {"optimize": {"outs": [{"path": "models/candidate", "md5": "0" * 32 + ".dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert "is not the candidate dvc.lock records for the optimize stage" in not_this_cycles(registry, 3)
+    lock["stages"]["optimize"]["outs"][0]["md5"] = dvc_md5(tmp_path / "models/candidate")
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert not_this_cycles(registry, 3) is None
