@@ -1,4 +1,4 @@
-"""Wall time of whole default cycles, per stage, and the share spent outside the stages' own work.
+"""Wall time of whole default cycles, per stage, the share spent outside the stages' own work, and a no-op cycle.
 
     python benchmarks/cycle.py [--cycles 2] [--workdir DIR]
 
@@ -8,6 +8,11 @@ time: Prefect's ephemeral server, imports, MLflow, DVC), and reads each cycle's
 per-stage times from its MLflow parent run. "Outside" is the process's wall
 time minus the time spent inside the stage functions: interpreter start and
 imports, Prefect, DVC status/commit, and the promotion step.
+
+Then it runs ``rft cycle`` again until one finds nothing to do (no stale stage,
+no candidate to decide; after a promotion the next cycle has work), and prints
+that no-op cycle's wall time as a share of the first (cold) cycle's. Each
+cycle's output is kept in ``<workdir>/cycle-<n>.log``. The ratios are printed last.
 """
 
 from __future__ import annotations
@@ -49,11 +54,18 @@ def main() -> int:
     from mlflow import MlflowClient
 
     print(f"workdir: {work}")
-    for i in range(1, args.cycles + 1):
+
+    def cycle(n):
         t0 = time.perf_counter()
         out = subprocess.run([rft, "cycle"], cwd=work, capture_output=True, text=True,
                              env={**__import__("os").environ, "PATH": env_path})
-        wall = time.perf_counter() - t0
+        (work / f"cycle-{n}.log").write_text(out.stdout + out.stderr)
+        return out, time.perf_counter() - t0
+
+    shares, walls = [], []
+    for i in range(1, args.cycles + 1):
+        out, wall = cycle(i)
+        walls.append(wall)
         if out.returncode != 0:
             print(out.stdout[-3000:], out.stderr[-3000:])
             return 1
@@ -74,6 +86,18 @@ def main() -> int:
               f"winrate_embedding={metrics['winrate_embedding']:.3f} kl={metrics['kl']:.2f} "
               f"promoted={parent.data.tags.get('rft.promoted')}")
         print(f"  {parent.data.tags.get('rft.promotion_reason', '')}")
+        shares.append((wall - inside) / wall)
+    for n in range(args.cycles + 1, args.cycles + 3):
+        out, noop = cycle(n)
+        if "cycle: nothing to do" in out.stdout:
+            break
+        print(f"\ncycle {n}: had work ({noop:.1f}s), not a no-op; once more")
+    else:
+        print("no cycle came out a no-op")
+        return 1
+    print(f"\nno-op cycle {n}: wall {noop:.1f}s; {out.stdout.strip()[:300]}")
+    print("outside the stages: " + ", ".join(f"cycle {i + 1} {v:.1%}" for i, v in enumerate(shares)) +
+          f"; no-op cycle / cold cycle = {noop / walls[0]:.1%}")
     return 0
 
 

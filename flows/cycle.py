@@ -61,13 +61,16 @@ def _retry_on_io(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io, persist_result=False)
-def stage_task(name: str, params_path: str) -> dict:
+def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict:
+    """Run stage ``name`` if it is stale (``stale``: already known, else asked of ``dvc status``), then record
+    it in ``dvc.lock``."""
     from dvc.repo import Repo
 
     params = load_params(params_path)
     repo = Repo(".")
     try:
-        stale = bool(repo.status(targets=[name]))
+        if stale is None:
+            stale = bool(repo.status(targets=[name]))
         if not stale:
             return {"stage": name, "status": "skipped", "seconds": 0.0, "metrics": {}}
         get_run_logger().info(f"stage {name}: running")
@@ -115,7 +118,8 @@ def summary_table(rows: list[dict], winrate_source: str = "") -> str:
 # log_prints stays off: Prefect's print capture would swallow what libraries print for their own use
 # (dill disassembles functions into a captured stdout to hash them for datasets' cache keys).
 @flow(name="rft-cycle")
-def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> dict:
+def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
+          initially: list[str] | None = None) -> dict:
     """Run the cycle's stages in order; stop at the first failure without touching later outputs."""
     import mlflow
 
@@ -142,8 +146,10 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None) -> 
         os.environ[tracking.PARENT_ENV] = parent.info.run_id
         name = names[0]
         try:
+            known = Staleness(names, initially)          # initially: the stale stages, if the caller asked DVC
             for name in names:
-                rows.append(stage_task.with_options(name=name)(name, params_path))
+                rows.append(stage_task.with_options(name=name)(name, params_path, known.stale(name)))
+                known.ran(rows[-1]["status"] == "ran")
             if stages is None:
                 name = "record"
                 _record_iteration(params, iteration, client, parent.info.run_id, rows)
@@ -226,9 +232,72 @@ class CycleStopped(RFTError):
         self.result = result
 
 
+def stale_stages(names: list[str] | None = None) -> set[str]:
+    """The stages ``dvc status`` reports stale, in one call over the graph (or over ``names``)."""
+    from dvc.repo import Repo
+
+    repo = Repo(".")
+    try:
+        return set(repo.status(targets=names) if names else repo.status())
+    finally:
+        repo.close()
+
+
+class Staleness:
+    """Which stages are stale, from one ``dvc status`` over the graph at the start of the cycle
+    (``initially``), so that a stage asks DVC again only when it must: a stage ``dvc.lock`` has never recorded
+    is stale; before any stage of this cycle ran, a stage is stale exactly when the first status said so; once
+    one ran, its outputs may have changed what later stages read, and they ask ``dvc status`` themselves."""
+
+    def __init__(self, names: list[str], initially: list[str] | None = None):
+        import yaml
+
+        lock = Path("dvc.lock")
+        self.locked = set((yaml.safe_load(lock.read_text()) or {}).get("stages", {})) if lock.exists() else set()
+        self.initially = set(initially) if initially is not None else \
+            stale_stages([n for n in names if n in self.locked]) if self.locked else set()
+        self.upstream_ran = False
+
+    def stale(self, name: str) -> bool | None:
+        """True or False when known without asking DVC; None: ask ``dvc status``."""
+        if name not in self.locked:
+            return True
+        if not self.upstream_ran:
+            return name in self.initially
+        return None
+
+    def ran(self, did: bool) -> None:
+        self.upstream_ran = self.upstream_ran or did
+
+
+def nothing_to_decide(params) -> str | None:
+    """Why the gate would decide nothing about ``models/candidate`` (``tasks/promote.py::not_this_cycles``),
+    or None."""
+    from mlflow import MlflowClient
+
+    from tasks.paths import CANDIDATE
+    from tasks.policy import read_meta
+    from tasks.promote import gate_hash, not_this_cycles
+
+    if not CANDIDATE.exists():
+        return None
+    tracking.setup(params.tracking)
+    return not_this_cycles(MlflowClient(), read_meta(CANDIDATE).get("registry_version"), gate=gate_hash(params))
+
+
 def run_cycle(params_path: str = "params.yaml") -> dict:
-    """Run the flow and return its result dict, whether the cycle succeeded or stopped."""
-    state = cycle(params_path=params_path, return_state=True)
+    """Run the flow and return its result dict, whether the cycle succeeded or stopped. A cycle with nothing
+    to do (no stale stage, no candidate to decide) says why and returns at once: no Prefect flow run, no MLflow
+    run."""
+    params = load_params(params_path)
+    stale = stale_stages() if Path("dvc.lock").exists() else None
+    reason = nothing_to_decide(params) if stale == set() else None
+    if reason:
+        print(f"cycle: nothing to do. No stage is stale (dvc status); promote: nothing to decide: {reason}. "
+              "No run was recorded.", flush=True)
+        return {"ok": True, "noop": True, "error": None, "stages": [], "reason": reason}
+    state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
+                  return_state=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, CycleStopped):
         return outcome.result

@@ -140,6 +140,24 @@ def recover_all(*folders: str | Path, who: str = "rft") -> list[str]:
     return done
 
 
+def scratch_dir(kind: str) -> Path:
+    """A new temporary folder ``rft-<kind>-<pid>-<random>`` for a trainer's scratch files; the caller removes
+    it, and ``clean_scratch`` removes those of processes that died before they could."""
+    return Path(tempfile.mkdtemp(prefix=f"rft-{kind}-{os.getpid()}-"))
+
+
+def clean_scratch() -> list[str]:
+    """Remove the scratch folders (``scratch_dir``) that processes killed mid-training left behind."""
+    done = []
+    for tmp in Path(tempfile.gettempdir()).glob("rft-*-*-*"):
+        parts = tmp.name.split("-")
+        pid = parts[-2] if len(parts) >= 4 else ""
+        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            done.append(str(tmp))
+    return done
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

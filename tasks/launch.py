@@ -12,12 +12,13 @@ data across the processes and averages their gradients.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from tasks.errors import RFTError
@@ -44,6 +45,18 @@ def _config(key: str, path: str, algorithm=None) -> Path:
             raise RFTError(f"{key}: {config} is DeepSpeed, which wraps a trainer's optimizer; {algorithm.name} "
                            "steps its own: use infra/accelerate/ddp.yaml")
     return config
+
+
+@contextlib.contextmanager
+def _scratch():
+    """A scratch folder for the spec, the log and the trained model (``tasks/io.py::scratch_dir``)."""
+    from tasks.io import scratch_dir
+
+    tmp = scratch_dir("launch")
+    try:
+        yield str(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log) -> None:
@@ -87,7 +100,7 @@ def launch_reward(train: list, val: list, cfg, out_dir: Path, log) -> dict:
     from tasks.params_audit import unwrap
 
     config = _config("reward.accelerate_config", cfg.accelerate_config)
-    with tempfile.TemporaryDirectory(prefix="rft-launch-") as tmp:
+    with _scratch() as tmp:
         _launch("reward", config, cfg.num_processes,
                 {"train": train, "val": val, "cfg": dataclasses.asdict(unwrap(cfg)), "out_dir": str(out_dir),
                  "stats": f"{tmp}/stats.json"}, tmp, log)
@@ -104,7 +117,7 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
 
     cfg = params.optimize
     config = _config("optimize.accelerate_config", cfg.accelerate_config, REGISTRY[cfg.algorithm])
-    with tempfile.TemporaryDirectory(prefix="rft-launch-") as tmp:
+    with _scratch() as tmp:
         _launch("optimize", config, cfg.num_processes,
                 {"params": dataclasses.asdict(unwrap(params)), "champion": str(champion), "ckpt": str(ckpt),
                  "out_dir": f"{tmp}/model", "info": f"{tmp}/info.json", "curve": f"{tmp}/curve.json",

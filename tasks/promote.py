@@ -46,12 +46,15 @@ def promote(params: Params, evaluated: bool = True) -> dict:
     cand = read_meta(CANDIDATE)
     version = cand.get("registry_version")
     client = MlflowClient()
-    refusal = not_this_cycles(client, version, evaluated)
+    gate = gate_hash(params)
+    refusal = not_this_cycles(client, version, evaluated, gate)
     if refusal:
         return {"promoted": False, "reason": refusal, "policy_version": version, "decided": False}
     metrics = json.loads(METRICS.read_text())
     decision = decide(metrics, params.promote)
     result = {"promoted": decision.promote, "reason": decision.summary, "policy_version": version, "decided": True}
+    if version is not None:
+        client.set_model_version_tag("policy", str(version), GATE_TAG, gate)
     if not decision.promote:
         if version is not None:
             client.set_model_version_tag("policy", str(version), "rejected_reason", decision.summary)
@@ -73,13 +76,29 @@ def promote(params: Params, evaluated: bool = True) -> dict:
     return result
 
 
-def not_this_cycles(client, version, evaluated: bool = False) -> str | None:
+GATE_TAG = "rft.gate"      # on a decided version: the hash of the promote section that decided it
+
+
+def gate_hash(params: Params) -> str:
+    """The md5 of the ``promote`` section: a decision holds for the gate that made it."""
+    import dataclasses
+    import hashlib
+
+    from tasks.params_audit import unwrap
+
+    blob = json.dumps(dataclasses.asdict(unwrap(params.promote)), sort_keys=True, default=str)
+    return hashlib.md5(blob.encode()).hexdigest()
+
+
+def not_this_cycles(client, version, evaluated: bool = False, gate: str | None = None) -> str | None:
     """Why the candidate in ``models/candidate`` is not this cycle's to promote (None: it is).
 
     The gate decides each candidate once, for the cycle that trained it:
     - a candidate from ``dvc exp run`` (its version tagged ``dvc.exp``) is never promoted by a cycle;
     - a candidate that an earlier cycle already promoted or refused is not decided again unless this cycle
-      evaluated it anew (a cycle that found nothing stale trained and evaluated nothing);
+      evaluated it anew, or (for a refusal) the gate changed: ``gate``, the ``promote`` section's hash, differs
+      from the one recorded with the decision. A cycle that found nothing stale and kept the gate decides
+      nothing;
     - the folder must be the one ``dvc.lock`` records for the optimize stage at this commit.
     A candidate that was evaluated but never decided (a cycle killed between evaluate and promotion) is
     decided by the next cycle.
@@ -93,8 +112,10 @@ def not_this_cycles(client, version, evaluated: bool = False) -> str | None:
         return (f"the candidate, policy v{version}, comes from the DVC experiment '{tags[tracking.DVC_EXP_TAG]}': "
                 "experiments never move aliases. To promote it, apply it (dvc exp apply), commit, and run a cycle "
                 "that trains it (rft cycle after dvc repro --force optimize)")
-    for tag, what in (("promotion_reason", "promoted"), ("rejected_reason", "refused")):
-        if tag in tags and not evaluated:
+    same_gate = gate is None or tags.get(GATE_TAG, gate) == gate
+    # A refusal holds for the gate that made it; a promoted candidate is the champion already.
+    for tag, what, holds in (("promotion_reason", "promoted", True), ("rejected_reason", "refused", same_gate)):
+        if tag in tags and not evaluated and holds:
             return (f"nothing new to decide: no stage was stale, and the candidate, policy v{version}, was already "
                     f"{what} by an earlier cycle ({tags[tag][:200]})")
     recorded = _locked_out("optimize", CANDIDATE)

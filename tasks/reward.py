@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +59,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
     from transformers import AutoModelForSequenceClassification, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
+    from tasks.io import scratch_dir
     from tasks.launch import gathered
 
     torch.manual_seed(cfg.seed)
@@ -92,10 +92,10 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
                 if isinstance(v, (int, float)):
                     log(f"train_{k}", float(v), state.global_step)
 
-    tmp = tempfile.mkdtemp(prefix="rft-reward-")
+    tmp = scratch_dir("reward")
     try:
         args = RewardConfig(
-            output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+            output_dir=str(tmp), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
             learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear",
             max_length=cfg.max_length, logging_steps=cfg.log_every, save_strategy="no", eval_strategy="no",
             report_to=[], seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from tasks.config import TrackingConfig
 from tasks.errors import store_error
-from tasks.io import dvc_md5, recover_all
+from tasks.io import clean_scratch, dvc_md5, recover_all
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -131,6 +131,7 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
 
     # Before the inputs are hashed: a folder swap that a crash cut short is finished (tasks/io.py::recover).
     recover_all("models", "data", Path(params.policy.champion_dir).parent, who=stage)
+    clean_scratch()                 # trainer scratch folders of processes killed mid-training
     setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
     inputs = input_paths(stage, params) + list(extra_inputs)

@@ -196,7 +196,8 @@ def test_bad_data_stops_cycle_before_generation(cycled):
     out = run(["rft", "cycle"], path)
     text = out.stdout + out.stderr
     assert out.returncode == 2, text[-2000:]
-    assert "rule 'unique ids' failed" in text and "data/prompts.jsonl" in text
+    # prepare stops it in the user's own file, naming the row that repeats an id.
+    assert "rule 'unique ids, ignoring case" in text and "data/incoming/prompts.jsonl" in text and "row 4" in text
     assert "Traceback" not in text
     assert gen.read_bytes() == before                   # generate never ran
     assert _client(path).get_model_version_by_alias("policy", "champion").version == champion   # unchanged

@@ -183,3 +183,21 @@ def test_a_folder_or_a_missing_file_is_named(tmp_path):
         read_jsonl(tmp_path)
     with pytest.raises(DataError, match="no such file"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_scratch_folders_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from tasks.io import clean_scratch, scratch_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = scratch_dir("reward")                       # this process is alive: kept
+    # A process that made a scratch folder and died without removing it (as a SIGKILL leaves it).
+    code = "import os, tempfile; tempfile.tempdir = %r; from tasks.io import scratch_dir; print(scratch_dir('reward'))"
+    dead = subprocess.run([sys.executable, "-c", code % str(tmp_path)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert dead and tmp_path.joinpath(dead).is_dir()
+    assert clean_scratch() == [dead]
+    assert mine.is_dir() and not tmp_path.joinpath(dead).exists()

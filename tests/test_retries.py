@@ -98,6 +98,12 @@ def test_the_gate_decides_only_this_cycles_candidate(tmp_path, monkeypatch):
     assert "was already refused by an earlier cycle (win-rate 0.41 < 0.5)" in not_this_cycles(registry, 5)
     assert "was already promoted" in not_this_cycles(registry, 6)
     assert not_this_cycles(registry, 5, evaluated=True) is None        # this cycle evaluated it anew
+    # A refusal holds for the gate that made it: with another promote section the candidate is decided again.
+    registry.tags["5"]["rft.gate"] = "gate-a"
+    assert "already refused" in not_this_cycles(registry, 5, gate="gate-a")
+    assert not_this_cycles(registry, 5, gate="gate-b") is None
+    registry.tags["6"]["rft.gate"] = "gate-a"
+    assert "already promoted" in not_this_cycles(registry, 6, gate="gate-b")   # the champion already
     assert "no registry version" in not_this_cycles(registry, None)
     # The folder must be the one dvc.lock records for optimize.
     lock = {"schema": "2.0", "stages": {"optimize": {"outs": [{"path": "models/candidate", "md5": "0" * 32 + ".dir"}]}}}
@@ -106,3 +112,24 @@ def test_the_gate_decides_only_this_cycles_candidate(tmp_path, monkeypatch):
     lock["stages"]["optimize"]["outs"][0]["md5"] = dvc_md5(tmp_path / "models/candidate")
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert not_this_cycles(registry, 3) is None
+
+
+def test_a_stage_asks_dvc_status_only_after_an_upstream_stage_ran(tmp_path, monkeypatch):
+    import yaml
+
+    from flows.cycle import Staleness
+
+    monkeypatch.chdir(tmp_path)
+    names = ["corpus", "prepare", "generate", "label", "evaluate"]
+    # No dvc.lock yet: every stage is stale, and nothing asks DVC.
+    fresh = Staleness(names, initially=[])
+    assert [fresh.stale(n) for n in names] == [True] * 5
+    # dvc.lock records all but evaluate; the first status found generate stale (a new champion, say).
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"stages": {n: {} for n in names[:4]}}))
+    known = Staleness(names, initially=["generate"])
+    assert known.stale("corpus") is False and known.stale("prepare") is False    # clean, and nothing ran yet
+    known.ran(False)
+    assert known.stale("generate") is True
+    known.ran(True)                                    # generate wrote new generations...
+    assert known.stale("label") is None                # ...so label asks dvc status itself
+    assert known.stale("evaluate") is True             # never recorded: stale whatever ran
