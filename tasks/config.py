@@ -735,7 +735,7 @@ def _scores(p: Params, name: str) -> bool:
 MAX_YAML_NODES = 100_000      # a params file expands to far fewer; an alias bomb to billions
 
 
-class StrictLoader(yaml.SafeLoader):
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):     # libyaml's parser where PyYAML has it
     """``yaml.SafeLoader`` that refuses a key written twice in one mapping (YAML loaders keep the last one
     silently) and reads numbers as YAML 1.2 and DVC do: ``1e-4`` is a float, not the string PyYAML's YAML 1.1
     makes of it."""
@@ -800,8 +800,28 @@ def read_yaml(path: Path, missing: str) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
+_LOADED: dict[tuple, Params] = {}
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """``params.yaml``, read strictly and validated; a file unchanged since this process last read it (same
+    size and modification time) is not parsed again."""
     path = Path(path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(Path.cwd()))
+    except OSError:
+        key = None
+    if key in _LOADED:
+        return _LOADED[key]
+    params = _load_params(path)
+    if key is not None:
+        _LOADED.clear()
+        _LOADED[key] = params
+    return params
+
+
+def _load_params(path: Path) -> Params:
     raw = read_yaml(path, "run from the project root, or pass --params")
     params = parse_params(raw, str(path))
     from tasks.stages import missing_declared_params
