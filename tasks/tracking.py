@@ -129,8 +129,11 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
 
     from tasks.stages import declared_params, input_paths, logged_params
 
+    from tasks.params_audit import unwrap
+
     # Before the inputs are hashed: a folder swap that a crash cut short is finished (tasks/io.py::recover).
-    recover_all("models", "data", Path(params.policy.champion_dir).parent, who=stage)
+    # Housekeeping of every stage, not an input of this one: read past the params audit.
+    recover_all("models", "data", Path(unwrap(params).policy.champion_dir).parent, who=stage)
     clean_scratch()                 # trainer scratch folders of processes killed mid-training
     setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
