@@ -161,8 +161,10 @@ def test_deployed_retrain_runs_a_cycle_on_the_real_servers_without_overlap(servi
     assert out.returncode == 0, out.stderr[-2000:]
     assert services.api("/deployments/name/rft-retrain/scheduled")["concurrency_options"]["collision_strategy"] \
         == "ENQUEUE"
-    # Runs that fail after a few seconds: new data from a URL where nothing listens, retried 1 + 2 + 4 s.
-    params["retrain"].update(source="url", path=f"http://127.0.0.1:{free_port()}", files=["x.jsonl"], backoff=1.0,
+    # Runs that fail after some seconds: new data from a URL where nothing listens, retried 2 + 4 + 8 s, long
+    # enough that the second run is submitted (a `prefect` process start, slow on a loaded machine) while the
+    # first still holds the slot.
+    params["retrain"].update(source="url", path=f"http://127.0.0.1:{free_port()}", files=["x.jsonl"], backoff=2.0,
                              max_retries=3)
     (path / "slow-fail.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     queued = []
