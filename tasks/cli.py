@@ -6,6 +6,7 @@
     rft retrain           run the retrain flow once: new data (params retrain.source), a cycle, promotion
     rft deploy            deploy the retrain flow to the Prefect server (PREFECT_API_URL) on retrain.cron
     rft history           the iterations: versions, key metrics, promotion, commit, data hashes
+    rft gc [--dry-run]    delete the DVC cache objects and MLflow artifacts of old rejected candidates
     rft check-params      validate params.yaml and exit
     rft params            list every key with its default and help text
     rft import-hh SRC OUT split an HH-RLHF file into a user task's inputs (prompts, pairs, corpus)
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     hist = sub.add_parser("history", help="the iterations, oldest first")
     hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
+    gc = sub.add_parser("gc", help="delete the DVC cache objects and MLflow artifacts of rejected candidates older "
+                        "than the last gc.keep_last iterations (champions are kept)")
+    gc.add_argument("--dry-run", action="store_true", help="print what would be deleted and change nothing")
     imp = sub.add_parser("import-hh", help="split an HH-RLHF file into prompts, preference pairs and a corpus")
     imp.add_argument("src")
     imp.add_argument("out", help="output folder, e.g. data/incoming/hh")
@@ -102,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deployed rft-retrain/{cfg.deployment} ({deployment_id}) {when}; overlap: {cfg.overlap}. "
                   f"Start a worker: infra/prefect.sh worker (pool {cfg.work_pool}); run now: "
                   f"prefect deployment run rft-retrain/{cfg.deployment}")
+            return 0
+        if args.cmd == "gc":
+            from tasks.gc import collect
+            from tasks.preflight import check_servers
+
+            check_servers(params.tracking.uri, prefect=False)
+            collect(params, dry_run=args.dry_run)
             return 0
         if args.cmd == "history":
             return show_history(params, as_json=args.json)

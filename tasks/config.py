@@ -418,6 +418,13 @@ class ScaleConfig:
                               "(tcp://host:8786) or a Ray head (ray://host:10001); null: start a local one.")
 
 
+@dataclass(frozen=True)
+class GcConfig:
+    keep_last: int = opt(3, "`rft gc` keeps the files of the last keep_last iterations (besides every promoted one, "
+                         "every champion version and what the workspace uses) and deletes the DVC cache objects and "
+                         "MLflow model artifacts of the older rejected candidates.", ge=0)
+
+
 RETRAIN_SOURCES = ("none", "folder", "url", "dvc")
 
 
@@ -474,6 +481,7 @@ class Params:
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
+    gc: GcConfig = field(default_factory=GcConfig)
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:

@@ -1,0 +1,147 @@
+"""`rft gc`: the DVC cache objects and MLflow artifacts of old rejected candidates go; champions, promoted
+iterations, the last gc.keep_last iterations and what the workspace uses stay. A dry run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks import tracking
+from tasks.cli import main
+from tasks.config import load_params
+from tasks.gc import local_path
+
+REPO_PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+
+
+def write_params(path, uri, keep_last):
+    path.write_text(yaml.safe_dump({**REPO_PARAMS, "tracking": {**REPO_PARAMS["tracking"], "uri": uri},
+                                    "gc": {"keep_last": keep_last}}, sort_keys=False))
+
+
+def dvc(*args, cwd):
+    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def md5_of(dvcfile):
+    return yaml.safe_load(dvcfile.read_text())["outs"][0]["md5"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """Five iterations of a fake cycle: 1 and 4 promoted, 2, 3 and 5 refused, @challenger on 5. Each iteration's
+    candidate folder (a shared config.json and its own weights) is `dvc add`-ed, so the cache holds real objects,
+    and the iteration's parent run carries the tags a cycle writes."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path / "params.yaml", f"sqlite:///{tmp_path}/mlruns.db", 2)
+    params = load_params(tmp_path / "params.yaml")
+    dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prompts.jsonl").write_text('{"id": "1", "prompt": "hi"}\n')
+    dvc("add", "-q", "data/prompts.jsonl", cwd=tmp_path)
+    prompts = md5_of(tmp_path / "data" / "prompts.jsonl.dvc")
+    tracking.setup(params.tracking)
+    client = mlflow.MlflowClient()
+    cand = tmp_path / "models" / "candidate"
+    cand.mkdir(parents=True)
+    (cand / "config.json").write_text('{"shared": true}')
+    runs, champion = {}, "none"
+    for i in range(1, 6):
+        (cand / "weights.bin").write_bytes(f"weights of iteration {i}".encode() * 1000)
+        dvc("add", "-q", "models/candidate", cwd=tmp_path)
+        folder = md5_of(tmp_path / "models" / "candidate.dvc")
+        with mlflow.start_run(run_name=f"optimize {i}") as stage:
+            mlflow.log_artifacts(str(cand), artifact_path="model")
+            version = tracking.register_model("policy", stage.info.run_id, "model", content=folder)
+        with mlflow.start_run(run_name=f"train_reward {i}") as reward:
+            mlflow.log_artifacts(str(cand), artifact_path="model")
+            # Iterations 3 and 4 trained the same reward model: one version, kept by iteration 4.
+            rm = tracking.register_model("reward-model", reward.info.run_id, "model", content=f"rm{min(i, 3)}")
+        promoted = i in (1, 4)
+        with mlflow.start_run(run_name=f"cycle {i}"):
+            mlflow.set_tags({"rft.kind": "cycle", "rft.iteration": str(i), "rft.policy_version": str(version),
+                             "rft.reward_model_version": str(rm), "rft.parent_version": champion,
+                             "rft.promoted": str(promoted).lower(), "dvc.md5.models/candidate": folder,
+                             "dvc.md5.data/prompts.jsonl": prompts})
+        if promoted:
+            client.set_registered_model_alias("policy", "champion", str(version))
+            client.set_model_version_tag("policy", str(version), "promotion_reason", "won")
+            champion = str(version)
+        runs[i] = {"folder": folder, "version": str(version), "stage_run": stage.info.run_id, "rm": str(rm)}
+    client.set_registered_model_alias("policy", "challenger", runs[5]["version"])
+    return tmp_path, params, client, runs
+
+
+def cache_file(root, md5):
+    return root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def listed(root, md5):
+    return [cache_file(root, e["md5"]) for e in json.loads(cache_file(root, md5).read_text())]
+
+
+def test_gc_drops_old_rejected_candidates_and_keeps_champions(project, capsys):
+    root, params, client, runs = project
+    before = sorted(p for p in (root / ".dvc" / "cache").rglob("*") if p.is_file())
+    assert main(["gc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # keep_last 2 keeps 4 and 5; 1 and 4 were promoted; 2 and 3 go.
+    assert "keeping iterations 1, 4, 5" in out and "dropping the files of 2, 3" in out, out
+    assert "would delete 3 registered version(s)" in out and "policy v2, reward-model v2, policy v3" in out, out
+    assert "dry run: nothing changed" in out
+    assert sorted(p for p in (root / ".dvc" / "cache").rglob("*") if p.is_file()) == before
+    assert {str(mv.version) for mv in client.search_model_versions("name='policy'")} == {"1", "2", "3", "4", "5"}
+
+    assert main(["gc"]) == 0
+    out = capsys.readouterr().out
+    # Per dropped iteration: its .dir manifest and its weights; config.json and the prompts are shared with kept ones.
+    assert "deleted 4 DVC cache file(s)" in out, out
+    for i in (2, 3):
+        assert not cache_file(root, runs[i]["folder"]).exists()
+        assert not local_path(client.get_run(runs[i]["stage_run"]).info.artifact_uri).joinpath("model").exists()
+        assert client.get_run(runs[i]["stage_run"]).data.tags["rft.gc"].endswith(f"policy v{i} deleted")
+    for i in (1, 4, 5):
+        manifest = listed(root, runs[i]["folder"])
+        assert all(f.exists() for f in manifest), i
+        source = client.get_model_version("policy", runs[i]["version"]).source
+        assert (local_path(source) / "weights.bin").exists(), i
+    assert {str(mv.version) for mv in client.search_model_versions("name='policy'")} == {"1", "4", "5"}
+    # reward-model v3 (shared by dropped 3 and kept 4) stays; v2 (only dropped 2) goes; v1 (promoted 1) stays.
+    assert {str(mv.version) for mv in client.search_model_versions("name='reward-model'")} == {"1", "3"}
+    assert client.get_model_version_by_alias("policy", "champion").version == 4
+    assert client.get_model_version_by_alias("policy", "challenger").version == 5
+    # The workspace (iteration 5's folder and the prompts) is whole: DVC sees nothing missing or changed.
+    assert json.loads(dvc("status", "--json", cwd=root) or "{}") == {}
+    # The iterations' records stay: history still lists all five.
+    assert len(client.search_runs([client.get_experiment_by_name("rft-cycle").experiment_id],
+                                  "tags.`rft.kind` = 'cycle'")) == 5
+
+    assert main(["gc"]) == 0          # nothing left to collect
+    out = capsys.readouterr().out
+    assert "deleted 0 DVC cache file(s)" in out and "registered version" not in out, out
+
+
+def test_gc_keep_last_zero_still_keeps_champions_and_the_workspace(project, capsys):
+    root, params, client, runs = project
+    write_params(root / "params.yaml", params.tracking.uri, 0)
+    assert main(["gc"]) == 0
+    out = capsys.readouterr().out
+    assert "keeping iterations 1, 4 " in out and "dropping the files of 2, 3, 5" in out, out
+    # v5 holds @challenger, so it stays; its cache objects stay because the workspace uses them.
+    assert {str(mv.version) for mv in client.search_model_versions("name='policy'")} == {"1", "4", "5"}
+    assert json.loads(dvc("status", "--json", cwd=root) or "{}") == {}
+
+
+def test_gc_keep_last_must_be_a_count(tmp_path, capsys):
+    write_params(tmp_path / "params.yaml", "sqlite:///mlruns.db", -1)
+    assert main(["--params", str(tmp_path / "params.yaml"), "gc"]) == 2
+    assert "gc.keep_last: must be >= 0, got -1" in capsys.readouterr().err
