@@ -140,6 +140,8 @@ def run_hashes(run) -> set[str]:
 
 
 def plan(client, experiment_id: str, keep_last: int, cache: Path, root: Path = Path(".")) -> Plan:
+    from mlflow.exceptions import MlflowException
+
     runs = cycle_runs(client, experiment_id)
     kept, dropped = choose_iterations(runs, keep_last)
     out = Plan(kept=[iteration_of(r) for r in kept], dropped=[iteration_of(r) for r in dropped])
@@ -153,7 +155,7 @@ def plan(client, experiment_id: str, keep_last: int, cache: Path, root: Path = P
             seen.add((name, version))
             try:
                 mv = client.get_model_version(name, version)
-            except Exception:
+            except MlflowException:      # already deleted: by an earlier gc, or by hand
                 continue
             out.versions.append((name, version, mv.source, mv.run_id))
             out.artifact_bytes += folder_bytes(local_path(mv.source))
