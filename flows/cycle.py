@@ -285,6 +285,30 @@ def nothing_to_decide(params) -> str | None:
     return not_this_cycles(MlflowClient(), read_meta(CANDIDATE).get("registry_version"), gate=gate_hash(params))
 
 
+def _start_prefect_server():
+    """Without ``PREFECT_API_URL``, Prefect starts a temporary server process when the flow first calls its
+    API, and waits about 5 s for it. Start that process now, from a thread, so the wait overlaps the cycle's
+    own set-up; return the thread (None with a server configured). A start that fails here is tried again,
+    and reported, by the flow's first call."""
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def start():
+        try:
+            SubprocessASGIServer().start()
+        except Exception:  # noqa: BLE001 - the flow's own start raises it, with Prefect's message
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-server", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_cycle(params_path: str = "params.yaml") -> dict:
     """Run the flow and return its result dict, whether the cycle succeeded or stopped. A cycle with nothing
     to do (no stale stage, no candidate to decide) says why and returns at once: no Prefect flow run, no MLflow
@@ -296,6 +320,10 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
         print(f"cycle: nothing to do. No stage is stale (dvc status); promote: nothing to decide: {reason}. "
               "No run was recorded.", flush=True)
         return {"ok": True, "noop": True, "error": None, "stages": [], "reason": reason}
+    server = _start_prefect_server()
+    tracking.setup(params.tracking)      # MLflow's import and store, while Prefect's server process starts
+    if server is not None:
+        server.join()
     state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
                   return_state=True)
     outcome = state.result(raise_on_failure=False)

@@ -126,20 +126,28 @@ def run_generate(params: Params) -> dict:
             print(f"generate: {truncated} of {len(texts)} prompts are longer than the policy's context leaves "
                   f"beside generate.max_new_tokens ({cfg.max_new_tokens}); cut from the left", file=sys.stderr,
                   flush=True)
-        rows = []
-        for row, resp in zip(prompts, responses):
-            for j, text in enumerate(resp):
-                rows.append({"prompt_id": row["id"], "response_id": f"{row['id']}-r{j}", "response": text,
-                             "policy_version": version, "seed": cfg.seed})
-        write_jsonl(OUT, rows)
-        metrics = {"prompts": len(prompts), "generations": len(rows), "generated_tokens": n_tokens,
+        # The rows are written as they are made: no second list of every generation beside `responses`.
+        counts = {"empty": 0, "chars": 0}
+        sample: list[dict] = []
+
+        def rows():
+            for row, resp in zip(prompts, responses):
+                for j, text in enumerate(resp):
+                    out = {"prompt_id": row["id"], "response_id": f"{row['id']}-r{j}", "response": text,
+                           "policy_version": version, "seed": cfg.seed}
+                    counts["empty"] += not text
+                    counts["chars"] += len(text)
+                    if len(sample) < cfg.sample_table_rows:
+                        sample.append(out)
+                    yield out
+
+        n_rows = write_jsonl(OUT, rows())
+        metrics = {"prompts": len(prompts), "generations": n_rows, "generated_tokens": n_tokens,
                    "tokens_per_second": n_tokens / max(seconds, 1e-9), "truncated_prompts": truncated,
-                   "empty_responses": sum(not r["response"] for r in rows),
-                   "mean_response_chars": sum(len(r["response"]) for r in rows) / max(1, len(rows))}
+                   "empty_responses": counts["empty"], "mean_response_chars": counts["chars"] / max(1, n_rows)}
         mlflow.log_metrics(metrics)
-        if cfg.sample_table_rows:
+        if sample:
             by_id = {r["id"]: str(prompt_of(r)) for r in prompts}
-            sample = rows[:cfg.sample_table_rows]
             mlflow.log_table({"prompt": [by_id[r["prompt_id"]] for r in sample],
                               "response": [r["response"] for r in sample],
                               "response_id": [r["response_id"] for r in sample]},

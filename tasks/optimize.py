@@ -43,6 +43,7 @@ from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy, read_meta, write_meta
 from tasks.prompting import format_prompt, prompt_of
+from tasks.tracking import log_many
 
 CURVE = Path("reports/optimize/curve.csv")
 REPORT = Path("reports/optimize/metrics.json")
@@ -186,8 +187,7 @@ def prober(s: Setup, cfg, log, curve: list):
     def do_probe(m, step):
         out = probe(m, s.ref, s.tok, s.reward, s.probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
                     cfg.seed + step)
-        for k, v in out.items():
-            log(k, v, step)
+        log_many(log, out, step)
         curve.append({"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"],
                       "length": out["probe_length"]})
         return out
@@ -248,9 +248,7 @@ def run_optimize(params: Params) -> dict:
         ref, tok, reward, probe_prompts, info = s.ref, s.tok, s.reward, s.probe_prompts, s.info
         curve: list[dict] = []
 
-        def log(k, v, step):
-            mlflow.log_metric(k, v, step=step)
-
+        log = tracking.MetricLog()
         ckpt = CHECKPOINTS / fingerprint(params, champion)
         for stale in (CHECKPOINTS.iterdir() if CHECKPOINTS.is_dir() else []):
             if stale != ckpt:

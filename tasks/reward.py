@@ -88,9 +88,10 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
 
     class Log(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
-            for k, v in (logs or {}).items():
-                if isinstance(v, (int, float)):
-                    log(f"train_{k}", float(v), state.global_step)
+            from tasks.tracking import log_many
+
+            log_many(log, {f"train_{k}": float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))},
+                     state.global_step)
 
     tmp = scratch_dir("reward")
     try:
@@ -150,7 +151,7 @@ def run_train_reward(params: Params) -> dict:
         train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
         mlflow.set_tag("reward.launcher", cfg.launcher)
         with atomic_path(OUT, is_dir=True) as out:
-            log = lambda k, v, s: mlflow.log_metric(k, v, step=s)  # noqa: E731
+            log = tracking.MetricLog()
             if cfg.launcher == "accelerate":
                 from tasks.launch import launch_reward
 

@@ -163,6 +163,33 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)
 
 
+class MetricLog:
+    """The stages' ``log(key, value, step)``, plus ``many({key: value}, step)``: a step's figures in one MLflow
+    write. Logged one by one, the dozen figures TRL reports at every step cost a SQLite transaction each (about
+    6 ms on 2 cores: 2.3 s of a 13 s DPO run, measured with cProfile)."""
+
+    def __call__(self, key: str, value: float, step: int) -> None:
+        import mlflow
+
+        mlflow.log_metric(key, value, step=step)
+
+    def many(self, metrics: dict, step: int) -> None:
+        import mlflow
+
+        if metrics:
+            mlflow.log_metrics(metrics, step=step)
+
+
+def log_many(log, metrics: dict, step: int) -> None:
+    """Log ``metrics`` at ``step`` through ``log``: in one write when it is a :class:`MetricLog`."""
+    many = getattr(log, "many", None)
+    if many is not None:
+        many(metrics, step)
+        return
+    for key, value in metrics.items():
+        log(key, value, step)
+
+
 CONTENT_TAG = "rft.content"
 DVC_EXP_ENV = "DVC_EXP_NAME"        # set by DVC for the stages of `dvc exp run`
 DVC_EXP_TAG = "dvc.exp"

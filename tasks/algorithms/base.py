@@ -135,9 +135,10 @@ def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
                 probe(model, state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            for k, v in (logs or {}).items():
-                if isinstance(v, (int, float)):
-                    run_log("train/" + k.replace("/", "_"), float(v), state.global_step)
+            from tasks.tracking import log_many
+
+            log_many(run_log, {"train/" + k.replace("/", "_"): float(v) for k, v in (logs or {}).items()
+                               if isinstance(v, (int, float))}, state.global_step)
 
     return MLflowHealth()
 
