@@ -2,6 +2,7 @@
 generate and label.
 
     python benchmarks/scale.py [--factor 16] [--big 100000]     (in a project after `dvc repro champion prepare`)
+    python benchmarks/scale.py --factor 1                        (1x and the big run only)
 
 Each size runs in its own scratch folder beside a copy of ``params.yaml`` (its own MLflow store), with links
 to the project's ``models/``, ``tasks/`` and ``data/corpus``. Its prompts are the project's prompts repeated,
@@ -10,9 +11,10 @@ run as ``rft stage NAME`` would, one process each, in the order a cycle runs the
 ``generate``, ``label``, ``validate_labels``. A process's peak resident memory comes from ``wait4``.
 
 The 1x and Nx runs use ``params.yaml``'s settings. The big run keeps them but for ``generate.k: 2`` and
-``generate.max_new_tokens: 2`` (the stages' bookkeeping, not the sampling, is what it measures) and runs
-generate and label only. The ratios are printed last: time and peak memory at Nx over 1x (targets: time <= 17x
-for 16x, peak memory <= 1.2x), and the big run's peak memory over 1x's.
+``generate.max_new_tokens: 2`` (the stages' bookkeeping, not the sampling, is what it measures); it runs
+generate and label only, with every prompt in the train split (the split generate samples). The ratios are
+printed last: time and peak memory at Nx over 1x (targets: time <= 17x for 16x, peak memory <= 1.2x), and
+the big run's peak memory over 1x's.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("validate_prompts", "generate", "label", "validate_labels")
 
 
-def synthetic(prompts: list[dict], n: int) -> list[dict]:
-    """``n`` prompts: the project's, over and over, each copy numbered (a distinct text and id)."""
+def synthetic(prompts: list[dict], n: int, split: str | None = None) -> list[dict]:
+    """``n`` prompts: the project's, over and over, each copy numbered (a distinct text and id); ``split``: put
+    them all in that split."""
     out = []
     for i in range(n):
-        row = dict(prompts[i % len(prompts)])
+        row = dict(prompts[i % len(prompts)], **({"split": split} if split else {}))
         copy = i // len(prompts)
         row["id"] = f"s{i:07d}"
         if copy:
@@ -100,14 +103,14 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         runs = {}
-        for factor in (1, a.factor):
+        for factor in sorted({1, a.factor}):
             prompts = synthetic(base, len(base) * factor)
             where = scratch(project, params, prompts, tmp / f"x{factor}")
             runs[factor] = measure(f"{factor}x ({len(prompts)} prompts)", where, STAGES)
         big = None
         if a.big:
             small = {**params, "generate": {**params["generate"], "k": 2, "max_new_tokens": 2}}
-            where = scratch(project, small, synthetic(base, a.big), tmp / "big")
+            where = scratch(project, small, synthetic(base, a.big, "train"), tmp / "big")
             big = measure(f"{a.big} prompts, k=2, 2 new tokens", where, ("generate", "label"))
             lines = sum(1 for _ in (where / "data" / "generations.jsonl").open())
             print(f"big: {lines} generations written, {(where / 'data' / 'labels.jsonl').stat().st_size >> 20} MiB "
@@ -116,11 +119,12 @@ def main() -> int:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     one, many = runs[1], runs[a.factor]
-    for stage in STAGES:
+    for stage in STAGES if a.factor > 1 else ():
         (s1, m1), (sn, mn) = one["stages"][stage], many["stages"][stage]
         print(f"{stage}: {s1:.1f} s -> {sn:.1f} s ({sn / s1:.2f}x), peak {m1} -> {mn} MiB ({mn / m1:.2f}x)")
-    print(f"time_{a.factor}x_over_1x={many['seconds'] / one['seconds']:.2f}")
-    print(f"peak_rss_{a.factor}x_over_1x={many['peak_mib'] / one['peak_mib']:.3f}")
+    if a.factor > 1:
+        print(f"time_{a.factor}x_over_1x={many['seconds'] / one['seconds']:.2f}")
+        print(f"peak_rss_{a.factor}x_over_1x={many['peak_mib'] / one['peak_mib']:.3f}")
     if big:
         print(f"peak_rss_{a.big}_prompts_over_1x={big['peak_mib'] / one['peak_mib']:.3f}")
     return 0

@@ -321,9 +321,11 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
               "No run was recorded.", flush=True)
         return {"ok": True, "noop": True, "error": None, "stages": [], "reason": reason}
     server = _start_prefect_server()
-    tracking.setup(params.tracking)      # MLflow's import and store, while Prefect's server process starts
-    if server is not None:
-        server.join()
+    try:
+        tracking.setup(params.tracking)      # MLflow's import and store, while Prefect's server process starts
+    finally:
+        if server is not None:
+            server.join()                    # (also before a bad store's exit: the server's stop is registered)
     state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
                   return_state=True)
     outcome = state.result(raise_on_failure=False)

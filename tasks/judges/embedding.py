@@ -66,12 +66,22 @@ class EmbeddingJudge(ScoringJudge):
             direction[with_violation] -= viol
         self.principle = (weights.unsqueeze(1) * direction).sum(0)        # (384,)
 
+    # Responses are embedded and scored this many batches at a time, so memory holds one chunk of response
+    # embeddings (4,096 x 384 floats), not all of them: 200k responses would need 1.2 GB at once. The chunks
+    # are whole batches from the start, so every response is embedded in the batch it always was.
+    CHUNK_BATCHES = 32
+
     def score(self, prompts, responses) -> list[float]:
         cfg = self.cfg
-        r = embed([x or " " for x in responses], cfg.batch_size, cfg.max_length)
         requests = [last_user_turn(p) for p in prompts]
         uniq = sorted(set(requests))
         where = {x: n for n, x in enumerate(uniq)}
-        p = embed(uniq, cfg.batch_size, cfg.max_length)[[where[x] for x in requests]]
-        s = r @ self.principle + cfg.relevance * (r * p).sum(1)
-        return [float(v) if resp.strip() else -1.0 for v, resp in zip(s, responses)]
+        p = embed(uniq, cfg.batch_size, cfg.max_length)          # one row per distinct request
+        scores: list[float] = []
+        chunk = cfg.batch_size * self.CHUNK_BATCHES
+        for i in range(0, len(responses), chunk):
+            part = responses[i:i + chunk]
+            r = embed([x or " " for x in part], cfg.batch_size, cfg.max_length)
+            s = r @ self.principle + cfg.relevance * (r * p[[where[x] for x in requests[i:i + chunk]]]).sum(1)
+            scores.extend(float(v) if resp.strip() else -1.0 for v, resp in zip(s, part))
+        return scores
