@@ -285,28 +285,88 @@ def nothing_to_decide(params) -> str | None:
     return not_this_cycles(MlflowClient(), read_meta(CANDIDATE).get("registry_version"), gate=gate_hash(params))
 
 
-def _start_prefect_server():
-    """Without ``PREFECT_API_URL``, Prefect starts a temporary server process when the flow first calls its
-    API, and waits about 5 s for it. Start that process now, from a thread, so the wait overlaps the cycle's
-    own set-up; return the thread (None with a server configured). A start that fails here is tried again,
-    and reported, by the flow's first call."""
-    import threading
+class TemporaryServer:
+    """Prefect's temporary API server for one cycle where no ``PREFECT_API_URL`` is set.
 
+    Prefect would start it itself at the flow's first API call, with the same command and environment as
+    here, but only after importing its server module into this process (2.4 s on 2 cores) and then waiting
+    for it (about 5 s). Started here, the process boots on another core while the cycle's own set-up runs;
+    the flow then talks to it as to any server (``PREFECT_API_URL`` for the flow's duration). It is stopped
+    when the cycle returns."""
+
+    def __init__(self):
+        import atexit
+        import subprocess
+        import sys
+
+        import prefect
+        from prefect.settings import get_current_settings
+
+        self.env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                    "PREFECT__SERVER_FINAL": "1",
+                    **get_current_settings().to_environment_variables(exclude_unset=True)}
+        self.cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+                    "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error",
+                    "--lifespan", "on"]
+        self.popen = subprocess.Popen
+        self._spawn()
+        atexit.register(self.stop)
+
+    def _spawn(self) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        # Its output is the console's, as with Prefect's own start: an error it prints is seen.
+        self.proc = self.popen([*self.cmd, "--port", str(self.port)], env=self.env)
+
+    def wait(self) -> None:
+        """Until the server answers its health check; an error naming what went wrong if it never does."""
+        import httpx
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+        deadline = time.monotonic() + PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                code = self.proc.poll()
+                if code == 3:                    # uvicorn: the port was taken meanwhile; another one
+                    self._spawn()
+                    continue
+                if code is not None:
+                    raise RFTError(f"Prefect's temporary server exited with status {code} (its messages are "
+                                   "above); set PREFECT_API_URL to a running server (infra/prefect.sh), or fix "
+                                   "what it says")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        self.stop()
+        raise RFTError(f"Prefect's temporary server did not answer {self.url}/health within "
+                       f"{PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()} s (set PREFECT_API_URL to a "
+                       "running server: infra/prefect.sh)")
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _temporary_server() -> TemporaryServer | None:
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
-    from prefect.server.api.server import SubprocessASGIServer
-
-    def start():
-        try:
-            SubprocessASGIServer().start()
-        except Exception:  # noqa: BLE001 - the flow's own start raises it, with Prefect's message
-            pass
-
-    thread = threading.Thread(target=start, name="prefect-server", daemon=True)
-    thread.start()
-    return thread
+    return TemporaryServer()
 
 
 def run_cycle(params_path: str = "params.yaml") -> dict:
@@ -320,15 +380,22 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
         print(f"cycle: nothing to do. No stage is stale (dvc status); promote: nothing to decide: {reason}. "
               "No run was recorded.", flush=True)
         return {"ok": True, "noop": True, "error": None, "stages": [], "reason": reason}
-    server = _start_prefect_server()
+    import contextlib
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = _temporary_server()
     try:
         tracking.setup(params.tracking)      # MLflow's import and store, while Prefect's server process starts
+        if server is not None:
+            server.wait()
+        with temporary_settings({PREFECT_API_URL: server.url}) if server else contextlib.nullcontext():
+            state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
+                          return_state=True)
+            outcome = state.result(raise_on_failure=False)
     finally:
         if server is not None:
-            server.join()                    # (also before a bad store's exit: the server's stop is registered)
-    state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
-                  return_state=True)
-    outcome = state.result(raise_on_failure=False)
+            server.stop()
     if isinstance(outcome, CycleStopped):
         return outcome.result
     if isinstance(outcome, BaseException):
