@@ -291,8 +291,8 @@ class TemporaryServer:
     Prefect would start it itself at the flow's first API call, with the same command and environment as
     here, but only after importing its server module into this process (2.4 s on 2 cores) and then waiting
     for it (about 5 s). Started here, the process boots on another core while the cycle's own set-up runs;
-    the flow then talks to it as to any server (``PREFECT_API_URL`` for the flow's duration). It is stopped
-    when the cycle returns."""
+    the flow then talks to it as to any server (``PREFECT_API_URL`` for the flow's duration). It stops at
+    the process's exit, after Prefect's services have sent it their last logs and events."""
 
     def __init__(self):
         import atexit
@@ -361,12 +361,19 @@ class TemporaryServer:
                 self.proc.wait()
 
 
+_SERVER: list[TemporaryServer] = []      # one per process, as Prefect keeps its own
+
+
 def _temporary_server() -> TemporaryServer | None:
+    """The process's temporary server, started now if it is not running; None with ``PREFECT_API_URL`` set.
+    It stops when the process exits (after Prefect has sent its last logs to it)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
-    return TemporaryServer()
+    if not _SERVER or _SERVER[0].proc.poll() is not None:
+        _SERVER[:] = [TemporaryServer()]
+    return _SERVER[0]
 
 
 def run_cycle(params_path: str = "params.yaml") -> dict:
@@ -385,17 +392,13 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = _temporary_server()
-    try:
-        tracking.setup(params.tracking)      # MLflow's import and store, while Prefect's server process starts
-        if server is not None:
-            server.wait()
-        with temporary_settings({PREFECT_API_URL: server.url}) if server else contextlib.nullcontext():
-            state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
-                          return_state=True)
-            outcome = state.result(raise_on_failure=False)
-    finally:
-        if server is not None:
-            server.stop()
+    tracking.setup(params.tracking)          # MLflow's import and store, while Prefect's server process starts
+    if server is not None:
+        server.wait()
+    with temporary_settings({PREFECT_API_URL: server.url}) if server else contextlib.nullcontext():
+        state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
+                      return_state=True)
+        outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, CycleStopped):
         return outcome.result
     if isinstance(outcome, BaseException):
