@@ -389,13 +389,15 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
         return {"ok": True, "noop": True, "error": None, "stages": [], "reason": reason}
     import contextlib
 
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     server = _temporary_server()
     tracking.setup(params.tracking)          # MLflow's import and store, while Prefect's server process starts
     if server is not None:
         server.wait()
-    with temporary_settings({PREFECT_API_URL: server.url}) if server else contextlib.nullcontext():
+    # The temporary server serves no UI (as Prefect's own): no "View at" link to a page that is not there.
+    settings = {PREFECT_API_URL: server.url, PREFECT_UI_URL: ""} if server else None
+    with temporary_settings(settings) if server else contextlib.nullcontext():
         state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
                       return_state=True)
         outcome = state.result(raise_on_failure=False)

@@ -22,8 +22,6 @@ evaluated nothing; a no-op cycle says "nothing to decide".
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,7 +62,7 @@ def promote(params: Params, evaluated: bool = True) -> dict:
     old = read_meta(champion)
     install_policy(CANDIDATE, champion, {**cand, "base_md5": old.get("base_md5"),
                                          "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    _dvc("commit", "--force", "champion")
+    _commit("champion")
     client.set_registered_model_alias("policy", "champion", str(version))
     client.set_model_version_tag("policy", str(version), "promotion_reason", decision.summary)
     rm_version = reward_meta(REWARD).get("registry_version") if REWARD.exists() else None
@@ -136,5 +134,9 @@ def _locked_out(stage: str, path: Path) -> str | None:
     return next((o.get("md5") for o in outs if Path(o.get("path", "")) == path), None)
 
 
-def _dvc(*args, check: bool = True):
-    return subprocess.run([sys.executable, "-m", "dvc", *args], check=check, capture_output=True, text=True)
+def _commit(stage: str) -> None:
+    """``dvc commit --force STAGE`` through DVC's API (in this process, which has DVC loaded already)."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        repo.commit(stage, force=True)
