@@ -105,15 +105,20 @@ def workspace_hashes(root: Path) -> set[str]:
             for item in (entry.get("outs") or []) + (entry.get("deps") or []):
                 if item.get("md5"):
                     hashes.add(item["md5"])
-    for dvcfile in root.rglob("*.dvc"):
-        if ".dvc" in dvcfile.relative_to(root).parts[:-1] or not dvcfile.is_file():
-            continue
+    for dvcfile in _dvc_files(root):
         try:
             outs = (yaml.safe_load(dvcfile.read_text()) or {}).get("outs") or []
         except yaml.YAMLError:
             continue
         hashes.update(o["md5"] for o in outs if isinstance(o, dict) and o.get("md5"))
     return hashes
+
+
+def _dvc_files(root: Path):
+    """The ``*.dvc`` files under ``root``, not looking inside hidden folders (``.git``, ``.dvc``, ``.venv``)."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        yield from (Path(folder) / f for f in files if f.endswith(".dvc"))
 
 
 def object_path(cache: Path, md5: str) -> Path:
