@@ -35,20 +35,6 @@ import tasks  # noqa: E402,F401
 from tasks.config import load_params  # noqa: E402
 
 
-def reward_pairs(params):
-    from tasks.io import read_jsonl
-    from tasks.paths import LABELS, PROMPTS
-    from tasks.prompting import prompt_of
-    from tasks.reward import pair_text, preference_pairs, split_pairs
-
-    prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
-    rows = preference_pairs(read_jsonl(LABELS), params.label.ties)
-    of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
-    pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
-    train, _ = split_pairs(pairs, [r["prompt_id"] for r in rows], params.reward.heldout_fraction, params.reward.seed)
-    return train
-
-
 def reward_stage(params, train, out: Path) -> None:
     import mlflow
 
@@ -159,6 +145,7 @@ def main() -> int:
 
     from tasks.optimize import pair_rows
     from tasks.policy import load_policy
+    from tasks.reward import labelled_pairs
 
     params = load_params(a.params)
     store = tempfile.mkdtemp(prefix="bench-trainer-")
@@ -167,7 +154,7 @@ def main() -> int:
     results = {}
     try:
         if "reward" in a.which:
-            train = reward_pairs(params)
+            train = labelled_pairs(params)[0]       # the stage's own training pairs
             samples = len(train) * params.reward.epochs
             runs = {"direct": [], "stage": []}
             for _ in range(a.repeats):

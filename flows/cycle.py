@@ -296,7 +296,6 @@ class TemporaryServer:
 
     def __init__(self):
         import atexit
-        import subprocess
         import sys
 
         import prefect
@@ -308,19 +307,19 @@ class TemporaryServer:
         self.cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
                     "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--log-level", "error",
                     "--lifespan", "on"]
-        self.popen = subprocess.Popen
         self._spawn()
         atexit.register(self.stop)
 
     def _spawn(self) -> None:
         import socket
+        import subprocess
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/api"
         # Its output is the console's, as with Prefect's own start: an error it prints is seen.
-        self.proc = self.popen([*self.cmd, "--port", str(self.port)], env=self.env)
+        self.proc = subprocess.Popen([*self.cmd, "--port", str(self.port)], env=self.env)
 
     def wait(self) -> None:
         """Until the server answers its health check; an error naming what went wrong if it never does."""
@@ -396,8 +395,8 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
     if server is not None:
         server.wait()
     # The temporary server serves no UI (as Prefect's own): no "View at" link to a page that is not there.
-    settings = {PREFECT_API_URL: server.url, PREFECT_UI_URL: ""} if server else None
-    with temporary_settings(settings) if server else contextlib.nullcontext():
+    with (temporary_settings({PREFECT_API_URL: server.url, PREFECT_UI_URL: ""}) if server
+          else contextlib.nullcontext()):
         state = cycle(params_path=params_path, initially=sorted(stale) if stale is not None else None,
                       return_state=True)
         outcome = state.result(raise_on_failure=False)

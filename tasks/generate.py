@@ -90,7 +90,7 @@ def generate_responses(model_dir: str, prompts: list, cfg: GenerateConfig, devic
     from tasks.rollout import context_of, room_for
 
     tok = AutoTokenizer.from_pretrained(resolve(model_dir))
-    # Token lengths a chunk at a time: the tokenizer's encodings of 100k prompts at once held 240 MB.
+    # Token lengths a chunk at a time, so the tokenizer's encodings of every prompt are never alive at once.
     lengths = [len(ids) for i in range(0, len(prompts), 1024)
                for ids in tok([format_prompt(p, tok) for p in prompts[i:i + 1024]],
                               add_special_tokens=False)["input_ids"]]

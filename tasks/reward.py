@@ -136,6 +136,17 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
     return stats
 
 
+def labelled_pairs(params: Params) -> tuple[list, list]:
+    """The cycle's labels as (chosen text, rejected text) pairs, split into (train, held-out) by prompt."""
+    cfg = params.reward
+    prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
+    rows = preference_pairs(read_jsonl(LABELS), params.label.ties)
+    # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.
+    of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
+    pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
+    return split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
+
+
 def run_train_reward(params: Params) -> dict:
     import mlflow
 
@@ -143,12 +154,7 @@ def run_train_reward(params: Params) -> dict:
 
     cfg = params.reward
     with tracking.stage_run("train_reward", params) as run:
-        prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
-        rows = preference_pairs(read_jsonl(LABELS), params.label.ties)
-        # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.
-        of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
-        pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
-        train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
+        train, val = labelled_pairs(params)
         mlflow.set_tag("reward.launcher", cfg.launcher)
         with atomic_path(OUT, is_dir=True) as out:
             log = tracking.MetricLog()
