@@ -380,9 +380,14 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
     to do (no stale stage, no candidate to decide) says why and returns at once: no Prefect flow run, no MLflow
     run."""
     params = load_params(params_path)
+    # Prefect's server boots on the other core while DVC looks for stale stages; stopped again if there is
+    # nothing to do.
+    server = _temporary_server()
     stale = stale_stages() if Path("dvc.lock").exists() else None
     reason = nothing_to_decide(params) if stale == set() else None
     if reason:
+        if server is not None:
+            server.stop()
         print(f"cycle: nothing to do. No stage is stale (dvc status); promote: nothing to decide: {reason}. "
               "No run was recorded.", flush=True)
         return {"ok": True, "noop": True, "error": None, "stages": [], "reason": reason}
@@ -390,7 +395,6 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
 
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-    server = _temporary_server()
     tracking.setup(params.tracking)          # MLflow's import and store, while Prefect's server process starts
     if server is not None:
         server.wait()

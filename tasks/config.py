@@ -259,6 +259,10 @@ class OptimizeConfig:
     probe_temperature: float = opt(1.0, "Sampling temperature of the probe.", gt=0)
     probe_max_new_tokens: int = opt(48, "Longest probe response in tokens.", ge=1)
     log_every: int = opt(5, "Probe every this many steps.", ge=1)
+    probe_budget: float | None = opt(0.03, "Largest share of the training time the probes may take: a probe due "
+                                     "every log_every steps is skipped (and counted as probes_skipped) when it "
+                                     "would take them past it. The first probe always runs. null: every one runs.",
+                                     gt=0, le=1)
     seed: int = opt(0, "Seed of training, sampling and probes.")
     grpo: _alg.grpo.Config = _section(_alg.grpo.Config, "GRPO through TRL.")
     rloo: _alg.rloo.Config = _section(_alg.rloo.Config, "RLOO through TRL.")

@@ -20,7 +20,7 @@ quality figures) go to MLflow.
 from __future__ import annotations
 
 from tasks.config import Params
-from tasks.io import read_jsonl, write_json, write_jsonl
+from tasks.io import iter_jsonl, read_jsonl, write_json, write_jsonl
 from tasks.paths import GENERATIONS, LABEL_QUALITY, LABELS, PROMPTS, RATINGS
 from tasks.prompting import prompt_of
 
@@ -43,6 +43,28 @@ def quality_report(labels, cfg, ctx, prompts: dict) -> tuple[dict, dict]:
         metrics.update(jm)
         report["judges"] = jr
     return metrics, report
+
+
+class Usable:
+    """Passes label rows on (to be written) and, after the last, stops the stage unless one of them is a
+    decided pair (or, with ``label.ties: symmetric``, any row at all). ``labeler`` is the labeler of the first
+    decided pair, else of the first row."""
+
+    def __init__(self, ties: str):
+        self.ties, self.rows, self.decided, self.labeler = ties, 0, 0, None
+
+    def check(self, rows, error):
+        first = None
+        for row in rows:
+            self.rows += 1
+            first = first or row["labeler"]
+            if not row.get("tie"):
+                self.decided += 1
+                self.labeler = self.labeler or row["labeler"]
+            yield row
+        if not self.decided and not (self.rows and self.ties == "symmetric"):
+            raise error()
+        self.labeler = self.labeler or first
 
 
 def _finite(obj):
@@ -70,16 +92,15 @@ def run_label(params: Params) -> dict:
     # A cluster only when AI judges work here (people in Label Studio and files need none).
     with tracking.stage_run("label", params, extra_inputs=extra), cluster(params.scale if used else None) as scale:
         prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
-        generations = read_jsonl(GENERATIONS) if cfg.source != "file" else None
+        generations = iter_jsonl(GENERATIONS) if cfg.source != "file" else None
         ctx = JudgeContext.of(params, scale=scale)
         labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations)
-        stats, tags = labels.stats, labels.tags or {}
-        decided = [r for r in labels.rows if not r.get("tie")]
-        if not decided and not (labels.rows and cfg.ties == "symmetric"):
-            raise DataError(cfg.file or GENERATIONS, "at least one usable preference pair",
-                            detail=f"the {cfg.source} labeler produced no decided pairs ({stats})")
         metrics, report = quality_report(labels, cfg, ctx, prompts)
-        write_jsonl(LABELS, labels.rows)
+        seen = Usable(cfg.ties)
+        write_jsonl(LABELS, seen.check(labels.rows, lambda: DataError(
+            cfg.file or GENERATIONS, "at least one usable preference pair",
+            detail=f"the {cfg.source} labeler produced no decided pairs ({labels.stats})")))
+        stats, tags = labels.stats, labels.tags or {}      # complete once the rows are written
         write_jsonl(RATINGS, labels.ratings)
         write_json(LABEL_QUALITY, _finite(report))
         mlflow.log_metrics({tracking.metric_name(k): float(v) for k, v in stats.items()
@@ -92,7 +113,7 @@ def run_label(params: Params) -> dict:
 
             mlflow.log_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in labels.annotations.rows),
                             "annotations.jsonl")
-        mlflow.set_tags({"labeler": decided[0]["labeler"] if decided else labels.rows[0]["labeler"],
+        mlflow.set_tags({"labeler": seen.labeler,
                          "label.runner": scale.runner if scale else "local",
                          **{k: str(v)[:5000] for k, v in tags.items()}})
     return {**{k: v for k, v in stats.items() if isinstance(v, (int, float))},

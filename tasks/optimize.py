@@ -14,7 +14,10 @@ section. This stage does what they share:
   **probe** that is the same for every algorithm: one fresh sample for each of
   ``probe_prompts`` training prompts, with its mean reward, KL to the reference
   on the sampled tokens, mean length and EOS rate. The probe curve is also
-  written to ``reports/optimize/curve.csv`` for ``dvc plots``;
+  written to ``reports/optimize/curve.csv`` for ``dvc plots``. The probes draw
+  on their own random stream, so training is the same run whether and when they
+  run; ``probe_budget`` caps their share of the training time (a due probe that
+  would pass it is skipped and counted as ``probes_skipped``);
 - checkpoints into ``checkpoints/optimize/<fingerprint>/`` (not a DVC output):
   a rerun after a crash resumes there; the folder is removed once the candidate
   is saved. The fingerprint covers the config and the inputs, so a checkpoint
@@ -31,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 from tasks.algorithms import REGISTRY
@@ -51,14 +55,21 @@ CHECKPOINTS = Path("checkpoints/optimize")
 
 
 def probe(policy, ref, tok, reward, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> dict:
-    """Reward, KL to the reference, length and EOS rate of one fresh sample per prompt."""
+    """Reward, KL to the reference, length and EOS rate of one fresh sample per prompt. The sample is seeded
+    with ``seed`` inside a fork of torch's random state: the caller's random stream (training's) is left where
+    it was, so probing, or not, never changes a training run."""
+    import torch
+
     from tasks.evalmath import mean, sequence_kl
     from tasks.rollout import sample, token_logprobs
 
+    device = next(policy.parameters()).device
     was_training = policy.training
     policy.eval()
-    r = sample(policy, tok, prompts, 1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-               device=next(policy.parameters()).device.type)
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device.index or 0] if cuda else [], device_type="cuda"):
+        r = sample(policy, tok, prompts, 1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                   device=device.type)
     kl = sequence_kl(token_logprobs(policy, r, temperature), token_logprobs(ref, r, temperature), r.response_mask)
     if was_training:
         policy.train()
@@ -182,11 +193,32 @@ def setup(params: Params, champion: Path, device: str) -> Setup:
                  {format_prompt(p, tok): p for p in train}, data, info, train[:cfg.probe_prompts])
 
 
-def prober(s: Setup, cfg, log, curve: list):
-    """``probe(model, step)``: the probe's figures, logged at ``step`` and kept in ``curve``."""
+def within_budget(spent: float, expected: float, elapsed: float, budget: float | None) -> bool:
+    """Whether a probe expected to take ``expected`` seconds may run when the probes so far took ``spent`` of the
+    ``elapsed`` seconds since training began: only if all of them, this one included, stay within ``budget``
+    (a share of the time since training began, this probe included). ``budget`` None: always."""
+    return budget is None or spent + expected <= budget * (elapsed + expected)
+
+
+def prober(s: Setup, cfg, log, curve: list, clock=time.perf_counter):
+    """``probe(model, step)``: the probe's figures, logged at ``step`` and kept in ``curve``. The first call
+    always probes (the curve's start); a later one is skipped, returning ``{}`` and counted in
+    ``probes_skipped``, when it would take the probes past ``cfg.probe_budget`` of the time since this call
+    was made (the last probe's duration is the expected one)."""
+    start = clock()
+    spent, last, skipped = 0.0, 0.0, 0
+
     def do_probe(m, step):
+        nonlocal spent, last, skipped
+        began = clock()
+        if curve and not within_budget(spent, last, began - start, cfg.probe_budget):
+            skipped += 1
+            log("probes_skipped", float(skipped), step)
+            return {}
         out = probe(m, s.ref, s.tok, s.reward, s.probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
                     cfg.seed + step)
+        last = clock() - began
+        spent += last
         log_many(log, out, step)
         curve.append({"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"],
                       "length": out["probe_length"]})
@@ -264,6 +296,9 @@ def run_optimize(params: Params) -> dict:
         trained.eval()
         final = probe(trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
                       cfg.seed + 10**6)
+        if "steps" in info:          # the curve ends at the candidate, whichever probes the budget skipped
+            curve.append({"step": info["steps"], "reward": final["probe_reward"], "kl": final["probe_kl"],
+                          "length": final["probe_length"]})
         with atomic_path(OUT, is_dir=True) as out:
             trained.save_pretrained(out)
             tok.save_pretrained(out)

@@ -173,6 +173,75 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
             assert key in run.data.metrics, key
 
 
+def test_probe_budget_admits_a_probe_only_within_its_share():
+    from tasks.optimize import within_budget
+
+    # 1 s of probes so far, 1 s expected, 30 s elapsed: (1 + 1) / (30 + 1) = 6.5% of the time -> within 10%,
+    # not within 5%; no budget admits everything.
+    assert within_budget(1.0, 1.0, 30.0, 0.10)
+    assert not within_budget(1.0, 1.0, 30.0, 0.05)
+    assert within_budget(100.0, 1.0, 0.0, None)
+    # the boundary: (1 + 1) / (39 + 1) = 5% exactly is admitted
+    assert within_budget(1.0, 1.0, 39.0, 0.05)
+
+
+def test_prober_skips_probes_past_the_budget_and_counts_them(monkeypatch):
+    """A fake clock: each probe takes 1 s, each step 9 s, probes due at every step, budget 10%."""
+    from types import SimpleNamespace
+
+    import tasks.optimize as opt
+
+    now = [0.0]
+
+    def fake_probe(*a, **k):
+        now[0] += 1.0
+        return {"probe_reward": 0.5, "probe_kl": 0.0, "probe_length": 3.0, "probe_eos_rate": 1.0}
+
+    monkeypatch.setattr(opt, "probe", fake_probe)
+    logged, curve = [], []
+    log = lambda k, v, step: logged.append((k, v, step))  # noqa: E731
+    log.many = lambda metrics, step: logged.extend((k, v, step) for k, v in metrics.items())
+    s = SimpleNamespace(ref=None, tok=None, reward=None, probe_prompts=[])
+    cfg = SimpleNamespace(probe_temperature=1.0, probe_max_new_tokens=4, seed=0, probe_budget=0.10)
+    do_probe = opt.prober(s, cfg, log, curve, clock=lambda: now[0])
+    ran = []
+    for step in range(6):
+        ran.append(bool(do_probe(None, step)))
+        now[0] += 9.0
+    # step 0 always (1 s spent, t=10 after the step); step 1 at t=10: (1+1)/(10+1) = 18% > 10% -> skipped;
+    # step 2 at t=19: 2/20 = 10% -> runs (2 s spent, t=29 after); step 3 at t=29: 3/30 = 10% -> runs (t=39);
+    # step 4 at t=39: 4/40 = 10% -> runs (t=49); step 5 at t=49: 5/50 = 10% -> runs.
+    assert ran == [True, False, True, True, True, True]
+    assert [c["step"] for c in curve] == [0, 2, 3, 4, 5]
+    assert ("probes_skipped", 1.0, 1) in logged
+    # With no budget every due probe runs.
+    now[0], curve2 = 0.0, []
+    do_all = opt.prober(s, SimpleNamespace(**{**vars(cfg), "probe_budget": None}), log, curve2,
+                        clock=lambda: now[0])
+    for step in range(6):
+        do_all(None, step)
+        now[0] += 0.1
+    assert [c["step"] for c in curve2] == list(range(6))
+
+
+@pytest.mark.slow
+def test_probes_never_change_the_training_run(built_project, tmp_path, monkeypatch):
+    """GRPO samples its completions from torch's global random stream; a probe at every step (which seeds its
+    own sample) must leave that stream alone, so the candidate is the same as with no probe after the first."""
+    from tasks.optimize import run_optimize
+
+    weights = []
+    for i, every in enumerate((1, 10**6)):
+        work, params = _workspace(built_project, tmp_path / str(i), monkeypatch, "grpo", {},
+                                  log_every=every, probe_budget=None, checkpoint_every=0)
+        out = run_optimize(params)
+        curve = (work / "reports/optimize/curve.csv").read_text().splitlines()
+        # a probe at each step 0..steps (the last replaced by the final probe), or step 0 and the final one
+        assert len(curve) - 1 == (out["steps"] + 1 if every == 1 else 2), curve
+        weights.append((work / "models/candidate/model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
+
+
 def _policy_reward_model(champion, dest):
     """A reward model on the policy's own tokenizer: GPT-2 with a one-logit score head, from the champion."""
     import torch

@@ -10,7 +10,7 @@ from tiny_models import tiny_ab_judge
 from tasks.config import parse_params
 from tasks.errors import ConfigError
 from tasks.judges import JudgeContext, build_judge
-from tasks.judges.base import Judge, Verdicts
+from tasks.judges.base import Judge, ScoringJudge, Verdicts
 from tasks.judges.ensemble import EnsembleJudge
 from tasks.judges.http import JudgeServerError, p_from_answer
 from tasks.judges.pairwise import PairwiseJudge
@@ -122,7 +122,8 @@ def test_llm_judge_decides_by_choice_token_logprobs_with_the_swap(tiny_lm, rubri
     assert all(0.0 < p < 1.0 for p in v1.p_a)
     # The swap makes the judge antisymmetric: P(A beats B) = 1 - P(B beats A), whatever its position bias.
     assert v1.p_a == pytest.approx([1 - p for p in v2.p_a], abs=1e-6)
-    assert j.stats["position_disagreement"] in (0.0, 0.5, 1.0) and j.stats["comparisons"] == 2   # k of 2 pairs
+    # stats cover both calls: 4 comparisons, of which k flipped with the order
+    assert j.stats["position_disagreement"] in (0.0, 0.25, 0.5, 0.75, 1.0) and j.stats["comparisons"] == 4
     with pytest.raises(ConfigError, match="judges.bad.model: cannot load a causal LM"):
         build_judge("bad", ctx({"bad": {"kind": "llm", "model": str(rubric_file.parent)}}, rubric_file))
 
@@ -287,3 +288,66 @@ def test_sharded_scoring_judge_scores_as_one_and_people_are_never_sharded(rubric
     assert hasattr(sharded, "compare_scored")                 # labelling decides from the scores it already has
     people = build_judge("people", _sharded_ctx(judges, rubric_file, 2))
     assert not isinstance(people, ShardedJudge)               # one Label Studio project for the whole list
+
+
+class _WordCount(ScoringJudge):
+    """Scores a response by its word count: deterministic and per response."""
+
+    name = "ai:words"
+
+    def score(self, prompts, responses):
+        return [float(len(r.split())) for r in responses]
+
+
+class _LikesExclamations(PairwiseJudge):
+    """Prefers the response with '!' in either position; between two without, position A: those pairs flip."""
+
+    def p_first(self, prompts, first, second):
+        return [1.0 if "!" in f else 0.0 if "!" in s else 0.6 for f, s in zip(first, second)]
+
+
+def _generations(n_prompts: int, k: int) -> list[dict]:
+    rows = []
+    for p in range(n_prompts):
+        for i in range(k):
+            text = ["", "same", "good food!", "Same ", "ok", "fine place to eat", "meh"][(p + i * 2) % 7]
+            rows.append({"prompt_id": f"p{p}", "response_id": f"p{p}-{i}", "response": text})
+    return rows
+
+
+@pytest.mark.parametrize("kind, pairs", [("scoring", "best_vs_worst"), ("scoring", "all_pairs"),
+                                         ("scoring", "random_pairs"), ("pairwise", "all_pairs"),
+                                         ("pairwise", "random_pairs")])     # best_vs_worst needs scores
+def test_labelling_in_chunks_gives_the_rows_and_stats_of_one_call(pairs, kind):
+    """Chunks of 4 responses (whole prompt groups) against one chunk holding everything: the same pairs (one
+    random stream), the same verdicts, and the judge's stats over all of its calls."""
+    from types import SimpleNamespace
+
+    from tasks.labelers.judged import iter_groups, label_groups
+
+    cfg = SimpleNamespace(pairs=pairs, random_pairs_per_prompt=2, seed=3)
+    prompts = {f"p{p}": f"prompt {p}" for p in range(9)}
+    gens = _generations(9, 3)
+    make = (lambda: _WordCount()) if kind == "scoring" else (lambda: _LikesExclamations("x", None))
+    whole = label_groups(iter_groups(gens, "g.jsonl"), prompts, cfg, make(), chunk=10**9)
+    parts = label_groups(iter_groups(gens, "g.jsonl"), prompts, cfg, make(), chunk=4)
+    assert parts == whole
+    rows, stats = whole
+    assert rows and stats["pairs"] == len(rows) and stats["skipped_empty"] > 0
+    if pairs == "all_pairs":
+        assert stats["skipped_identical"] > 0
+    if kind == "pairwise":
+        # every pair is compared once whatever the chunks; "!" shown first flips the verdict of such pairs
+        assert stats["judge.comparisons"] == len(rows) + stats["skipped_tie"]
+        assert 0 < stats["judge.position_disagreement"] < 1
+
+
+def test_generations_of_one_prompt_must_be_together():
+    from tasks.errors import DataError
+    from tasks.labelers.judged import iter_groups
+
+    rows = [{"prompt_id": "a"}, {"prompt_id": "a"}, {"prompt_id": "b"}, {"prompt_id": "a"}]
+    with pytest.raises(DataError, match=r"g.jsonl: column 'prompt_id' rule 'the responses of one prompt on "
+                                        r"consecutive rows' failed(.|\n)*row 4: a"):
+        list(iter_groups(rows, "g.jsonl"))
+    assert [(p, len(g)) for p, g in iter_groups(rows[:3], "g.jsonl")] == [("a", 2), ("b", 1)]

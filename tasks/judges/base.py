@@ -5,7 +5,8 @@ decision (``None`` for a tie). A *scoring* judge (reward model, embedding,
 simulated annotator) also scores single responses, which is what
 ``label.pairs: best_vs_worst`` needs to pick the pair. A judge that shows both
 responses in one prompt (``llm``, ``http``) asks twice with the positions
-swapped and keeps how often the two orders disagree in ``stats``.
+swapped and keeps how often the two orders disagree in ``stats``. A judge's
+``stats`` cover every call it made: a stage may judge its list in several calls.
 """
 
 from __future__ import annotations

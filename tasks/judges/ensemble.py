@@ -20,6 +20,7 @@ class EnsembleJudge(Judge):
         self.scores_responses = cfg.combine == "mean" and all(m.scores_responses for m in members)
         self.batch_size = math.lcm(*(m.batch_size for m in members))     # a multiple of every member's batch
         self.shardable = all(m.shardable for m in members)
+        self.compared = 0                    # comparisons so far: ``stats['agreement']`` is over all of them
 
     def score(self, prompts, responses) -> list[float]:
         # Only for best-vs-worst pair picking: the mean of the members' scores.
@@ -31,6 +32,8 @@ class EnsembleJudge(Judge):
         for m in self.members:
             probs.append(m.compare(prompts, a, b, keys).p_a)
             self.stats.update({f"{m.name.split(':', 1)[-1]}.{k}": v for k, v in m.stats.items()})
-        self.stats["agreement"] = agreement_rate(probs)
+        before, self.compared = self.compared, self.compared + len(a)
+        self.stats["agreement"] = (self.stats.get("agreement", 0.0) * before
+                                   + agreement_rate(probs) * len(a)) / max(1, self.compared)
         combined = combine_mean(probs) if self.cfg.combine == "mean" else combine_majority(probs)
         return Verdicts(combined)

@@ -3,7 +3,7 @@
 The judge is asked twice, A shown first and then B shown first, and the two
 answers are averaged (``tasks/judges/math.py::swap_average``); the share of
 comparisons whose verdict flips with the order is the judge's position-bias
-rate, kept in ``stats['position_disagreement']``.
+rate, kept in ``stats['position_disagreement']`` over all of the judge's calls.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class PairwiseJudge(Judge):
         ab = self.p_first(prompts, a, b)
         ba = self.p_first(prompts, b, a)
         out = [swap_average(x, y) for x, y in zip(ab, ba)]
-        self.stats["position_disagreement"] = sum(d for _, d in out) / max(1, len(out))
-        self.stats["comparisons"] = float(len(out))
+        # Over every comparison this judge made (a stage may compare its pairs in several calls).
+        before = self.stats.get("comparisons", 0.0)
+        flips = self.stats.get("position_disagreement", 0.0) * before + sum(d for _, d in out)
+        self.stats["comparisons"] = before + len(out)
+        self.stats["position_disagreement"] = flips / max(1.0, self.stats["comparisons"])
         return Verdicts([p for p, _ in out])

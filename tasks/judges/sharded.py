@@ -67,6 +67,7 @@ class ShardedJudge(Judge):
         super().__init__()
         self.inner, self.key, self.ctx, self.scale = inner, key, ctx, scale
         self.name, self.scores_responses, self.batch_size = inner.name, inner.scores_responses, inner.batch_size
+        self.compared = 0                    # comparisons so far: ``stats`` joins every call's shards
 
     def __getattr__(self, attr):
         if attr == "inner":                     # not set yet (unpickling): no recursion
@@ -90,5 +91,7 @@ class ShardedJudge(Judge):
         calls = [dict(name=self.key, ctx=self.ctx, prompts=prompts[i:j], a=a[i:j], b=b[i:j],
                       keys=None if keys is None else keys[i:j]) for i, j in spans]
         parts = run_shards(compare_shard, calls, self.scale)
-        self.stats = merge_stats([(stats, j - i) for (_, _, stats), (i, j) in zip(parts, spans)])
+        self.stats = merge_stats([(self.stats, self.compared),
+                                  *((stats, j - i) for (_, _, stats), (i, j) in zip(parts, spans))])
+        self.compared += len(a)
         return Verdicts([p for part in parts for p in part[0]], [w for part in parts for w in part[1]])

@@ -9,7 +9,8 @@
 - ``label_studio``: people label in a Label Studio project while the flow waits
   (``tasks/labelers/label_studio.py``).
 
-Each returns :class:`Labels`: rows in the labels contract, counters for MLflow,
+Each receives the generations as an iterable to read once, and returns
+:class:`Labels`: rows in the labels contract, counters for MLflow,
 and for people's feedback the ratings rows and the annotations that the label
 quality report reads.
 """
@@ -17,6 +18,7 @@ quality report reads.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import NamedTuple
 
 LABELERS = {
@@ -28,8 +30,9 @@ LABELERS = {
 
 
 class Labels(NamedTuple):
-    rows: list                      # the labels table (pairs; ties carry tie: true)
-    stats: dict                     # counters for MLflow
+    rows: Iterable                  # the labels table (pairs; ties carry tie: true): a list, or rows made as
+                                    # they are read (judges), which the stage writes as they come
+    stats: dict                     # counters for MLflow (of streamed rows: complete once they are all read)
     ratings: tuple | list = ()      # single rated responses (likert, attributes, comment), for KTO
     annotations: object = None      # tasks.labelers.feedback.Annotations of people's feedback, for label quality
     weights: dict | None = None     # the rubric's criterion weights (attributes)

@@ -8,15 +8,22 @@ judge decided for; the confidence is the judge's probability of that choice.
 In an environment with a hidden truth, the stage also reports how often the
 labels agree with it (over pairs whose hidden scores differ): that is how a
 judge's quality is watched without the judge ever seeing the truth.
+
+The generations are read as a stream and judged ``CHUNK`` responses (whole
+prompt groups) at a time, and each label row is written as it is made, so the
+stage's memory does not grow with the number of prompts.
 """
 
 from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 
 from tasks.pairs import build_pairs
 from tasks.text import normalize
+
+CHUNK = 8192      # responses judged per call: memory stays bounded however many prompts there are
 
 
 def group_generations(rows: list[dict]) -> "OrderedDict[str, list[dict]]":
@@ -26,30 +33,83 @@ def group_generations(rows: list[dict]) -> "OrderedDict[str, list[dict]]":
     return groups
 
 
-def label_groups(groups, prompts: dict, cfg, judge, truth=None) -> tuple[list[dict], dict]:
-    """Label rows and counters. ``prompts`` maps prompt id -> prompt (text or messages); ``truth``
-    is the environment's annotator when it has one (only for the agreement figure)."""
-    rng = random.Random(cfg.seed)
-    ids = list(groups)
-    flat_p = [prompts[pid] for pid in ids for _ in groups[pid]]
-    flat_r = [g["response"] for pid in ids for g in groups[pid]]
+def iter_groups(rows: Iterable[dict], source) -> Iterator[tuple[str, list[dict]]]:
+    """``(prompt id, its rows)`` from ``rows`` in which each prompt's rows come together, as ``generate``
+    writes them; a prompt id that comes back after another one stops with a DataError naming ``source`` and
+    the row."""
+    from tasks.errors import DataError
+
+    seen: set[str] = set()
+    pid, group = None, []
+    for n, row in enumerate(rows, 1):
+        key = str(row["prompt_id"])
+        if key != pid:
+            if group:
+                yield pid, group
+            if key in seen:
+                raise DataError(source, "the responses of one prompt on consecutive rows", column="prompt_id",
+                                rows=[(n, key)], detail=f"prompt_id {key!r} comes back after other prompts")
+            seen.add(key)
+            pid, group = key, []
+        group.append(row)
+    if group:
+        yield pid, group
+
+
+def chunks(groups: Iterable[tuple[str, list]], size: int) -> Iterator[list[tuple[str, list]]]:
+    """Whole groups, gathered until they hold at least ``size`` rows (the last chunk may hold fewer)."""
+    chunk, n = [], 0
+    for item in groups:
+        chunk.append(item)
+        n += len(item[1])
+        if n >= size:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
+
+
+class Counts:
+    """The label stage's counters, added up over the chunks; ``stats()`` once every chunk is labelled."""
+
+    def __init__(self):
+        self.pairs = self.identical = self.empty = self.ties = self.agree = self.decided = 0
+        self.confidence = 0.0
+        self.prompts: set[str] = set()
+
+    def stats(self, judge, truth) -> dict:
+        out = {"pairs": self.pairs, "skipped_identical": self.identical, "skipped_empty": self.empty,
+               "skipped_tie": self.ties, "prompts_labelled": len(self.prompts),
+               "mean_confidence": self.confidence / max(1, self.pairs),
+               **{f"judge.{k}": v for k, v in judge.stats.items()}}
+        if truth is not None:
+            out["truth_agreement"] = self.agree / max(1, self.decided)
+        return out
+
+
+def _label_chunk(groups: list[tuple[str, list]], prompts: dict, cfg, judge, truth, rng, counts: Counts):
+    """The label rows of one chunk of prompt groups; ``rng`` (pair picking) and ``counts`` run on across chunks."""
+    flat_p = [prompts[pid] for pid, g in groups for _ in g]
+    flat_r = [r["response"] for _, g in groups for r in g]
     scores = judge.score(flat_p, flat_r) if judge.scores_responses else None
     t_scores = None if truth is None else scores if truth is judge else truth.score(flat_p, flat_r)
 
-    pairs, empty, identical, offset = [], 0, 0, 0       # (pid, index of a, index of b) in the flat lists
-    for pid in ids:
-        k = len(groups[pid])
+    pairs, offset = [], 0       # (pid, index of a, index of b) in the flat lists
+    for pid, g in groups:
+        k = len(g)
         s = scores[offset:offset + k] if scores is not None else [0.0] * k
         for i, j in build_pairs(cfg.pairs, s, n_random=cfg.random_pairs_per_prompt, rng=rng):
             a, b = offset + i, offset + j
             if not flat_r[a].strip() or not flat_r[b].strip():
-                empty += 1
+                counts.empty += 1
             elif normalize(flat_r[a]) == normalize(flat_r[b]):
-                identical += 1
+                counts.identical += 1
             else:
                 pairs.append((pid, a, b))
         offset += k
-    resp_ids = [g["response_id"] for pid in ids for g in groups[pid]]
+    if not pairs:
+        return []
+    resp_ids = [r["response_id"] for _, g in groups for r in g]
     args = ([flat_p[a] for _, a, _ in pairs], [flat_r[a] for _, a, _ in pairs], [flat_r[b] for _, _, b in pairs])
     keys = [(resp_ids[a], resp_ids[b]) for _, a, b in pairs]
     if scores is not None and hasattr(judge, "compare_scored"):   # every response is scored: decide from those
@@ -58,28 +118,50 @@ def label_groups(groups, prompts: dict, cfg, judge, truth=None) -> tuple[list[di
     else:
         verdicts = judge.compare(*args, keys=keys)
 
-    rows, ties, agree, decided = [], 0, 0, 0
+    rows = []
     for (pid, a, b), p_a, a_wins in zip(pairs, verdicts.p_a, verdicts.a_wins):
         if a_wins is None:
-            ties += 1
+            counts.ties += 1
             continue
         c, r = (a, b) if a_wins else (b, a)
         if t_scores is not None and t_scores[c] != t_scores[r]:
-            decided += 1
-            agree += t_scores[c] > t_scores[r]
+            counts.decided += 1
+            counts.agree += t_scores[c] > t_scores[r]
         row = {"prompt_id": pid, "chosen": flat_r[c], "rejected": flat_r[r], "chosen_id": resp_ids[c],
                "rejected_id": resp_ids[r], "labeler": judge.name,
                "confidence": round(float(p_a if a_wins else 1 - p_a), 6)}
         if scores is not None:
             row.update(score_chosen=round(float(scores[c]), 6), score_rejected=round(float(scores[r]), 6))
+        counts.pairs += 1
+        counts.confidence += row["confidence"]
+        counts.prompts.add(pid)
         rows.append(row)
-    stats = {"pairs": len(rows), "skipped_identical": identical, "skipped_empty": empty, "skipped_tie": ties,
-             "prompts_labelled": len({r["prompt_id"] for r in rows}),
-             "mean_confidence": sum(r["confidence"] for r in rows) / max(1, len(rows)),
-             **{f"judge.{k}": v for k, v in judge.stats.items()}}
-    if t_scores is not None:
-        stats["truth_agreement"] = agree / max(1, decided)
-    return rows, stats
+    return rows
+
+
+def label_stream(groups: Iterable[tuple[str, list]], prompts: dict, cfg, judge, truth=None,
+                 chunk: int = CHUNK) -> tuple[Iterator[dict], dict]:
+    """``(rows, stats)``: label rows as they are made, ``chunk`` responses of whole prompt groups judged at a
+    time, so memory does not grow with the data; ``stats`` (counters for MLflow) is filled in once ``rows``
+    is exhausted. ``prompts`` maps prompt id -> prompt (text or messages); ``truth`` is the environment's
+    annotator when it has one (only for the agreement figure). The pairs, and a per-response judge's
+    verdicts, are those of judging every group in one call: pair picking draws from one random stream, and
+    the judge's stats cover all of its calls."""
+    rng = random.Random(cfg.seed)
+    counts, stats = Counts(), {}
+
+    def rows():
+        for part in chunks(groups, chunk):
+            yield from _label_chunk(part, prompts, cfg, judge, truth, rng, counts)
+        stats.update(counts.stats(judge, truth))
+    return rows(), stats
+
+
+def label_groups(groups, prompts: dict, cfg, judge, truth=None, chunk: int = CHUNK) -> tuple[list[dict], dict]:
+    """``label_stream`` gathered: the rows as a list, and the counters."""
+    rows, stats = label_stream(groups.items() if isinstance(groups, dict) else groups, prompts, cfg, judge, truth,
+                               chunk)
+    return list(rows), stats
 
 
 def _truth(ctx):
@@ -88,19 +170,20 @@ def _truth(ctx):
     return load_env(ctx.task.env).annotator(ctx.truth, 0) if info(ctx.task.env).has_truth else None
 
 
-def label_by_judge(cfg, ctx, prompts: dict, generations: list[dict]):
+def label_by_judge(cfg, ctx, prompts: dict, generations: Iterable[dict]):
     from tasks.judges import build_judge
     from tasks.labelers import Labels
+    from tasks.paths import GENERATIONS
 
-    return Labels(*label_groups(group_generations(generations), prompts, cfg, build_judge(cfg.judge, ctx),
+    return Labels(*label_stream(iter_groups(generations, GENERATIONS), prompts, cfg, build_judge(cfg.judge, ctx),
                                 _truth(ctx)))
 
 
-def label_by_annotator(cfg, ctx, prompts: dict, generations: list[dict]):
+def label_by_annotator(cfg, ctx, prompts: dict, generations: Iterable[dict]):
     from tasks.envs import load_env
+    from tasks.labelers import Labels
+    from tasks.paths import GENERATIONS
 
     annotator = load_env(ctx.task.env).annotator(ctx.truth, cfg.seed)
     # The annotator's scores are the truth's: it is its own agreement reference.
-    from tasks.labelers import Labels
-
-    return Labels(*label_groups(group_generations(generations), prompts, cfg, annotator, annotator))
+    return Labels(*label_stream(iter_groups(generations, GENERATIONS), prompts, cfg, annotator, annotator))
