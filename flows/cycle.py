@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from prefect import flow, get_run_logger, task
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 
 from tasks import tracking
 from tasks.config import load_params
@@ -60,10 +60,17 @@ def _retry_on_io(task, task_run, state) -> bool:
     return False
 
 
+def skipped() -> Completed:
+    """The final state of a stage that was up to date: Completed, named "Skipped" in Prefect's UI."""
+    return Completed(name="Skipped", message="up to date (dvc status): not run")
+
+
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io, persist_result=False)
-def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict:
+def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict | Completed:
     """Run stage ``name`` if it is stale (``stale``: already known, else asked of ``dvc status``), then record
-    it in ``dvc.lock``."""
+    it in ``dvc.lock``. An up-to-date stage ends in the state ``skipped()``."""
+    if stale is False:
+        return skipped()
     from dvc.repo import Repo
 
     params = load_params(params_path)
@@ -72,7 +79,7 @@ def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict:
         if stale is None:
             stale = bool(repo.status(targets=[name]))
         if not stale:
-            return {"stage": name, "status": "skipped", "seconds": 0.0, "metrics": {}}
+            return skipped()
         get_run_logger().info(f"stage {name}: running")
         start = time.perf_counter()
         metrics = run_stage(name, params)
@@ -92,24 +99,41 @@ def promote_task(params_path: str, evaluated: bool = True) -> dict:
     return {"stage": "promote", "status": status, "seconds": time.perf_counter() - start, "metrics": result}
 
 
-def summary_table(rows: list[dict], winrate_source: str = "") -> str:
-    from rich.console import Console
-    from rich.table import Table
+def stage_row(name: str, state) -> dict:
+    """A stage task's row of the summary from its final state; a failed stage raises its error."""
+    if state.name == "Skipped":
+        return {"stage": name, "status": "skipped", "seconds": 0.0, "metrics": {}}
+    return state.result()
 
-    table = Table(title="cycle summary")
-    for col in ("stage", "status", "time (s)", "key metric", "output"):
-        table.add_column(col)
+
+def summary_rows(rows: list[dict], winrate_source: str = "") -> list[dict]:
+    """The summary's rows: stage, status, seconds, the stage's key metric and its output."""
+    out = []
     for r in rows:
-        key, out = KEY_METRIC.get(r["stage"], ("", ""))
+        key, out_path = KEY_METRIC.get(r["stage"], ("", ""))
         if key.endswith("*"):       # the family's member the gate reads (winrate_* -> winrate_truth), else the first
             gated = f"{key[:-1]}{winrate_source}"
             key = gated if gated in r["metrics"] else next(
                 (k for k in r["metrics"] if k.startswith(key[:-1]) and "_ci_" not in k), key)
         value = r["metrics"].get(key)
         if r["stage"] == "promote":
-            key, value, out = "policy_version", r["metrics"].get("policy_version"), "models/champion"
+            key, value, out_path = "policy_version", r["metrics"].get("policy_version"), "models/champion"
         shown = f"{key}={value:.4g}" if isinstance(value, float) else (f"{key}={value}" if value is not None else "")
-        table.add_row(r["stage"], r["status"], f"{r['seconds']:.1f}", shown, out)
+        out.append({"stage": r["stage"], "status": r["status"], "time (s)": f"{r['seconds']:.1f}",
+                    "key metric": shown, "output": out_path})
+    return out
+
+
+def summary_table(rows: list[dict], winrate_source: str = "") -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="cycle summary")
+    shown = summary_rows(rows, winrate_source)
+    for col in ("stage", "status", "time (s)", "key metric", "output"):
+        table.add_column(col)
+    for r in shown:
+        table.add_row(*r.values())
     buf = io.StringIO()
     Console(file=buf, width=120).print(table)
     return buf.getvalue()
@@ -142,13 +166,17 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
     tags = {"rft.kind": "cycle", iterations.ITERATION_TAG: str(iteration), "git.commit": tracking.git_commit(),
             "rft.parent_version": iterations.champion_version(client) or "none",
             "rft.winrate_source": params.promote.winrate_source}
+    tags.update(prefect_links())
     with mlflow.start_run(run_name=f"cycle {iteration}", tags=tags) as parent:
         os.environ[tracking.PARENT_ENV] = parent.info.run_id
+        os.environ[tracking.CYCLE_ENV] = f"cycle {iteration}"          # the stage runs' names start with it
+        mlflow.log_params(tracking.flat_params(params))                 # the whole params.yaml, to compare
         name = names[0]
         try:
             known = Staleness(names, initially)          # initially: the stale stages, if the caller asked DVC
             for name in names:
-                rows.append(stage_task.with_options(name=name)(name, params_path, known.stale(name)))
+                state = stage_task.with_options(name=name)(name, params_path, known.stale(name), return_state=True)
+                rows.append(stage_row(name, state))
                 known.ran(rows[-1]["status"] == "ran")
             if stages is None:
                 name = "record"
@@ -159,6 +187,7 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
                 rows.append(row)
                 mlflow.set_tags({"rft.promoted": str(row["metrics"]["promoted"]).lower(),
                                  "rft.promotion_reason": row["metrics"]["reason"][:5000]})
+                mlflow.log_metric("promoted", float(bool(row["metrics"]["promoted"])))
                 if row["metrics"]["promoted"]:
                     version = row["metrics"]["policy_version"]
                     done = iterations.publish(params.promote, f"rft iteration {iteration}: promote policy v{version}")
@@ -170,12 +199,14 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
             mlflow.set_tag("rft.error", error[:5000])
         finally:
             os.environ.pop(tracking.PARENT_ENV, None)
+            os.environ.pop(tracking.CYCLE_ENV, None)
         mlflow.set_tag("rft.status", "failed" if error else "ok")
         mlflow.log_metrics({f"{r['stage']}.seconds": r["seconds"] for r in rows})
         mlflow.log_metric("cycle_seconds", time.perf_counter() - t_start)
         table = summary_table(rows, params.promote.winrate_source)
         mlflow.log_text(table, "summary.txt")
         parent_id = parent.info.run_id
+    publish_artifacts(iteration, rows, params, parent_id, error)
     log = get_run_logger()
     log.info("\n" + table)
     if error:
@@ -188,6 +219,63 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
         # The flow run ends Failed in the Prefect UI, with the message and no traceback.
         return Failed(message=error.splitlines()[0], data=CycleStopped(error, result))
     return result
+
+
+def prefect_links() -> dict:
+    """Tags of the MLflow parent run that lead to the Prefect flow run: its id, and its page where the server
+    serves a UI."""
+    from prefect.runtime import flow_run
+
+    links = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
+    if flow_run.ui_url:
+        links["prefect.flow_run_url"] = flow_run.ui_url
+    return links
+
+
+def mlflow_link(params, run_id: str) -> str:
+    """Where the MLflow run is: its page on a tracking server, else the command that serves the local store."""
+    uri = params.tracking.uri
+    if uri.startswith(("http://", "https://")):
+        import mlflow
+
+        exp = mlflow.get_run(run_id).info.experiment_id
+        return f"[MLflow run {run_id}]({uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id})"
+    return f"MLflow run `{run_id}` (`mlflow ui --backend-store-uri {uri}`)"
+
+
+def decision_markdown(iteration: int, rows: list[dict], params, run_id: str, error: str | None) -> str:
+    """The promotion decision as the flow run's markdown artifact: what was decided, why, on which figures."""
+    promote = next((r for r in rows if r["stage"] == "promote"), None)
+    evaluation = next((r["metrics"] for r in rows if r["stage"] == "evaluate" and r["metrics"]), {})
+    if error:
+        head, why = "stopped", error
+    elif promote is None:
+        head, why = "no decision", "the promote step did not run in this flow"
+    else:
+        m = promote["metrics"]
+        head = f"promoted policy v{m.get('policy_version')}" if m["promoted"] else \
+            "kept the champion" if m["decided"] else "nothing to decide"
+        why = m["reason"]
+    lines = [f"# Cycle {iteration}: {head}", "", why, ""]
+    source = f"winrate_{params.promote.winrate_source}"
+    if source in evaluation:
+        lines += ["| figure | value |", "| --- | --- |",
+                  f"| {source} | {evaluation[source]:.3f} (95% CI {evaluation.get(source + '_ci_low', float('nan')):.3f}"
+                  f"–{evaluation.get(source + '_ci_high', float('nan')):.3f}) |"]
+        lines += [f"| {k} | {evaluation[k]:.3f} |" for k in ("kl", "reward_mean", "distinct_2") if k in evaluation]
+        lines.append("")
+    lines.append(f"Recorded in {mlflow_link(params, run_id)}.")
+    return "\n".join(lines)
+
+
+def publish_artifacts(iteration: int, rows: list[dict], params, run_id: str, error: str | None) -> None:
+    """The summary table and the promotion decision as artifacts of the Prefect flow run."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(summary_rows(rows, params.promote.winrate_source), key="cycle-summary",
+                          description=f"Cycle {iteration}: each stage, ran or skipped, its time and key figure.")
+    create_markdown_artifact(decision_markdown(iteration, rows, params, run_id, error), key="promotion-decision",
+                             description=f"Cycle {iteration}: the gate's decision.")
 
 
 def _record_iteration(params, iteration: int, client, run_id: str, rows: list[dict]) -> None:
@@ -209,8 +297,12 @@ def _record_iteration(params, iteration: int, client, run_id: str, rows: list[di
 
         evaluation = json.loads(EVAL_METRICS.read_text()) if EVAL_METRICS.exists() else {}
     mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
+    trained = next((r["metrics"] for r in rows if r["stage"] == "train_reward" and r["metrics"]), {})
+    mlflow.log_metrics({f"reward_model.{k}": float(v) for k, v in trained.items()
+                        if isinstance(v, (int, float)) and ("acc" in k or "loss" in k)})
     hashes = iterations.data_hashes()
     mlflow.set_tags({f"dvc.md5.{path}": md5 for path, md5 in hashes.items()})
+    tracking.log_datasets(hashes, DATASETS)
     versions = {"policy": read_meta(CANDIDATE).get("registry_version") if CANDIDATE.exists() else None}
     if REWARD.exists():
         versions["reward-model"] = reward_meta(REWARD).get("registry_version")
@@ -222,6 +314,11 @@ def _record_iteration(params, iteration: int, client, run_id: str, rows: list[di
     done = iterations.publish(params.promote, f"rft iteration {iteration}: outputs of cycle run {run_id}")
     if "commit" in done:
         mlflow.set_tag("rft.commit", done["commit"])
+
+
+# The cycle's datasets on its MLflow parent run (``mlflow.log_input``), by context, with their DVC hashes.
+DATASETS = {"data/prompts.jsonl": "prompts (train and held-out)", "data/labels.jsonl": "labels",
+            "data/generations.jsonl": "generations", "data/eval.jsonl": "held-out evaluation"}
 
 
 class CycleStopped(RFTError):

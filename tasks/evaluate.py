@@ -98,7 +98,7 @@ def run_evaluate(params: Params) -> dict:
     from tasks.envs import info, load_env
     from tasks.evalmath import sequence_kl
     from tasks.judges import JudgeContext, build_judge, judge_files
-    from tasks.policy import load_policy, pick_device
+    from tasks.policy import load_policy, pick_device, read_meta
     from tasks.rewardmodel import RewardModel
     from tasks.rollout import token_logprobs
     from tasks.shard import cluster
@@ -119,6 +119,11 @@ def run_evaluate(params: Params) -> dict:
         device = pick_device(cfg.device, "evaluate.device")
         cand_model, tok = load_policy(CANDIDATE, device)
         champ_model, _ = load_policy(champion, device)
+        versions = {who: str(read_meta(path).get("registry_version")) for who, path in
+                    (("candidate", CANDIDATE), ("champion", champion))}
+        tracking.name_run(f"evaluate policy v{versions['candidate']} vs v{versions['champion']}",
+                          **{"rft.candidate_version": versions["candidate"],
+                             "rft.champion_version": versions["champion"]})
         cand_r, champ_r = _rollouts(cand_model, tok, base, cfg, device), _rollouts(champ_model, tok, base, cfg, device)
         kls = [float(x) for r in cand_r for x in sequence_kl(token_logprobs(cand_model, r, cfg.temperature),
                                                              token_logprobs(champ_model, r, cfg.temperature),

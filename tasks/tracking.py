@@ -22,6 +22,7 @@ from tasks.errors import store_error
 from tasks.io import clean_scratch, dvc_md5, recover_all
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
+CYCLE_ENV = "RFT_CYCLE_NAME"          # "cycle 7" while a cycle's stages run: their runs are "cycle 7 / <stage>"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
@@ -118,6 +119,53 @@ def metric_name(text: str) -> str:
 
 
 @contextlib.contextmanager
+def run_name(what: str) -> str:
+    """A stage run's name: ``cycle 7 / generate`` inside a cycle, ``generate`` on its own (``rft stage``)."""
+    cycle = os.environ.get(CYCLE_ENV)
+    return f"{cycle} / {what}" if cycle else what
+
+
+def name_run(what: str, **tags: str) -> None:
+    """Rename the active run to ``run_name(what)`` once it knows more of itself, and set ``tags``."""
+    import mlflow
+
+    mlflow.set_tags({"mlflow.runName": run_name(what), **tags})
+
+
+def flat_params(params) -> dict:
+    """The whole of ``params``, flattened to ``section.key`` (a cycle's parent run logs it)."""
+    import dataclasses
+
+    from tasks.params_audit import unwrap
+
+    out: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if dataclasses.is_dataclass(value):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+    walk("", unwrap(params))
+    return out
+
+
+def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
+    """``mlflow.log_input`` for each path of ``contexts`` that ``hashes`` (path -> DVC md5) records: the file's
+    path as its source and name, its DVC hash as its digest, so two runs on the same data show the same
+    dataset."""
+    import mlflow
+    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for path, context in contexts.items():
+        if hashes.get(path):
+            source = LocalArtifactDatasetSource(str(Path(path).resolve()))
+            mlflow.log_input(MetaDataset(source, name=path, digest=hashes[path]), context=context)
+
+
 def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Iterator["mlflow.ActiveRun"]:
     """Open the stage's MLflow run, log its params and lineage, and time it.
 
@@ -138,7 +186,7 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
     setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
     inputs = input_paths(stage, params) + list(extra_inputs)
-    kwargs = {"run_name": stage, "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
+    kwargs = {"run_name": run_name(stage), "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
                                           **lineage_tags(inputs)}}
     if parent:
         kwargs.update(parent_run_id=parent, nested=True)

@@ -70,17 +70,52 @@ def test_mlflow_parent_and_child_runs(cycled):
     for child in children:
         assert child.info.status == "FINISHED" and child.data.metrics, child.info.run_name
         assert child.data.tags["git.commit"]
-    generate = next(r for r in children if r.info.run_name == "generate")
+    generate = next(r for r in children if r.data.tags["rft.stage"] == "generate")
     assert generate.data.metrics["tokens_per_second"] > 0
     artifacts = [a.path for a in client.list_artifacts(generate.info.run_id)]
     assert "sample_generations.json" in artifacts
     # What a stage run logs comes from the manifest: its declared params and the hashes of its declared inputs.
-    label = next(r for r in children if r.info.run_name == "label")
+    label = next(r for r in children if r.data.tags["rft.stage"] == "label")
     assert label.data.tags["rft.params"] == "label,label_studio,task,judges,truth"
     assert label.data.params["judges.embedding.kind"] == "embedding" and label.data.params["task.env"] == "reviews"
     assert "dvc.md5.tasks/envs/reviews/rubric.yaml" in label.data.tags and "dvc.md5.data/incoming" in label.data.tags
-    boot = next(r for r in children if r.info.run_name == "bootstrap")
+    boot = next(r for r in children if r.data.tags["rft.stage"] == "bootstrap")
     assert len(client.get_metric_history(boot.info.run_id, "pretrain_loss")) >= 2   # a learning curve
+    # Run names say what they are; the evaluate run names and tags both policy versions.
+    assert generate.info.run_name == "cycle 1 / generate"
+    evaluate = next(r for r in children if r.data.tags["rft.stage"] == "evaluate")
+    assert evaluate.info.run_name == "cycle 1 / evaluate policy v2 vs v1"
+    assert (evaluate.data.tags["rft.candidate_version"], evaluate.data.tags["rft.champion_version"]) == ("2", "1")
+
+
+def test_the_parent_run_holds_the_cycles_params_results_and_datasets(cycled):
+    path, _ = cycled
+    client = _client(path)
+    exp = client.get_experiment_by_name("rft-cycle")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`rft.kind` = 'cycle'")
+    assert parent.info.run_name == "cycle 1"
+    # The whole params.yaml, flattened: comparing two cycles shows what changed.
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    assert parent.data.params["optimize.algorithm"] == params["optimize"]["algorithm"]
+    assert parent.data.params["optimize.grpo.beta"] == str(params["optimize"]["grpo"]["beta"])
+    assert parent.data.params["promote.max_kl"] == str(FIRST_GATE["max_kl"])
+    assert len(parent.data.params) > 150
+    # What it did: the gate's figures, the reward model's accuracy, and the decision.
+    metrics = parent.data.metrics
+    for key in ("winrate_truth", "winrate_truth_ci_low", "winrate_truth_ci_high", "kl",
+                "reward_model.heldout_accuracy"):
+        assert key in metrics, key
+    assert metrics["promoted"] == 0.0 and parent.data.tags["rft.promoted"] == "false"
+    # Its datasets, each with the DVC hash dvc.lock records as its digest.
+    lock = yaml.safe_load((path / "dvc.lock").read_text())["stages"]
+    outs = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
+    inputs = {d.dataset.name: (d.dataset.digest, [t.value for t in d.tags])
+              for d in client.get_run(parent.info.run_id).inputs.dataset_inputs}
+    for name, context in (("data/prompts.jsonl", "prompts (train and held-out)"), ("data/labels.jsonl", "labels"),
+                          ("data/eval.jsonl", "held-out evaluation")):
+        assert inputs[name] == (outs[name], [context]), name
+    # The link to the Prefect flow run that ran it.
+    assert len(parent.data.tags["prefect.flow_run_id"]) == 36
 
 
 def test_a_refused_candidate_leaves_the_champion_where_it_was(cycled):

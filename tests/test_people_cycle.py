@@ -85,7 +85,7 @@ def test_cycle_pauses_for_people_then_promotes_or_refuses(tmp_path, label_studio
     mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
     client = MlflowClient()
     exp = client.get_experiment_by_name("rft-cycle")
-    label = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "label")
+    label = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("rft.stage") == "label")
     assert label.data.metrics["quality.overlap_items"] == 12
     assert label.data.metrics["quality.tie_rate"] == pytest.approx(disagreed / 12)
     assert "quality.iaa_cohen_kappa" in label.data.metrics and "quality.judge.embedding.agreement" in \
@@ -99,7 +99,7 @@ def test_cycle_pauses_for_people_then_promotes_or_refuses(tmp_path, label_studio
     m = json.loads((path / "reports/eval/metrics.json").read_text())
     assert m["judge_people.annotations"] == len(judged) and m["judge_people.unanswered"] == 0
     assert m["winrate_people_ci_low"] <= m["winrate_people"] <= m["winrate_people_ci_high"]
-    evaluate = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluate")
+    evaluate = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("rft.stage") == "evaluate")
     assert token_nowhere_in(evaluate, label_studio.token)
     assert f"winrate_people {m['winrate_people']:.3f}, 95% CI low" in text     # the gate's reason names it
 

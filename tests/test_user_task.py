@@ -92,7 +92,7 @@ def test_cycle_with_http_and_llm_judges_on_chat_prompts(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
     client = MlflowClient()
     exp = client.get_experiment_by_name("rft-cycle")
-    evaluate = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluate")
+    evaluate = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("rft.stage") == "evaluate")
     assert evaluate.data.tags[f"dvc.md5.{Path(judge).as_posix()}"] == dvc_md5(judge)
 
 
