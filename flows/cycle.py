@@ -156,6 +156,7 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
     check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
     check_devices(params)                               # device: cuda without a GPU, before any stage
     recover_all("models", "data", Path(params.policy.champion_dir).parent, who="cycle")   # a swap a crash cut short
+    dvc_logs_once()
     exp_id = tracking.setup(params.tracking)
     client = mlflow.MlflowClient()
     iteration = iterations.next_iteration(client, exp_id)
@@ -327,6 +328,17 @@ class CycleStopped(RFTError):
     def __init__(self, message: str, result: dict):
         super().__init__(message)
         self.result = result
+
+
+def dvc_logs_once() -> None:
+    """DVC prints its messages ("Updating lock file 'dvc.lock'") through handlers of its own, and they also
+    reach the console handler Prefect puts on the root logger: each line came out twice. Inside the flow
+    Prefect's alone prints them, timestamped like the flow's other lines."""
+    import logging
+
+    import dvc.repo  # noqa: F401  (DVC adds its handlers when it is imported)
+
+    logging.getLogger("dvc").handlers.clear()
 
 
 def stale_stages(names: list[str] | None = None) -> set[str]:

@@ -61,6 +61,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
 
     from tasks.io import scratch_dir
     from tasks.launch import gathered
+    from tasks.progress import label_progress
 
     torch.manual_seed(cfg.seed)
     path = base_path(cfg)
@@ -105,6 +106,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
             ddp_find_unused_parameters=True)
         trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                                 peft_config=peft_config, callbacks=[Log()])
+        label_progress(trainer, "train_reward", cfg.log_every)
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0

@@ -118,7 +118,6 @@ def metric_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text).strip("_")
 
 
-@contextlib.contextmanager
 def run_name(what: str) -> str:
     """A stage run's name: ``cycle 7 / generate`` inside a cycle, ``generate`` on its own (``rft stage``)."""
     cycle = os.environ.get(CYCLE_ENV)
@@ -166,6 +165,7 @@ def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
             mlflow.log_input(MetaDataset(source, name=path, digest=hashes[path]), context=context)
 
 
+@contextlib.contextmanager
 def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Iterator["mlflow.ActiveRun"]:
     """Open the stage's MLflow run, log its params and lineage, and time it.
 

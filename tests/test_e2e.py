@@ -54,6 +54,12 @@ def test_flow_prints_summary_and_where_to_look(cycled):
     _, out = cycled
     text = out.stdout + out.stderr
     assert "cycle summary" in text and "mlflow ui --backend-store-uri sqlite:///mlruns.db" in text
+    # Each dvc.lock update is printed once, by Prefect's handler (DVC's own printed each a second time).
+    updates = [line for line in text.splitlines() if "lock file 'dvc.lock'" in line]
+    assert updates and all("| dvc.dvcfile - " in line for line in updates), updates[:3]
+    # Training bars are named by stage and phase; TRL's every-step dicts go to MLflow, not the console.
+    assert "train_reward:" in text and "optimize grpo" in text
+    assert "{'loss'" not in text and "'learning_rate'" not in text
     for stage in STAGES:
         assert stage in text
 

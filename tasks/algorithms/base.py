@@ -109,8 +109,13 @@ def last_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def fit(trainer, run: Run) -> dict:
-    """Train, resuming from the last complete checkpoint in ``run.checkpoint_dir`` when there is one."""
+def fit(trainer, run: Run, phase: str = "") -> dict:
+    """Train, resuming from the last complete checkpoint in ``run.checkpoint_dir`` when there is one. The
+    console shows a bar named ``optimize <algorithm> [phase]`` and a line every ``optimize.log_every`` steps."""
+    from tasks.progress import label_progress
+
+    label_progress(trainer, " ".join(filter(None, ["optimize", run.common.algorithm, phase])),
+                   run.common.log_every)
     resume = last_checkpoint(run.checkpoint_dir)
     if resume:
         print(f"optimize: resuming from {resume}", flush=True)

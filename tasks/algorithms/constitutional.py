@@ -161,7 +161,7 @@ def train(run):
                     max_length=context_length(policy), completion_only_loss=True, packing=False)
     trainer = SFTTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                          callbacks=run.callbacks)
-    sft_info = fit(trainer, sft)
+    sft_info = fit(trainer, sft, "sft")
     policy = trainer.model
     info = {"revised": len(rows), "changed_by_revision": sum(a != b for a, b in zip(replies, current)),
             "sft_loss": sft_info["train_loss"], "steps": sft_info["steps"]}
@@ -230,7 +230,7 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
                          train_dataset=Dataset.from_list([{"prompt": format_prompt(p, tok), "chosen": " " + c,
                                                            "rejected": " " + x} for p, c, x in pairs]),
                          processing_class=tok, callbacks=run.callbacks)
-    rl_info = fit(trainer, dpo)
+    rl_info = fit(trainer, dpo, "dpo")
     return trainer.model, {**info, "rl_loss": rl_info["train_loss"], "steps": info["steps"] + rl_info["steps"]}
 
 

@@ -93,7 +93,7 @@ def train(run):
         trainer = DPOTrainer(model=policy, ref_model=run.reference,
                              args=dpo_args(sub, cfg, num_train_epochs=cfg.epochs_per_round),
                              train_dataset=Dataset.from_list(rows), processing_class=run.tok)
-        out = fit(trainer, sub)
+        out = fit(trainer, sub, f"round {rnd + 1}")
         policy = trainer.model
         steps += out["steps"]
         run.log("round/dpo_loss", out["train_loss"], rnd)
