@@ -156,12 +156,12 @@ def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
     path as its source and name, its DVC hash as its digest, so two runs on the same data show the same
     dataset."""
     import mlflow
-    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     for path, context in contexts.items():
         if hashes.get(path):
-            source = LocalArtifactDatasetSource(str(Path(path).resolve()))
+            source = resolve_dataset_source(str(Path(path).resolve()))      # a local file source
             mlflow.log_input(MetaDataset(source, name=path, digest=hashes[path]), context=context)
 
 
