@@ -35,8 +35,9 @@ browser:
 test: setup browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q --durations=25
 
+MLFLOW_PORT ?= 5000
 mlflow-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 clean:
 	rm -rf data models reports checkpoints mlruns.db mlartifacts dvc.lock

@@ -207,14 +207,14 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
         table = summary_table(rows, params.promote.winrate_source)
         mlflow.log_text(table, "summary.txt")
         parent_id = parent.info.run_id
-    publish_artifacts(iteration, rows, params, parent_id, error)
+    publish_artifacts(iteration, rows, params, exp_id, parent_id, error)
     log = get_run_logger()
     log.info("\n" + table)
     if error:
         log.info(f"cycle stopped: {error}")
     elif rows and rows[-1]["stage"] == "promote":
         log.info(rows[-1]["metrics"]["reason"])
-    log.info(f"MLflow UI: mlflow ui --backend-store-uri {params.tracking.uri}  (parent run {parent_id})")
+    log.info(mlflow_ui_hint(params.tracking.uri, exp_id, parent_id))
     result = {"ok": error is None, "error": error, "stages": rows, "parent_run_id": parent_id}
     if error:
         # The flow run ends Failed in the Prefect UI, with the message and no traceback.
@@ -233,18 +233,47 @@ def prefect_links() -> dict:
     return links
 
 
-def mlflow_link(params, run_id: str) -> str:
-    """Where the MLflow run is: its page on a tracking server, else the command that serves the local store."""
+def run_page(base: str, exp_id: str, run_id: str) -> str:
+    """The page of MLflow run ``run_id`` of experiment ``exp_id`` on the MLflow UI at ``base``."""
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+
+
+def ui_command(uri: str, port: int) -> str:
+    """The command that serves the MLflow UI on a local store, runnable from the shell the user is in: the
+    ``mlflow`` of this interpreter's environment, by a path relative to the working directory where it is
+    inside it."""
+    import sys
+
+    exe = Path(sys.executable).parent / "mlflow"
+    try:
+        exe = exe.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"{exe} ui --backend-store-uri {uri} --host 127.0.0.1 --port {port}"
+
+
+def mlflow_ui_hint(uri: str, exp_id: str, run_id: str) -> str:
+    """What to run, and where to look, to see the cycle's run: its page on a tracking server, or the command
+    that serves the local store (port ``MLFLOW_PORT``, default 5000, as ``make mlflow-ui``) and the page."""
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow run: {run_page(uri, exp_id, run_id)}"
+    port = int(os.environ.get("MLFLOW_PORT", "5000"))
+    return (f"MLflow UI: {ui_command(uri, port)}  (or: make mlflow-ui), then open "
+            f"{run_page(f'http://127.0.0.1:{port}', exp_id, run_id)}")
+
+
+def mlflow_link(params, exp_id: str, run_id: str) -> str:
+    """Where the MLflow run is: a link to its page on a tracking server, else the command that serves the local
+    store."""
     uri = params.tracking.uri
     if uri.startswith(("http://", "https://")):
-        import mlflow
+        return f"[MLflow run {run_id}]({run_page(uri, exp_id, run_id)})"
+    port = int(os.environ.get("MLFLOW_PORT", "5000"))
+    return (f"MLflow run `{run_id}` (`{ui_command(uri, port)}`, then "
+            f"{run_page(f'http://127.0.0.1:{port}', exp_id, run_id)})")
 
-        exp = mlflow.get_run(run_id).info.experiment_id
-        return f"[MLflow run {run_id}]({uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id})"
-    return f"MLflow run `{run_id}` (`mlflow ui --backend-store-uri {uri}`)"
 
-
-def decision_markdown(iteration: int, rows: list[dict], params, run_id: str, error: str | None) -> str:
+def decision_markdown(iteration: int, rows: list[dict], params, exp_id: str, run_id: str, error: str | None) -> str:
     """The promotion decision as the flow run's markdown artifact: what was decided, why, on which figures."""
     promote = next((r for r in rows if r["stage"] == "promote"), None)
     evaluation = next((r["metrics"] for r in rows if r["stage"] == "evaluate" and r["metrics"]), {})
@@ -260,22 +289,23 @@ def decision_markdown(iteration: int, rows: list[dict], params, run_id: str, err
     lines = [f"# Cycle {iteration}: {head}", "", why, ""]
     source = f"winrate_{params.promote.winrate_source}"
     if source in evaluation:
+        low, high = (evaluation.get(f"{source}_ci_{end}", float("nan")) for end in ("low", "high"))
         lines += ["| figure | value |", "| --- | --- |",
-                  f"| {source} | {evaluation[source]:.3f} (95% CI {evaluation.get(source + '_ci_low', float('nan')):.3f}"
-                  f"–{evaluation.get(source + '_ci_high', float('nan')):.3f}) |"]
+                  f"| {source} | {evaluation[source]:.3f} (95% CI {low:.3f}–{high:.3f}) |"]
         lines += [f"| {k} | {evaluation[k]:.3f} |" for k in ("kl", "reward_mean", "distinct_2") if k in evaluation]
         lines.append("")
-    lines.append(f"Recorded in {mlflow_link(params, run_id)}.")
+    lines.append(f"Recorded in {mlflow_link(params, exp_id, run_id)}.")
     return "\n".join(lines)
 
 
-def publish_artifacts(iteration: int, rows: list[dict], params, run_id: str, error: str | None) -> None:
+def publish_artifacts(iteration: int, rows: list[dict], params, exp_id: str, run_id: str, error: str | None) -> None:
     """The summary table and the promotion decision as artifacts of the Prefect flow run."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_table_artifact(summary_rows(rows, params.promote.winrate_source), key="cycle-summary",
                           description=f"Cycle {iteration}: each stage, ran or skipped, its time and key figure.")
-    create_markdown_artifact(decision_markdown(iteration, rows, params, run_id, error), key="promotion-decision",
+    create_markdown_artifact(decision_markdown(iteration, rows, params, exp_id, run_id, error),
+                             key="promotion-decision",
                              description=f"Cycle {iteration}: the gate's decision.")
 
 
@@ -418,6 +448,10 @@ class TemporaryServer:
                     "--lifespan", "on"]
         self._spawn()
         atexit.register(self.stop)
+        # It keeps its runs in the database under PREFECT_HOME, ~/.prefect unless set: say where.
+        print(f"Prefect: a temporary server for this cycle, its runs kept under {get_current_settings().home} "
+              "(set PREFECT_HOME to move them; infra/prefect.sh runs a lasting server with a UI)", file=sys.stderr,
+              flush=True)
 
     def _spawn(self) -> None:
         import socket

@@ -186,8 +186,9 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
     setup(params.tracking)
     parent = os.environ.get(PARENT_ENV)
     inputs = input_paths(stage, params) + list(extra_inputs)
-    kwargs = {"run_name": run_name(stage), "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
-                                          **lineage_tags(inputs)}}
+    kwargs = {"run_name": run_name(stage),
+              "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
+                       **lineage_tags(inputs)}}
     if parent:
         kwargs.update(parent_run_id=parent, nested=True)
     # A stage never inherits whatever run an earlier caller left active in this process.

@@ -53,7 +53,19 @@ def _client(path):
 def test_flow_prints_summary_and_where_to_look(cycled):
     _, out = cycled
     text = out.stdout + out.stderr
-    assert "cycle summary" in text and "mlflow ui --backend-store-uri sqlite:///mlruns.db" in text
+    assert "cycle summary" in text
+    # The printed command runs from the shell the user is in (the environment's own mlflow), and says the page.
+    import os
+    import re
+    from pathlib import Path
+
+    hint = re.search(r"MLflow UI: (\S+) ui --backend-store-uri sqlite:///mlruns\.db --host 127\.0\.0\.1 --port 5000 "
+                     r" \(or: make mlflow-ui\), then open "
+                     r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/([0-9a-f]{32})",
+                     text)
+    assert hint, text[-2000:]
+    exe = Path(hint.group(1)) if Path(hint.group(1)).is_absolute() else cycled[0] / hint.group(1)
+    assert exe.is_file() and os.access(exe, os.X_OK)
     # Each dvc.lock update is printed once, by Prefect's handler (DVC's own printed each a second time).
     updates = [line for line in text.splitlines() if "lock file 'dvc.lock'" in line]
     assert updates and all("| dvc.dvcfile - " in line for line in updates), updates[:3]

@@ -30,7 +30,7 @@ def test_skipped_stages_and_the_flow_runs_artifacts(tmp_path):
         # a stage known to be up to date never opens the DVC repo: nothing here is one
         state = stage_task.with_options(name="generate")("generate", "params.yaml", False, return_state=True)
         rows = [stage_row("generate", state), evaluate, promote]
-        publish_artifacts(7, rows, params, "0123abcd", None)
+        publish_artifacts(7, rows, params, "3", "0123abcd", None)
         return rows
 
     with prefect_test_harness():
@@ -52,3 +52,4 @@ def test_skipped_stages_and_the_flow_runs_artifacts(tmp_path):
     assert decision.data.startswith("# Cycle 7: promoted policy v2\n\npromoted: winrate_truth 0.693")
     assert "| winrate_truth | 0.693 (95% CI 0.633–0.753) |" in decision.data and "| kl | 1.940 |" in decision.data
     assert "MLflow run `0123abcd`" in decision.data
+    assert "http://127.0.0.1:5000/#/experiments/3/runs/0123abcd" in decision.data
