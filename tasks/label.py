@@ -45,19 +45,25 @@ def quality_report(labels, cfg, ctx, prompts: dict) -> tuple[dict, dict]:
     return metrics, report
 
 
+SAMPLE_ROWS = 40       # label rows logged to MLflow as a table a person reads
+
+
 class Usable:
     """Passes label rows on (to be written) and, after the last, stops the stage unless one of them is a
     decided pair (or, with ``label.ties: symmetric``, any row at all). ``labeler`` is the labeler of the first
-    decided pair, else of the first row."""
+    decided pair, else of the first row; ``sample`` holds the first ``SAMPLE_ROWS`` rows."""
 
     def __init__(self, ties: str):
         self.ties, self.rows, self.decided, self.labeler = ties, 0, 0, None
+        self.sample: list[dict] = []
 
     def check(self, rows, error):
         first = None
         for row in rows:
             self.rows += 1
             first = first or row["labeler"]
+            if len(self.sample) < SAMPLE_ROWS:
+                self.sample.append(row)
             if not row.get("tie"):
                 self.decided += 1
                 self.labeler = self.labeler or row["labeler"]
@@ -65,6 +71,20 @@ class Usable:
         if not self.decided and not (self.rows and self.ties == "symmetric"):
             raise error()
         self.labeler = self.labeler or first
+
+
+def label_table(rows: list[dict], prompts: dict) -> dict:
+    """Columns of label rows for ``mlflow.log_table``: the prompt, both responses, who decided and how surely,
+    and the judge's scores where it scored the responses."""
+    def prompt(r):
+        p = r.get("prompt", r.get("messages")) or prompts.get(str(r.get("prompt_id")), "")
+        return p if isinstance(p, str) else "\n".join(f"{m['role']}: {m['content']}" for m in p)
+    return {"prompt_id": [str(r.get("prompt_id", "")) for r in rows], "prompt": [prompt(r) for r in rows],
+            "chosen": [r["chosen"] for r in rows], "rejected": [r["rejected"] for r in rows],
+            "labeler": [r["labeler"] for r in rows], "tie": [bool(r.get("tie")) for r in rows],
+            "confidence": [r.get("confidence") for r in rows],
+            "score_chosen": [r.get("score_chosen") for r in rows],
+            "score_rejected": [r.get("score_rejected") for r in rows]}
 
 
 def _finite(obj):
@@ -108,6 +128,8 @@ def run_label(params: Params) -> dict:
         mlflow.log_metrics({tracking.metric_name(f"quality.{k}"): float(v) for k, v in metrics.items()})
         if report:
             mlflow.log_dict(report, "label_quality.json")
+        if seen.sample:
+            mlflow.log_table(label_table(seen.sample, prompts), artifact_file="label_sample.json")
         if labels.annotations is not None:
             import json
 

@@ -72,11 +72,12 @@ def test_flow_prints_summary_and_where_to_look(cycled):
     # Training bars are named by stage and phase; TRL's every-step dicts go to MLflow, not the console.
     assert "train_reward:" in text and "optimize grpo" in text
     assert "{'loss'" not in text and "'learning_rate'" not in text
+    assert "LOAD_GLOBAL" not in text and "LOAD_FAST" not in text          # no bytecode disassembly
     for stage in STAGES:
         assert stage in text
 
 
-def test_mlflow_parent_and_child_runs(cycled):
+def test_mlflow_parent_and_child_runs(cycled, tmp_path):
     path, _ = cycled
     client = _client(path)
     exp = client.get_experiment_by_name("rft-cycle")
@@ -97,6 +98,13 @@ def test_mlflow_parent_and_child_runs(cycled):
     assert label.data.tags["rft.params"] == "label,label_studio,task,judges,truth"
     assert label.data.params["judges.embedding.kind"] == "embedding" and label.data.params["task.env"] == "reviews"
     assert "dvc.md5.tasks/envs/reviews/rubric.yaml" in label.data.tags and "dvc.md5.data/incoming" in label.data.tags
+    # A table a person reads: pairs with the judge's scores and confidence.
+    with open(client.download_artifacts(label.info.run_id, "label_sample.json", str(tmp_path))) as fh:
+        table = json.load(fh)
+    for column in ("prompt", "chosen", "rejected", "confidence", "score_chosen", "score_rejected"):
+        assert column in table["columns"], column
+    labels = [json.loads(line) for line in (path / "data/labels.jsonl").read_text().splitlines()]
+    assert len(table["data"]) == min(40, len(labels))
     boot = next(r for r in children if r.data.tags["rft.stage"] == "bootstrap")
     assert len(client.get_metric_history(boot.info.run_id, "pretrain_loss")) >= 2   # a learning curve
     # Run names say what they are; the evaluate run names and tags both policy versions.
