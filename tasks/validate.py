@@ -160,7 +160,13 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
     cp = ctx.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=[vd],
                                            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
                                            result_format={"result_format": "COMPLETE"}))
-    result = cp.run(batch_parameters={"dataframe": df})
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    from tasks.tracking import run_name
+
+    # Named by the cycle in Data Docs ("cycle-3-prompts"; "prompts" under `dvc repro`), not "__none__".
+    result = cp.run(batch_parameters={"dataframe": df},
+                    run_id=RunIdentifier(run_name=run_name(name).replace(" / ", "-").replace(" ", "-")))
     (validation,) = result.run_results.values()
     failures = []
     file_columns = [c for c in df.columns if c not in DERIVED]

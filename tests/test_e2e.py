@@ -164,6 +164,13 @@ def test_a_refused_candidate_leaves_the_champion_where_it_was(cycled):
     assert reason in out.stdout + out.stderr
 
 
+def test_data_docs_runs_are_named_by_the_cycle(cycled):
+    path, _ = cycled
+    for suite in ("prompts", "labels"):
+        runs = {p.name for p in (path / "reports/data_docs" / suite / "validations" / suite).iterdir()}
+        assert runs == {f"cycle-1-{suite}"}, runs
+
+
 def test_dvc_metrics_and_plots(cycled):
     path, _ = cycled
     shown = run(["dvc", "metrics", "show", "--json"], path)
