@@ -30,3 +30,11 @@ if os.environ.get(_threads.ENV, "").strip().isdigit() and int(os.environ[_thread
     os.environ["OMP_NUM_THREADS"] = os.environ[_threads.ENV].strip()
 else:
     os.environ.setdefault("OMP_NUM_THREADS", str(_threads.usable_cores()))
+
+import warnings  # noqa: E402
+
+# TRL's trainers call transformers' gradient_checkpointing* methods, which transformers 5 renamed to
+# activation_checkpointing* and warns about at every training run; the project never calls them itself, and
+# the names still work until transformers 6. Known and harmless, so filtered by their message alone.
+warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+                        category=FutureWarning)
