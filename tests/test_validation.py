@@ -174,3 +174,27 @@ def test_every_bad_confidence_row_is_named(tmp_path):
         _labels("labels_confidence_nan_string_above_one.jsonl", tmp_path)
     (f,) = [f for f in exc.value.failures if f.rule == "confidence is a probability in [0, 1]"]
     assert [r for r, _ in f.rows] == [1, 2, 3] and f.rows[1][1] == "'0.9'"
+
+
+def test_label_prompt_ids_take_the_prompts_canonical_form(tmp_path):
+    """prepare writes an integer id 7 as "7"; a labels file may name it 7 or "7". " 7", "P1" (for "p1") and
+    "7.0" are other ids, refused as unknown and named by row."""
+    import json
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "7", "prompt": "Write a review of the ramen at Blue Door.", "split": "train", "source": "t"},
+        {"id": "p1", "prompt": "Review the pasta at Old Mill.", "split": "train", "source": "t"}]))
+    good = dict(chosen="The ramen was great.", rejected="The ramen was cold.", chosen_id="a", rejected_id="b",
+                labeler="ai:judge", confidence=0.9)
+
+    def labels(*ids):
+        path = tmp_path / "labels.jsonl"
+        path.write_text("".join(json.dumps({"prompt_id": i, **good}) + "\n" for i in ids))
+        return validate_labels_file(CFG, path, prompts=prompts, docs_dir=tmp_path / "docs")
+
+    assert labels(7, "7", "p1")["rows"] == 3
+    with pytest.raises(DataValidationError) as exc:
+        labels(7, " 7", "P1", 7.0)
+    (f,) = [f for f in exc.value.failures if f.rule == "prompt ids exist in the prompts"]
+    assert [r for r, _ in f.rows] == [2, 3, 4]
