@@ -238,7 +238,7 @@ def run_page(base: str, exp_id: str, run_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
 
 
-def ui_command(uri: str, port: int) -> str:
+def ui_command(uri: str, port: str) -> str:
     """The command that serves the MLflow UI on a local store, runnable from the shell the user is in: the
     ``mlflow`` of this interpreter's environment, by a path relative to the working directory where it is
     inside it."""
@@ -257,7 +257,7 @@ def mlflow_ui_hint(uri: str, exp_id: str, run_id: str) -> str:
     that serves the local store (port ``MLFLOW_PORT``, default 5000, as ``make mlflow-ui``) and the page."""
     if uri.startswith(("http://", "https://")):
         return f"MLflow run: {run_page(uri, exp_id, run_id)}"
-    port = int(os.environ.get("MLFLOW_PORT", "5000"))
+    port = os.environ.get("MLFLOW_PORT", "5000")
     return (f"MLflow UI: {ui_command(uri, port)}  (or: make mlflow-ui), then open "
             f"{run_page(f'http://127.0.0.1:{port}', exp_id, run_id)}")
 
@@ -268,7 +268,7 @@ def mlflow_link(params, exp_id: str, run_id: str) -> str:
     uri = params.tracking.uri
     if uri.startswith(("http://", "https://")):
         return f"[MLflow run {run_id}]({run_page(uri, exp_id, run_id)})"
-    port = int(os.environ.get("MLFLOW_PORT", "5000"))
+    port = os.environ.get("MLFLOW_PORT", "5000")
     return (f"MLflow run `{run_id}` (`{ui_command(uri, port)}`, then "
             f"{run_page(f'http://127.0.0.1:{port}', exp_id, run_id)})")
 

@@ -149,7 +149,8 @@ def _resolve(params, key: str):
     return value
 
 
-def _flatten(prefix: str, value) -> dict:
+def flatten(prefix: str, value) -> dict:
+    """``value`` (a params section, a dict or a plain value) as ``{prefix.key.subkey: value}``."""
     import dataclasses
 
     from tasks.params_audit import unwrap
@@ -160,7 +161,7 @@ def _flatten(prefix: str, value) -> dict:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            out.update(_flatten(f"{prefix}.{k}", v))
+            out.update(flatten(f"{prefix}.{k}", v))
         return out
     return {prefix: value}
 
@@ -169,7 +170,7 @@ def logged_params(name: str, params: Params) -> dict:
     """Every params key the stage declares, flattened (``judges.gold.path``): what its MLflow run logs."""
     out = {}
     for key in declared_params(name, params):
-        out.update(_flatten(key, _resolve(params, key)))
+        out.update(flatten(key, _resolve(params, key)))
     return out
 
 

@@ -136,19 +136,10 @@ def flat_params(params) -> dict:
     import dataclasses
 
     from tasks.params_audit import unwrap
+    from tasks.stages import flatten
 
-    out: dict = {}
-
-    def walk(prefix: str, value) -> None:
-        if dataclasses.is_dataclass(value):
-            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        if isinstance(value, dict) and value:
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = value
-    walk("", unwrap(params))
-    return out
+    params = unwrap(params)
+    return {k: v for f in dataclasses.fields(params) for k, v in flatten(f.name, getattr(params, f.name)).items()}
 
 
 def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
