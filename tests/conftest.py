@@ -20,7 +20,9 @@ TINY = {
                   "block_size": 32, "pretrain_steps": 15, "sft_steps": 10, "batch_size": 8, "log_every": 5},
     "generate": {"k": 3, "batch_size": 16, "max_new_tokens": 16, "sample_table_rows": 5},
     "reward": {"max_length": 64, "epochs": 1.0, "batch_size": 8, "warmup_steps": 0, "log_every": 1},
-    "optimize": {"probe_prompts": 4, "probe_max_new_tokens": 12, "log_every": 1,
+    # probe_budget null: a probe at every due step, as tests read the curve's steps (a share of the training
+    # time would make them depend on the machine's speed)
+    "optimize": {"probe_prompts": 4, "probe_max_new_tokens": 12, "log_every": 1, "probe_budget": None,
                  "grpo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12}},
     "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 12, "n_boot": 200},
     "promote": {"dvc_push": True},
