@@ -147,12 +147,15 @@ def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
     path as its source and name, its DVC hash as its digest, so two runs on the same data show the same
     dataset."""
     import mlflow
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.dataset_source_registry import get_registered_sources
     from mlflow.data.meta_dataset import MetaDataset
 
+    # MLflow registers its local-file source twice, and resolving a path by the registry warns that it is
+    # ambiguous: the class is named instead.
+    local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
     for path, context in contexts.items():
         if hashes.get(path):
-            source = resolve_dataset_source(str(Path(path).resolve()))      # a local file source
+            source = local(str(Path(path).resolve()))
             mlflow.log_input(MetaDataset(source, name=path, digest=hashes[path]), context=context)
 
 

@@ -74,6 +74,7 @@ def test_flow_prints_summary_and_where_to_look(cycled):
     assert "{'loss'" not in text and "'learning_rate'" not in text
     assert "LOAD_GLOBAL" not in text and "LOAD_FAST" not in text          # no bytecode disassembly
     assert "gradient_checkpointing" not in text           # a known-harmless warning, filtered by its message
+    assert "interpreted in multiple ways" not in text     # the parent run's datasets name their source's kind
     for stage in STAGES:
         assert stage in text
 
