@@ -11,6 +11,7 @@ import math
 
 from tasks.judges.base import Judge, Verdicts
 from tasks.judges.math import agreement_rate, combine_majority, combine_mean
+from tasks.judges.sharded import merge_stats
 
 
 class EnsembleJudge(Judge):
@@ -32,8 +33,7 @@ class EnsembleJudge(Judge):
         for m in self.members:
             probs.append(m.compare(prompts, a, b, keys).p_a)
             self.stats.update({f"{m.name.split(':', 1)[-1]}.{k}": v for k, v in m.stats.items()})
-        before, self.compared = self.compared, self.compared + len(a)
-        self.stats["agreement"] = (self.stats.get("agreement", 0.0) * before
-                                   + agreement_rate(probs) * len(a)) / max(1, self.compared)
+        self.stats = merge_stats([(self.stats, self.compared), ({"agreement": agreement_rate(probs)}, len(a))])
+        self.compared += len(a)
         combined = combine_mean(probs) if self.cfg.combine == "mean" else combine_majority(probs)
         return Verdicts(combined)

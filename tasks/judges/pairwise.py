@@ -47,8 +47,8 @@ class PairwiseJudge(Judge):
         ba = self.p_first(prompts, b, a)
         out = [swap_average(x, y) for x, y in zip(ab, ba)]
         # Over every comparison this judge made (a stage may compare its pairs in several calls).
-        before = self.stats.get("comparisons", 0.0)
-        flips = self.stats.get("position_disagreement", 0.0) * before + sum(d for _, d in out)
-        self.stats["comparisons"] = before + len(out)
-        self.stats["position_disagreement"] = flips / max(1.0, self.stats["comparisons"])
+        from tasks.judges.sharded import merge_stats
+
+        this = {"position_disagreement": sum(d for _, d in out) / max(1, len(out)), "comparisons": float(len(out))}
+        self.stats = merge_stats([(self.stats, self.stats.get("comparisons", 0.0)), (this, len(out))])
         return Verdicts([p for p, _ in out])
