@@ -13,6 +13,9 @@ for _key, _value in {
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # MLflow draws a bar for every artifact download, also the few small files it reads back to check a
+    # model's input example when a stage logs it
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "DVC_NO_ANALYTICS": "1",
     "ITERATIVE_DO_NOT_TRACK": "1",
     "GX_ANALYTICS_ENABLED": "false",

@@ -20,10 +20,11 @@ import random
 import time
 from pathlib import Path
 
-from tasks.config import Params
+from tasks.config import GenerateConfig, Params
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.paths import BASE as BASE_DIR
 from tasks.paths import CORPUS as CORPUS_DIR
+from tasks.mlmodels import log_policy
 from tasks.policy import tiny_gpt, train_tokenizer, write_meta
 from tasks.prompting import format_prompt, prompt_of
 
@@ -156,11 +157,16 @@ def run_bootstrap(params: Params) -> dict:
                 metrics["trained"] = 0
             else:
                 metrics.update(_train(params, out, lambda k, v, s: mlflow.log_metric(k, v, step=s)))
-            mlflow.log_artifacts(str(out), artifact_path="model")
             # The champion alias moves when the champion stage seeds a lineage from this base, not here: a
             # reproduction that retrains the same base (same content, same version) leaves the registry as it is.
+            # The base's MLflow model samples with generate's default settings (not the params' values: a
+            # change of sampling must not retrain the base); callers pass their own as predict params.
+            gen = GenerateConfig()
             version = tracking.register_model(
-                "policy", run.info.run_id, "model", content=dvc_md5(out),
+                "policy", run.info.run_id,
+                lambda: log_policy(out, _example_prompt(), max_new_tokens=gen.max_new_tokens,
+                                   temperature=gen.temperature),
+                content=dvc_md5(out),
                 tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},
                 description="Base policy written by the bootstrap stage.")
             meta = {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,
@@ -172,6 +178,13 @@ def run_bootstrap(params: Params) -> dict:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         write_json(REPORT, metrics)
     return metrics
+
+
+def _example_prompt():
+    """The MLflow model's input example: the first demonstration's prompt (None: no demonstrations)."""
+    demos = CORPUS_DIR / "demos.jsonl"
+    rows = read_jsonl(demos) if demos.exists() else []
+    return prompt_of(rows[0]) if rows else None
 
 
 def _train(params: Params, out: Path, log) -> dict:

@@ -162,8 +162,10 @@ def plan(client, experiment_id: str, keep_last: int, cache: Path, root: Path = P
                 mv = client.get_model_version(name, version)
             except MlflowException:      # already deleted: by an earlier gc, or by hand
                 continue
-            out.versions.append((name, version, mv.source, mv.run_id))
-            out.artifact_bytes += folder_bytes(local_path(mv.source))
+            # Where the version's files lie: its logged model's artifacts (the source is a models:/ URI).
+            where = client.get_model_version_download_uri(name, version)
+            out.versions.append((name, version, where, mv.run_id))
+            out.artifact_bytes += folder_bytes(local_path(where))
     keep_files: set[Path] = set()
     for md5 in workspace_hashes(root) | {h for r in kept for h in run_hashes(r)}:
         keep_files |= cache_files(cache, md5)

@@ -43,6 +43,7 @@ from tasks.config import Params
 from tasks.errors import DataError
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.labels.convert import preference_pairs
+from tasks.mlmodels import log_policy
 from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy, read_meta, write_meta
@@ -302,10 +303,12 @@ def run_optimize(params: Params) -> dict:
         with atomic_path(OUT, is_dir=True) as out:
             trained.save_pretrained(out)
             tok.save_pretrained(out)
-            mlflow.log_artifacts(str(out), artifact_path="model")
             parent = read_meta(champion)
             version = tracking.register_model(
-                "policy", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
+                "policy", run.info.run_id,
+                lambda: log_policy(out, probe_prompts[0] if probe_prompts else None,
+                                   max_new_tokens=cfg.probe_max_new_tokens, temperature=cfg.probe_temperature),
+                aliases=["challenger"], content=dvc_md5(out),
                 tags={"source": f"optimize:{cfg.algorithm}", "parent_version": str(parent.get("registry_version"))},
                 description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.")
             write_meta(out, {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,

@@ -28,6 +28,7 @@ from pathlib import Path
 from tasks.config import Params, RewardConfig as RewardParams
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json, write_meta_files
 from tasks.labels.convert import preference_pairs
+from tasks.mlmodels import log_reward_model
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
 from tasks.prompting import prompt_of
@@ -138,13 +139,18 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
     return stats
 
 
-def labelled_pairs(params: Params) -> tuple[list, list]:
-    """The cycle's labels as (chosen text, rejected text) pairs, split into (train, held-out) by prompt."""
-    cfg = params.reward
+def preferences(params: Params) -> tuple[list, list]:
+    """The cycle's labels as preference rows and the prompt of each."""
     prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
     rows = preference_pairs(read_jsonl(LABELS), params.label.ties)
     # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.
-    of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows]
+    return [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows], rows
+
+
+def labelled_pairs(params: Params, prefs: tuple | None = None) -> tuple[list, list]:
+    """The cycle's labels as (chosen text, rejected text) pairs, split into (train, held-out) by prompt."""
+    cfg = params.reward
+    of, rows = prefs or preferences(params)
     pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
     return split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
 
@@ -156,7 +162,9 @@ def run_train_reward(params: Params) -> dict:
 
     cfg = params.reward
     with tracking.stage_run("train_reward", params) as run:
-        train, val = labelled_pairs(params)
+        of, rows = preferences(params)
+        train, val = labelled_pairs(params, (of, rows))
+        example = (of[0], rows[0]["chosen"]) if rows else (None, "")     # the MLflow model's input example
         mlflow.set_tag("reward.launcher", cfg.launcher)
         with atomic_path(OUT, is_dir=True) as out:
             log = tracking.MetricLog()
@@ -166,9 +174,9 @@ def run_train_reward(params: Params) -> dict:
                 stats = launch_reward(train, val, cfg, out, log)
             else:
                 stats = train_reward_model(train, val, cfg, out, log)
-            mlflow.log_artifacts(str(out), artifact_path="model")
             version = tracking.register_model(
-                "reward-model", run.info.run_id, "model", aliases=["challenger"], content=dvc_md5(out),
+                "reward-model", run.info.run_id, lambda: log_reward_model(out, example),
+                aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
                 description="Bradley-Terry reward model trained by the train_reward stage.")
             write_meta_files(out, META, {**meta(out), "registry_name": "reward-model", "registry_version": version})

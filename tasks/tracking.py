@@ -238,13 +238,14 @@ DVC_EXP_ENV = "DVC_EXP_NAME"        # set by DVC for the stages of `dvc exp run`
 DVC_EXP_TAG = "dvc.exp"
 
 
-def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[str] = (),
+def register_model(name: str, run_id: str, log_model, *, aliases: list[str] = (),
                    tags: dict | None = None, description: str = "", content: str | None = None) -> int:
-    """Register ``runs:/run_id/artifact_path`` as a new version of ``name``; set aliases; return the version.
+    """Register the MLflow model that ``log_model()`` logs in run ``run_id`` (it returns MLflow's
+    ``ModelInfo``; ``tasks/mlmodels.py``) as a new version of ``name``; set aliases; return the version.
 
     ``content`` is the DVC hash of the model folder. A version already registered with the same content
-    is reused, so a stage that Prefect retries (or DVC re-runs to the same bytes) never adds a second
-    version of one model.
+    is reused, and nothing is logged again, so a stage that Prefect retries (or DVC re-runs to the same bytes)
+    never adds a second version of one model.
 
     Under ``dvc exp run`` (DVC sets ``DVC_EXP_NAME``) the version is registered with a ``dvc.exp`` tag and no
     alias moves: an experiment is something to compare, never the next challenger or champion.
@@ -266,8 +267,8 @@ def register_model(name: str, run_id: str, artifact_path: str, *, aliases: list[
         for alias in aliases:
             client.set_registered_model_alias(name, alias, mv.version)
         return int(mv.version)
-    source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-    mv = client.create_model_version(name, source=source, run_id=run_id,
+    info = log_model()
+    mv = client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
                                      tags={**(tags or {}), **({CONTENT_TAG: content} if content else {})},
                                      description=description)
     for alias in aliases:

@@ -223,7 +223,7 @@ def test_second_repro_runs_only_stale_stages(cycled):
     assert out.returncode == 0 and ran == before, out.stdout
 
 
-def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled):
+def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled, tmp_path):
     path, _ = cycled
     assert int(_client(path).get_model_version_by_alias("policy", "champion").version) == 1
     # Loosen the gate (promote.* is read by no stage, so every stage is skipped) and re-run.
@@ -239,6 +239,15 @@ def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled):
     assert int(client.get_model_version_by_alias("reward-model", "champion").version) == 1
     assert (path / "models/champion/model.safetensors").read_bytes() == \
         (path / "models/candidate/model.safetensors").read_bytes()
+    # The registry's champion is the champion folder, and loads by its alias as a working pipeline.
+    import mlflow
+
+    from tasks.mlmodels import verify_copy
+
+    downloaded = mlflow.artifacts.download_artifacts("models:/policy@champion", dst_path=str(tmp_path))
+    assert verify_copy(path / "models/champion", downloaded) == []
+    pipe = mlflow.transformers.load_model("models:/policy@champion")
+    assert pipe("Q: How was the soup?\nA:", max_new_tokens=4)[0]["generated_text"].startswith("Q: How was")
     assert stale(path) == READS_CHAMPION
     assert any(p.is_file() for p in (path / "dvc-storage").rglob("*"))          # promote.dvc_push
     # The next cycle samples from the new champion.

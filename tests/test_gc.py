@@ -15,6 +15,7 @@ from tasks import tracking
 from tasks.cli import main
 from tasks.config import load_params
 from tasks.gc import local_path
+from tiny_models import log_folder
 
 REPO_PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 
@@ -60,12 +61,11 @@ def project(tmp_path, monkeypatch):
         dvc("add", "-q", "models/candidate", cwd=tmp_path)
         folder = md5_of(tmp_path / "models" / "candidate.dvc")
         with mlflow.start_run(run_name=f"optimize {i}") as stage:
-            mlflow.log_artifacts(str(cand), artifact_path="model")
-            version = tracking.register_model("policy", stage.info.run_id, "model", content=folder)
+            version = tracking.register_model("policy", stage.info.run_id, log_folder(cand), content=folder)
         with mlflow.start_run(run_name=f"train_reward {i}") as reward:
-            mlflow.log_artifacts(str(cand), artifact_path="model")
             # Iterations 3 and 4 trained the same reward model: one version, kept by iteration 4.
-            rm = tracking.register_model("reward-model", reward.info.run_id, "model", content=f"rm{min(i, 3)}")
+            rm = tracking.register_model("reward-model", reward.info.run_id, log_folder(cand),
+                                         content=f"rm{min(i, 3)}")
         promoted = i in (1, 4)
         with mlflow.start_run(run_name=f"cycle {i}"):
             mlflow.set_tags({"rft.kind": "cycle", "rft.iteration": str(i), "rft.policy_version": str(version),
@@ -76,7 +76,8 @@ def project(tmp_path, monkeypatch):
             client.set_registered_model_alias("policy", "champion", str(version))
             client.set_model_version_tag("policy", str(version), "promotion_reason", "won")
             champion = str(version)
-        runs[i] = {"folder": folder, "version": str(version), "stage_run": stage.info.run_id, "rm": str(rm)}
+        runs[i] = {"folder": folder, "version": str(version), "stage_run": stage.info.run_id, "rm": str(rm),
+                   "files": local_path(client.get_model_version_download_uri("policy", str(version)))}
     client.set_registered_model_alias("policy", "challenger", runs[5]["version"])
     return tmp_path, params, client, runs
 
@@ -101,19 +102,19 @@ def test_gc_drops_old_rejected_candidates_and_keeps_champions(project, capsys):
     assert sorted(p for p in (root / ".dvc" / "cache").rglob("*") if p.is_file()) == before
     assert {str(mv.version) for mv in client.search_model_versions("name='policy'")} == {"1", "2", "3", "4", "5"}
 
+    assert all((r["files"] / "artifacts" / "candidate" / "weights.bin").exists() for r in runs.values())
     assert main(["gc"]) == 0
     out = capsys.readouterr().out
     # Per dropped iteration: its .dir manifest and its weights; config.json and the prompts are shared with kept ones.
     assert "deleted 4 DVC cache file(s)" in out, out
     for i in (2, 3):
         assert not cache_file(root, runs[i]["folder"]).exists()
-        assert not local_path(client.get_run(runs[i]["stage_run"]).info.artifact_uri).joinpath("model").exists()
+        assert runs[i]["files"].is_dir() is False, runs[i]["files"]      # the version's logged model is gone
         assert client.get_run(runs[i]["stage_run"]).data.tags["rft.gc"].endswith(f"policy v{i} deleted")
     for i in (1, 4, 5):
         manifest = listed(root, runs[i]["folder"])
         assert all(f.exists() for f in manifest), i
-        source = client.get_model_version("policy", runs[i]["version"]).source
-        assert (local_path(source) / "weights.bin").exists(), i
+        assert (runs[i]["files"] / "artifacts" / "candidate" / "weights.bin").exists(), i
     assert {str(mv.version) for mv in client.search_model_versions("name='policy'")} == {"1", "4", "5"}
     # reward-model v3 (shared by dropped 3 and kept 4) stays; v2 (only dropped 2) goes; v1 (promoted 1) stays.
     assert {str(mv.version) for mv in client.search_model_versions("name='reward-model'")} == {"1", "3"}

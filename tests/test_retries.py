@@ -4,6 +4,7 @@ import pytest
 
 from flows.cycle import is_transient
 from tasks.errors import ConfigError, DataError
+from tiny_models import log_folder
 
 
 @pytest.mark.parametrize("exc, transient", [
@@ -45,13 +46,21 @@ def test_registering_the_same_model_twice_gives_one_version(tmp_path):
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
     mlflow.set_experiment("retries")          # a fresh store: never the experiment an earlier test made current
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.txt").write_text("w")
+    logged = []
+
+    def log():
+        logged.append(1)
+        return log_folder(tmp_path / "model")()
+
     with mlflow.start_run() as run:
-        mlflow.log_text("w", "model/weights.txt")
-    first = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="abc.dir")
-    again = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="abc.dir")
-    other = register_model("policy", run.info.run_id, "model", content="def.dir")
+        first = register_model("policy", run.info.run_id, log, aliases=["challenger"], content="abc.dir")
+        again = register_model("policy", run.info.run_id, log, aliases=["challenger"], content="abc.dir")
+        other = register_model("policy", run.info.run_id, log, content="def.dir")
     assert first == again == 1 and other == 2
     assert len(MlflowClient().search_model_versions("name='policy'")) == 2
+    assert len(logged) == 2          # the retry logged nothing: the version with its content was found
 
 
 def test_a_dvc_experiment_registers_its_model_without_moving_an_alias(tmp_path, monkeypatch):
@@ -62,11 +71,14 @@ def test_a_dvc_experiment_registers_its_model_without_moving_an_alias(tmp_path, 
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
     mlflow.set_experiment("exp-aliases")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.txt").write_text("w")
     with mlflow.start_run() as run:
-        mlflow.log_text("w", "model/weights.txt")
-    first = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="a.dir")
-    monkeypatch.setenv("DVC_EXP_NAME", "beta-sweep")          # what DVC sets for the stages of `dvc exp run`
-    tried = register_model("policy", run.info.run_id, "model", aliases=["challenger"], content="b.dir")
+        first = register_model("policy", run.info.run_id, log_folder(tmp_path / "model"), aliases=["challenger"],
+                               content="a.dir")
+        monkeypatch.setenv("DVC_EXP_NAME", "beta-sweep")          # what DVC sets for the stages of `dvc exp run`
+        tried = register_model("policy", run.info.run_id, log_folder(tmp_path / "model"), aliases=["challenger"],
+                               content="b.dir")
     client = MlflowClient()
     assert tried == first + 1 and client.get_model_version("policy", str(tried)).tags["dvc.exp"] == "beta-sweep"
     assert int(client.get_model_version_by_alias("policy", "challenger").version) == first

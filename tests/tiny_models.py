@@ -61,3 +61,16 @@ def tiny_ab_judge(path: Path, steps: int = 60, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def log_folder(folder: Path):
+    """What a stage passes to ``tracking.register_model``: a function that logs, in the active run, an MLflow
+    model holding ``folder`` (a trivial pyfunc with the folder as its ``files`` artifact)."""
+    import mlflow
+
+    class Files(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    return lambda: mlflow.pyfunc.log_model(name="model", python_model=Files(), artifacts={"files": str(folder)},
+                                           pip_requirements=["mlflow"])

@@ -1,0 +1,172 @@
+"""The registry's models as MLflow models: a policy is a transformers ``text-generation`` pipeline, a reward
+model a ``pyfunc`` that scores (prompt, response) rows.
+
+**One source of weights.** The DVC-tracked folder (``models/base``, ``models/candidate``, ``models/reward``)
+is the source: every stage reads it, ``dvc.lock`` records its hash. The MLflow model is derived from it once,
+when the stage registers the version, and is never written again:
+
+- a policy's weights and configuration (``model.safetensors``, ``config.json``, ``generation_config.json``)
+  and its ``tokenizer.json`` are byte-identical copies of the folder's files (MLflow saves the pipeline that
+  was loaded from the folder); the flavor adds its own ``tokenizer_config.json``, the signature, an input
+  example and the generation settings;
+- a reward model's folder is copied as it is, as the pyfunc's ``reward_model`` artifact.
+
+The folder's own metadata file (``rft_policy.json``, ``rft_reward.json``) is not part of the copy's promise:
+the stage adds the version number to it after registering. ``verify_copy`` checks a version's files against a
+folder; the tests check it for the base, the candidate, the champion and the reward model. To get a folder back from the registry, download the version
+(``mlflow artifacts download -u models:/policy@champion``): the policy's weights lie under ``model/`` and its
+tokenizer under ``components/tokenizer/``.
+
+Loading ``models:/policy@champion`` with ``mlflow.transformers.load_model`` gives a text-generation pipeline;
+``mlflow.pyfunc.load_model`` gives a model whose ``predict`` takes prompt texts (the project's prompt template
+is applied for a policy without a chat template) and returns the responses. Loading the reward model's pyfunc
+needs this project's package installed (the scoring code is ``tasks.rewardmodel``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from tasks.prompting import format_prompt
+
+ARTIFACT = "model"                    # the name of the logged model in its run
+REWARD_ARTIFACT = "reward_model"      # the pyfunc's artifact: the reward-model folder as it is
+POLICY_FILES = ("model.safetensors", "config.json", "generation_config.json")
+
+# Messages MLflow always says when it logs a model from a local, offline folder, each harmless here:
+HARMLESS = (
+    # it looks the base model up on the Hugging Face hub for a card; the folder is local and the hub offline
+    "The model card could not be retrieved",
+    # the license comes from that card; the version's description says where the model comes from
+    "Unable to find license information",
+    # the saved generation settings set return_full_text=False, which is what a caller wants from a policy
+    "text-generation pipelines saved with prompt templates",
+    # said while MLflow runs the input example with the signature's default params to check it
+    "params provided to the `predict` method will override",
+    # MLflow checks the input example against the signature (it passes) and says so at INFO
+    "Validating input example against model signature",
+)
+LOGGERS = ("mlflow.transformers", "mlflow.pyfunc", "mlflow.models.model")
+
+
+class _Harmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(HARMLESS)
+
+
+@contextlib.contextmanager
+def quiet_saving():
+    """MLflow's known-harmless messages filtered (``HARMLESS``) and transformers' per-file loading and
+    writing bars hidden while a model is logged; both are restored after."""
+    from transformers.utils import logging as hf_logging
+
+    flt = _Harmless()
+    for name in LOGGERS:
+        logging.getLogger(name).addFilter(flt)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for name in LOGGERS:
+            logging.getLogger(name).removeFilter(flt)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def requirements() -> list[str]:
+    """The pinned packages a loaded model needs (given, so MLflow does not infer them in a subprocess)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "transformers", "safetensors")]
+
+
+FALLBACK_EXAMPLE = "What can you tell me?"     # the input example of a model made with no prompt at hand
+
+
+def example_text(prompt) -> str:
+    """A prompt as the text a pyfunc caller passes: a conversation's last user turn."""
+    from tasks.prompting import last_user_turn
+
+    return FALLBACK_EXAMPLE if prompt is None else last_user_turn(prompt)
+
+
+def policy_signature(max_new_tokens: int, temperature: float):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    # Unnamed string columns: what MLflow's text-generation pyfunc reads (prompt texts) and returns (responses).
+    return ModelSignature(
+        inputs=Schema([ColSpec("string")]), outputs=Schema([ColSpec("string")]),
+        params=ParamSchema([ParamSpec("max_new_tokens", "long", int(max_new_tokens)),
+                            ParamSpec("temperature", "double", float(temperature)),
+                            ParamSpec("do_sample", "boolean", True)]))
+
+
+def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature: float):
+    """Log the policy in ``folder`` as a transformers text-generation model named ``ARTIFACT`` in the active
+    run; return MLflow's ``ModelInfo``. ``example``: a prompt (text or conversation) for the input example."""
+    import mlflow
+    import transformers
+
+    from tasks.policy import load_policy
+
+    model, tok = load_policy(folder)
+    # The project's template ("Q: <prompt>\nA:") for a tokenizer without a chat template; a chat model's
+    # pipeline applies its own template to the messages it is given.
+    template = None if getattr(tok, "chat_template", None) else format_prompt("{prompt}")
+    with quiet_saving():
+        pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok)
+        return mlflow.transformers.log_model(
+            pipe, name=ARTIFACT, signature=policy_signature(max_new_tokens, temperature),
+            input_example=example_text(example), prompt_template=template,
+            model_config={"max_new_tokens": int(max_new_tokens), "temperature": float(temperature),
+                          "do_sample": True},
+            pip_requirements=requirements())
+
+
+def reward_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "prompt"), ColSpec("string", "response")]),
+                          outputs=Schema([ColSpec("double", "reward")]))
+
+
+def log_reward_model(folder: str | Path, example: tuple):
+    """Log the reward model in ``folder`` as a pyfunc named ``ARTIFACT`` in the active run; return MLflow's
+    ``ModelInfo``. ``example``: one (prompt, response) pair for the input example."""
+    import mlflow
+    import pandas as pd
+
+    prompt, response = example
+    with quiet_saving():
+        return mlflow.pyfunc.log_model(
+            name=ARTIFACT, python_model=str(Path(__file__).with_name("reward_pyfunc.py")),
+            artifacts={REWARD_ARTIFACT: str(folder)},
+            signature=reward_signature(),
+            input_example=pd.DataFrame({"prompt": [example_text(prompt)], "response": [response]}),
+            pip_requirements=requirements())
+
+
+def verify_copy(folder: str | Path, downloaded: str | Path, kind: str = "policy") -> list[str]:
+    """The files of a policy or reward-model ``folder`` whose bytes differ from (or are missing in) the
+    ``downloaded`` MLflow model: [] when the registry's copy matches the DVC-tracked folder."""
+    folder, downloaded = Path(folder), Path(downloaded)
+    if kind == "policy":
+        pairs = [(folder / f, downloaded / "model" / f) for f in POLICY_FILES]
+        pairs.append((folder / "tokenizer.json", downloaded / "components" / "tokenizer" / "tokenizer.json"))
+    else:
+        import yaml
+
+        from tasks.io import REGISTRY_FILE
+        from tasks.rewardmodel import META
+
+        flavor = yaml.safe_load((downloaded / "MLmodel").read_text())["flavors"]["python_function"]
+        root = downloaded / flavor["artifacts"][REWARD_ARTIFACT]["path"]
+        pairs = [(f, root / f.relative_to(folder)) for f in folder.rglob("*")
+                 if f.is_file() and f.name not in (REGISTRY_FILE, META)]
+    return [str(a.relative_to(folder)) for a, b in pairs
+            if a.exists() and (not b.is_file() or a.read_bytes() != b.read_bytes())]
