@@ -233,9 +233,16 @@ def prefect_links() -> dict:
     return links
 
 
+# The MLflow 3.17 UI shows an experiment in its GenAI or its model-training view by a switch it keeps per browser
+# (localStorage "mlflow.workflowType", GenAI when unset) and reads first from the page's ?workflowType=; the
+# experiment's mlflow.experimentKind tag alone does not turn it (tests/test_mlflow_ui.py opens both pages).
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
 def run_page(base: str, exp_id: str, run_id: str) -> str:
-    """The page of MLflow run ``run_id`` of experiment ``exp_id`` on the MLflow UI at ``base``."""
-    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    """The page of MLflow run ``run_id`` of experiment ``exp_id`` on the MLflow UI at ``base``, in the UI's
+    model-training view."""
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def ui_command(uri: str, port: str) -> str:

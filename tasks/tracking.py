@@ -90,8 +90,9 @@ def setup(cfg: TrackingConfig) -> str:
     else:
         exp_id, tags = exp.experiment_id, exp.tags
     if EXPERIMENT_KIND_TAG not in tags:
-        # The MLflow 3 UI opens an experiment in its model-training view (runs, metric
-        # charts) rather than its GenAI view (traces) when this tag says so.
+        # The kind of experiment, for MLflow's own listing and its type prompt. The MLflow 3.17 UI still opens
+        # it in the view its per-browser switch says (GenAI by default): the links a cycle prints choose the
+        # model-training view in their ?workflowType= (flows/cycle.py::TRAINING_VIEW).
         mlflow.MlflowClient().set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "custom_model_development")
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
