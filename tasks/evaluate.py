@@ -19,17 +19,19 @@ agreement with the humans.
 
 Metrics are computed through the ``evaluate`` modules in ``metrics/``
 (``evaluate.load(<local folder>)``, offline), written to
-``reports/eval/metrics.json`` (DVC metrics) and logged to MLflow; per-prompt,
-per-judge rows go to ``data/eval.jsonl``.
+``reports/eval/metrics.json`` and logged to MLflow; per-prompt, per-judge rows
+go to ``data/eval.jsonl``. The cycle's key figures (``key_metrics``) go to
+``reports/metrics.json``, the project's one DVC metrics file.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tasks.config import Params
 from tasks.io import read_jsonl, write_json, write_jsonl
-from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, PROMPTS, REWARD
+from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, KEY_METRICS, PROMPTS, REWARD, REWARD_METRICS
 from tasks.prompting import prompt_of
 
 
@@ -89,6 +91,21 @@ def human_pair_metrics(path: str, judges: dict, rm) -> dict:
         v = judge.compare(prompts, a, b, keys=[(f"human{i}",) for i in range(len(rows))])
         m[f"human_agreement_{name}"] = agreement(v.p_a, [not sw for sw in swap])
     return m
+
+
+# The figures of a cycle that `dvc metrics show` and `dvc metrics diff` list, besides every win-rate and its CI.
+KEY = ("kl", "reward_mean", "reward_mean_champion")
+
+
+def key_metrics(evaluation: dict, reward_report: dict) -> dict:
+    """The cycle's key figures (``reports/metrics.json``): every ``winrate_*`` of the evaluation (with its CI
+    bounds), ``KEY``, and the reward model's held-out accuracy from the train_reward report. The details stay in
+    the stages' own reports."""
+    out = {k: v for k, v in evaluation.items() if k.startswith("winrate_")}
+    out.update({k: evaluation[k] for k in KEY if k in evaluation})
+    if "heldout_accuracy" in reward_report:
+        out["reward_model_accuracy"] = reward_report["heldout_accuracy"]
+    return out
 
 
 def run_evaluate(params: Params) -> dict:
@@ -168,6 +185,8 @@ def run_evaluate(params: Params) -> dict:
                 rows.append({**base_row, "judge": judge.name, "win": outcomes[name][i]})
         write_jsonl(EVAL_ROWS, rows)
         write_json(EVAL_METRICS, m)
+        reward_report = json.loads(REWARD_METRICS.read_text()) if REWARD_METRICS.exists() else {}
+        write_json(KEY_METRICS, key_metrics(m, reward_report))
         mlflow.log_metrics({tracking.metric_name(k): v for k, v in m.items()})
         table = {"prompt": [str(p) for p in prompts[:40]], "candidate": cand[:40], "champion": champ[:40]}
         table.update({f"win_{name}": out[:40] for name, out in outcomes.items()})

@@ -44,6 +44,7 @@ from tasks.errors import DataError
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.labels.convert import preference_pairs
 from tasks.mlmodels import log_policy
+from tasks.plots import curve_png
 from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy, read_meta, write_meta
@@ -51,6 +52,7 @@ from tasks.prompting import format_prompt, prompt_of
 from tasks.tracking import log_many
 
 CURVE = Path("reports/optimize/curve.csv")
+CURVE_PNG = Path("reports/optimize/curve.png")     # the same curve drawn, for offline viewing (tasks/plots.py)
 REPORT = Path("reports/optimize/metrics.json")
 CHECKPOINTS = Path("checkpoints/optimize")
 
@@ -319,6 +321,10 @@ def run_optimize(params: Params) -> dict:
             w = csv.DictWriter(fh, fieldnames=["step", "reward", "kl", "length"])
             w.writeheader()
             w.writerows(sorted({r["step"]: r for r in curve}.values(), key=lambda r: r["step"]))
+        curve_png(list({r["step"]: r for r in curve}.values()), CURVE_PNG,
+                  f"{cfg.algorithm} on policy v{parent.get('registry_version')}: probe on {len(probe_prompts)} "
+                  "training prompts")
+        mlflow.log_artifact(str(CURVE_PNG))
         numbers = {k: v for k, v in info.items() if isinstance(v, (int, float))}
         metrics = {**numbers, **{f"final_{k}": v for k, v in final.items()}, "registry_version": version,
                    "start_reward": curve[0]["reward"] if curve else float("nan")}

@@ -32,7 +32,8 @@ class Stage:
     params: tuple[str, ...]        # params.yaml keys it reads: "section" or "section.key"
     metric: str                    # the metric its summary row shows
     output: str                    # the output its summary row points to
-    metrics: tuple[str, ...] = ()  # DVC metrics files it writes (not cached)
+    reports: tuple[str, ...] = ()  # JSON reports of its figures (not cached, kept in git; `dvc metrics show FILE`)
+    metrics: tuple[str, ...] = ()  # DVC metrics files it writes: the cycle's key figures, one small file
     docs: tuple[str, ...] = ()     # report folders it writes (not cached)
     persist: tuple[str, ...] = ()  # outs DVC must keep between runs
     plots: tuple[str, ...] = ()    # plot files it writes (not cached)
@@ -61,7 +62,7 @@ MANIFEST: tuple[Stage, ...] = (
     Stage("bootstrap", "tasks.bootstrap:run_bootstrap",
           deps=(*LIB, "tasks/bootstrap.py", "tasks/policy.py", "data/corpus"),
           outs=("models/base",), params=("bootstrap", "policy.base_model"),
-          metric="sft_val_loss_after", output="models/base", metrics=("reports/bootstrap/metrics.json",)),
+          metric="sft_val_loss_after", output="models/base", reports=("reports/bootstrap/metrics.json",)),
     Stage("champion", "tasks.champion:run_champion",
           deps=(*LIB, "tasks/champion.py", "tasks/policy.py", "models/base"),
           outs=("models/champion",), params=("policy.champion_dir",),
@@ -73,7 +74,7 @@ MANIFEST: tuple[Stage, ...] = (
     Stage("validate_prompts", "tasks.validate:run_validate_prompts",
           deps=(*LIB, "tasks/validate.py", "tasks/policy.py", "data/prompts.jsonl", "data/corpus", "models/base"),
           outs=(), params=("validate",), metric="rows", output="reports/data_docs/prompts/",
-          metrics=("reports/validation/prompts.json",), docs=("reports/data_docs/prompts",)),
+          reports=("reports/validation/prompts.json",), docs=("reports/data_docs/prompts",)),
     Stage("generate", "tasks.generate:run_generate",
           deps=(*LIB, *POLICY, "tasks/generate.py", "tasks/genbackend.py", "data/prompts.jsonl", "reports/validation/prompts.json",
                 "models/champion"),
@@ -83,17 +84,17 @@ MANIFEST: tuple[Stage, ...] = (
           deps=(*LIB, *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
                 "data/incoming", "${task.rubric}"),
           outs=("data/labels.jsonl", "data/ratings.jsonl"), params=("label", "label_studio", "task", "judges", "truth"),
-          metric="pairs", output="data/labels.jsonl", metrics=("reports/label/quality.json",)),
+          metric="pairs", output="data/labels.jsonl", reports=("reports/label/quality.json",)),
     Stage("validate_labels", "tasks.validate:run_validate_labels",
           deps=(*LIB, "tasks/validate.py", "data/labels.jsonl", "data/prompts.jsonl"),
           outs=(), params=("validate",), metric="rows", output="reports/data_docs/labels/",
-          metrics=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
+          reports=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
     Stage("train_reward", "tasks.reward:run_train_reward",
           deps=(*LIB, "tasks/reward.py", "tasks/rewardmodel.py", "tasks/labels/convert.py", "tasks/launch.py",
                 "data/labels.jsonl",
                 "data/prompts.jsonl", "reports/validation/labels.json"),
           outs=("models/reward",), params=("reward", "label.ties"),
-          metric="heldout_accuracy", output="models/reward", metrics=("reports/reward/metrics.json",)),
+          metric="heldout_accuracy", output="models/reward", reports=("reports/reward/metrics.json",)),
     Stage("optimize", "tasks.optimize:run_optimize",
           deps=(*LIB, *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms", "tasks/evalmath.py", "tasks/launch.py",
                 "models/champion", "models/reward", "data/labels.jsonl", "data/ratings.jsonl", "data/prompts.jsonl",
@@ -101,16 +102,17 @@ MANIFEST: tuple[Stage, ...] = (
           outs=("models/candidate",),
           params=(*_optimize_common(), "optimize.${optimize.algorithm}", "judges", "task.rubric",
                   "policy.champion_dir", "label.ties"),
-          metric="final_probe_reward", output="models/candidate", metrics=("reports/optimize/metrics.json",),
-          plots=("reports/optimize/curve.csv",)),
+          metric="final_probe_reward", output="models/candidate", reports=("reports/optimize/metrics.json",),
+          plots=("reports/optimize/curve.csv", "reports/optimize/curve.png")),
     Stage("evaluate", "tasks.evaluate:run_evaluate",
           deps=(*LIB, *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py", "tasks/reward.py", "metrics",
-                "data/prompts.jsonl", "models/candidate", "models/champion", "models/reward", "data/incoming",
-                "${task.rubric}"),
+                "data/prompts.jsonl", "models/candidate", "models/champion", "models/reward",
+                "reports/reward/metrics.json", "data/incoming", "${task.rubric}"),
           outs=("data/eval.jsonl",),
           params=("evaluate", "task", "judges", "truth", "label_studio", "reward.max_length",
                   "policy.champion_dir"),
-          metric="winrate_*", output="reports/eval/metrics.json", metrics=("reports/eval/metrics.json",)),
+          metric="winrate_*", output="reports/eval/metrics.json", reports=("reports/eval/metrics.json",),
+          metrics=("reports/metrics.json",)),
 )
 
 BY_NAME = {s.name: s for s in MANIFEST}
@@ -119,11 +121,11 @@ KEY_METRIC = {s.name: (s.metric, s.output) for s in MANIFEST}
 
 
 def git_tracked_outputs() -> list[str]:
-    """What DVC leaves to git: the metrics and plots files (not cached), and the ``.gitignore`` files DVC
+    """What DVC leaves to git: the reports, metrics and plots files (not cached), and the ``.gitignore`` files DVC
     writes beside cached outputs. A commit of an iteration holds these with ``dvc.lock`` and ``params.yaml``."""
     from pathlib import Path
 
-    files = [p for s in MANIFEST for p in (*s.metrics, *s.plots)]
+    files = [p for s in MANIFEST for p in (*s.reports, *s.metrics, *s.plots)]
     parents = {Path(out).parent for s in MANIFEST for out in s.outs} - {Path(".")}
     ignores = {str(parent / ".gitignore") for parent in parents}
     return files + sorted(ignores)
@@ -205,7 +207,7 @@ def dvc_stage(stage: Stage) -> dict:
     if stage.params:
         entry["params"] = list(stage.params)
     outs = [{o: {"persist": True}} if o in stage.persist else o for o in stage.outs]
-    outs += [{d: {"cache": False}} for d in (*stage.docs, *stage.plots)]
+    outs += [{d: {"cache": False}} for d in (*stage.docs, *stage.reports, *stage.plots)]
     if outs:
         entry["outs"] = outs
     if stage.metrics:

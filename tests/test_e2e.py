@@ -173,12 +173,29 @@ def test_data_docs_runs_are_named_by_the_cycle(cycled):
         assert runs == {f"cycle-1-{suite}"}, runs
 
 
-def test_dvc_metrics_and_plots(cycled):
+def test_dvc_metrics_and_plots(cycled, tmp_path):
     path, _ = cycled
     shown = run(["dvc", "metrics", "show", "--json"], path)
-    assert "winrate_truth" in shown.stdout
-    plots = run(["dvc", "plots", "show", "--json"], path)
-    assert plots.returncode == 0 and "optimize_health" in plots.stdout
+    (files,) = json.loads(shown.stdout).values()
+    # One small file of key figures: each win-rate with its CI, KL, rewards, the reward model's accuracy.
+    assert list(files["data"]) == ["reports/metrics.json"]
+    key = files["data"]["reports/metrics.json"]["data"]
+    assert {"winrate_truth", "winrate_truth_ci_low", "winrate_embedding", "kl", "reward_model_accuracy"} <= set(key)
+    assert len(key) <= 12 and all(isinstance(v, (int, float)) for v in key.values())
+    table = run(["dvc", "metrics", "show"], path).stdout
+    assert "data_docs" not in table and len(table.splitlines()[0]) < 400
+    # The details: any stage's report, by name.
+    details = run(["dvc", "metrics", "show", "--json", "reports/eval/metrics.json"], path)
+    assert "distinct_2_champion" in details.stdout
+    # Plots: reward and KL on their own labelled axes, and the PNG of both that works offline.
+    out = tmp_path / "plots"
+    plots = run(["dvc", "plots", "show", "-o", str(out)], path)
+    assert plots.returncode == 0, plots.stderr
+    page = (out / "index.html").read_text()
+    assert "probe reward (reward model score)" in page and "KL to the reference (nats per sequence)" in page
+    assert "curve.png" in page
+    png = (path / "reports/optimize/curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
 def test_dvc_status_clean_and_lineage_hashes_match_dvc_lock(cycled):

@@ -135,6 +135,25 @@ def test_an_earlier_iteration_reproduces_from_its_commit(iterated, tmp_path):
     assert str(_client(clone).get_model_version_by_alias("policy", "champion").version) == rows[0]["version"]
 
 
+def flat_values(path) -> dict:
+    """Every value of the project's params.yaml as loaded and validated, by dotted key."""
+    from tasks.config import load_params
+    from tasks.tracking import flat_params
+
+    return flat_params(load_params(path / "params.yaml"))
+
+
+def test_dvc_metrics_diff_shows_what_changed_between_two_iterations(iterated):
+    path, rows = iterated
+    out = run(["dvc", "metrics", "diff", rows[0]["commit"], rows[1]["commit"], "--json"], path)
+    diff = json.loads(out.stdout)["reports/metrics.json"]
+    # The second iteration sampled from the first's promoted candidate: its figures differ.
+    assert {"kl", "winrate_truth"} <= set(diff), diff
+    assert all(d["old"] != d["new"] for d in diff.values())
+    table = run(["dvc", "metrics", "diff", rows[0]["commit"], rows[1]["commit"]], path).stdout
+    assert "reports/metrics.json" in table and "winrate_truth" in table
+
+
 def test_dvc_exp_run_tries_a_variant_without_touching_the_champion(iterated, tmp_path):
     """`dvc exp run -S` reruns what the value feeds as an experiment beside the committed iterations; promotion is a
     flow step, so the registry's champion stays where the last iteration left it."""
@@ -151,8 +170,15 @@ def test_dvc_exp_run_tries_a_variant_without_touching_the_champion(iterated, tmp
     text = noop.stdout + noop.stderr
     assert "stage optimize: running" not in text and "nothing to decide" in text
     assert f"policy v{challenger.version}, was already refused by an earlier cycle" in text
+    before = flat_values(work)
     out = run(["dvc", "exp", "run", "-S", "optimize.grpo.beta=0.05"], work)
     assert "Running stage 'optimize'" in out.stdout and "Running stage 'generate'" not in out.stdout
+    # DVC rewrote params.yaml to set the value: every other loaded value, nulls and quoted text included, is as
+    # it was, and the file still passes the project's checks.
+    after_exp = flat_values(work)
+    assert {k for k in before.keys() | after_exp.keys() if before.get(k) != after_exp.get(k)} == \
+        {"optimize.grpo.beta"} and after_exp["optimize.grpo.beta"] == 0.05
+    assert run(["rft", "check-params"], work).returncode == 0
     shown = json.loads(run(["dvc", "exp", "show", "--json"], work).stdout)
     betas = [exp["data"]["params"]["params.yaml"]["data"]["optimize"]["grpo"]["beta"]
              for commit in shown for exp in [commit, *[e for x in commit.get("experiments") or []

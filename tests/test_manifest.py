@@ -22,7 +22,7 @@ def test_declared_paths_exist_or_are_produced():
             if dep.startswith("${"):
                 continue
             assert (ROOT / dep).exists() or dep in produced, f"{s.name} depends on {dep}, which nothing provides"
-        produced |= set(s.outs) | set(s.metrics) | set(s.plots)
+        produced |= set(s.outs) | set(s.reports) | set(s.metrics) | set(s.plots)
 
 
 def covered(key: str, declared: tuple) -> bool:
