@@ -320,8 +320,9 @@ class PromoteConfig:
                                                   "null turns the check off.", ge=0, le=1)
     dvc_push: bool = opt(True, "Push the iteration's DVC outputs to the default remote after the stages, and again "
                           "after a promotion (retried with backoff).")
-    git_commit: bool = opt(False, "Commit dvc.lock and params.yaml to git after the stages (the commit that reproduces "
-                            "the iteration) and again after a promotion.")
+    git_commit: bool = opt(False, "Commit dvc.lock, params.yaml and the reports to git after the stages (the commit "
+                            "that reproduces the iteration, and what `dvc metrics diff` compares) and again after a "
+                            "promotion. The demo's params.yaml turns it on.")
 
 
 # ---- judges: one typed config per kind (tasks/judges/ holds the implementations) -------------------

@@ -25,7 +25,8 @@ TINY = {
     "optimize": {"probe_prompts": 4, "probe_max_new_tokens": 12, "log_every": 1, "probe_budget": None,
                  "grpo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 12}},
     "evaluate": {"samples_per_prompt": 1, "max_new_tokens": 12, "n_boot": 200},
-    "promote": {"dvc_push": True},
+    # git_commit off: a test that wants an iteration's commits turns it on (tests/test_lineage.py)
+    "promote": {"dvc_push": True, "git_commit": False},
 }
 
 
