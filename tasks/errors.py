@@ -36,7 +36,7 @@ class DataValidationError(RFTError):
         lines = [f"{len(failures)} data rule(s) failed; nothing downstream was written:"]
         lines += [f"- {f}" for f in failures]
         if docs:
-            lines.append(f"Data Docs: {docs}")
+            lines.append(f"Report: {docs} (one page that opens offline; its Data Docs beside it)")
         super().__init__("\n".join(lines))
 
 

@@ -168,6 +168,10 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
     result = cp.run(batch_parameters={"dataframe": df},
                     run_id=RunIdentifier(run_name=run_name(name).replace(" / ", "-").replace(" ", "-")))
     (validation,) = result.run_results.values()
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    (docs_dir / SUMMARY).write_text(summary_html(
+        f"{name} suite on {path}", run_name(name), [result_row(by_id[r.expectation_config.id].name, r, len(df))
+                                                    for r in validation.results]))
     failures = []
     file_columns = [c for c in df.columns if c not in DERIVED]
     contract = list(contract) + [c for c in file_columns if c in PROMPT_FORMS and name == "prompts"]
@@ -208,6 +212,49 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
             detail = res.exception_info.get("exception_message", "")[:200]
         failures.append(DataError(path, rule.name, column=column, rows=rows, detail=detail))
     return failures
+
+
+SUMMARY = "summary.html"     # beside the Data Docs: the validation on one self-contained page
+
+
+def result_row(rule: str, res, n_rows: int) -> dict:
+    """One rule's outcome for the summary page: what was checked, whether it held, and the first offenders."""
+    kw = res.expectation_config.kwargs
+    r = res.result or {}
+    if r.get("unexpected_count") is not None:
+        outcome = f"{r['unexpected_count']} of {r.get('element_count', n_rows)} rows violate it"
+    elif "observed_value" in r:
+        outcome = f"observed {r['observed_value']}"
+    else:
+        outcome = ""
+    if res.exception_info and res.exception_info.get("raised_exception"):
+        outcome = res.exception_info.get("exception_message", "")[:200]
+    examples = [repr(v)[:80] for v in (r.get("partial_unexpected_list") or [])[:5]]
+    return {"rule": rule, "expectation": res.expectation_config.type, "column": kw.get("column", ""),
+            "passed": bool(res.success), "outcome": outcome, "examples": examples}
+
+
+def summary_html(title: str, run: str, rows: list[dict]) -> str:
+    """A validation as one HTML page that needs nothing else (no scripts, no stylesheets from a CDN): the
+    suite, the run, and a row per rule with its outcome. GX's own index page draws its table with scripts
+    fetched from CDNs, so offline it is empty; this page is what MLflow links (the stage run's artifacts)."""
+    from html import escape
+
+    passed = sum(r["passed"] for r in rows)
+    body = "".join(
+        f'<tr class="{"ok" if r["passed"] else "bad"}"><td>{"passed" if r["passed"] else "FAILED"}</td>'
+        f'<td>{escape(r["rule"])}</td><td>{escape(str(r["column"]))}</td><td><code>{escape(r["expectation"])}'
+        f'</code></td><td>{escape(r["outcome"])}</td><td>{escape(", ".join(r["examples"]))}</td></tr>'
+        for r in rows)
+    verdict = "all rules passed" if passed == len(rows) else f"{len(rows) - passed} of {len(rows)} rules failed"
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{escape(title)}</title><style>'
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+            "tr.ok td:first-child{color:#176317}tr.bad td:first-child{color:#a00;font-weight:bold}"
+            f"</style></head><body><h1>{escape(title)}</h1><p>run <b>{escape(run)}</b>: {verdict}. "
+            'The full Great Expectations report: <a href="latest.html">Data Docs</a>.</p>'
+            "<table><tr><th>result</th><th>rule</th><th>column</th><th>expectation</th><th>outcome</th>"
+            f"<th>first offending values</th></tr>{body}</table></body></html>\n")
 
 
 def docs_page(docs_dir: Path) -> Path:
@@ -295,7 +342,7 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
     rules = prompt_rules(cfg, df)
     failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS)
     if failures:
-        raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
+        raise DataValidationError(failures, docs=str(docs_dir / SUMMARY))
     return {"rows": len(df), "train": int((df["split"] == "train").sum()),
             "heldout": int((df["split"] == "heldout").sum()), "rules": len(rules),
             "chat_prompts": int((df["prompt_form"] == "messages").sum())}
@@ -316,7 +363,7 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
     rules = label_rules(cfg)
     failures = run_suite("labels", df, rules, path, docs_dir, LABEL_COLUMNS)
     if failures:
-        raise DataValidationError(failures, docs=str(docs_page(docs_dir)))
+        raise DataValidationError(failures, docs=str(docs_dir / SUMMARY))
     return {"rows": len(df), "rules": len(rules)}
 
 
@@ -339,7 +386,10 @@ def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, do
             if docs_dir.exists():
                 write_latest(docs_dir)
                 mlflow.log_artifacts(str(docs_dir), artifact_path="data_docs")
-        write_json(report, {"passed": True, **summary, "data_docs": str(docs_dir / LATEST)})
+                # The summary page opens in the MLflow UI's artifact view, offline too.
+                mlflow.set_tag("validation.summary", f"data_docs/{SUMMARY}")
+        write_json(report, {"passed": True, **summary, "summary": str(docs_dir / SUMMARY),
+                            "data_docs": str(docs_dir / LATEST)})
     return summary
 
 

@@ -42,9 +42,14 @@ def test_leaky_prompts_stop_validation_before_generation(project):
     assert "no held-out prompt inside training data" in out.stderr and "row 2" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (project / "reports/validation/prompts.json").exists()   # generate depends on it
-    # ...but the user can read why: the message points at a Data Docs page that shows the failure.
-    page = project / out.stderr.split("Data Docs: ")[1].strip()
-    assert "validations" in page.parts and "Failed" in page.read_text()
+    # ...but the user can read why: the message points at a page that shows the failure, needing nothing else.
+    page = project / out.stderr.split("Report: ")[1].split(" (")[0]
+    html = page.read_text()
+    assert page.name == "summary.html" and "FAILED" in html and "no held-out prompt inside training data" in html
+    assert "http" not in html.replace('href="latest.html"', "")          # no script or stylesheet from the web
+    # GX's own page of the failed validation is beside it.
+    latest = (page.parent / "validations").rglob("*.html")
+    assert any("Failed" in p.read_text() for p in latest)
 
 
 @pytest.mark.slow

@@ -61,6 +61,8 @@ def test_validate_prompts(built_project):
     path, m, _ = built_project
     report = json.loads((path / "reports/validation/prompts.json").read_text())
     assert report["passed"] and report["rows"] == 40
+    summary = (path / report["summary"]).read_text()     # the page that opens offline: every rule passed
+    assert "all rules passed" in summary and summary.count('<tr class="ok">') == report["rules"]
     latest = path / report["data_docs"]
     assert latest.name == "latest.html"                  # a fixed name: the report is the same bytes each run
     target = re.search(r'url=([^"]+)"', latest.read_text()).group(1)

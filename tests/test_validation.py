@@ -97,6 +97,8 @@ def test_good_labels_pass(tmp_path):
     ("prompts_chat_leakage.jsonl", "prompt", "no held-out prompt inside training data", 2),
 ])
 def test_bad_prompts(fixture, column, rule, row, tmp_path):
+    from html import escape as html_escape
+
     with pytest.raises(DataValidationError) as exc:
         _prompts(fixture, tmp_path)
     failures = {(f.column, f.rule): f for f in exc.value.failures}
@@ -106,7 +108,26 @@ def test_bad_prompts(fixture, column, rule, row, tmp_path):
     if row is not None:
         assert row in [r for r, _ in f.rows]
     msg = str(exc.value)
-    assert fixture in msg and rule in msg and "Data Docs" in msg
+    assert fixture in msg and rule in msg and "Report: " in msg
+    # The report page: the failed rule's row says FAILED, and the page needs no network.
+    html = (tmp_path / "docs" / "summary.html").read_text()
+    failed = [row for row in html.split("<tr")[2:] if "FAILED" in row]
+    assert any(html_escape(rule) in row for row in failed), failed
+    assert "<script" not in html and "http" not in html
+
+
+def test_the_summary_page_shows_each_rule():
+    from tasks.validate import summary_html
+
+    rows = [{"rule": "ids are unique", "expectation": "expect_column_values_to_be_unique", "column": "id",
+             "passed": False, "outcome": "2 of 4 rows violate it", "examples": ["'p1'", "'p1'"]},
+            {"rule": "a <b> rule", "expectation": "expect_x", "column": "", "passed": True, "outcome": "",
+             "examples": []}]
+    html = summary_html("prompts suite on data/prompts.jsonl", "cycle-3-prompts", rows)
+    assert "cycle-3-prompts" in html and "1 of 2 rules failed" in html
+    assert '<tr class="bad"><td>FAILED</td><td>ids are unique</td><td>id</td>' in html
+    assert "&#x27;p1&#x27;, &#x27;p1&#x27;" in html and "a &lt;b&gt; rule" in html       # escaped
+    assert "all rules passed" in summary_html("t", "r", rows[1:])
 
 
 @pytest.mark.parametrize("fixture, column, rule, row", [
