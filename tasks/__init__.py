@@ -16,6 +16,11 @@ for _key, _value in {
     # MLflow draws a bar for every artifact download, also the few small files it reads back to check a
     # model's input example when a stage logs it
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # transformers draws a bar per model load and save ("Loading weights", "Writing model shards"), datasets
+    # one per map: unlabelled, instant at this size, and a dozen per cycle. The stages' own bars (generation,
+    # training) name their stage and phase, and stay.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "DVC_NO_ANALYTICS": "1",
     "ITERATIVE_DO_NOT_TRACK": "1",
     "GX_ANALYTICS_ENABLED": "false",
@@ -41,3 +46,8 @@ import warnings  # noqa: E402
 # the names still work until transformers 6. Known and harmless, so filtered by their message alone.
 warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
                         category=FutureWarning)
+
+# Known-harmless library messages, each filtered at its logger with the reason (tasks/quiet.py).
+from tasks import quiet as _quiet  # noqa: E402
+
+_quiet.install()

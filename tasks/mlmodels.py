@@ -25,8 +25,6 @@ needs this project's package installed (the scoring code is ``tasks.rewardmodel`
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from pathlib import Path
 
 from tasks.prompting import format_prompt
@@ -34,46 +32,6 @@ from tasks.prompting import format_prompt
 ARTIFACT = "model"                    # the name of the logged model in its run
 REWARD_ARTIFACT = "reward_model"      # the pyfunc's artifact: the reward-model folder as it is
 POLICY_FILES = ("model.safetensors", "config.json", "generation_config.json")
-
-# Messages MLflow always says when it logs a model from a local, offline folder, each harmless here:
-HARMLESS = (
-    # it looks the base model up on the Hugging Face hub for a card; the folder is local and the hub offline
-    "The model card could not be retrieved",
-    # the license comes from that card; the version's description says where the model comes from
-    "Unable to find license information",
-    # the saved generation settings set return_full_text=False, which is what a caller wants from a policy
-    "text-generation pipelines saved with prompt templates",
-    # said while MLflow runs the input example with the signature's default params to check it
-    "params provided to the `predict` method will override",
-    # MLflow checks the input example against the signature (it passes) and says so at INFO
-    "Validating input example against model signature",
-)
-LOGGERS = ("mlflow.transformers", "mlflow.pyfunc", "mlflow.models.model")
-
-
-class _Harmless(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(HARMLESS)
-
-
-@contextlib.contextmanager
-def quiet_saving():
-    """MLflow's known-harmless messages filtered (``HARMLESS``) and transformers' per-file loading and
-    writing bars hidden while a model is logged; both are restored after."""
-    from transformers.utils import logging as hf_logging
-
-    flt = _Harmless()
-    for name in LOGGERS:
-        logging.getLogger(name).addFilter(flt)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for name in LOGGERS:
-            logging.getLogger(name).removeFilter(flt)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def requirements() -> list[str]:
@@ -117,14 +75,12 @@ def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature:
     # The project's template ("Q: <prompt>\nA:") for a tokenizer without a chat template; a chat model's
     # pipeline applies its own template to the messages it is given.
     template = None if getattr(tok, "chat_template", None) else format_prompt("{prompt}")
-    with quiet_saving():
-        pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok)
-        return mlflow.transformers.log_model(
-            pipe, name=ARTIFACT, signature=policy_signature(max_new_tokens, temperature),
-            input_example=example_text(example), prompt_template=template,
-            model_config={"max_new_tokens": int(max_new_tokens), "temperature": float(temperature),
-                          "do_sample": True},
-            pip_requirements=requirements())
+    pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok)
+    return mlflow.transformers.log_model(
+        pipe, name=ARTIFACT, signature=policy_signature(max_new_tokens, temperature),
+        input_example=example_text(example), prompt_template=template,
+        model_config={"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "do_sample": True},
+        pip_requirements=requirements())
 
 
 def reward_signature():
@@ -142,13 +98,11 @@ def log_reward_model(folder: str | Path, example: tuple):
     import pandas as pd
 
     prompt, response = example
-    with quiet_saving():
-        return mlflow.pyfunc.log_model(
-            name=ARTIFACT, python_model=str(Path(__file__).with_name("reward_pyfunc.py")),
-            artifacts={REWARD_ARTIFACT: str(folder)},
-            signature=reward_signature(),
-            input_example=pd.DataFrame({"prompt": [example_text(prompt)], "response": [response]}),
-            pip_requirements=requirements())
+    return mlflow.pyfunc.log_model(
+        name=ARTIFACT, python_model=str(Path(__file__).with_name("reward_pyfunc.py")),
+        artifacts={REWARD_ARTIFACT: str(folder)}, signature=reward_signature(),
+        input_example=pd.DataFrame({"prompt": [example_text(prompt)], "response": [response]}),
+        pip_requirements=requirements())
 
 
 def verify_copy(folder: str | Path, downloaded: str | Path, kind: str = "policy") -> list[str]:

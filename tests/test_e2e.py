@@ -79,6 +79,37 @@ def test_flow_prints_summary_and_where_to_look(cycled):
         assert stage in text
 
 
+# What a cycle may print besides progress bars, from `rft cycle` to its summary (docs/operations.md).
+LINE_BUDGET = 60
+
+
+def printed_lines(text: str) -> list[str]:
+    """The lines a terminal keeps: each line's last carriage-return segment, without progress bars and blanks."""
+    import re
+
+    shown = (line.split("\r")[-1] for line in text.split("\n"))
+    return [line for line in shown if line.strip() and not re.search(r"\d+%\|", line)]
+
+
+def test_a_cycle_prints_within_its_line_budget(cycled):
+    _, out = cycled
+    lines = printed_lines(out.stdout + out.stderr)
+    summary = next(i for i, line in enumerate(lines) if "cycle summary" in line)
+    assert summary <= LINE_BUDGET, "\n".join(lines[:summary])
+    text = "\n".join(lines)
+    # Known-harmless library messages are filtered (tasks/quiet.py); unlabelled per-file bars are off.
+    for noise in ("Created temporary directory", "is empty", "loss_type=", "use_cache=True", "Loading weights",
+                  "Writing model shards", "Generating lock file", "Creating initial MLflow database tables"):
+        assert noise not in out.stdout + out.stderr, noise
+    assert "Updating lock file" in text                      # DVC's own record of each stage stays
+
+
+def test_the_line_counter_counts_what_a_terminal_shows():
+    text = ("a\n\rtrain:  50%|#####     | 1/2\rtrain: 100%|##########| 2/2\n"
+            "\n  \nstep 1: loss=0.5\n\r10:01 | INFO | done\n")
+    assert printed_lines(text) == ["a", "step 1: loss=0.5", "10:01 | INFO | done"]
+
+
 def test_mlflow_parent_and_child_runs(cycled, tmp_path):
     path, _ = cycled
     client = _client(path)
