@@ -56,3 +56,16 @@ def test_the_audit_catches_an_undeclared_read():
     assert not covered("optimize.seed", ("generate", "reward.max_length"))
     assert not covered("optimize.dpo", ("optimize.grpo",))
     assert covered("reward.max_length", ("reward.max_length",)) and covered("label.seed", ("label",))
+
+
+def test_generated_pages_stay_out_of_git():
+    # Data Docs (static files and fonts) and `dvc plots show`'s page are rebuilt, never versioned: a `git add .`
+    # after a cycle must not pick them up, and an iteration's commit never names them.
+    import subprocess
+
+    from tasks.stages import git_tracked_outputs
+
+    pages = [f"{d}/static/fonts/a.woff" for s in MANIFEST for d in s.docs] + ["dvc_plots/index.html"]
+    out = subprocess.run(["git", "check-ignore", "--no-index", *pages], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == pages, out.stdout + out.stderr
+    assert not [p for p in git_tracked_outputs() if p.startswith("reports/data_docs")]
