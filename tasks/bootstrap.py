@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tasks.config import GenerateConfig, Params
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
+from tasks.mlmodels import log_policy
 from tasks.paths import BASE as BASE_DIR
 from tasks.paths import CORPUS as CORPUS_DIR
-from tasks.mlmodels import log_policy
 from tasks.policy import tiny_gpt, train_tokenizer, write_meta
 from tasks.prompting import format_prompt, prompt_of
 
