@@ -67,7 +67,7 @@ def _train_loop(model, batches, steps: int, cfg, tag: str, log) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
     model.train()
     losses, window = [], []
-    bar = tqdm(range(steps), desc=tag, unit="step", leave=False)
+    bar = tqdm(range(steps), desc=f"bootstrap {tag}", unit="step", leave=False)     # "bootstrap pretrain"
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, cfg.lr, cfg.warmup_steps)

@@ -71,6 +71,11 @@ def test_flow_prints_summary_and_where_to_look(cycled):
     assert updates and all("| dvc.dvcfile - " in line for line in updates), updates[:3]
     # Training bars are named by stage and phase; TRL's every-step dicts go to MLflow, not the console.
     assert "train_reward:" in text and "optimize grpo" in text
+    import re as _re
+
+    # Every progress bar says its stage (and phase): no "Loading weights" or other unlabelled bar.
+    labels = {m.group(1).strip() for m in _re.finditer(r"([A-Za-z_ >0-9]+):\s+\d+%\|", text)}
+    assert labels and all(label.split()[0] in STAGES for label in labels), labels
     assert "{'loss'" not in text and "'learning_rate'" not in text
     assert "LOAD_GLOBAL" not in text and "LOAD_FAST" not in text          # no bytecode disassembly
     assert "gradient_checkpointing" not in text           # a known-harmless warning, filtered by its message
