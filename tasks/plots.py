@@ -20,6 +20,7 @@ def curve_png(rows: list[dict], path: str | Path, title: str) -> None:
 
     matplotlib.use("Agg")            # no display: draw to a file
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     rows = sorted(rows, key=lambda r: r["step"])
     fig = Figure(figsize=(7, 5), dpi=100, layout="constrained")
@@ -30,6 +31,7 @@ def curve_png(rows: list[dict], path: str | Path, title: str) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("optimizer step")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
