@@ -48,3 +48,18 @@ def test_sequence_kl_by_hand():
     ref = torch.tensor([[-1.5, -1.8, -0.1], [-0.6, -1.0, -1.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     assert torch.allclose(sequence_kl(logp, ref, mask), torch.tensor([0.3, 0.1]))
+
+
+def test_key_metrics_keep_the_figures_a_person_compares():
+    # reports/metrics.json: every win-rate with its CI bounds, KL, both mean rewards, and the reward model's
+    # held-out accuracy; details such as distinct-n and judge statistics stay in the stage's own report.
+    from tasks.evaluate import key_metrics
+
+    evaluation = {"winrate_truth": 0.6, "winrate_truth_ci_low": 0.55, "winrate_truth_ci_high": 0.65,
+                  "winrate_embedding": 0.5, "kl": 0.5, "reward_mean": 1.0, "reward_mean_champion": 0.8,
+                  "distinct_2": 0.9, "judge_embedding.comparisons": 8.0, "mean_length": 12.0}
+    assert key_metrics(evaluation, {"heldout_accuracy": 0.75, "train_loss": 0.3}) == {
+        "winrate_truth": 0.6, "winrate_truth_ci_low": 0.55, "winrate_truth_ci_high": 0.65,
+        "winrate_embedding": 0.5, "kl": 0.5, "reward_mean": 1.0, "reward_mean_champion": 0.8,
+        "reward_model_accuracy": 0.75}
+    assert "reward_model_accuracy" not in key_metrics(evaluation, {})
