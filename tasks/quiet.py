@@ -13,6 +13,10 @@ HARMLESS: dict[str, tuple[tuple[str, str], ...]] = {
     "transformers.modeling_utils": (
         ("`loss_type=None` was set in the config",
          "a GPT-2 config names no loss type; transformers uses the causal-LM loss, the one intended"),
+        ("We strongly recommend passing in an `attention_mask`",
+         "generate() leaves out an attention mask of all ones (a batch with no padding), and a finished sequence "
+         "then feeds EOS, the policy's pad token, to the next decoding step, which this check takes for padding; "
+         "a padded batch keeps its mask"),
     ),
     "transformers.utils.generic": (
         ("`use_cache=True` is incompatible with gradient checkpointing",
