@@ -44,9 +44,9 @@ from tasks.errors import DataError
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.labels.convert import preference_pairs
 from tasks.mlmodels import log_policy
-from tasks.plots import curve_png
 from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, RATINGS
+from tasks.plots import curve_png
 from tasks.policy import load_policy, read_meta, write_meta
 from tasks.prompting import format_prompt, prompt_of
 from tasks.tracking import log_many
