@@ -76,11 +76,11 @@ def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature:
     # pipeline applies its own template to the messages it is given.
     template = None if getattr(tok, "chat_template", None) else format_prompt("{prompt}")
     pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok)
+    # The sampling settings are the signature's param defaults, which the pyfunc applies when a caller passes
+    # none; not a model_config, which MLflow would also log as params of the stage's run.
     return mlflow.transformers.log_model(
         pipe, name=ARTIFACT, signature=policy_signature(max_new_tokens, temperature),
-        input_example=example_text(example), prompt_template=template,
-        model_config={"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "do_sample": True},
-        pip_requirements=requirements())
+        input_example=example_text(example), prompt_template=template, pip_requirements=requirements())
 
 
 def reward_signature():

@@ -49,6 +49,17 @@ def test_versions_carry_a_signature_and_an_input_example(registry):
     assert reward.saved_input_example_info is not None
 
 
+def test_the_pyfunc_samples_with_the_signatures_defaults_and_the_run_keeps_only_the_stages_params(registry):
+    import mlflow
+
+    path, client = registry
+    model = mlflow.pyfunc.load_model("models:/policy@challenger")
+    assert isinstance(model.predict(["How was the soup?"])[0], str)         # no params: the signature's defaults
+    # MLflow logs a model_config as params of the run; the stage passes none, so its run holds its own only.
+    run = client.get_run(client.get_model_version_by_alias("policy", "challenger").run_id)
+    assert run.data.params and all("." in key for key in run.data.params), sorted(run.data.params)
+
+
 def test_the_reward_model_pyfunc_scores_as_the_stages_do(registry):
     import mlflow
     import pandas as pd
