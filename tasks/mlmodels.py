@@ -31,7 +31,7 @@ from tasks.prompting import format_prompt
 
 ARTIFACT = "model"                    # the name of the logged model in its run
 REWARD_ARTIFACT = "reward_model"      # the pyfunc's artifact: the reward-model folder as it is
-POLICY_FILES = ("model.safetensors", "config.json", "generation_config.json")
+POLICY_CONFIGS = ("config.json", "generation_config.json", "model.safetensors.index.json")
 
 
 def requirements() -> list[str]:
@@ -110,7 +110,8 @@ def verify_copy(folder: str | Path, downloaded: str | Path, kind: str = "policy"
     ``downloaded`` MLflow model: [] when the registry's copy matches the DVC-tracked folder."""
     folder, downloaded = Path(folder), Path(downloaded)
     if kind == "policy":
-        pairs = [(folder / f, downloaded / "model" / f) for f in POLICY_FILES]
+        pairs = [(f, downloaded / "model" / f.name) for f in sorted(folder.iterdir())
+                 if f.suffix == ".safetensors" or f.name in POLICY_CONFIGS]
         pairs.append((folder / "tokenizer.json", downloaded / "components" / "tokenizer" / "tokenizer.json"))
     else:
         import yaml
