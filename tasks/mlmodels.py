@@ -63,15 +63,17 @@ def policy_signature(max_new_tokens: int, temperature: float):
                             ParamSpec("do_sample", "boolean", True)]))
 
 
-def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature: float):
+def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature: float, loaded=None):
     """Log the policy in ``folder`` as a transformers text-generation model named ``ARTIFACT`` in the active
-    run; return MLflow's ``ModelInfo``. ``example``: a prompt (text or conversation) for the input example."""
+    run; return MLflow's ``ModelInfo``. ``example``: a prompt (text or conversation) for the input example.
+    ``loaded``: the (model, tokenizer) that were just saved to ``folder``, when the caller holds them (a stage
+    that trained the policy), so a large model is not loaded a second time beside itself."""
     import mlflow
     import transformers
 
     from tasks.policy import load_policy
 
-    model, tok = load_policy(folder)
+    model, tok = loaded or load_policy(folder)
     # The project's template ("Q: <prompt>\nA:") for a tokenizer without a chat template; a chat model's
     # pipeline applies its own template to the messages it is given.
     template = None if getattr(tok, "chat_template", None) else format_prompt("{prompt}")

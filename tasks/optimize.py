@@ -309,7 +309,8 @@ def run_optimize(params: Params) -> dict:
             version = tracking.register_model(
                 "policy", run.info.run_id,
                 lambda: log_policy(out, probe_prompts[0] if probe_prompts else None,
-                                   max_new_tokens=cfg.probe_max_new_tokens, temperature=cfg.probe_temperature),
+                                   max_new_tokens=cfg.probe_max_new_tokens, temperature=cfg.probe_temperature,
+                                   loaded=(trained, tok)),
                 aliases=["challenger"], content=dvc_md5(out),
                 tags={"source": f"optimize:{cfg.algorithm}", "parent_version": str(parent.get("registry_version"))},
                 description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.")
