@@ -60,10 +60,15 @@ def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _train_loop(model, batches, steps: int, cfg, tag: str, log) -> list[float]:
+def _train_loop(model, batches, steps: int, cfg, tag: str, log, mixed=None) -> list[float]:
+    """AdamW on fp32 master weights; the forward pass in ``mixed``'s autocast (``tasks/precision.py``; None: fp32)."""
     import torch
     from tqdm.auto import tqdm
 
+    from tasks.precision import Hardware, Scaler, autocast, decide
+
+    mixed = mixed or decide("fp32", Hardware("cpu"))
+    scaler = Scaler(mixed, "cpu")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
     model.train()
     losses, window = [], []
@@ -72,11 +77,11 @@ def _train_loop(model, batches, steps: int, cfg, tag: str, log) -> list[float]:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, cfg.lr, cfg.warmup_steps)
         input_ids, attention_mask, labels = batches(step)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        with autocast(mixed, "cpu"):
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        scaler.backward(loss)
+        scaler.step(opt, model.parameters(), 1.0)
         window.append(loss.item())
         if (step + 1) % cfg.log_every == 0 or step == steps - 1:
             mean = sum(window) / len(window)
@@ -190,6 +195,8 @@ def _example_prompt():
 def _train(params: Params, out: Path, log) -> dict:
     import torch
 
+    from tasks import tracking
+
     cfg = params.bootstrap
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -206,7 +213,9 @@ def _train(params: Params, out: Path, log) -> dict:
     for text in texts:
         ids += tok(text)["input_ids"] + [tok.eos_token_id]
     batches, _ = _pretrain_batches(ids, cfg.block_size, cfg.batch_size, cfg.seed)
-    pre = _train_loop(model, batches, cfg.pretrain_steps, cfg, "pretrain", log)
+    # The model trains on the CPU, in the precision train.precision gives there (recorded in the stage's run).
+    mixed = tracking.record_precision(params, "cpu")
+    pre = _train_loop(model, batches, cfg.pretrain_steps, cfg, "pretrain", log, mixed)
 
     rng = random.Random(cfg.seed)
     shuffled = demos[:]
@@ -216,7 +225,7 @@ def _train(params: Params, out: Path, log) -> dict:
     val_ex = _sft_examples(tok, shuffled[:n_val], cfg.n_positions)
     val_before = _sft_eval_loss(model, val_ex, tok.pad_token_id)
     sft = _train_loop(model, _sft_batches(train_ex, cfg.batch_size, tok.pad_token_id, cfg.seed),
-                      cfg.sft_steps, cfg, "sft", log)
+                      cfg.sft_steps, cfg, "sft", log, mixed)
     val_after = _sft_eval_loss(model, val_ex, tok.pad_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)

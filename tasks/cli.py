@@ -74,15 +74,17 @@ def main(argv: list[str] | None = None) -> int:
 
         params = load_params(args.params)
         if args.cmd == "train-reward-model":
+            from tasks.precision import of
             from tasks.reward import train_on_file
 
-            stats = train_on_file(args.pairs, args.out, params.reward)
+            stats = train_on_file(args.pairs, args.out, params.reward, of(params))
             print(f"{args.out}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
             return 0
         if args.cmd == "check-params":
             from tasks.policy import check_devices
 
-            check_devices(params)
+            mixed = check_devices(params)
+            print(mixed.line())
             print(f"{args.params}: ok")
             return 0
         if args.cmd == "init":

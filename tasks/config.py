@@ -77,6 +77,17 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    precision: str = opt("auto", "Numeric precision of every training stage (bootstrap, train_reward, optimize: the TRL "
+                         "trainers and the own loops), and of sampling on a GPU. auto: bf16 on a CUDA device that "
+                         "supports it, bf16 on a CPU only with native bf16 (AMX or AVX512-BF16), fp32 everywhere "
+                         "else. bf16 on a CPU without native bf16 runs, with a warning: it is about 12x slower. fp16 "
+                         "needs a CUDA GPU. Master weights and optimizer state stay fp32 (tasks/precision.py); each "
+                         "stage records the precision in force and why (rft.precision, rft.precision_reason).",
+                         choices=("auto", "fp32", "bf16", "fp16"))
+
+
+@dataclass(frozen=True)
 class BootstrapConfig:
     seed: int = opt(0, "Seed of tokenizer and model training.")
     vocab_size: int = opt(1024, "BPE vocabulary size.", ge=300)
@@ -474,6 +485,7 @@ class Params:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)

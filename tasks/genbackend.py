@@ -53,7 +53,7 @@ def request_seed(seed: int, index: int) -> int:
     return seed * 100_003 + index
 
 
-def vllm_generate(model_dir: str, prompts: list, cfg) -> tuple[list[list[str]], int, float]:
+def vllm_generate(model_dir: str, prompts: list, cfg, dtype: str = "fp32") -> tuple[list[list[str]], int, float]:
     """``cfg.k`` samples per prompt from vLLM: (responses per prompt, generated tokens, seconds sampling)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
@@ -67,7 +67,8 @@ def vllm_generate(model_dir: str, prompts: list, cfg) -> tuple[list[list[str]], 
     # Cut from the left as the transformers path does: the prompt's end and max_new_tokens fit the context.
     ids = [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"][-room if room else 0:]
            for p in prompts]
-    llm = LLM(model=model_dir, tokenizer=model_dir, seed=cfg.seed)
+    llm = LLM(model=model_dir, tokenizer=model_dir, seed=cfg.seed,
+              dtype={"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype])
     settings = [SamplingParams(n=cfg.k, temperature=cfg.temperature, top_k=cfg.top_k or -1, top_p=cfg.top_p,
                                max_tokens=cfg.max_new_tokens, seed=request_seed(cfg.seed, i))
                 for i in range(len(prompts))]
@@ -78,17 +79,17 @@ def vllm_generate(model_dir: str, prompts: list, cfg) -> tuple[list[list[str]], 
     return responses, sum(len(c.token_ids) for out in outputs for c in out.outputs), seconds
 
 
-def transformers_generate(model_dir: str, prompts: list, cfg, device: str, scale) -> tuple:
+def transformers_generate(model_dir: str, prompts: list, cfg, device: str, scale, dtype: str = "fp32") -> tuple:
     from tasks.generate import generate_sharded, sample_responses
     from tasks.policy import load_policy
 
     if scale.runner == "local":
-        model, tok = load_policy(model_dir, device)
+        model, tok = load_policy(model_dir, device, dtype)
         return sample_responses(model, tok, prompts, cfg, device)
-    return generate_sharded(model_dir, prompts, cfg, device, scale)
+    return generate_sharded(model_dir, prompts, cfg, device, scale, dtype)
 
 
 BACKENDS: dict[str, Callable] = {
     "transformers": transformers_generate,
-    "vllm": lambda model_dir, prompts, cfg, device, scale: vllm_generate(model_dir, prompts, cfg),
+    "vllm": lambda model_dir, prompts, cfg, device, scale, dtype="fp32": vllm_generate(model_dir, prompts, cfg, dtype),
 }

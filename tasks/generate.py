@@ -49,23 +49,24 @@ def sample_responses(model, tok, prompts: list, cfg: GenerateConfig, device: str
     return out, n_tokens, seconds
 
 def generate_shard(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, first_batch: int,
-                   threads: int) -> tuple[list[list[str]], int, float]:
+                   threads: int, dtype: str = "fp32") -> tuple[list[list[str]], int, float]:
     """One worker's share: load the policy and sample its batches, seeded as the whole run seeds them."""
     import torch
 
     torch.set_num_threads(threads)
-    model, tok = load_policy(model_dir, device)
+    model, tok = load_policy(model_dir, device, dtype)
     return sample_responses(model, tok, prompts, cfg, device, progress=False, first_batch=first_batch)
 
 
-def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, scale) -> tuple:
+def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, scale,
+                     dtype: str = "fp32") -> tuple:
     """Sample on ``scale.workers`` workers; the result is the in-process run's, byte for byte."""
     from tasks.params_audit import unwrap
     from tasks.shard import batch_shards, run_shards
 
     cfg = unwrap(cfg)
     calls = [dict(model_dir=model_dir, prompts=prompts[start:stop], cfg=cfg, device=device, first_batch=first,
-                  threads=scale.threads_per_worker)
+                  threads=scale.threads_per_worker, dtype=dtype)
              for first, start, stop in batch_shards(len(prompts), cfg.batch_size, scale.workers)]
     parts = run_shards(generate_shard, calls, scale)
     responses = [resp for part in parts for resp in part[0]]
@@ -74,9 +75,10 @@ def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device:
 
 
 def generate_responses(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, scale,
-                       backend: str = "transformers") -> tuple[list[list[str]], int, float, int]:
+                       backend: str = "transformers", dtype: str = "fp32") -> tuple[list[list[str]], int, float, int]:
     """``cfg.k`` responses for each prompt, in the prompts' order, on ``backend``: (responses, generated tokens,
-    seconds sampling, prompts cut to fit the context).
+    seconds sampling, prompts cut to fit the context). The policy samples with its weights in ``dtype``
+    (``tasks/precision.py::sampling_dtype``).
 
     With ``generate.sort_by_length`` the prompts are sampled shortest first (a stable sort on formatted token
     length), so each batch pads little, and the results are put back in the given order. A prompt longer than the context leaves beside
@@ -97,7 +99,8 @@ def generate_responses(model_dir: str, prompts: list, cfg: GenerateConfig, devic
     room = room_for(context_of(model_dir), cfg.max_new_tokens)
     truncated = sum(n > room for n in lengths) if room else 0
     order = sorted(range(len(prompts)), key=lengths.__getitem__) if cfg.sort_by_length else list(range(len(prompts)))
-    responses, n_tokens, seconds = BACKENDS[backend](model_dir, [prompts[i] for i in order], cfg, device, scale)
+    responses, n_tokens, seconds = BACKENDS[backend](model_dir, [prompts[i] for i in order], cfg, device, scale,
+                                                      dtype)
     out: list = [None] * len(prompts)
     for j, i in enumerate(order):
         out[i] = responses[j]
@@ -109,7 +112,7 @@ def run_generate(params: Params) -> dict:
 
     import mlflow
 
-    from tasks import tracking
+    from tasks import precision, tracking
     from tasks.genbackend import resolve_backend
 
     cfg = params.generate
@@ -122,8 +125,9 @@ def run_generate(params: Params) -> dict:
         texts = [prompt_of(r) for r in prompts]
         runner = params.scale.runner
         backend = resolve_backend(cfg.backend, runner, device)
+        dtype = precision.sampling_dtype(tracking.record_precision(params, device), device)
         responses, n_tokens, seconds, truncated = generate_responses(str(champion), texts, cfg, device,
-                                                                     params.scale, backend)
+                                                                     params.scale, backend, dtype)
         if truncated:
             # The sampler cut them from the left: the end, where the request is, survives.
             print(f"generate: {truncated} of {len(texts)} prompts are longer than the policy's context leaves "

@@ -59,12 +59,14 @@ def _scratch():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log) -> None:
-    """Run ``tasks.launch <kind>`` under ``accelerate launch``, then replay the main process's log."""
+def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log, mixed) -> None:
+    """Run ``tasks.launch <kind>`` under ``accelerate launch``, then replay the main process's log. The precision
+    ``mixed`` (``tasks/precision.py``) overrides the launch config's ``mixed_precision``."""
     path = Path(tmp) / "spec.json"
     path.write_text(json.dumps({**spec, "log": f"{tmp}/log.jsonl"}))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-           "--num_processes", str(processes), "-m", "tasks.launch", kind, str(path)]
+           "--num_processes", str(processes), "--mixed_precision", mixed.accelerate_flag(),
+           "-m", "tasks.launch", kind, str(path)]
     # The processes share this process's threads: N processes x all its threads would oversubscribe the cores.
     each = str(max(1, int(os.environ.get("OMP_NUM_THREADS", "1")) // processes))
     proc = subprocess.run(cmd, capture_output=True, text=True,
@@ -96,18 +98,18 @@ def gathered(trainer, build):
     return model
 
 
-def launch_reward(train: list, val: list, cfg, out_dir: Path, log) -> dict:
+def launch_reward(train: list, val: list, cfg, out_dir: Path, log, mixed) -> dict:
     from tasks.params_audit import unwrap
 
     config = _config("reward.accelerate_config", cfg.accelerate_config)
     with _scratch() as tmp:
         _launch("reward", config, cfg.num_processes,
                 {"train": train, "val": val, "cfg": dataclasses.asdict(unwrap(cfg)), "out_dir": str(out_dir),
-                 "stats": f"{tmp}/stats.json"}, tmp, log)
+                 "stats": f"{tmp}/stats.json", "precision": dataclasses.asdict(mixed)}, tmp, log, mixed)
         return json.loads(Path(f"{tmp}/stats.json").read_text())
 
 
-def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve: list, table) -> tuple:
+def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve: list, table, mixed) -> tuple:
     """Train the policy in ``optimize.num_processes`` processes; returns (the trained model, loaded on
     ``device``, and the algorithm's info). The probe curve and tables of the main process join ``curve`` and
     go to ``table``."""
@@ -121,7 +123,7 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
         _launch("optimize", config, cfg.num_processes,
                 {"params": dataclasses.asdict(unwrap(params)), "champion": str(champion), "ckpt": str(ckpt),
                  "out_dir": f"{tmp}/model", "info": f"{tmp}/info.json", "curve": f"{tmp}/curve.json",
-                 "tables": f"{tmp}/tables.json"}, tmp, log)
+                 "tables": f"{tmp}/tables.json"}, tmp, log, mixed)
         curve.extend(json.loads(Path(f"{tmp}/curve.json").read_text()))
         for rows, name in json.loads(Path(f"{tmp}/tables.json").read_text()):
             table(rows, name)
@@ -131,13 +133,15 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
 
 def _reward_worker(spec_path: str) -> None:
     from tasks.config import RewardConfig
+    from tasks.precision import Precision
     from tasks.reward import train_reward_model
 
     spec = json.loads(Path(spec_path).read_text())
     cfg = RewardConfig(**spec["cfg"])
     logged: list = []
     stats = train_reward_model([tuple(p) for p in spec["train"]], [tuple(p) for p in spec["val"]], cfg,
-                               Path(spec["out_dir"]), lambda k, v, s: logged.append((k, v, s)))
+                               Path(spec["out_dir"]), lambda k, v, s: logged.append((k, v, s)),
+                               Precision(**spec["precision"]))
     if stats:                                   # the main process
         Path(spec["log"]).write_text("".join(json.dumps(entry) + "\n" for entry in logged))
         Path(spec["stats"]).write_text(json.dumps(stats))

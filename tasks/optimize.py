@@ -234,18 +234,20 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
     adapters merged into the model. Under ``accelerate launch`` the model is gathered whole on the main
     process (sharded by FSDP or ZeRO-3 or not); the other processes get None."""
     from tasks.judges import JudgeContext, build_judge
+    from tasks.precision import resolve
     from tasks.rubric import load_rubric
 
     cfg = params.optimize
     if cfg.lora:
         model = _with_lora(model, cfg)
     ctx = JudgeContext(params.judges, params.task, None, cfg.seed)
+    mixed = resolve(params.train.precision, next(model.parameters()).device.type)
     job = Run(cfg=getattr(cfg, cfg.algorithm), common=cfg, policy=model, reference=s.ref, tok=s.tok, data=s.data,
               reward=s.reward,
               reward_funcs=[TrlReward(n, j, s.by_formatted) for n, j in zip(cfg.reward, s.judges)],
               reward_weights=s.weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
               probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
-              rubric=load_rubric(params.task.rubric), table=table or _table,
+              rubric=load_rubric(params.task.rubric), table=table or _table, precision=mixed,
               reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
                                       if params.judges[n].kind == "reward_model"), None))
     trained, info = REGISTRY[cfg.algorithm].train(job)
@@ -289,10 +291,11 @@ def run_optimize(params: Params) -> dict:
             if stale != ckpt:
                 shutil.rmtree(stale, ignore_errors=True)
         mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher})
+        mixed = tracking.record_precision(params, device)
         if cfg.launcher == "accelerate":
             from tasks.launch import launch_optimize
 
-            trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, _table)
+            trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, _table, mixed)
         else:
             trained, trained_info = train_policy(params, s, model, champion, ckpt, log, prober(s, cfg, log, curve))
         info.update(trained_info)

@@ -49,13 +49,17 @@ def pick_device(name: str = "auto", key: str = "generate.device") -> str:
     return name
 
 
-def check_devices(params) -> None:
-    """Every ``device: cuda`` of ``params`` (generate, evaluate, the judges), checked before any stage runs."""
+def check_devices(params):
+    """Every ``device: cuda`` of ``params`` (generate, evaluate, the judges) and ``train.precision`` on this
+    machine's device, checked before any stage runs; returns the precision in force (``tasks/precision.py``)."""
+    from tasks.precision import resolve
+
     keys = [("generate.device", params.generate.device), ("evaluate.device", params.evaluate.device)]
     keys += [(f"judges.{name}.device", getattr(cfg, "device", "auto")) for name, cfg in params.judges.items()]
     for key, name in keys:
         if name == "cuda":
             pick_device(name, key)
+    return resolve(params.train.precision)
 
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -114,10 +118,16 @@ def check_model_folder(model_dir: str | Path) -> None:
                 raise DataError(f, RULE, detail="the safetensors header is damaged (a truncated or overwritten file)")
 
 
-def load_policy(model_dir: str | Path, device: str = "cpu"):
+def load_policy(model_dir: str | Path, device: str = "cpu", dtype: str = "fp32"):
     """(model, tokenizer) in eval mode, tokenizer padded on the left for batched generation. A damaged folder
-    stops with a DataError naming it (``check_model_folder``)."""
+    stops with a DataError naming it (``check_model_folder``).
+
+    The weights are loaded in ``dtype`` (``fp32``, ``bf16`` or ``fp16``), whatever the checkpoint holds:
+    transformers 5 would otherwise keep a bf16 checkpoint in bf16, which a training stage must not (its
+    master weights stay fp32; ``tasks/precision.py``) and a CPU without native bf16 samples from ~10x slower."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tasks.precision import torch_dtype
 
     check_model_folder(model_dir)
     src = resolve(model_dir)
@@ -125,7 +135,7 @@ def load_policy(model_dir: str | Path, device: str = "cpu"):
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(src).to(device)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype(dtype)).to(device)
     model.eval()
     return model, tok
 

@@ -53,8 +53,9 @@ def split_pairs(pairs: list, groups: list, fraction: float, seed: int) -> tuple[
 
 
 def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]], cfg: RewardParams,
-                       out_dir: Path, log=lambda k, v, s: None) -> dict:
-    """Train on (chosen text, rejected text) pairs; save to ``out_dir``; return held-out stats."""
+                       out_dir: Path, log=lambda k, v, s: None, mixed=None) -> dict:
+    """Train on (chosen text, rejected text) pairs; save to ``out_dir``; return held-out stats. ``mixed`` is the
+    precision (``tasks/precision.py``; None: ``auto`` on this machine)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, TrainerCallback
@@ -62,12 +63,17 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
 
     from tasks.io import scratch_dir
     from tasks.launch import gathered
+    from tasks.precision import resolve
     from tasks.progress import label_progress
+
+    mixed = mixed or resolve("auto")
 
     torch.manual_seed(cfg.seed)
     path = base_path(cfg)
     tok = load_tokenizer(path, cfg.max_length)
-    heads = {"cls": lambda: AutoModelForSequenceClassification.from_pretrained(path, num_labels=1),
+    # fp32 master weights whatever the checkpoint's dtype; train.precision applies in autocast (tasks/precision.py).
+    heads = {"cls": lambda: AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
+                                                                                dtype=torch.float32),
              "mean": lambda: mean_pool_class().from_encoder(path)}
 
     def build():
@@ -102,6 +108,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
             learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear",
             max_length=cfg.max_length, logging_steps=cfg.log_every, save_strategy="no", eval_strategy="no",
             report_to=[], seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),
+            **mixed.trl_kwargs(),
             dataloader_num_workers=0, center_rewards_coefficient=cfg.center_rewards_coefficient,
             # Data-parallel runs (reward.launcher: accelerate): mean pooling leaves the encoder's pooler unused.
             ddp_find_unused_parameters=True)
@@ -166,14 +173,15 @@ def run_train_reward(params: Params) -> dict:
         train, val = labelled_pairs(params, (of, rows))
         example = (of[0], rows[0]["chosen"]) if rows else (None, "")     # the MLflow model's input example
         mlflow.set_tag("reward.launcher", cfg.launcher)
+        mixed = tracking.record_precision(params)
         with atomic_path(OUT, is_dir=True) as out:
             log = tracking.MetricLog()
             if cfg.launcher == "accelerate":
                 from tasks.launch import launch_reward
 
-                stats = launch_reward(train, val, cfg, out, log)
+                stats = launch_reward(train, val, cfg, out, log, mixed)
             else:
-                stats = train_reward_model(train, val, cfg, out, log)
+                stats = train_reward_model(train, val, cfg, out, log, mixed)
             version = tracking.register_model(
                 "reward-model", run.info.run_id, lambda: log_reward_model(out, example),
                 aliases=["challenger"], content=dvc_md5(out),
@@ -186,7 +194,7 @@ def run_train_reward(params: Params) -> dict:
     return stats
 
 
-def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams) -> dict:
+def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams, mixed=None) -> dict:
     """Train a reward model on a preference file (labels schema or HH-RLHF) outside a cycle, e.g. the
     gold reward model that judges a user task independently of the cycle's own (proxy) reward model.
     Held-out accuracy is measured on ``cfg.heldout_fraction`` of the prompts."""
@@ -197,6 +205,6 @@ def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams) -> dict:
     pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
     train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
     with atomic_path(out_dir, is_dir=True) as out:
-        stats = train_reward_model(train, val, cfg, out)
+        stats = train_reward_model(train, val, cfg, out, mixed=mixed)
         write_meta_files(out, META, {**meta(out), "source": str(pairs_file), **stats})
     return stats

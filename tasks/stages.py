@@ -20,7 +20,7 @@ from tasks.config import Params
 LIB = ("tasks/prompting.py", "tasks/text.py")   # shared code whose change changes what a stage computes
 JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
           "tasks/rewardmodel.py", "tasks/importers")
-POLICY = ("tasks/policy.py", "tasks/rollout.py")
+POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ MANIFEST: tuple[Stage, ...] = (
           outs=("data/corpus",), params=("task.env", "corpus"),
           metric="texts", output="data/corpus"),
     Stage("bootstrap", "tasks.bootstrap:run_bootstrap",
-          deps=(*LIB, "tasks/bootstrap.py", "tasks/policy.py", "data/corpus"),
-          outs=("models/base",), params=("bootstrap", "policy.base_model"),
+          deps=(*LIB, "tasks/bootstrap.py", "tasks/policy.py", "tasks/precision.py", "data/corpus"),
+          outs=("models/base",), params=("bootstrap", "policy.base_model", "train.precision"),
           metric="sft_val_loss_after", output="models/base", reports=("reports/bootstrap/metrics.json",)),
     Stage("champion", "tasks.champion:run_champion",
           deps=(*LIB, "tasks/champion.py", "tasks/policy.py", "models/base"),
@@ -78,7 +78,7 @@ MANIFEST: tuple[Stage, ...] = (
     Stage("generate", "tasks.generate:run_generate",
           deps=(*LIB, *POLICY, "tasks/generate.py", "tasks/genbackend.py", "data/prompts.jsonl", "reports/validation/prompts.json",
                 "models/champion"),
-          outs=("data/generations.jsonl",), params=("generate", "policy.champion_dir"),
+          outs=("data/generations.jsonl",), params=("generate", "policy.champion_dir", "train.precision"),
           metric="tokens_per_second", output="data/generations.jsonl"),
     Stage("label", "tasks.label:run_label",
           deps=(*LIB, *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
@@ -91,9 +91,10 @@ MANIFEST: tuple[Stage, ...] = (
           reports=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
     Stage("train_reward", "tasks.reward:run_train_reward",
           deps=(*LIB, "tasks/reward.py", "tasks/rewardmodel.py", "tasks/labels/convert.py", "tasks/launch.py",
+                "tasks/precision.py",
                 "data/labels.jsonl",
                 "data/prompts.jsonl", "reports/validation/labels.json"),
-          outs=("models/reward",), params=("reward", "label.ties"),
+          outs=("models/reward",), params=("reward", "label.ties", "train.precision"),
           metric="heldout_accuracy", output="models/reward", reports=("reports/reward/metrics.json",)),
     Stage("optimize", "tasks.optimize:run_optimize",
           deps=(*LIB, *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms", "tasks/evalmath.py", "tasks/launch.py",
@@ -101,7 +102,7 @@ MANIFEST: tuple[Stage, ...] = (
                 "${task.rubric}"),
           outs=("models/candidate",),
           params=(*_optimize_common(), "optimize.${optimize.algorithm}", "judges", "task.rubric",
-                  "policy.champion_dir", "label.ties"),
+                  "policy.champion_dir", "label.ties", "train.precision"),
           metric="final_probe_reward", output="models/candidate", reports=("reports/optimize/metrics.json",),
           plots=("reports/optimize/curve.csv", "reports/optimize/curve.png")),
     Stage("evaluate", "tasks.evaluate:run_evaluate",
@@ -110,7 +111,7 @@ MANIFEST: tuple[Stage, ...] = (
                 "reports/reward/metrics.json", "data/incoming", "${task.rubric}"),
           outs=("data/eval.jsonl",),
           params=("evaluate", "task", "judges", "truth", "label_studio", "reward.max_length",
-                  "policy.champion_dir"),
+                  "policy.champion_dir", "train.precision"),
           metric="winrate_*", output="reports/eval/metrics.json", reports=("reports/eval/metrics.json",),
           metrics=("reports/metrics.json",)),
 )

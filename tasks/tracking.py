@@ -207,6 +207,20 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)
 
 
+def record_precision(params, device: str | None = None):
+    """The precision in force for this stage (``train.precision`` on ``device``; ``tasks/precision.py``), recorded
+    in the active MLflow run as tags (``rft.precision``, ``rft.precision_setting``, ``rft.precision_reason``) and
+    returned."""
+    import mlflow
+
+    from tasks.precision import resolve
+
+    p = resolve(params.train.precision, device)
+    if mlflow.active_run() is not None:
+        mlflow.set_tags(p.tags())
+    return p
+
+
 class MetricLog:
     """The stages' ``log(key, value, step)``, plus ``many({key: value}, step)``: a step's figures in one MLflow
     write. Logged one by one, the dozen figures TRL reports at every step cost a SQLite transaction each (about

@@ -70,6 +70,7 @@ class Run:
     reward_model_path: Path | None = None   # the first reward_model judge of optimize.reward (PPO's value init)
     table: Callable[[list[dict], str], None] = lambda rows, name: None   # log a table (MLflow) of rows
     trainer: Any = None           # set by ``fit``: the TRL trainer that trained (its accelerator gathers shards)
+    precision: Any = None         # train.precision in force (tasks/precision.py); None: fp32
 
 
 def cuda() -> bool:
@@ -83,14 +84,22 @@ def trl_args(config_cls, run: Run, **kwargs):
 
     Checkpoints go to ``run.checkpoint_dir`` every ``optimize.checkpoint_every`` steps (0: none) and only the
     latest is kept; logging is every step, to MLflow through the project's callback, never TRL's own
-    reporters."""
+    reporters. ``bf16`` and ``fp16`` are always set, from ``run.precision``: TRL's own default turns bf16 on,
+    even on a CPU without native bf16 (``tasks/precision.py``)."""
     every = run.common.checkpoint_every
     shared = dict(output_dir=str(run.checkpoint_dir), learning_rate=run.cfg.lr, seed=run.common.seed,
                   logging_steps=1, report_to=[], use_cpu=not cuda(), dataloader_num_workers=0,
                   lr_scheduler_type="linear", warmup_steps=0, disable_tqdm=False,
                   save_strategy="steps" if every else "no", save_steps=every or 500, save_total_limit=1,
-                  save_only_model=False)
+                  save_only_model=False, **precision_of(run).trl_kwargs())
     return config_cls(**{**shared, **kwargs})
+
+
+def precision_of(run: Run):
+    """The run's precision; fp32 when none was given."""
+    from tasks.precision import Hardware, decide
+
+    return run.precision or decide("fp32", Hardware("cuda" if cuda() else "cpu"))
 
 
 def last_checkpoint(folder: Path) -> str | None:

@@ -194,12 +194,16 @@ def _save(folder: Path, update: int, state: dict) -> None:
 
 
 def train(run):
+    import functools
+
     import torch
 
     from tasks.algorithms import ppo_math as pm
+    from tasks.algorithms.base import precision_of
     from tasks.algorithms.dist import average_gradients, mean_over, span, world
     from tasks.errors import ConfigError
     from tasks.policy import load_policy
+    from tasks.precision import Scaler, autocast
     from tasks.rollout import sample, token_logprobs
 
     cfg, policy, ref = run.cfg, run.policy, run.reference
@@ -214,7 +218,11 @@ def train(run):
     critic = Critic(policy, backbone, head)
     critic.head.to(policy.device)
     params = [p for p in policy.parameters() if p.requires_grad] + critic.parameters()
-    optim = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+    optim = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)     # on fp32 master weights
+    # Mixed precision (train.precision): the old and the new log-probs and values come from the same autocast, so
+    # the ratio starts at exactly 1; the losses and the whitening stay fp32.
+    mixed = functools.partial(autocast, precision_of(run), policy.device.type)
+    scaler = Scaler(precision_of(run), policy.device.type)
     controllers = {"fixed": lambda: pm.FixedKL(cfg.kl_coef),
                    "adaptive": lambda: pm.AdaptiveKL(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)}
     kl_ctl = controllers[cfg.kl_controller]()
@@ -251,10 +259,11 @@ def train(run):
             r = sample(policy, run.tok, batch, 1, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                        seed=seed * 100_003 + update, device=policy.device.type)
             mask = r.response_mask.float()
-            logprobs = token_logprobs(policy, r, cfg.temperature)
-            ref_logprobs = token_logprobs(ref, r, cfg.temperature)
-            _, _, values = forward(policy, critic, r.input_ids, r.attention_mask, r.prompt_len, cfg.temperature)
-            values = values * mask
+            with mixed():
+                logprobs = token_logprobs(policy, r, cfg.temperature).float()
+                ref_logprobs = token_logprobs(ref, r, cfg.temperature).float()
+                _, _, values = forward(policy, critic, r.input_ids, r.attention_mask, r.prompt_len, cfg.temperature)
+            values = values.float() * mask
             raw = torch.tensor(run.reward(batch, r.texts), dtype=torch.float32, device=mask.device)
             ended = torch.tensor(r.ended, device=mask.device)
             scores = pm.score_with_eos_penalty(raw, ended, cfg.missing_eos_penalty)
@@ -272,21 +281,22 @@ def train(run):
                 optim.zero_grad()
                 for acc in range(cfg.grad_accum):
                     j = perm[(mb * cfg.grad_accum + acc) * micro:(mb * cfg.grad_accum + acc + 1) * micro]
-                    new_logp, entropy, new_values = forward(policy, critic, r.input_ids[j], r.attention_mask[j],
-                                                            r.prompt_len, cfg.temperature)
+                    with mixed():
+                        new_logp, entropy, new_values = forward(policy, critic, r.input_ids[j], r.attention_mask[j],
+                                                                r.prompt_len, cfg.temperature)
+                    new_logp, entropy, new_values = new_logp.float(), entropy.float(), new_values.float()
                     m = mask[j]
                     pg, pg_stats = pm.policy_loss(new_logp, logprobs[j], advantages[j], m, cfg.cliprange)
                     vf, vf_stats = pm.value_loss(new_values, values[j], returns[j], m, cfg.cliprange_value)
                     ent = pm.masked_mean(entropy, m)
                     loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * ent
-                    (loss / cfg.grad_accum).backward()
+                    scaler.backward(loss / cfg.grad_accum)
                     for k, v in (("approx_kl", pg_stats["approx_kl"]), ("clipfrac", pg_stats["clipfrac"]),
                                  ("vf_clipfrac", vf_stats["clipfrac"]), ("entropy", float(ent)),
                                  ("pg_loss", float(pg)), ("vf_loss", float(vf))):
                         stats[k].append(v)
                 average_gradients(params)
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optim.step()
+                scaler.step(optim, params, cfg.max_grad_norm)
         seq_kl = kl.sum(1)
         last = mean_over({"objective/kl": float(seq_kl.mean()), "objective/scores": float(scores.mean()),
                           "objective/rlhf_reward": float((scores - kl_ctl.value * seq_kl).mean()),
