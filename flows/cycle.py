@@ -471,14 +471,26 @@ class TemporaryServer:
         # Its output is the console's, as with Prefect's own start: an error it prints is seen.
         self.proc = subprocess.Popen([*self.cmd, "--port", str(self.port)], env=self.env)
 
-    def wait(self) -> None:
-        """Until the server answers its health check; an error naming what went wrong if it never does."""
+    def wait(self, say_after: float = 5.0) -> None:
+        """Until the server answers its health check, for as long as its process is alive and starting, up to
+        ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (600 s unless set: ``tasks/__init__.py``). A fresh
+        ``PREFECT_HOME`` first migrates its database, 45 s on a slow CPU: after ``say_after`` seconds one line
+        says what the cycle waits for. An error naming what went wrong if the process dies or the bound passes."""
+        import sys
+
         import httpx
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
-        deadline = time.monotonic() + PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        start = time.monotonic()
+        deadline = start + PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        said = False
         with httpx.Client() as client:
             while time.monotonic() < deadline:
+                if not said and time.monotonic() - start >= say_after:
+                    said = True
+                    print(f"Prefect: waiting for its temporary server to start (a new PREFECT_HOME first sets up "
+                          f"its database; up to {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value():.0f} s)",
+                          file=sys.stderr, flush=True)
                 code = self.proc.poll()
                 if code == 3:                    # uvicorn: the port was taken meanwhile; another one
                     self._spawn()

@@ -25,6 +25,10 @@ for _key, _value in {
     "ITERATIVE_DO_NOT_TRACK": "1",
     "GX_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # Prefect's temporary server migrates a fresh database (PREFECT_HOME) before it answers: 45 s on a slow
+    # 2-core CPU, more on one core, against Prefect's default bound of 20 s. The cycle's own wait and Prefect's
+    # (`rft retrain`) give it this long while the process is alive; a dead one still fails at once.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(_key, _value)
