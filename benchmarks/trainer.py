@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tasks  # noqa: E402,F401
+from tasks import precision  # noqa: E402
 from tasks.config import load_params  # noqa: E402
 
 
@@ -70,7 +71,8 @@ def reward_direct(params, train, out: Path) -> None:
                             learning_rate=cfg.lr, warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear",
                             max_length=cfg.max_length, save_strategy="no", eval_strategy="no", report_to=[],
                             seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
-                            dataloader_num_workers=0, center_rewards_coefficient=cfg.center_rewards_coefficient)
+                            dataloader_num_workers=0, center_rewards_coefficient=cfg.center_rewards_coefficient,
+                            **precision.of(params).trl_kwargs())     # the precision the stage uses
         RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok).train()
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -118,7 +120,8 @@ def dpo_direct(params, rows, out: Path) -> None:
                          dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0, save_strategy="no",
                          beta=cfg.beta, loss_type=[cfg.loss_type], label_smoothing=cfg.label_smoothing,
                          per_device_train_batch_size=cfg.batch_size, max_length=context_length(model),
-                         truncation_mode="keep_end", num_train_epochs=cfg.epochs)
+                         truncation_mode="keep_end", num_train_epochs=cfg.epochs,
+                         **precision.of(params).trl_kwargs())        # the precision the stage uses
         DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
                    processing_class=tok).train()
     model.save_pretrained(out)

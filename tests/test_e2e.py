@@ -154,6 +154,15 @@ def test_mlflow_parent_and_child_runs(cycled, tmp_path):
     assert len(table["data"]) == min(40, len(labels))
     boot = next(r for r in children if r.data.tags["rft.stage"] == "bootstrap")
     assert len(client.get_metric_history(boot.info.run_id, "pretrain_loss")) >= 2   # a learning curve
+    # Each stage that trains or samples records the precision in force and why (train.precision: auto here).
+    from tasks.precision import resolve
+
+    expected = resolve("auto", "cpu")
+    for child in children:
+        if child.data.tags["rft.stage"] in ("bootstrap", "generate", "train_reward", "optimize", "evaluate"):
+            tags = child.data.tags
+            assert (tags["rft.precision"], tags["rft.precision_setting"], tags["rft.precision_reason"]) == \
+                (expected.dtype, "auto", expected.reason), child.info.run_name
     # Run names say what they are; the evaluate run names and tags both policy versions.
     assert generate.info.run_name == "cycle 1 / generate"
     evaluate = next(r for r in children if r.data.tags["rft.stage"] == "evaluate")

@@ -18,7 +18,7 @@ from tasks.options import opt
 @dataclass(frozen=True)
 class Config(OnlineConfig):
     max_steps: int = opt(60, "Optimizer steps.", ge=1)
-    beta: float = opt(0.1, "KL coefficient: penalty on KL(policy || reference), the reference being the champion.",
+    beta: float = opt(0.2, "KL coefficient: penalty on KL(policy || reference), the reference being the champion.",
                       ge=0)
     epsilon: float = opt(0.2, "Clip range of the policy ratio.", gt=0)
     scale_rewards: str = opt("none", "Divide advantages by the group's reward std (group), the batch's (batch) "
