@@ -1,6 +1,6 @@
 """One training step of every trainer, fp32 against bf16, on this CPU and on an emulated CPU without native bf16.
 
-    python benchmarks/precision.py --project DIR [--steps 3] [--trainers reward grpo ...]
+    python benchmarks/precision.py --project DIR [--steps 6] [--trainers reward grpo ...]
 
 ``DIR`` is a project after a default cycle (a champion, a reward model and labels), for instance the working
 copy ``benchmarks/cycle.py --workdir W`` leaves in ``W/proj``. Each measurement is its own process, so each has
@@ -177,7 +177,7 @@ def auto_dtype(extra: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--project", type=Path, required=True, help="a project after a default cycle")
-    ap.add_argument("--steps", type=int, default=3, help="optimizer steps per measurement (the first is not counted)")
+    ap.add_argument("--steps", type=int, default=6, help="optimizer steps per measurement (the first is not counted)")
     ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS)
     ap.add_argument("--worker", choices=TRAINERS, help=argparse.SUPPRESS)
     ap.add_argument("--setting", choices=("fp32", "bf16", "auto"), help=argparse.SUPPRESS)

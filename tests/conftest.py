@@ -126,3 +126,14 @@ TINY_SECTIONS = {
     "online_dpo": {"rounds": 2, "prompts_per_round": 6, "max_new_tokens": 12, "batch_size": 4},
     "constitutional": {"prompts": 6, "max_new_tokens": 12, "epochs": 1.0, "batch_size": 4, "rl_prompts": 6},
 }
+
+
+IMPLY_SLOW = ("e2e", "servers", "matrix")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``e2e``, ``servers`` and ``matrix`` tests are ``slow`` too, so ``pytest -m "not slow"`` stays the unit loop
+    and ``-m e2e`` (or ``servers``, ``matrix``) picks one kind of the slow tests."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in IMPLY_SLOW) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

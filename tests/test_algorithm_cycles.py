@@ -13,7 +13,7 @@ import yaml
 from conftest import merge
 from test_algorithms import TINY_SECTIONS
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.matrix, pytest.mark.filterwarnings("ignore")]
 
 
 def run(cmd, cwd):

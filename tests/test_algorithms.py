@@ -130,7 +130,7 @@ def _workspace(built_project, tmp_path, monkeypatch, name: str, section: dict, *
     return work, parse_params(raw)
 
 
-@pytest.mark.slow
+@pytest.mark.matrix
 @pytest.mark.parametrize("name", list(TINY_SECTIONS))
 def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkeypatch):
     import mlflow

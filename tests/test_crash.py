@@ -16,10 +16,11 @@ import yaml
 from conftest import make_project
 from servers import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 
-# Stages to kill, and how long after each starts (long enough to be inside its work on a 2-core CPU).
-KILLS = (("train_reward", 2.0), ("optimize", 2.0), ("evaluate", 0.5))
+# Stages to kill, each on an event inside its work, never after a fixed sleep (which a fast machine outruns and a
+# slow one never reaches): the training stages on their first logged step, evaluate once its MLflow run is open.
+KILLS = (("train_reward", "train_reward step 1/"), ("optimize", "optimize grpo step 1/"), ("evaluate", None))
 LONGER = {"reward": {"epochs": 3.0}, "optimize": {"grpo": {"max_steps": 8}},
           "evaluate": {"samples_per_prompt": 4, "max_new_tokens": 24},
           "promote": {"min_ci_low": 0.0, "max_kl": 1e9, "max_length_ratio": 1e9, "alarm_judge": None,
@@ -45,18 +46,32 @@ def _champions(path) -> dict:
         f"name = '{name}'") else None for name in ("policy", "reward-model")}
 
 
-def _kill_during(path, stage: str, delay: float) -> None:
+def _stage_run_open(path, stage: str) -> bool:
+    """Whether the MLflow run of ``stage`` is open (RUNNING) in the project's store."""
+    import sqlite3
+
+    with sqlite3.connect(path / "mlruns.db", timeout=5) as db:
+        return bool(db.execute("SELECT 1 FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE "
+                               "tags.key = 'rft.stage' AND tags.value = ? AND runs.status = 'RUNNING'",
+                               (stage,)).fetchone())
+
+
+def _kill_during(path, stage: str, step_line: str | None) -> None:
+    """SIGKILL a cycle inside ``stage``: once it prints ``step_line`` (a logged training step), or, with None, once
+    the stage's MLflow run is open."""
     proc = subprocess.Popen(["rft", "cycle"], cwd=path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    seen = []
+    seen, trigger = [], step_line or f"stage {stage}: running"
     for line in proc.stdout:
         seen.append(line)
-        if f"stage {stage}: running" in line:
+        if trigger in line:
             break
     else:
-        pytest.fail(f"the cycle ended before {stage} started:\n{''.join(seen[-40:])}")
-    time.sleep(delay)
-    assert proc.poll() is None, f"the cycle finished {stage} within {delay} s; the kill came too late"
+        pytest.fail(f"the cycle ended before {trigger!r}:\n{''.join(seen[-40:])}")
+    while step_line is None and not _stage_run_open(path, stage):
+        assert proc.poll() is None, f"the cycle ended before {stage}'s run opened:\n{''.join(seen[-40:])}"
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the cycle finished {stage} before the kill"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -66,9 +81,9 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
 
     path = make_project(tmp_path / "proj", LONGER)
     snapshot, previous = None, None
-    for stage, delay in KILLS:
+    for stage, step_line in KILLS:
         before = _lock(path).get(stage)
-        _kill_during(path, stage, delay)
+        _kill_during(path, stage, step_line)
         # The killed stage is not recorded as done: its lock entry is what it was, and DVC sees it as stale.
         assert _lock(path).get(stage) == before
         stale = _stale(path)

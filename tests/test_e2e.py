@@ -10,7 +10,7 @@ from conftest import make_project
 from tasks.policy import read_meta
 from tasks.stages import STAGES
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 
 
 def run(cmd, cwd):

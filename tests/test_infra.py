@@ -20,7 +20,7 @@ import yaml
 from conftest import ROOT, make_project
 from servers import answers, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.filterwarnings("ignore")]
 
 
 class Services:

@@ -199,7 +199,7 @@ def run_labeler(cfg, studio_cfg):
     return get_labeler("label_studio")(cfg, ctx, PROMPTS, GENERATIONS)
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 def test_label_studio_comparisons_two_annotators_and_rerun(studio_cfg):
     cfg = label_cfg(overlap=1.0)
 
@@ -229,7 +229,7 @@ def test_label_studio_comparisons_two_annotators_and_rerun(studio_cfg):
     assert [r["chosen_id"] for r in again.rows] == [r["chosen_id"] for r in out.rows]
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 def test_label_studio_nobody_labels(studio_cfg):
     from tasks.labelers.waiting import LabelsPending
 
@@ -239,7 +239,7 @@ def test_label_studio_nobody_labels(studio_cfg):
         run_labeler(label_cfg(wait="stop"), studio_cfg)
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 @pytest.mark.parametrize("shape", ["likert", "attributes", "comment"])
 def test_label_studio_rating_shapes(studio_cfg, shape):
     from tasks.rubric import load_rubric
@@ -302,7 +302,7 @@ def label_in_a_flow(studio_cfg, start) -> tuple:
     return labelling(), seen
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
     states, crowd = [], []
 
@@ -343,7 +343,7 @@ def test_every_shape_passes_the_labels_suite(tmp_path, monkeypatch, shape):
                                 tmp_path / "docs")["rows"] == 1
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 def test_a_person_resumes_the_paused_flow_with_a_note(studio_cfg):
     # What the Prefect UI's Resume button does: resume_flow_run with the input form's values.
     from prefect.flow_runs import resume_flow_run

@@ -95,7 +95,7 @@ def test_shares_tile_the_items_in_rank_order():
     assert sharded(lambda part: [x * 2 for x in part], [1, 2, 3]) == [2, 4, 6] and gather([5]) == [5]
 
 
-@pytest.mark.slow
+@pytest.mark.matrix
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("algorithm", ["dpo", "kto", "grpo", "rloo", "ppo", "best_of_n", "online_dpo",
                                        "constitutional"])

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import make_project
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 
 LOOSE_GATE = {"min_ci_low": 0.0, "max_kl": 1e9, "max_length_ratio": 1e9, "alarm_judge": None,
               "min_distinct_ratio": None}

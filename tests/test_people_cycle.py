@@ -12,7 +12,7 @@ import pytest
 from conftest import make_project
 from test_label_studio import SHOWN, People
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.servers, pytest.mark.filterwarnings("ignore")]
 
 
 def studio_params(server, prefix: str, **label) -> dict:

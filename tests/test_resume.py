@@ -15,7 +15,7 @@ import yaml
 
 from conftest import merge
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 
 # Long enough to be caught mid-run on a 2-core machine, short enough for CI.
 CASES = {

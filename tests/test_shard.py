@@ -34,7 +34,7 @@ def _stage(path, name):
     return run.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("runner, started", [("dask", "rft-shards"), ("ray", "Started a local Ray instance")])
 def test_two_workers_generate_and_judge_the_same_bytes(built_project, tmp_path, runner, started):

@@ -12,7 +12,7 @@ from chat_server import ChatServer
 from conftest import ROOT, SHARED_HH, make_project, merge
 from tiny_models import tiny_ab_judge, tiny_policy
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 
 TINY_USER = {
     "generate": {"k": 3, "batch_size": 16, "max_new_tokens": 12, "sample_table_rows": 5},
