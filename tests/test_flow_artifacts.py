@@ -3,10 +3,13 @@ the flow run's artifacts."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import ROOT
 from tasks.config import parse_params
+
+pytestmark = pytest.mark.slow          # runs a Prefect flow on Prefect's test server
 
 
 def test_skipped_stages_and_the_flow_runs_artifacts(tmp_path):

@@ -90,6 +90,7 @@ def listed(root, md5):
     return [cache_file(root, e["md5"]) for e in json.loads(cache_file(root, md5).read_text())]
 
 
+@pytest.mark.slow
 def test_gc_drops_old_rejected_candidates_and_keeps_champions(project, capsys):
     root, params, client, runs = project
     before = sorted(p for p in (root / ".dvc" / "cache").rglob("*") if p.is_file())
@@ -131,6 +132,7 @@ def test_gc_drops_old_rejected_candidates_and_keeps_champions(project, capsys):
     assert "deleted 0 DVC cache file(s)" in out and "registered version" not in out, out
 
 
+@pytest.mark.slow
 def test_gc_keep_last_zero_still_keeps_champions_and_the_workspace(project, capsys):
     root, params, client, runs = project
     write_params(root / "params.yaml", params.tracking.uri, 0)

@@ -77,7 +77,10 @@ def test_vllm_requests_carry_the_same_prompts_settings_and_per_prompt_seeds(monk
     long = "Review the soup. It was good. " * 12
     prompts = ["Review the soup.", [{"role": "user", "content": "Review the cake."}], long]
     responses, n_tokens, seconds = genbackend.vllm_generate(str(tmp_path), prompts, cfg)
-    assert asked["engine"] == {"model": str(tmp_path), "tokenizer": str(tmp_path), "seed": 5}
+    # The engine samples in the dtype the stage gives it (tasks/precision.py::sampling_dtype; fp32 by default).
+    assert asked["engine"] == {"model": str(tmp_path), "tokenizer": str(tmp_path), "seed": 5, "dtype": "float32"}
+    genbackend.vllm_generate(str(tmp_path), prompts, cfg, "bf16")
+    assert asked["engine"]["dtype"] == "bfloat16"
     # The token ids the transformers path reads: the formatted prompt, no special tokens added; a prompt longer
     # than the 32 - 12 = 20 tokens the context leaves beside max_new_tokens keeps its last 20.
     full = [tok(format_prompt(p, tok), add_special_tokens=False)["input_ids"] for p in prompts]

@@ -47,6 +47,7 @@ def fake_server(tmp_path, delay: float):
     return server
 
 
+@pytest.mark.servers
 def test_the_wait_outlasts_a_slow_start_and_says_what_it_waits_for(tmp_path, capsys):
     server = fake_server(tmp_path, 2.5)
     try:
@@ -59,6 +60,7 @@ def test_the_wait_outlasts_a_slow_start_and_says_what_it_waits_for(tmp_path, cap
         server.stop()
 
 
+@pytest.mark.servers
 def test_a_dead_server_fails_at_once(tmp_path):
     server = fake_server(tmp_path, -1)
     t0 = time.monotonic()
@@ -67,6 +69,7 @@ def test_a_dead_server_fails_at_once(tmp_path):
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.servers
 def test_a_server_that_never_answers_fails_at_the_bound(tmp_path):
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
@@ -89,7 +92,7 @@ def test_the_bound_fits_a_slow_machine():
     assert int(float(out.stdout.strip())) == 600
 
 
-@pytest.mark.slow
+@pytest.mark.servers
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_prefects_real_server_starts_on_a_fresh_home_on_one_core_without_native_bf16(tmp_path):
     # The real server, on one core, under the AVX2 emulation (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), with a

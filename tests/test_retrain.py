@@ -108,6 +108,7 @@ def test_a_failed_retrain_run_notifies_the_webhook(http, tmp_path):
     assert not (path / "dvc.lock").exists()                            # no stage ran
 
 
+@pytest.mark.slow
 def test_dvc_source_pulls_the_named_data_from_the_remote(tmp_path, monkeypatch):
     """retrain.source dvc: `dvc pull` of the .dvc file brings the data back from the remote; an unknown target is
     named at once, not retried."""

@@ -61,6 +61,7 @@ def test_trains_on_hh_rlhf_format(tmp_path):
     assert again["accuracy"] == pytest.approx(stats["heldout_accuracy"])
 
 
+@pytest.mark.slow
 def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path):
     import dataclasses
 
@@ -80,6 +81,7 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path):
     assert len(RewardModel(tmp_path / "rm", 32).score([pairs[0][0]])) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lora", [False, True])
 def test_mean_pooling_trains_saves_and_reloads_the_same_scores(tmp_path, lora):
     import dataclasses
