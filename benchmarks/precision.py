@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cpu import EMULATE_AVX2, describe  # noqa: E402
+from benchmarks.cpu import EMULATE_AVX2  # noqa: E402
 
 TRAINERS = ("reward", "grpo", "rloo", "dpo", "kto", "best_of_n", "online_dpo", "constitutional", "ppo", "bootstrap")
 

@@ -81,7 +81,7 @@ class TrainConfig:
     precision: str = opt("auto", "Numeric precision of every training stage (bootstrap, train_reward, optimize: the TRL "
                          "trainers and the own loops), and of sampling on a GPU. auto: bf16 on a CUDA device that "
                          "supports it, bf16 on a CPU only with native bf16 (AMX or AVX512-BF16), fp32 everywhere "
-                         "else. bf16 on a CPU without native bf16 runs, with a warning: it is about 12x slower. fp16 "
+                         "else. bf16 on a CPU without native bf16 runs, with a warning: it is 9 to 17x slower. fp16 "
                          "needs a CUDA GPU. Master weights and optimizer state stay fp32 (tasks/precision.py); each "
                          "stage records the precision in force and why (rft.precision, rft.precision_reason).",
                          choices=("auto", "fp32", "bf16", "fp16"))

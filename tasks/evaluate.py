@@ -111,7 +111,7 @@ def key_metrics(evaluation: dict, reward_report: dict) -> dict:
 def run_evaluate(params: Params) -> dict:
     import mlflow
 
-    from tasks import precision, tracking
+    from tasks import tracking
     from tasks.envs import info, load_env
     from tasks.evalmath import sequence_kl
     from tasks.judges import JudgeContext, build_judge, judge_files
@@ -134,7 +134,7 @@ def run_evaluate(params: Params) -> dict:
         prompts = [p for p in base for _ in range(n)]
         pids = [str(r["id"]) for r in held for _ in range(n)]
         device = pick_device(cfg.device, "evaluate.device")
-        dtype = precision.sampling_dtype(tracking.record_precision(params, device), device)
+        dtype = tracking.record_precision(params, device, sampling=True).dtype
         cand_model, tok = load_policy(CANDIDATE, device, dtype)
         champ_model, _ = load_policy(champion, device, dtype)
         versions = {who: str(read_meta(path).get("registry_version")) for who, path in

@@ -112,7 +112,7 @@ def run_generate(params: Params) -> dict:
 
     import mlflow
 
-    from tasks import precision, tracking
+    from tasks import tracking
     from tasks.genbackend import resolve_backend
 
     cfg = params.generate
@@ -125,7 +125,7 @@ def run_generate(params: Params) -> dict:
         texts = [prompt_of(r) for r in prompts]
         runner = params.scale.runner
         backend = resolve_backend(cfg.backend, runner, device)
-        dtype = precision.sampling_dtype(tracking.record_precision(params, device), device)
+        dtype = tracking.record_precision(params, device, sampling=True).dtype
         responses, n_tokens, seconds, truncated = generate_responses(str(champion), texts, cfg, device,
                                                                      params.scale, backend, dtype)
         if truncated:

@@ -12,8 +12,8 @@
 
 Why it matters: TRL 1.16 turns ``bf16`` on by default (``bf16 = not fp16``). On a
 CPU without native bf16 (AVX2 only, as most AMD and pre-2023 Intel CPUs are) torch
-then falls back to reference bf16 kernels, and a MiniLM-L6 reward step takes about
-12x longer than in fp32 (``benchmarks/precision.py`` measures it). So every trainer
+then falls back to reference bf16 kernels, and a training step takes 9 to 17 times
+longer than in fp32 (``benchmarks/precision.py``; the MiniLM-L6 reward step 17x). So every trainer
 of the project gets its precision from here, explicitly.
 
 Mixed precision keeps master weights and optimizer state in fp32: the models are
@@ -28,6 +28,7 @@ The decision is a pure function of the setting and the hardware (:func:`decide`)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ FIRST_BF16_ISA = "AVX512_CORE_BF16"
 
 # What asking for bf16 costs on a CPU without native kernels: one step of the reward model, bf16 autocast against
 # fp32, measured by benchmarks/precision.py (docs/performance.md).
-SLOWDOWN_NOTE = "torch falls back to reference bf16 kernels, about 12x slower than fp32 (docs/performance.md)"
+SLOWDOWN_NOTE = "torch falls back to reference bf16 kernels, 9 to 17x slower than fp32 (docs/performance.md)"
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,17 @@ TRAIN_DTYPE = "fp32"
 
 def sampling_dtype(p: Precision, device: str) -> str:
     """The dtype of a policy's weights for sampling (generate, evaluate) on ``device``: the training precision on a
-    GPU; fp32 on a CPU, where a bf16 checkpoint is upcast (sampling's small matrices gain little from bf16 even
-    with native kernels, and lose ~10x without them)."""
+    GPU; fp32 on a CPU, where a bf16 checkpoint is upcast (the tiny default's steps gain nothing from bf16 even with
+    native kernels, docs/performance.md, and every model loses 9-17x without them)."""
     return p.dtype if device.split(":")[0] == "cuda" else "fp32"
+
+
+def for_sampling(p: Precision, device: str) -> Precision:
+    """The precision a sampling stage runs in on ``device`` (:func:`sampling_dtype`), with the reason."""
+    dtype = sampling_dtype(p, device)
+    if dtype == p.dtype:
+        return p
+    return dataclasses.replace(p, dtype=dtype, reason=f"{p.reason}; sampling on a CPU runs fp32")
 
 
 def autocast(p: Precision, device: str):

@@ -207,15 +207,17 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)
 
 
-def record_precision(params, device: str | None = None):
-    """The precision in force for this stage (``train.precision`` on ``device``; ``tasks/precision.py``), recorded
-    in the active MLflow run as tags (``rft.precision``, ``rft.precision_setting``, ``rft.precision_reason``) and
-    returned."""
+def record_precision(params, device: str | None = None, sampling: bool = False):
+    """The precision in force for this stage (``train.precision`` on ``device``; ``tasks/precision.py``; with
+    ``sampling``, what a sampling stage runs in there), recorded in the active MLflow run as tags
+    (``rft.precision``, ``rft.precision_setting``, ``rft.precision_reason``) and returned."""
     import mlflow
 
-    from tasks.precision import resolve
+    from tasks.precision import for_sampling, resolve
 
     p = resolve(params.train.precision, device)
+    if sampling:
+        p = for_sampling(p, device or p.device)
     if mlflow.active_run() is not None:
         mlflow.set_tags(p.tags())
     return p

@@ -155,11 +155,13 @@ def test_mlflow_parent_and_child_runs(cycled, tmp_path):
     boot = next(r for r in children if r.data.tags["rft.stage"] == "bootstrap")
     assert len(client.get_metric_history(boot.info.run_id, "pretrain_loss")) >= 2   # a learning curve
     # Each stage that trains or samples records the precision in force and why (train.precision: auto here).
-    from tasks.precision import resolve
+    from tasks.precision import for_sampling, resolve
 
-    expected = resolve("auto", "cpu")
+    trains = resolve("auto", "cpu")
     for child in children:
-        if child.data.tags["rft.stage"] in ("bootstrap", "generate", "train_reward", "optimize", "evaluate"):
+        stage = child.data.tags["rft.stage"]
+        if stage in ("bootstrap", "generate", "train_reward", "optimize", "evaluate"):
+            expected = for_sampling(trains, "cpu") if stage in ("generate", "evaluate") else trains
             tags = child.data.tags
             assert (tags["rft.precision"], tags["rft.precision_setting"], tags["rft.precision_reason"]) == \
                 (expected.dtype, "auto", expected.reason), child.info.run_name
