@@ -59,8 +59,9 @@ def _stage_run_open(path, stage: str) -> bool:
 def _kill_during(path, stage: str, step_line: str | None) -> None:
     """SIGKILL a cycle inside ``stage``: once it prints ``step_line`` (a logged training step), or, with None, once
     the stage's MLflow run is open."""
+    # Unbuffered: a training line reaches the pipe when it is printed, not when a block of output fills.
     proc = subprocess.Popen(["rft", "cycle"], cwd=path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen, trigger = [], step_line or f"stage {stage}: running"
     for line in proc.stdout:
         seen.append(line)
