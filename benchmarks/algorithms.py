@@ -58,6 +58,10 @@ def set_key(params: dict, dotted: str, value) -> None:
     node[last] = value
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> int:
     from tasks.algorithms import NAMES
 
@@ -70,6 +74,7 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="the workdir's stages up to train_reward are already run")
     ap.add_argument("--tag", default="", help="suffix of the per-algorithm folders (several settings side by side)")
     args = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
     overrides = [(k, yaml.safe_load(v)) for k, v in (item.split("=", 1) for item in args.set)]
     if args.reuse:
         base = args.workdir

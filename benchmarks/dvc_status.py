@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 
 def timed(fn) -> float:
@@ -21,11 +23,16 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--stage", default="prepare", help="the stage to commit (unchanged: DVC rewrites its record)")
     args = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 
     import ruamel.yaml.main as ruamel_main
     from dvc.repo import Repo

@@ -80,6 +80,10 @@ def timed(fn, *args):
     return tokens, time.perf_counter() - t0
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/champion")
@@ -90,6 +94,7 @@ def main() -> None:
     ap.add_argument("--sort-by-length", action="store_true", help="run the stage with generate.sort_by_length")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 
     import dataclasses
 

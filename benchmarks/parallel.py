@@ -46,10 +46,15 @@ def wait(procs: list[subprocess.Popen], works: list[Path]) -> None:
             sys.exit(f"rft cycle failed in {w}: see {w / 'cycle.log'}")
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="rft-parallel-"))
     alone, a, b = (make_workdir(root / name) for name in ("alone", "a", "b"))
     cores = usable_cores()

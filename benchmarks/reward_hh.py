@@ -40,6 +40,10 @@ def load_pairs(path: Path) -> list[tuple[str, str]]:
     return [(r["chosen"], r["rejected"]) for r in read_jsonl(path)]
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=Path, default=DEFAULT)
@@ -53,6 +57,7 @@ def main() -> int:
     ap.add_argument("--eval-fraction", type=float, default=0.15)
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     args = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 
     if not args.train.exists():
         print(f"skipped: {args.train} not found (pass --train FILE with HH-format pairs)")

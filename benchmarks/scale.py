@@ -89,6 +89,10 @@ def measure(label: str, where: Path, stages) -> dict:
     return result
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--params", default="params.yaml")
@@ -96,6 +100,7 @@ def main() -> int:
     ap.add_argument("--big", type=int, default=100_000, help="prompts of the big run (0: skip it)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folders")
     a = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 
     project = Path.cwd()
     params = yaml.safe_load(Path(a.params).read_text())

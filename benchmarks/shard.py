@@ -32,6 +32,10 @@ from tasks.policy import load_policy  # noqa: E402
 from tasks.shard import cluster  # noqa: E402
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/champion")
@@ -40,6 +44,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--runners", nargs="+", default=["dask", "ray"], choices=["dask", "ray"])
     args = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 
     params = load_params(args.params)
     cfg = params.generate

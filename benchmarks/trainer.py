@@ -134,6 +134,10 @@ def timed(fn, *args) -> float:
         return time.perf_counter() - t0
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--params", default="params.yaml")
@@ -143,6 +147,7 @@ def main() -> int:
                     help="dpo: optimize.log_every past the last step (the probe runs once, at step 0) and no "
                     "checkpoints: the stage's training alone")
     a = ap.parse_args()
+    print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 
     import mlflow
 
