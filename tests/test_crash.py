@@ -19,8 +19,9 @@ from servers import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 
 # Stages to kill, each on an event inside its work, never after a fixed sleep (which a fast machine outruns and a
-# slow one never reaches): the training stages on their first logged step, evaluate once its MLflow run is open.
-KILLS = (("train_reward", "train_reward step 1/"), ("optimize", "optimize grpo step 1/"), ("evaluate", None))
+# slow one never reaches): the training stages once their run has logged a training step's metrics (train_loss,
+# train/loss), evaluate once its MLflow run is open.
+KILLS = (("train_reward", "train"), ("optimize", "train"), ("evaluate", None))
 LONGER = {"reward": {"epochs": 3.0}, "optimize": {"grpo": {"max_steps": 8}},
           "evaluate": {"samples_per_prompt": 4, "max_new_tokens": 24},
           "promote": {"min_ci_low": 0.0, "max_kl": 1e9, "max_length_ratio": 1e9, "alarm_judge": None,
@@ -46,35 +47,42 @@ def _champions(path) -> dict:
         f"name = '{name}'") else None for name in ("policy", "reward-model")}
 
 
-def _stage_run_open(path, stage: str) -> bool:
-    """Whether the MLflow run of ``stage`` is open (RUNNING) in the project's store."""
+def _stage_run(path, stage: str, metric_prefix: str | None) -> bool:
+    """Whether the MLflow run of ``stage`` is open (RUNNING) in the project's store and, with ``metric_prefix``,
+    has logged a metric whose name starts with it."""
     import sqlite3
 
-    with sqlite3.connect(path / "mlruns.db", timeout=5) as db:
-        return bool(db.execute("SELECT 1 FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE "
-                               "tags.key = 'rft.stage' AND tags.value = ? AND runs.status = 'RUNNING'",
-                               (stage,)).fetchone())
+    query = ("SELECT 1 FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE tags.key = 'rft.stage' AND "
+             "tags.value = ? AND runs.status = 'RUNNING'")
+    args: tuple = (stage,)
+    if metric_prefix:
+        query += " AND EXISTS (SELECT 1 FROM metrics WHERE metrics.run_uuid = runs.run_uuid AND metrics.key LIKE ?)"
+        args += (metric_prefix + "%",)
+    try:
+        with sqlite3.connect(path / "mlruns.db", timeout=5) as db:
+            return bool(db.execute(query, args).fetchone())
+    except sqlite3.OperationalError:            # the store is being created
+        return False
 
 
-def _kill_during(path, stage: str, step_line: str | None) -> None:
-    """SIGKILL a cycle inside ``stage``: once it prints ``step_line`` (a logged training step), or, with None, once
-    the stage's MLflow run is open."""
-    # Unbuffered: a training line reaches the pipe when it is printed, not when a block of output fills.
+def _kill_during(path, stage: str, metric_prefix: str | None) -> None:
+    """SIGKILL a cycle inside ``stage``: once its MLflow run is open and, with ``metric_prefix``, has logged a
+    training step's metrics. The output is drained all along, so a full pipe never holds the cycle up."""
+    import threading
+
     proc = subprocess.Popen(["rft", "cycle"], cwd=path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen, trigger = [], step_line or f"stage {stage}: running"
-    for line in proc.stdout:
-        seen.append(line)
-        if trigger in line:
-            break
-    else:
-        pytest.fail(f"the cycle ended before {trigger!r}:\n{''.join(seen[-40:])}")
-    while step_line is None and not _stage_run_open(path, stage):
-        assert proc.poll() is None, f"the cycle ended before {stage}'s run opened:\n{''.join(seen[-40:])}"
+                            start_new_session=True)
+    seen: list = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)
+    reader.start()
+    while not _stage_run(path, stage, metric_prefix):
+        if proc.poll() is not None:
+            reader.join(5)
+            pytest.fail(f"the cycle ended before {stage} logged what the kill waits for:\n{''.join(seen[-40:])}")
         time.sleep(0.02)
-    assert proc.poll() is None, f"the cycle finished {stage} before the kill"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    reader.join(5)
 
 
 def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
@@ -82,9 +90,9 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
 
     path = make_project(tmp_path / "proj", LONGER)
     snapshot, previous = None, None
-    for stage, step_line in KILLS:
+    for stage, metric_prefix in KILLS:
         before = _lock(path).get(stage)
-        _kill_during(path, stage, step_line)
+        _kill_during(path, stage, metric_prefix)
         # The killed stage is not recorded as done: its lock entry is what it was, and DVC sees it as stale.
         assert _lock(path).get(stage) == before
         stale = _stale(path)
