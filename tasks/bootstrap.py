@@ -65,9 +65,9 @@ def _train_loop(model, batches, steps: int, cfg, tag: str, log, mixed=None) -> l
     import torch
     from tqdm.auto import tqdm
 
-    from tasks.precision import Hardware, Scaler, autocast, decide
+    from tasks.precision import Scaler, autocast, fp32
 
-    mixed = mixed or decide("fp32", Hardware("cpu"))
+    mixed = mixed or fp32()
     scaler = Scaler(mixed, "cpu")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
     model.train()

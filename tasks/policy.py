@@ -124,7 +124,7 @@ def load_policy(model_dir: str | Path, device: str = "cpu", dtype: str = "fp32")
 
     The weights are loaded in ``dtype`` (``fp32``, ``bf16`` or ``fp16``), whatever the checkpoint holds:
     transformers 5 would otherwise keep a bf16 checkpoint in bf16, which a training stage must not (its
-    master weights stay fp32; ``tasks/precision.py``) and a CPU without native bf16 samples from ~10x slower."""
+    master weights stay fp32; ``tasks/precision.py``) and a CPU without native bf16 runs 9-17x slower."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tasks.precision import torch_dtype

@@ -17,7 +17,7 @@ longer than in fp32 (``benchmarks/precision.py``; the MiniLM-L6 reward step 17x)
 of the project gets its precision from here, explicitly.
 
 Mixed precision keeps master weights and optimizer state in fp32: the models are
-loaded in fp32 for training (``TRAIN_DTYPE``), whatever dtype their checkpoint
+loaded in fp32 for training (``tasks/policy.py::load_policy``), whatever dtype their checkpoint
 was stored in, and bf16/fp16 apply only inside autocast. A bf16 checkpoint trained
 in bf16 would lose every update smaller than its 8-bit mantissa can hold.
 
@@ -45,8 +45,8 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
                "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "DEFAULT", "ALL")
 FIRST_BF16_ISA = "AVX512_CORE_BF16"
 
-# What asking for bf16 costs on a CPU without native kernels: one step of the reward model, bf16 autocast against
-# fp32, measured by benchmarks/precision.py (docs/performance.md).
+# What asking for bf16 costs on a CPU without native kernels: one optimizer step of each trainer, bf16 autocast
+# against fp32, measured by benchmarks/precision.py under the AVX2 emulation (docs/performance.md).
 SLOWDOWN_NOTE = "torch falls back to reference bf16 kernels, 9 to 17x slower than fp32 (docs/performance.md)"
 
 
@@ -171,9 +171,9 @@ def torch_dtype(dtype: str):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
 
 
-# Weights are loaded in fp32 for training whatever the checkpoint's dtype: master weights and optimizer state stay
-# fp32, and autocast computes in the precision in force.
-TRAIN_DTYPE = "fp32"
+def fp32(device: str = "cpu") -> Precision:
+    """Plain fp32 on ``device``: what a loop given no precision runs in."""
+    return decide("fp32", Hardware(device))
 
 
 def sampling_dtype(p: Precision, device: str) -> str:

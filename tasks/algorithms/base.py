@@ -97,9 +97,9 @@ def trl_args(config_cls, run: Run, **kwargs):
 
 def precision_of(run: Run):
     """The run's precision; fp32 when none was given."""
-    from tasks.precision import Hardware, decide
+    from tasks.precision import fp32
 
-    return run.precision or decide("fp32", Hardware("cuda" if cuda() else "cpu"))
+    return run.precision or fp32("cuda" if cuda() else "cpu")
 
 
 def last_checkpoint(folder: Path) -> str | None:
