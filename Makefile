@@ -32,8 +32,12 @@ browser:
 	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Two pytest-xdist workers, each module on one of them (tests/conftest.py splits the cores between them): the
+# tests spend much of their time importing and waiting on one core, so two keep both cores of a small machine
+# busy. TEST_WORKERS=0 runs them in this process, one at a time.
+TEST_WORKERS ?= 2
 test: setup browser
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q --durations=25
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 MLFLOW_PORT ?= 5000
 mlflow-ui: setup

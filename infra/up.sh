@@ -55,13 +55,19 @@ MSG
 }
 
 down() {
+  # TERM to every process group first, then one shared wait of at most 30 s: the servers stop side by side.
+  local pidfile pgid waited=0 groups=()
   for pidfile in "$RUN"/*.pid; do
     [ -e "$pidfile" ] || continue
-    local pgid waited=0
     pgid="$(cat "$pidfile")"
     kill -TERM -- -"$pgid" 2>/dev/null || true          # the whole process group: server and its children
-    while kill -0 -- -"$pgid" 2>/dev/null && [ "$waited" -lt 30 ]; do sleep 1; waited=$((waited + 1)); done
-    kill -KILL -- -"$pgid" 2>/dev/null || true
+    groups+=("$pgid")
+  done
+  alive() { local g; for g in "${groups[@]}"; do kill -0 -- -"$g" 2>/dev/null && return 0; done; return 1; }
+  while [ "${#groups[@]}" -gt 0 ] && alive && [ "$waited" -lt 60 ]; do sleep 0.5; waited=$((waited + 1)); done
+  for pidfile in "$RUN"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    kill -KILL -- -"$(cat "$pidfile")" 2>/dev/null || true
     echo "$(basename "$pidfile" .pid): stopped"; rm -f "$pidfile"
   done
 }

@@ -11,6 +11,28 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _split_the_cores_between_workers() -> None:
+    """Under pytest-xdist (``make test`` runs two workers): each worker and the processes it starts get an equal
+    share of the cores (``RFT_THREADS``, read before torch loads), so two workers' torch pools never fight over
+    one core, and each worker gets a Prefect home of its own (two temporary servers on one SQLite file would
+    lock each other out). A user's own RFT_THREADS or PREFECT_HOME is kept."""
+    import importlib.util
+    import tempfile
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    spec = importlib.util.spec_from_file_location("_rft_threads", ROOT / "tasks" / "threads.py")
+    threads = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(threads)                   # tasks/threads.py alone: importing tasks sizes torch's pool
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    os.environ.setdefault(threads.ENV, str(max(1, threads.usable_cores() // workers)))
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix=f"rft-tests-prefect-{worker}-"))
+
+
+_split_the_cores_between_workers()
 SHARED_HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"
 
 # Small enough for a stage to run in seconds on a 2-core CPU, big enough to exercise every code path.
@@ -131,9 +153,44 @@ TINY_SECTIONS = {
 IMPLY_SLOW = ("e2e", "servers", "matrix")
 
 
+# Modules that share the session's Label Studio server: under pytest-xdist they run on one worker, which starts
+# (and installs) the server once.
+LABEL_STUDIO_MODULES = ("test_label_studio", "test_label_studio_ui", "test_people_cycle")
+# The longest groups first, as `make test --durations` measured them: under two workers the order decides only how
+# evenly the workers end, never a result.
+LONGEST_FIRST = ("test_infra", "test_lineage", "test_user_task", "test_shard", "label_studio", "test_crash",
+                 "test_e2e", "test_launch", "test_algorithm_cycles", "test_bad_input", "test_resume")
+
+
+def _group(nodeid: str) -> str:
+    """The module a test belongs to, with the Label Studio modules as one."""
+    stem = Path(nodeid.split("::", 1)[0]).stem
+    return "label_studio" if stem in LABEL_STUDIO_MODULES else stem
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the Label Studio modules as one file: each module runs on one worker (its
+    module-scoped pipeline is built once), and the session's Label Studio server starts on one worker only.
+    (pytest-xdist's own ``loadgroup`` marks cannot say this under pytest 9.2, whose node ids it can no longer
+    suffix.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ModuleGroups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """``e2e``, ``servers`` and ``matrix`` tests are ``slow`` too, so ``pytest -m "not slow"`` stays the unit loop
-    and ``-m e2e`` (or ``servers``, ``matrix``) picks one kind of the slow tests."""
+    and ``-m e2e`` (or ``servers``, ``matrix``) picks one kind of the slow tests. The longest groups run first,
+    so that under pytest-xdist the long ones start early and the unit tests fill the end."""
     for item in items:
         if any(item.get_closest_marker(name) for name in IMPLY_SLOW) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+    first = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(_group(item.nodeid), len(first)))   # stable: a module keeps its order

@@ -30,6 +30,7 @@ class Services:
                     "PREFECT_PORT": str(free_port()), "LS_PORT": str(free_port()), "UP_TIMEOUT": "240",
                     # A run queued behind the deployment's concurrency limit asks again after 2 s, not 30.
                     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
+        self.env.pop("PREFECT_HOME", None)         # the scripts' own default: under the data folder
         self.mlflow = f"http://127.0.0.1:{self.env['MLFLOW_PORT']}"
         self.prefect_api = f"http://127.0.0.1:{self.env['PREFECT_PORT']}/api"
 

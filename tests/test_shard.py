@@ -3,6 +3,7 @@ DaskTaskRunner and RayTaskRunner) generation and AI judging write the same bytes
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 
@@ -34,13 +35,12 @@ def _stage(path, name):
     return run.stderr
 
 
-@pytest.mark.servers
-@pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("runner, started", [("dask", "rft-shards"), ("ray", "Started a local Ray instance")])
-def test_two_workers_generate_and_judge_the_same_bytes(built_project, tmp_path, runner, started):
-    built, _, _ = built_project
-    path = tmp_path / "proj"
-    shutil.copytree(built, path)
+@pytest.fixture(scope="module")
+def in_one_process(built_project, tmp_path_factory):
+    """The built project with the judge's batch at 32, labelled in one process: the bytes the sharded runs must
+    write (generations from the built project's own generate stage, labels from this label stage)."""
+    path = tmp_path_factory.mktemp("shard") / "proj"
+    shutil.copytree(built_project[0], path)
     params = yaml.safe_load((path / "params.yaml").read_text())
     assert params["generate"]["batch_size"] < 32          # the tiny run's 32 prompts make 2+ batches: 2 shards
     assert params["label"]["judge"] == "embedding"
@@ -48,12 +48,22 @@ def test_two_workers_generate_and_judge_the_same_bytes(built_project, tmp_path, 
     merge(params, {"judges": {"embedding": {"batch_size": 32}}})
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _stage(path, "label")
+    return path, params
+
+
+@pytest.mark.servers
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("runner, started", [("dask", "rft-shards"), ("ray", "Started a local Ray instance")])
+def test_two_workers_generate_and_judge_the_same_bytes(in_one_process, tmp_path, runner, started):
+    whole_project, params = in_one_process
+    path = tmp_path / "proj"
+    shutil.copytree(whole_project, path)
     gen, labels = path / "data/generations.jsonl", path / "data/labels.jsonl"
     whole = {gen: gen.read_bytes(), labels: labels.read_bytes()}
     for out in whole:
         out.unlink()
 
-    merge(params, {"scale": {"runner": runner, "workers": 2}})
+    merge(params := copy.deepcopy(params), {"scale": {"runner": runner, "workers": 2}})
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = _stage(path, "generate")
     assert started in log and "rft-shards" in log                      # the shards ran as a Prefect flow
