@@ -33,6 +33,7 @@ def _split_the_cores_between_workers() -> None:
 
 
 _split_the_cores_between_workers()
+
 SHARED_HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"
 
 # Small enough for a stage to run in seconds on a 2-core CPU, big enough to exercise every code path.
