@@ -324,8 +324,9 @@ def _record_iteration(params, iteration: int, client, run_id: str, rows: list[di
 
     import mlflow
 
-    from tasks import iterations
-    from tasks.paths import CANDIDATE, REWARD
+    from tasks import iterations, provenance
+    from tasks.io import read_jsonl
+    from tasks.paths import CANDIDATE, PROMPTS, REWARD
     from tasks.policy import read_meta
     from tasks.rewardmodel import meta as reward_meta
 
@@ -340,6 +341,10 @@ def _record_iteration(params, iteration: int, client, run_id: str, rows: list[di
                         if isinstance(v, (int, float)) and ("acc" in k or "loss" in k)})
     hashes = iterations.data_hashes()
     mlflow.set_tags({f"dvc.md5.{path}": md5 for path, md5 in hashes.items()})
+    if PROMPTS.exists():            # which prompts this iteration's gate read as held out (tasks/provenance.py)
+        record = provenance.split_record(read_jsonl(PROMPTS), params.prepare.salt, params.prepare.heldout_fraction)
+        mlflow.log_dict(record, provenance.HELDOUT_ARTIFACT)
+        mlflow.set_tags(provenance.split_tags(record))
     tracking.log_datasets(hashes, DATASETS)
     versions = {"policy": read_meta(CANDIDATE).get("registry_version") if CANDIDATE.exists() else None}
     if REWARD.exists():

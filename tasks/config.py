@@ -116,8 +116,14 @@ class BootstrapConfig:
 class PrepareConfig:
     input: str = opt("data/corpus/prompts.jsonl", "Raw prompts file (JSONL: id, and prompt (text) or messages "
                      "(chat: a list of {role, content}); optional source).")
-    heldout_fraction: float = opt(0.2, "Share of distinct prompt texts kept for held-out evaluation.", gt=0, lt=1)
-    seed: int = opt(0, "Seed of the split.")
+    heldout_fraction: float = opt(0.2, "Expected share of distinct prompt texts kept for held-out evaluation: a "
+                                  "prompt is held out when the salted hash of its text falls below it, so a "
+                                  "prompt keeps its side as prompts are added or removed.", gt=0, lt=1)
+    salt: str = opt("rft-split-1", "Salt of the split's hash. Changing it (or raising heldout_fraction) makes a "
+                    "new split: prompts the lineage trained on would become held out, and the cycle stops with "
+                    "exit 2 naming them (docs/operations.md).")
+    RETIRED_KEYS = {"seed": "replaced by prepare.salt: the split is a salted hash of each prompt's text, so "
+                            "adding prompts never moves others between train and heldout"}
 
 
 @dataclass(frozen=True)
@@ -545,6 +551,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
+    retired = [k for k in unknown if k in getattr(cls, "RETIRED_KEYS", {})]
+    if retired:
+        raise ConfigError(f"{prefix}.{retired[0]}: {cls.RETIRED_KEYS[retired[0]]}")
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}: unknown key (known keys in {prefix}: "
                           f"{', '.join(fields)})")

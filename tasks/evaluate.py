@@ -123,12 +123,17 @@ def run_evaluate(params: Params) -> dict:
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
     extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, cfg.judges)
-    with tracking.stage_run("evaluate", params, extra_inputs=extra), cluster(params.scale) as scale:
+    with tracking.stage_run("evaluate", params, extra_inputs=extra) as run, cluster(params.scale) as scale:
+        from tasks import provenance
+
+        rows = read_jsonl(PROMPTS)
+        # The gate's evidence must be held out from every iteration of this lineage, this one included.
+        provenance.check(rows, str(PROMPTS), mlflow.MlflowClient(), run.info.experiment_id)
         ctx = JudgeContext.of(params, cfg.seed, scale=scale)
         judges = {name: build_judge(name, ctx) for name in cfg.judges}
         if info(params.task.env).has_truth:
             judges["truth"] = load_env(params.task.env).annotator(params.truth, cfg.seed)
-        held = [r for r in read_jsonl(PROMPTS) if r["split"] == "heldout"]
+        held = [r for r in rows if r["split"] == "heldout"]
         base = [prompt_of(r) for r in held]
         n = cfg.samples_per_prompt
         prompts = [p for p in base for _ in range(n)]

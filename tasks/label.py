@@ -99,7 +99,7 @@ def _finite(obj):
 def run_label(params: Params) -> dict:
     import mlflow
 
-    from tasks import tracking
+    from tasks import provenance, tracking
     from tasks.errors import DataError
     from tasks.judges import JudgeContext, judge_files
     from tasks.labelers import get_labeler
@@ -111,17 +111,23 @@ def run_label(params: Params) -> dict:
     extra = ([cfg.file] if cfg.file else []) + judge_files(params.judges, used)
     # A cluster only when AI judges work here (people in Label Studio and files need none).
     with tracking.stage_run("label", params, extra_inputs=extra), cluster(params.scale if used else None) as scale:
-        prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
+        prompt_rows = read_jsonl(PROMPTS)
+        prompts = {str(r["id"]): prompt_of(r) for r in prompt_rows}
         generations = iter_jsonl(GENERATIONS) if cfg.source != "file" else None
         ctx = JudgeContext.of(params, scale=scale)
         labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations)
         metrics, report = quality_report(labels, cfg, ctx, prompts)
-        seen = Usable(cfg.ties)
-        write_jsonl(LABELS, seen.check(labels.rows, lambda: DataError(
-            cfg.file or GENERATIONS, "at least one usable preference pair",
-            detail=f"the {cfg.source} labeler produced no decided pairs ({labels.stats})")))
+        seen, held, dropped = Usable(cfg.ties), provenance.heldout_keys(prompt_rows), {}
+        write_jsonl(LABELS, seen.check(
+            provenance.without_heldout(labels.rows, prompts, held, dropped, "dropped_heldout_pairs"),
+            lambda: DataError(cfg.file or GENERATIONS, "at least one usable preference pair",
+                              detail=f"the {cfg.source} labeler produced no decided pairs whose prompt is not "
+                                     f"held out ({labels.stats}, {dropped})")))
         stats, tags = labels.stats, labels.tags or {}      # complete once the rows are written
-        write_jsonl(RATINGS, labels.ratings)
+        write_jsonl(RATINGS, provenance.without_heldout(labels.ratings, prompts, held, dropped,
+                                                        "dropped_heldout_ratings"))
+        provenance.say_dropped(dropped)
+        mlflow.log_metrics({k: float(v) for k, v in dropped.items()})
         write_json(LABEL_QUALITY, _finite(report))
         mlflow.log_metrics({tracking.metric_name(k): float(v) for k, v in stats.items()
                             if isinstance(v, (int, float))})

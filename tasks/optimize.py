@@ -268,7 +268,7 @@ def run_optimize(params: Params) -> dict:
     import mlflow
     import torch
 
-    from tasks import tracking
+    from tasks import provenance, tracking
     from tasks.judges import judge_files
     from tasks.policy import pick_device
 
@@ -277,6 +277,10 @@ def run_optimize(params: Params) -> dict:
     champion = Path(params.policy.champion_dir)
     names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())   # for lineage
     with tracking.stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
+        # Recorded first: a prompt this stage may train on is never held out later (tasks/provenance.py).
+        provenance.log_trained(provenance.trained_digests(
+            read_jsonl(PROMPTS), read_jsonl(LABELS, allow_empty=True) if LABELS.exists() else [],
+            read_jsonl(RATINGS, allow_empty=True) if RATINGS.exists() else []))
         torch.manual_seed(cfg.seed)
         device = pick_device("auto")
         # The policy is loaded before the reference, as it always was: the seeded run stays the same run.

@@ -14,12 +14,12 @@ prompt text under two ids is accepted, lands on one side of the split, and is co
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
 from tasks.config import Params
 from tasks.errors import DataError
+from tasks.heldout import is_heldout
 from tasks.io import file_md5, read_jsonl, write_jsonl
 from tasks.paths import CORPUS
 from tasks.paths import PROMPTS as OUT
@@ -50,14 +50,13 @@ def check_ids(rows: list[dict], path) -> None:
                         detail=f"{len(clashes)} rows repeat an id")
 
 
-def split_prompts(rows: list[dict], heldout_fraction: float, seed: int,
+def split_prompts(rows: list[dict], heldout_fraction: float, salt: str,
                   train_only: set[str] = frozenset()) -> list[dict]:
-    """Assign ``split`` to each row. Prompts whose key is in ``train_only`` never go to heldout."""
-    texts = sorted({prompt_key(prompt_of(r)) for r in rows})
-    eligible = [t for t in texts if t not in train_only]
-    rng = random.Random(seed)
-    rng.shuffle(eligible)
-    heldout = set(eligible[:round(len(texts) * heldout_fraction)])
+    """Assign ``split`` to each row from the salted hash of its prompt's canonical text
+    (``tasks/heldout.py``), so a prompt keeps its side whatever other prompts come and go. Prompts whose key
+    is in ``train_only`` never go to heldout."""
+    heldout = {t for t in {prompt_key(prompt_of(r)) for r in rows}
+               if t not in train_only and is_heldout(t, salt, heldout_fraction)}
     out = []
     for r in rows:
         p = prompt_of(r)
@@ -70,7 +69,7 @@ def split_prompts(rows: list[dict], heldout_fraction: float, seed: int,
 def run_prepare(params: Params) -> dict:
     import mlflow
 
-    from tasks import tracking
+    from tasks import provenance, tracking
 
     cfg = params.prepare
     with tracking.stage_run("prepare", params):
@@ -93,8 +92,13 @@ def run_prepare(params: Params) -> dict:
                                    "'messages' (chat)")
         check_ids(rows, cfg.input)
         demo_texts = {prompt_key(prompt_of(d)) for d in read_jsonl(DEMOS)} if DEMOS.exists() else set()
-        out = split_prompts(rows, cfg.heldout_fraction, cfg.seed, demo_texts)
+        out = split_prompts(rows, cfg.heldout_fraction, cfg.salt, demo_texts)
+        # Before writing: a held-out prompt this experiment trained on stops the stage with nothing written.
+        provenance.check(out, str(cfg.input), mlflow.MlflowClient(), mlflow.active_run().info.experiment_id)
         write_jsonl(OUT, out)
+        record = provenance.split_record(out, cfg.salt, cfg.heldout_fraction)
+        mlflow.log_dict(record, provenance.HELDOUT_ARTIFACT)
+        mlflow.set_tags(provenance.split_tags(record))
         # The same text under two ids is kept (both rows land in one split; the prompt weighs twice), counted.
         metrics = {"prompts": len(out), "train": sum(r["split"] == "train" for r in out),
                    "heldout": sum(r["split"] == "heldout" for r in out),

@@ -27,10 +27,11 @@ from pathlib import Path
 
 from tasks import tracking
 from tasks.config import Params
-from tasks.gate import decide
+from tasks.gate import Decision, decide
 from tasks.paths import CANDIDATE, REWARD
 from tasks.paths import EVAL_METRICS as METRICS
 from tasks.policy import install_policy, read_meta
+from tasks.provenance import split_change
 from tasks.rewardmodel import meta as reward_meta
 
 
@@ -50,6 +51,9 @@ def promote(params: Params, evaluated: bool = True) -> dict:
         return {"promoted": False, "reason": refusal, "policy_version": version, "decided": False}
     metrics = json.loads(METRICS.read_text())
     decision = decide(metrics, params.promote)
+    changed = split_change(client, params.prepare.salt, params.prepare.heldout_fraction)
+    if changed:
+        decision = Decision(decision.promote, [*decision.reasons, changed])
     result = {"promoted": decision.promote, "reason": decision.summary, "policy_version": version, "decided": True}
     if version is not None:
         client.set_model_version_tag("policy", str(version), GATE_TAG, gate)

@@ -31,7 +31,7 @@ from tasks.labels.convert import preference_pairs
 from tasks.mlmodels import log_reward_model
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
-from tasks.prompting import prompt_of
+from tasks.prompting import prompt_key, prompt_of
 from tasks.rewardmodel import (META, RewardModel, load_tokenizer, mean_pool_class, meta, minilm_path, pair_text,
                                pairwise_stats)
 
@@ -43,7 +43,8 @@ def base_path(cfg: RewardParams) -> str:
 
 
 def split_pairs(pairs: list, groups: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Split pairs by group (prompt), so no prompt has pairs on both sides."""
+    """Split pairs by group, so no group has pairs on both sides. The callers group by the prompt's canonical
+    text (``prompt_key``), not its id: the same text under two ids lands on one side."""
     keys = sorted(set(groups))
     random.Random(seed).shuffle(keys)
     held = set(keys[:max(1, round(len(keys) * fraction))])
@@ -159,7 +160,7 @@ def labelled_pairs(params: Params, prefs: tuple | None = None) -> tuple[list, li
     cfg = params.reward
     of, rows = prefs or preferences(params)
     pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
-    return split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
+    return split_pairs(pairs, [prompt_key(p) for p in of], cfg.heldout_fraction, cfg.seed)
 
 
 def run_train_reward(params: Params) -> dict:
@@ -203,7 +204,7 @@ def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams, mixed=None) 
     rows, _ = read_preferences(pairs_file)
     of = [prompt_of(r) for r in rows]
     pairs = [(pair_text(p, r["chosen"]), pair_text(p, r["rejected"])) for p, r in zip(of, rows)]
-    train, val = split_pairs(pairs, [r["prompt_id"] for r in rows], cfg.heldout_fraction, cfg.seed)
+    train, val = split_pairs(pairs, [prompt_key(p) for p in of], cfg.heldout_fraction, cfg.seed)
     with atomic_path(out_dir, is_dir=True) as out:
         stats = train_reward_model(train, val, cfg, out, mixed=mixed)
         write_meta_files(out, META, {**meta(out), "source": str(pairs_file), **stats})

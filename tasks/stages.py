@@ -17,7 +17,7 @@ from typing import Callable
 
 from tasks.config import Params
 
-LIB = ("tasks/prompting.py", "tasks/text.py")   # shared code whose change changes what a stage computes
+LIB = ("tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")   # shared code whose change changes what a stage computes
 JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
           "tasks/rewardmodel.py", "tasks/importers")
 POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")

@@ -330,7 +330,12 @@ def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled, tmp_path
     assert pipe("Q: How was the soup?\nA:", max_new_tokens=4)[0]["generated_text"].startswith("Q: How was")
     assert stale(path) == READS_CHAMPION
     assert any(p.is_file() for p in (path / "dvc-storage").rglob("*"))          # promote.dvc_push
-    # The next cycle samples from the new champion.
+    # The next cycle samples from the new champion, on the prompts plus 10% new ones (as a scheduled retrain adds).
+    rows = [json.loads(line) for line in (path / "data/corpus/prompts.jsonl").read_text().splitlines()]
+    added = [{"id": f"new-{i}", "prompt": r["prompt"].rstrip("?.!") + ", in a few words?"}
+             for i, r in enumerate(rows[:len(rows) // 10])]
+    (path / "data/incoming/grown.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + added))
+    params["prepare"]["input"] = "data/incoming/grown.jsonl"
     params["promote"].update(min_ci_low=0.99)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["rft", "cycle"], path)
@@ -338,6 +343,44 @@ def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled, tmp_path
     gens = [json.loads(line) for line in (path / "data/generations.jsonl").read_text().splitlines()]
     assert {g["policy_version"] for g in gens} == {"policy/2"}
     assert int(client.get_model_version_by_alias("policy", "champion").version) == 2   # gate failed: stays
+    # No prompt that any iteration trained on is in the third iteration's held-out set (the cycle checked this
+    # itself before it sampled: tasks/provenance.py), and every prompt held out before is held out still.
+    exp = client.get_experiment_by_name("rft-cycle").experiment_id
+    cycles = client.search_runs([exp], "tags.`rft.kind` = 'cycle'", order_by=["attributes.start_time ASC"])
+    assert len(cycles) == 3
+
+    def record(run, name):
+        return json.loads((tmp_path / client.download_artifacts(run.info.run_id, f"split/{name}.json",
+                                                                  str(tmp_path))).read_text())
+    held = [set(record(c, "heldout_prompts")["heldout"]) for c in cycles]
+    trained = set().union(*(record(r, "trained_prompts")["trained"]
+                            for r in client.search_runs([exp], "tags.`rft.stage` = 'optimize'")))
+    assert held[2] and not held[2] & trained and held[0] <= held[2]
+    assert held[2] - held[0]                        # some of the new prompts are held out
+    assert cycles[2].data.tags["rft.split.heldout_prompts"] == str(len(held[2]))
+
+
+def test_a_new_split_that_holds_out_trained_prompts_stops_the_cycle(cycled):
+    path, _ = cycled
+    prompts, gens = (path / "data/prompts.jsonl").read_bytes(), (path / "data/generations.jsonl").read_bytes()
+    champion = _client(path).get_model_version_by_alias("policy", "champion").version
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    salt = params["prepare"]["salt"]
+    params["prepare"]["salt"] = "another-salt"
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = run(["rft", "cycle"], path)
+    finally:
+        params["prepare"]["salt"] = salt
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text[-3000:]
+    assert "held-out prompt(s) were used for training by an earlier iteration" in text and "Traceback" not in text
+    assert "prepare.salt" in text
+    # prepare stopped before writing: nothing downstream moved, and the champion stayed.
+    assert (path / "data/prompts.jsonl").read_bytes() == prompts
+    assert (path / "data/generations.jsonl").read_bytes() == gens
+    assert _client(path).get_model_version_by_alias("policy", "champion").version == champion
 
 
 def test_bad_data_stops_cycle_before_generation(cycled):

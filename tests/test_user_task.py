@@ -59,7 +59,7 @@ def test_cycle_with_http_and_llm_judges_on_chat_prompts(tmp_path):
                                "backoff": 0.01},
                        "local": {"kind": "llm", "model": str(judge)},
                        "reward": {"kind": "reward_model", "path": "models/reward"}},
-            "prepare": {"input": "data/incoming/prompts.jsonl", "heldout_fraction": 0.25, "seed": 0},
+            "prepare": {"input": "data/incoming/prompts.jsonl", "heldout_fraction": 0.25, "salt": "user-task"},
             "validate": {"prompt_max_tokens": 200},
             "label": {**params["label"], "source": "judge", "judge": "api", "pairs": "all_pairs"},
             "evaluate": {**TINY_USER["evaluate"], "judges": ["api", "local"]},

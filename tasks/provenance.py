@@ -1,0 +1,162 @@
+"""Which prompts each iteration held out and trained on, and the check that no prompt a lineage ever trained on
+is held out.
+
+The split itself is ``tasks/heldout.py`` (a salted hash of each prompt's text). Its records:
+
+- the ``prepare`` stage's run logs ``split/heldout_prompts.json`` (the held-out prompts' digests, the salt and
+  the fraction); the cycle's parent run carries the same artifact and the tags ``rft.split.salt``,
+  ``rft.split.heldout_fraction``, ``rft.split.heldout_prompts`` (count) and ``rft.split.heldout_sha``
+  (a digest of the sorted digests), so an iteration names the evidence its gate read;
+- the ``optimize`` stage's run logs ``split/trained_prompts.json``: the digest of every prompt it could have
+  trained on (the training split, and the prompt of every label and rating row it read).
+
+``check`` (run by ``prepare`` before it writes, and by ``evaluate`` before it samples) reads every
+``optimize`` run of the experiment and stops the stage, and so the cycle (exit 2), when a held-out prompt is one
+of them, naming the prompts. Label and rating rows whose prompt is held out never reach training:
+``without_heldout`` drops them at the ``label`` stage, counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from tasks.errors import RFTError
+from tasks.heldout import leaked, prompt_digest
+from tasks.prompting import prompt_key, prompt_of
+
+HELDOUT_ARTIFACT = "split/heldout_prompts.json"
+TRAINED_ARTIFACT = "split/trained_prompts.json"
+SHOWN = 10                 # leaked prompts named in the message
+
+
+class HeldoutLeak(RFTError):
+    """A held-out prompt was used for training by this lineage: the gate's evidence would not be held out."""
+
+
+def row_prompt(row: dict, prompts: dict):
+    """The prompt of a label or rating row: its own text, else the prompt its ``prompt_id`` names."""
+    if "prompt" in row or "messages" in row:
+        return prompt_of(row)
+    return prompts.get(str(row.get("prompt_id")))
+
+
+def heldout_keys(prompt_rows: list[dict]) -> set[str]:
+    return {prompt_key(prompt_of(r)) for r in prompt_rows if r.get("split") == "heldout"}
+
+
+def heldout_digests(prompt_rows: list[dict]) -> dict[str, str]:
+    """``digest -> canonical text`` of the held-out prompts."""
+    return {prompt_digest(k): k for k in heldout_keys(prompt_rows)}
+
+
+def trained_digests(prompt_rows: list[dict], *row_lists: list[dict]) -> list[str]:
+    """Sorted digests of the training split's prompts and of the prompts of the given label/rating rows."""
+    prompts = {str(r["id"]): prompt_of(r) for r in prompt_rows}
+    keys = {prompt_key(prompt_of(r)) for r in prompt_rows if r.get("split") == "train"}
+    for rows in row_lists:
+        keys |= {prompt_key(p) for p in (row_prompt(r, prompts) for r in rows) if p is not None}
+    return sorted(prompt_digest(k) for k in keys)
+
+
+def split_sha(digests) -> str:
+    return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()[:16]
+
+
+def split_record(prompt_rows: list[dict], salt: str, fraction: float) -> dict:
+    held = sorted(heldout_digests(prompt_rows))
+    return {"salt": salt, "heldout_fraction": fraction, "heldout_prompts": len(held), "sha": split_sha(held),
+            "heldout": held}
+
+
+def split_tags(record: dict) -> dict[str, str]:
+    return {"rft.split.salt": record["salt"], "rft.split.heldout_fraction": str(record["heldout_fraction"]),
+            "rft.split.heldout_prompts": str(record["heldout_prompts"]), "rft.split.heldout_sha": record["sha"]}
+
+
+def without_heldout(rows, prompts: dict, held: set[str], counter: dict, key: str):
+    """Pass on the rows whose prompt is not held out; count the others in ``counter[key]``.
+
+    Dropped, not refused: a preference file is usually collected over a whole prompt pool, and keeping the
+    held-out prompts out of training is what the evaluation needs; the count goes to MLflow."""
+    counter.setdefault(key, 0)
+    for row in rows:
+        p = row_prompt(row, prompts)
+        if p is not None and prompt_key(p) in held:
+            counter[key] += 1
+            continue
+        yield row
+
+
+def trained_before(client, experiment_id: str, exclude_run: str | None = None) -> set[str]:
+    """The digests in every ``optimize`` run's record in the experiment (runs without one, from before the
+    record existed, add nothing)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    runs = client.search_runs([experiment_id], "tags.`rft.stage` = 'optimize'", max_results=50000)
+    out: set[str] = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            if run.info.run_id == exclude_run:
+                continue
+            try:
+                path = client.download_artifacts(run.info.run_id, TRAINED_ARTIFACT, tmp)
+            except (MlflowException, OSError):
+                continue
+            out |= set(json.loads(Path(path).read_text())["trained"])
+    return out
+
+
+def check(prompt_rows: list[dict], source: str, client, experiment_id: str) -> None:
+    """Stop (HeldoutLeak, exit 2) if a held-out prompt of ``prompt_rows`` was trained on in the experiment."""
+    bad = leaked(heldout_digests(prompt_rows), trained_before(client, experiment_id))
+    if bad:
+        shown = "\n".join(f"  - {t[:120]!r}" for t in bad[:SHOWN])
+        more = f"\n  ... and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+        raise HeldoutLeak(
+            f"{source}: {len(bad)} held-out prompt(s) were used for training by an earlier iteration of this "
+            f"experiment, so evaluating on them is not held-out evidence:\n{shown}{more}\n"
+            "A changed prepare.salt or a raised prepare.heldout_fraction draws a new split that does this; "
+            "restore them, or start a new lineage (another tracking.experiment).")
+
+
+def log_trained(digests: list[str]) -> None:
+    import mlflow
+
+    mlflow.log_dict({"trained": digests}, TRAINED_ARTIFACT)
+
+
+def say_dropped(counter: dict) -> None:
+    dropped = {k: v for k, v in counter.items() if v}
+    if dropped:
+        print("label: dropped rows whose prompt is held out (they never train): "
+              + ", ".join(f"{v} {k.removeprefix('dropped_heldout_')}" for k, v in dropped.items()),
+              file=sys.stderr, flush=True)
+
+
+def split_change(client, salt: str, fraction: float) -> str | None:
+    """A sentence for the gate's reason when this cycle's split differs from the one the champion's iteration
+    used (its cycle run's ``rft.split.*`` tags); None when it is the same or the champion has no record."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias("policy", "champion")
+        run_id = version.tags.get("rft.cycle_run_id")
+        tags = client.get_run(run_id).data.tags if run_id else {}
+    except MlflowException:
+        return None
+    if "rft.split.salt" not in tags:
+        return None
+    changes = []
+    if tags["rft.split.salt"] != salt:
+        changes.append(f"prepare.salt {tags['rft.split.salt']!r} -> {salt!r}")
+    if float(tags["rft.split.heldout_fraction"]) != fraction:
+        changes.append(f"prepare.heldout_fraction {tags['rft.split.heldout_fraction']} -> {fraction}")
+    if not changes:
+        return None
+    return (f"a new held-out split since the champion's iteration ({', '.join(changes)}): its held-out figures "
+            "came from other prompts")
