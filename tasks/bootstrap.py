@@ -26,7 +26,7 @@ from tasks.mlmodels import log_policy
 from tasks.paths import BASE as BASE_DIR
 from tasks.paths import CORPUS as CORPUS_DIR
 from tasks.policy import tiny_gpt, train_tokenizer, write_meta
-from tasks.prompting import format_prompt, prompt_of
+from tasks.prompting import completion_text, format_prompt, join_completion, prompt_of
 
 REPORT = Path("reports/bootstrap/metrics.json")
 
@@ -112,8 +112,9 @@ def _sft_examples(tok, demos: list[dict], max_len: int) -> list[tuple[list[int],
     """(token ids, prompt length) per demonstration; the loss covers the response and EOS only."""
     out = []
     for d in demos:
-        p = tok(format_prompt(prompt_of(d), tok))["input_ids"]
-        r = tok(" " + d["response"])["input_ids"] + [tok.eos_token_id]
+        text = format_prompt(prompt_of(d), tok)
+        p = tok(text)["input_ids"]
+        r = tok(completion_text(text, d["response"]))["input_ids"] + [tok.eos_token_id]
         ids = (p + r)[:max_len]
         out.append((ids, len(p)))
     return out
@@ -202,7 +203,7 @@ def _train(params: Params, out: Path, log) -> dict:
     random.seed(cfg.seed)
     texts = [r["text"] for r in read_jsonl(CORPUS_DIR / "texts.jsonl")]
     demos = read_jsonl(CORPUS_DIR / "demos.jsonl")
-    tok_texts = texts + [format_prompt(prompt_of(d)) + " " + d["response"] for d in demos]
+    tok_texts = texts + [join_completion(format_prompt(prompt_of(d)), d["response"]) for d in demos]
     tok = train_tokenizer(tok_texts, cfg.vocab_size)
     model = tiny_gpt(len(tok), cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_positions, tok.eos_token_id)
     n_params = sum(p.numel() for p in model.parameters())

@@ -1,13 +1,14 @@
 """Stage ``evaluate``: the candidate against the champion on held-out prompts, by every judge the task trusts.
 
 For every held-out prompt, both policies sample ``evaluate.samples_per_prompt``
-responses with the same seeds; sample j of the candidate meets sample j of the
-champion. Each comparison is judged by every judge of ``evaluate.judges``
-(``winrate_<name>``) and, in an environment with a hidden truth, by its
+responses, each on its own random stream derived from ``evaluate.seed``
+(``role_seed``: reproducible, and independent of the other policy's draws);
+sample j of the candidate meets sample j of the champion. Each comparison is
+judged by every judge of ``evaluate.judges`` (``winrate_<name>``) and, in an environment with a hidden truth, by its
 simulated annotator (``winrate_truth``); on a user's task there is no truth
 and no such number. Two equal texts (after case and whitespace folding) tie
 without asking a judge; a tie counts one half. Each win-rate gets a 95%
-bootstrap CI that resamples prompts. Judges' own statistics (position bias,
+bootstrap CI that resamples prompts. Judges' own statistics (position flip rate,
 ensemble agreement) are reported as ``judge_<name>.<stat>``.
 
 The stage also measures the cycle's reward model's mean score of each policy,
@@ -44,12 +45,33 @@ def metric(name: str):
     return evaluate.load(str(local))
 
 
-def _rollouts(model, tok, prompts: list, cfg, device: str) -> list:
+# The two samplers of an evaluation, each on its own random stream.
+ROLES = ("candidate", "champion")
+
+
+def role_seed(seed: int, role: str) -> int:
+    """The sampler seed of ``role`` (one of ``ROLES``) in an evaluation seeded with ``seed``:
+    ``seed * 2 + ROLES.index(role)``. Reproducible, and no two (seed, role) pairs share it, so sample j of the
+    candidate and sample j of the champion are independent draws (shared draws make two similar policies write
+    the same text far more often than they would apart: more ties, a biased win-rate)."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: evaluation samples as one of {ROLES}")
+    return seed * len(ROLES) + ROLES.index(role)
+
+
+def _rollouts(model, tok, prompts: list, cfg, device: str, seed: int) -> list:
     from tasks.rollout import sample_batches
 
     return [r for r, _ in sample_batches(model, tok, prompts, cfg.samples_per_prompt, batch_size=cfg.batch_size,
-                                         seed=cfg.seed, temperature=cfg.temperature,
+                                         seed=seed, temperature=cfg.temperature,
                                          max_new_tokens=cfg.max_new_tokens, device=device)]
+
+
+def rollout_pair(cand_model, champ_model, tok, prompts: list, cfg, device: str) -> tuple[list, list]:
+    """(candidate's rollouts, champion's rollouts) of ``cfg.samples_per_prompt`` samples per prompt, each policy
+    on its own stream (``role_seed``)."""
+    return (_rollouts(cand_model, tok, prompts, cfg, device, role_seed(cfg.seed, "candidate")),
+            _rollouts(champ_model, tok, prompts, cfg, device, role_seed(cfg.seed, "champion")))
 
 
 def judge_outcomes(judge, prompts: list, keys: list, cand: list[str], champ: list[str]) -> list[float]:
@@ -147,7 +169,7 @@ def run_evaluate(params: Params) -> dict:
         tracking.name_run(f"evaluate policy v{versions['candidate']} vs v{versions['champion']}",
                           **{"rft.candidate_version": versions["candidate"],
                              "rft.champion_version": versions["champion"]})
-        cand_r, champ_r = _rollouts(cand_model, tok, base, cfg, device), _rollouts(champ_model, tok, base, cfg, device)
+        cand_r, champ_r = rollout_pair(cand_model, champ_model, tok, base, cfg, device)
         kls = [float(x) for r in cand_r for x in sequence_kl(token_logprobs(cand_model, r, cfg.temperature),
                                                              token_logprobs(champ_model, r, cfg.temperature),
                                                              r.response_mask)]

@@ -3,9 +3,10 @@
 - ``transformers``: ``tasks/rollout.py``'s batched sampling, on any device, sharded by ``scale.runner``.
 - ``vllm``: vLLM's engine on the GPU, in this process (it batches and schedules the requests itself). Each
   prompt is one request for ``generate.k`` samples with the same sampling settings (temperature, top-k, top-p,
-  ``max_new_tokens``), seeded per prompt with ``generate.seed * 100003 + i`` (``i``: the prompt's place in the
-  list), and read as the token ids the transformers path would read (``format_prompt``, no special tokens
-  added). Its outputs have the same schema; they are vLLM's samples, not the same texts.
+  ``max_new_tokens``; min-p and the repetition, presence and frequency penalties given explicitly as off, as
+  the transformers path samples), seeded per prompt with ``generate.seed * 100003 + i`` (``i``: the prompt's
+  place in the list), and read as the token ids the transformers path would read (``format_prompt``, no
+  special tokens added). Its outputs have the same schema; they are vLLM's samples, not the same texts.
 - ``auto``: vLLM when the package imports, generation runs on a CUDA GPU (``generate.device``) and the shards
   run here (``scale.runner: local``); otherwise transformers.
 
@@ -69,7 +70,10 @@ def vllm_generate(model_dir: str, prompts: list, cfg, dtype: str = "fp32") -> tu
            for p in prompts]
     llm = LLM(model=model_dir, tokenizer=model_dir, seed=cfg.seed,
               dtype={"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype])
+    # Every setting that shapes the distribution is given, the neutral ones too: plain temperature sampling with
+    # the asked top-k/top-p, as the transformers path samples (tasks/rollout.py::sampling_config).
     settings = [SamplingParams(n=cfg.k, temperature=cfg.temperature, top_k=cfg.top_k or -1, top_p=cfg.top_p,
+                               min_p=0.0, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0,
                                max_tokens=cfg.max_new_tokens, seed=request_seed(cfg.seed, i))
                 for i in range(len(prompts))]
     t0 = time.perf_counter()

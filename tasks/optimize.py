@@ -48,7 +48,7 @@ from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.plots import curve_png
 from tasks.policy import load_policy, read_meta, write_meta
-from tasks.prompting import format_prompt, prompt_of
+from tasks.prompting import completion_text, format_prompt, prompt_of
 from tasks.tracking import log_many
 
 CURVE = Path("reports/optimize/curve.csv")
@@ -99,8 +99,8 @@ def _prompt(r: dict, prompts: dict):
 def pair_rows(tok, ties: str) -> list[dict]:
     """The labelled pairs as TRL preference rows (formatted prompt, chosen, rejected)."""
     prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
-    rows = [{"prompt": format_prompt(_prompt(r, prompts), tok), "chosen": " " + r["chosen"],
-             "rejected": " " + r["rejected"]} for r in preference_pairs(read_jsonl(LABELS), ties)]
+    rows = [{"prompt": (p := format_prompt(_prompt(r, prompts), tok)), "chosen": completion_text(p, r["chosen"]),
+             "rejected": completion_text(p, r["rejected"])} for r in preference_pairs(read_jsonl(LABELS), ties)]
     if not rows:
         raise DataError(LABELS, "preference pairs", detail=f"no pairs to train on (label.ties: {ties} leaves out "
                         "tied rows)")
@@ -116,14 +116,14 @@ def binary_rows(tok, ties: str, source: str) -> tuple[list[dict], str]:
         raise DataError(RATINGS, "good/bad ratings", detail="optimize.kto.source is ratings but no row carries "
                         "'good' (Likert, attribute or comment feedback with label.kto_threshold writes them)")
     if rated and source != "pairs":
-        rows = [{"prompt": format_prompt(_prompt(r, prompts), tok), "completion": " " + r["response"],
-                 "label": bool(r["good"])} for r in rated]
+        rows = [{"prompt": (p := format_prompt(_prompt(r, prompts), tok)),
+                 "completion": completion_text(p, r["response"]), "label": bool(r["good"])} for r in rated]
         return rows, "ratings"
     rows = []
     for r in preference_pairs(read_jsonl(LABELS), ties):
         p = format_prompt(_prompt(r, prompts), tok)
-        rows += [{"prompt": p, "completion": " " + r["chosen"], "label": True},
-                 {"prompt": p, "completion": " " + r["rejected"], "label": False}]
+        rows += [{"prompt": p, "completion": completion_text(p, r["chosen"]), "label": True},
+                 {"prompt": p, "completion": completion_text(p, r["rejected"]), "label": False}]
     if not rows:
         raise DataError(LABELS, "preference pairs", detail="no pairs to unpair into good/bad examples")
     return rows, "pairs"

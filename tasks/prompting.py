@@ -19,6 +19,12 @@ the project's simple template::
 so a single-turn prompt is ``Q: <prompt>\\nA:`` and the response follows after
 one space. Generate, optimize, evaluate, the judges and the reward model all
 go through it.
+
+``join_completion`` is the only place that puts a response after its rendered
+prompt (a training row's completion, a reward model's text): one space after a
+prompt that ends without whitespace (``A:``), none after one that ends with it
+(a chat template's ``<|im_start|>assistant\\n``), so training reads the tokens
+generation wrote (see ``completion_separator``).
 """
 
 from __future__ import annotations
@@ -71,9 +77,31 @@ def format_prompt(prompt: Prompt, tok=None) -> str:
     return simple_template(messages)
 
 
+def completion_separator(prompt_text: str) -> str:
+    """What goes between a rendered prompt and its response: ``" "`` or ``""``.
+
+    Generation decodes the new tokens and strips the text (``tasks/rollout.py``), so the whitespace the
+    model wrote first is gone from a response; this puts it back from the prompt's end. After ``A:`` (the
+    simple template; also ``[/INST]``-style templates) a model writes a space-led word (`` Hello``): one
+    space. After whitespace (a chat template's ``<|im_start|>assistant\\n``) it writes the word itself
+    (``Hello``): nothing, or training would put a space token there that generation never writes."""
+    return "" if not prompt_text or prompt_text[-1].isspace() else " "
+
+
+def completion_text(prompt_text: str, response: str) -> str:
+    """A training row's ``completion`` for ``response`` (a stripped, generated or labelled text) after the
+    rendered ``prompt_text``: the separator, then the response."""
+    return completion_separator(prompt_text) + response
+
+
+def join_completion(prompt_text: str, response: str) -> str:
+    """The rendered prompt and its response as one text (``completion_separator`` between them)."""
+    return prompt_text + completion_text(prompt_text, response)
+
+
 def with_response(prompt: Prompt, response: str, tok=None) -> str:
     """Prompt and response as one text: what a reward model or a scoring judge reads."""
-    return f"{format_prompt(prompt, tok)} {response}"
+    return join_completion(format_prompt(prompt, tok), response)
 
 
 def last_user_turn(prompt: Prompt) -> str:

@@ -4,11 +4,18 @@
 samples per prompt in one call. It keeps the sampled ids, so the KL between two
 policies is measured on exactly the tokens that were sampled (re-tokenizing
 decoded text can give different tokens). ``token_logprobs`` scores those
-tokens under any policy, with logits divided by the sampling temperature.
+tokens under any policy, with the fp32 logits divided by the sampling temperature.
+
+Both samplers here pass ``generate`` a generation config the project owns (``sampling_config``) and set
+the checkpoint's own ``generation_config.json`` aside for the call (``project_sampling``): transformers
+would otherwise fill every setting left unset from that file (a repetition penalty, top-k, min-p, n-gram
+blocking), and the sampled distribution would not be the one ``token_logprobs`` scores (plain temperature
+sampling, with top-k/top-p only where the caller asks for them).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tasks.prompting import format_prompt
@@ -25,6 +32,41 @@ class Rollout:
     truncated: int = 0               # prompts cut from the left to fit the model's context (of the batch's)
 
 
+def sampling_config(tok, *, temperature: float, max_new_tokens: int, k: int = 1, top_k: int = 0,
+                    top_p: float = 1.0):
+    """The complete ``transformers.GenerationConfig`` the project samples with: temperature sampling (greedy
+    when ``temperature`` is 0), top-k/top-p only as asked (0 and 1.0: off), ``k`` sequences per prompt. Every
+    other logits processor is set to its neutral value explicitly: a setting left None would be filled from the
+    checkpoint's file, or from transformers' global defaults (top_k 50)."""
+    from transformers import GenerationConfig
+
+    sampling = (dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p) if temperature > 0
+                else dict(do_sample=False))
+    return GenerationConfig(**sampling, max_new_tokens=max_new_tokens, num_return_sequences=k, num_beams=1,
+                            repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, epsilon_cutoff=0.0,
+                            eta_cutoff=0.0, min_length=0, renormalize_logits=False,
+                            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+
+
+@contextmanager
+def project_sampling(model):
+    """Sets the checkpoint's own generation config aside while ``model.generate`` runs: transformers 5 fills
+    every setting the given config leaves None (min_p, bad_words_ids, suppress_tokens, forced tokens, ...) from
+    ``model.generation_config``, even when a ``generation_config`` is passed. The model keeps its own config
+    afterwards (a saved policy writes it back unchanged). A LoRA-wrapped policy's inner model is the one
+    ``generate`` reads it from. Not for two threads sampling from one model object at once (none does: shards
+    are processes, each with its own model)."""
+    from transformers import GenerationConfig
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = inner.generation_config
+    inner.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        inner.generation_config = own
+
+
 def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tokens: int, seed: int,
            top_k: int = 0, top_p: float = 1.0, device: str = "cpu", inference: bool = False) -> Rollout:
     """``k`` samples for each prompt (text or messages, formatted by ``format_prompt`` with the policy's
@@ -36,11 +78,11 @@ def sample(model, tok, prompts: list, k: int, *, temperature: float, max_new_tok
     formatted = [format_prompt(p, tok) for p in prompts]
     enc, truncated = encode_prompts(tok, formatted, prompt_room(model, max_new_tokens))
     enc = enc.to(device)
+    config = sampling_config(tok, temperature=temperature, max_new_tokens=max_new_tokens, k=k, top_k=top_k,
+                             top_p=top_p)
     torch.manual_seed(seed)
-    with torch.inference_mode() if inference else torch.no_grad():
-        seqs = model.generate(**enc, do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
-                              max_new_tokens=max_new_tokens, num_return_sequences=k,
-                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    with torch.inference_mode() if inference else torch.no_grad(), project_sampling(model):
+        seqs = model.generate(**enc, generation_config=config)
     plen = enc["input_ids"].shape[1]
     new = seqs[:, plen:]
     is_eos = new == tok.eos_token_id
@@ -93,6 +135,38 @@ def encode_prompts(tok, texts: list[str], room: int | None):
         tok.truncation_side = side
 
 
+def fit_prompt(tok, prompt: str, completions: list[str], max_length: int | None) -> str:
+    """``prompt`` (rendered text) cut from the left so that it and each of ``completions`` (with EOS) fit
+    ``max_length`` tokens, tokenized as TRL's trainers tokenize a row (``tok(prompt + completion + eos)``):
+    the completion and its EOS are what a training row teaches, so they are kept whole, and the prompt keeps
+    its end, as generation keeps it (``encode_prompts``). At least one prompt token stays (``room_for``); a
+    completion too long for that is left to the trainer's right truncation. A row that fits is unchanged."""
+    eos = tok.eos_token
+
+    def longest(text: str) -> int:
+        return max(len(tok(text + c + ("" if c.endswith(eos) else eos))["input_ids"]) for c in completions)
+
+    if max_length is None or longest(prompt) <= max_length:
+        return prompt
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    keep, text = len(ids), prompt
+    while keep > 1:
+        over = longest(text) - max_length
+        if over <= 0:
+            break
+        # Decoding a cut and reading it again may merge or split a token at the cut: measure again.
+        keep = max(1, keep - over)
+        text = tok.decode(ids[-keep:], clean_up_tokenization_spaces=False)
+    return text
+
+
+def fit_rows(tok, rows: list[dict], max_length: int | None) -> list[dict]:
+    """TRL rows (``prompt`` with ``completion``, or with ``chosen`` and ``rejected``) whose prompts are cut
+    by ``fit_prompt`` to fit ``max_length`` (the policy's context) beside their completions."""
+    keys = [k for k in ("completion", "chosen", "rejected") if rows and k in rows[0]]
+    return [{**r, "prompt": fit_prompt(tok, r["prompt"], [r[k] for k in keys], max_length)} for r in rows]
+
+
 def sample_batches(model, tok, prompts: list, k: int, *, batch_size: int, seed: int, progress: bool = False,
                    first_batch: int = 0, **kwargs):
     """Yield (rollout, seconds) for consecutive batches of ``batch_size`` prompts; batch ``b`` is
@@ -117,8 +191,10 @@ def token_logprobs(model, rollout: Rollout, temperature: float = 1.0):
     position_ids = (mask.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
         logits = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=position_ids).logits
-    logits = logits[:, rollout.prompt_len - 1:-1] / temperature
-    logp = torch.log_softmax(logits.float(), -1).gather(-1, rollout.input_ids[:, rollout.prompt_len:].unsqueeze(-1))
+    # Cast first, then divide, as generate does: a bf16 quotient would be rounded again (PPO's new log-probs,
+    # ppo.forward, cast first too, so old and new agree at step 0).
+    logits = logits[:, rollout.prompt_len - 1:-1].float() / temperature
+    logp = torch.log_softmax(logits, -1).gather(-1, rollout.input_ids[:, rollout.prompt_len:].unsqueeze(-1))
     return logp.squeeze(-1) * rollout.response_mask
 
 
@@ -141,9 +217,8 @@ def complete(model, tok, prompts: list, *, max_new_tokens: int, temperature: flo
         enc, _ = encode_prompts(tok, [format_prompt(p, tok) for p in prompts[start:start + batch_size]], room)
         enc = enc.to(model.device)
         torch.manual_seed(seed * 100_003 + start)
-        sampling = dict(do_sample=True, temperature=temperature) if temperature > 0 else dict(do_sample=False)
-        with torch.no_grad():
-            seqs = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                  eos_token_id=tok.eos_token_id, **sampling)
+        with torch.no_grad(), project_sampling(model):
+            seqs = model.generate(**enc, generation_config=sampling_config(tok, temperature=temperature,
+                                                                           max_new_tokens=max_new_tokens))
         out += [t.strip() for t in tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
     return out

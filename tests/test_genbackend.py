@@ -89,6 +89,8 @@ def test_vllm_requests_carry_the_same_prompts_settings_and_per_prompt_seeds(monk
     s0, s1, _ = asked["settings"]
     assert (s0.n, s0.temperature, s0.top_p, s0.max_tokens) == (3, 0.7, 0.9, 12)
     assert s0.top_k == -1                                     # top_k 0 (off) is vLLM's -1
+    # Plain temperature sampling, as the transformers path: the neutral settings are given, not left to defaults.
+    assert (s0.min_p, s0.repetition_penalty, s0.presence_penalty, s0.frequency_penalty) == (0.0, 1.0, 0.0, 0.0)
     # Seeds per prompt: 5 * 100003 + index, whatever batches the engine forms.
     assert (s0.seed, s1.seed) == (request_seed(5, 0), request_seed(5, 1)) == (500015, 500016)
     assert responses[:2] == [["r0-0", "r0-1", "r0-2"], ["r1-0", "r1-1", "r1-2"]]   # k per prompt, stripped

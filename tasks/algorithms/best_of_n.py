@@ -48,9 +48,9 @@ def train(run):
 
     from tasks.algorithms.base import fit, trl_args
     from tasks.algorithms.dist import sharded
-    from tasks.rollout import context_length
+    from tasks.rollout import context_length, fit_rows
     from tasks.evalmath import distinct_n, mean
-    from tasks.prompting import format_prompt
+    from tasks.prompting import completion_text, format_prompt
     from tasks.rollout import sample_batches
 
     cfg = run.cfg
@@ -76,13 +76,16 @@ def train(run):
 
         raise ConfigError(f"optimize.best_of_n.score_threshold: no response reached {cfg.score_threshold} "
                           f"(best reward {max(scores):.3f}); lower it or set null")
-    rows = [{"prompt": format_prompt(prompts[i], run.tok), "completion": " " + texts[i]} for i in keep]
+    rows = [{"prompt": (p := format_prompt(prompts[i], run.tok)), "completion": completion_text(p, texts[i])}
+            for i in keep]
     run.table([{"prompt": r["prompt"][-200:], "response": r["completion"].strip(), "reward": scores[i]}
                for r, i in zip(rows, keep)], "best_of_n/kept.json")
     run.policy.train()
     args = trl_args(SFTConfig, run, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                     max_length=context_length(run.policy), completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=run.policy, args=args, train_dataset=Dataset.from_list(rows),
+    # Prompts cut from the left so each response and its EOS fit the context whole (tasks/rollout.py fit_rows).
+    trainer = SFTTrainer(model=run.policy, args=args,
+                         train_dataset=Dataset.from_list(fit_rows(run.tok, rows, args.max_length)),
                          processing_class=run.tok, callbacks=run.callbacks)
     info = fit(trainer, run)
     return trainer.model, {**info, "sampled": len(texts), "kept": len(keep), "kept_share": len(keep) / len(run.data),
