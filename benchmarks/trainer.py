@@ -106,6 +106,7 @@ def dpo_direct(params, rows, out: Path) -> None:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    from tasks.algorithms.dpo import dpo_loss_kwargs
     from tasks.policy import load_policy
     from tasks.rollout import context_length
 
@@ -118,7 +119,7 @@ def dpo_direct(params, rows, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(output_dir=tmp, learning_rate=cfg.lr, seed=common.seed, report_to=[], use_cpu=True,
                          dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0, save_strategy="no",
-                         beta=cfg.beta, loss_type=[cfg.loss_type], label_smoothing=cfg.label_smoothing,
+                         beta=cfg.beta, **dpo_loss_kwargs(cfg.loss_type, cfg.label_smoothing),   # cDPO as the stage
                          per_device_train_batch_size=cfg.batch_size, max_length=context_length(model),
                          truncation_mode="keep_end", num_train_epochs=cfg.epochs,
                          **precision.of(params).trl_kwargs())        # the precision the stage uses

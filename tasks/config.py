@@ -335,6 +335,11 @@ class PromoteConfig:
     min_judge_human_agreement: float | None = opt(None, "When set, the judge of winrate_source must agree with the "
                                                   "held-out human pairs (evaluate.human_pairs) at least this often; "
                                                   "null turns the check off.", ge=0, le=1)
+    allow_training_judge: bool = opt(False, "Let winrate_source be a judge the policy trains against "
+                                     "(optimize.reward, or the algorithm's own judge), or a judge made only of "
+                                     "such judges (the same reward-model folder, an ensemble of them). false: "
+                                     "refused on load, since the gate would measure the policy by its own target; "
+                                     "true: allowed, and the gate's reason says so.")
     dvc_push: bool = opt(True, "Push the iteration's DVC outputs to the default remote after the stages, and again "
                           "after a promotion (retried with backoff).")
     git_commit: bool = opt(False, "Commit dvc.lock, params.yaml and the reports to git after the stages (the commit "
@@ -389,7 +394,10 @@ class HttpJudgeConfig:
 class EnsembleJudgeConfig:
     kind: str = opt("ensemble", "Several judges combined.")
     members: list = opt([], "Names of the member judges (two or more, none an ensemble).", required=True)
-    combine: str = opt("mean", "mean (of P(A better)) or majority (share of votes).", choices=("mean", "majority"))
+    combine: str = opt("mean", "mean or majority (share of votes). mean of judges that all score responses: "
+                       "the mean of each member's score times its scale, a comparison being sigmoid of the "
+                       "difference, so its reward and its verdicts agree; mean of judges that compare pairs: the "
+                       "mean of P(A better).", choices=("mean", "majority"))
 
 
 @dataclass(frozen=True)
@@ -716,6 +724,11 @@ def check_task(p: Params) -> None:
             raise ConfigError(f"promote.min_judge_human_agreement: {p.promote.winrate_source} is not an AI judge; "
                               "the check measures an AI judge against people (set null)")
     _check_optimize(p)
+    trained = gate_training_judge(p)
+    if trained is not None and not p.promote.allow_training_judge:
+        raise ConfigError(f"promote.winrate_source: {p.promote.winrate_source!r} is {trained}; the gate would "
+                          "measure the candidate by the target it was optimized for. Name a judge the policy "
+                          "does not train against, or set promote.allow_training_judge: true")
     if p.promote.alarm_judge is not None and p.promote.alarm_judge not in p.evaluate.judges:
         raise ConfigError(f"promote.alarm_judge: {p.promote.alarm_judge!r} is not one of evaluate.judges "
                           f"({', '.join(p.evaluate.judges) or 'none'}); name one or set null")
@@ -755,6 +768,44 @@ def _check_optimize(p: Params) -> None:
         _training_judge(p, f"optimize.{o.algorithm}.{key}", name, scoring=False)
     if hasattr(section, "check"):       # the algorithm's own checks across sections
         section.check(p)
+
+
+def training_judges(p: Params) -> dict[str, str]:
+    """The judges the policy trains against, each with the key that names it: ``optimize.reward``'s, then the
+    algorithm's own (``optimize.<algorithm>.<key>``)."""
+    out = {name: "optimize.reward" for name in p.optimize.reward}
+    section = getattr(p.optimize, p.optimize.algorithm)
+    for key, name in _alg.REGISTRY[p.optimize.algorithm].judges(section).items():
+        out.setdefault(name, f"optimize.{p.optimize.algorithm}.{key}")
+    return out
+
+
+def _instruments(p: Params, name: str) -> set:
+    """What a judge measures with: a reward model's folder (under any judge name), an ensemble's members',
+    else the judge entry itself."""
+    spec = p.judges[name]
+    if spec.kind == "ensemble":
+        return set().union(*(_instruments(p, m) for m in spec.members))
+    if spec.kind == "reward_model":
+        return {("reward_model", str(Path(spec.path)))}
+    return {("judge", name)}
+
+
+def gate_training_judge(p: Params) -> str | None:
+    """How ``promote.winrate_source`` is a judge the policy trains against: it is one, or it is made only of
+    them (the same reward-model folder under another name, an ensemble of such judges), as a phrase naming the
+    keys; None when it is not (the truth, or a judge with an instrument of its own)."""
+    source = p.promote.winrate_source
+    if source not in p.judges:
+        return None
+    trains = training_judges(p)
+    used = {name: _instruments(p, name) for name in trains if name in p.judges}
+    gate = _instruments(p, source)
+    if not gate <= set().union(*used.values()):
+        return None
+    named = ", ".join(f"{trains[name]}: {name}" for name, inst in used.items() if inst & gate)
+    how = "a judge" if source in trains else "judging only with what makes a judge"
+    return f"{how} the policy trains against ({named})"
 
 
 def _scores(p: Params, name: str) -> bool:

@@ -15,8 +15,12 @@ class Decision:
         return ("promoted: " if self.promote else "not promoted: ") + "; ".join(self.reasons)
 
 
-def decide(m: dict, cfg) -> Decision:
+def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
     """Promote only if every check passes; ``reasons`` explains each check either way.
+
+    ``training_judge``: how ``cfg.winrate_source`` is a judge the policy trains against
+    (``tasks/config.py::gate_training_judge``), which only ``cfg.allow_training_judge`` lets through;
+    the reasons then say so, whatever the verdict.
 
     1. the win-rate vs the champion of ``cfg.winrate_source`` (``truth`` in a demo
        environment, else a judge of ``evaluate.judges``) has a bootstrap CI
@@ -71,4 +75,8 @@ def decide(m: dict, cfg) -> Decision:
     ratio = m["mean_length"] / max(m["mean_length_champion"], 1e-9)
     if ratio > cfg.max_length_ratio:
         fails.append(f"length alarm: mean length x{ratio:.2f} of the champion's > x{cfg.max_length_ratio}")
-    return Decision(promote=not fails, reasons=fails or passes)
+    notes = []
+    if training_judge is not None:
+        notes.append(f"caution: the gate's judge {cfg.winrate_source} is {training_judge}, allowed by "
+                     "promote.allow_training_judge: its win-rate measures the candidate by its own training target")
+    return Decision(promote=not fails, reasons=(fails or passes) + notes)

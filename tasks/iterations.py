@@ -168,6 +168,8 @@ def history(client, experiment_id: str, *, data_paths=("data/prompts.jsonl", "da
             "reason": tags.get("rft.promotion_reason") or tags.get("rft.error", ""),
             "commit": tags.get("rft.commit") or tags.get("git.commit", ""),
             "data": {p: tags.get(f"dvc.md5.{p}", "") for p in data_paths},
+            # Which prompts the gate read as held out (tasks/provenance.py); empty before the record existed.
+            "split": {k.removeprefix("rft.split."): v for k, v in tags.items() if k.startswith("rft.split.")},
             "run_id": run.info.run_id,
         })
     return rows
@@ -185,6 +187,8 @@ def format_history(rows: list[dict]) -> str:
     for r in rows:
         num = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
         data = " ".join(f"{Path(p).stem}:{h[:8]}" for p, h in r["data"].items() if h)
+        if r["split"].get("heldout_sha"):
+            data += f" heldout:{r['split']['heldout_prompts']}@{r['split']['heldout_sha'][:8]}"
         table.add_row(str(r["iteration"] or "-"), r["started"], r["status"], r["version"] or "-", r["parent"] or "-",
                       num(r["winrate"]), num(r["ci_low"]), num(r["kl"]), r["promoted"], r["reason"][:90],
                       (r["commit"] or "")[:10], data)

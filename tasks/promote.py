@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tasks import tracking
-from tasks.config import Params
+from tasks.config import Params, gate_training_judge
 from tasks.gate import Decision, decide
 from tasks.paths import CANDIDATE, REWARD
 from tasks.paths import EVAL_METRICS as METRICS
@@ -50,7 +50,7 @@ def promote(params: Params, evaluated: bool = True) -> dict:
     if refusal:
         return {"promoted": False, "reason": refusal, "policy_version": version, "decided": False}
     metrics = json.loads(METRICS.read_text())
-    decision = decide(metrics, params.promote)
+    decision = decide(metrics, params.promote, gate_training_judge(params))
     changed = split_change(client, params.prepare.salt, params.prepare.heldout_fraction)
     if changed:
         decision = Decision(decision.promote, [*decision.reasons, changed])

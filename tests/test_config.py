@@ -113,6 +113,58 @@ def test_a_user_task_loads():
     assert p.task.env == "none" and p.promote.winrate_source == "embedding"
 
 
+GOLD = {"kind": "reward_model", "path": "data/incoming/gold"}
+
+
+@pytest.mark.parametrize("judges, optimize, gate, trained", [
+    # the training reward itself
+    ({}, {}, "reward", "a judge the policy trains against (optimize.reward: reward)"),
+    # this cycle's reward model again, under another name
+    ({"again": {"kind": "reward_model", "path": "./models/reward"}}, {}, "again",
+     "judging only with what makes a judge the policy trains against (optimize.reward: reward)"),
+    # an ensemble of the training rewards only
+    ({"emb2": {"kind": "embedding"}, "panel": {"kind": "ensemble", "members": ["reward", "emb2"]}},
+     {"reward": ["reward", "emb2"]}, "panel",
+     "judging only with what makes a judge the policy trains against (optimize.reward: reward, "
+     "optimize.reward: emb2)"),
+    # a member of an ensemble reward
+    ({"panel": {"kind": "ensemble", "members": ["reward", "embedding"]}}, {"reward": ["panel"]}, "embedding",
+     "judging only with what makes a judge the policy trains against (optimize.reward: panel)"),
+    # the algorithm's own training judge
+    ({}, {"algorithm": "online_dpo", "online_dpo": {"judge": "embedding"}}, "embedding",
+     "a judge the policy trains against (optimize.online_dpo.judge: embedding)"),
+])
+def test_the_gate_judge_may_not_be_the_training_reward_unless_allowed(judges, optimize, gate, trained):
+    raw = {**USER_TASK, "judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},
+                                   **judges},
+           "optimize": optimize, "evaluate": {"judges": [gate]}, "promote": {"winrate_source": gate,
+                                                                            "alarm_judge": None}}
+    with pytest.raises(ConfigError) as exc:
+        parse_params(raw)
+    assert str(exc.value).startswith(f"params.yaml: promote.winrate_source: {gate!r} is {trained}; ")
+    assert "promote.allow_training_judge: true" in str(exc.value)
+    from tasks.config import gate_training_judge
+
+    allowed = parse_params({**raw, "promote": {**raw["promote"], "allow_training_judge": True}})
+    assert allowed.promote.allow_training_judge and gate_training_judge(allowed) == trained
+
+
+@pytest.mark.parametrize("judges, optimize, gate", [
+    ({"gold": GOLD}, {}, "gold"),                                   # an independent reward model
+    ({"gold": GOLD, "panel": {"kind": "ensemble", "members": ["reward", "gold"]}}, {}, "panel"),  # partly its own
+    ({}, {}, "embedding"),                                          # not what optimize.reward names
+])
+def test_an_independent_gate_judge_loads_without_the_flag(judges, optimize, gate):
+    from tasks.config import gate_training_judge
+
+    raw = {**USER_TASK, "judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},
+                                   **judges},
+           "optimize": optimize, "evaluate": {"judges": [gate]}, "promote": {"winrate_source": gate,
+                                                                            "alarm_judge": None}}
+    p = parse_params(raw)
+    assert not p.promote.allow_training_judge and gate_training_judge(p) is None
+
+
 @pytest.mark.parametrize("change, key", [
     ({"label": {"source": "simulated"}}, "label.source"),                 # no simulated annotator
     ({"promote": {"winrate_source": "truth"}}, "promote.winrate_source"),  # no truth win-rate

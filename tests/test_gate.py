@@ -92,3 +92,17 @@ def test_the_gate_judge_must_agree_with_people_when_asked():
     with pytest.raises(ConfigError, match="promote.min_judge_human_agreement: the evaluation has no "
                                           "human_agreement_judge"):
         decide(GOOD, cfg)
+
+
+def test_a_gate_judge_the_policy_trains_against_is_named_in_the_reasons():
+    # Allowed by promote.allow_training_judge, the gate still decides on the win-rate, and says whose it is,
+    # whether it promotes or refuses.
+    cfg = PromoteConfig(winrate_source="judge", max_kl=5.0, alarm_judge=None, allow_training_judge=True)
+    how = "a judge the policy trains against (optimize.reward: judge)"
+    d = decide(GOOD, cfg, how)
+    assert d.promote and d.reasons[-1] == (
+        "caution: the gate's judge judge is a judge the policy trains against (optimize.reward: judge), allowed "
+        "by promote.allow_training_judge: its win-rate measures the candidate by its own training target")
+    refused = decide({**GOOD, "winrate_judge_ci_low": 0.45}, cfg, how)
+    assert not refused.promote and "promote.allow_training_judge" in refused.summary
+    assert "allow_training_judge" not in decide(GOOD, cfg).summary

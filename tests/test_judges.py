@@ -147,6 +147,35 @@ def test_ensemble_mean_majority_and_agreement():
     assert vote.compare(["p", "p"], ["a", "a"], ["b", "b"]).p_a == pytest.approx([2 / 3, 0.0])
 
 
+def test_a_mean_ensemble_of_scoring_judges_rewards_what_it_prefers():
+    """A reward model (scale 1) scores a 0.5 and b 0; the embedding judge (scale 10) a 0 and b 0.3. Its members'
+    mean probability preferred b (0.335) while the mean of their raw scores rewarded a (0.25 > 0.15). On one
+    scale: a = (0.5 + 10 * 0) / 2 = 0.25, b = (0 + 10 * 0.3) / 2 = 1.5, P(a better) = sigmoid(-1.25) = 0.222700."""
+    from tasks.config import EnsembleJudgeConfig
+
+    class Fixed(ScoringJudge):
+        def __init__(self, scores, scale):
+            super().__init__()
+            self.scores, self.scale, self.name = scores, scale, "ai:fixed"
+
+        def score(self, prompts, responses):
+            return [self.scores[r] for r in responses]
+
+    rm, emb = Fixed({"a": 0.5, "b": 0.0}, 1.0), Fixed({"a": 0.0, "b": 0.3}, 10.0)
+    panel = EnsembleJudge("panel", EnsembleJudgeConfig(members=["rm", "emb"], combine="mean"), [rm, emb])
+    assert panel.scores_responses
+    score_a, score_b = panel.score(["p", "p"], ["a", "b"])
+    assert (score_a, score_b) == pytest.approx((0.25, 1.5))
+    v = panel.compare(["p"], ["a"], ["b"])
+    assert v.p_a == pytest.approx([0.222700], abs=1e-6) and v.a_wins == [False]
+    assert (v.p_a[0] > 0.5) == (score_a > score_b)           # the reward and the verdict agree
+    assert panel.stats["agreement"] == 0.0                   # the members disagree: rm prefers a, emb b
+    # Equal combined scores tie, as a scoring judge's equal scores do.
+    tie = EnsembleJudge("panel", EnsembleJudgeConfig(members=["rm", "emb"], combine="mean"),
+                        [Fixed({"a": 3.0, "b": 0.0}, 1.0), Fixed({"a": 0.0, "b": 0.3}, 10.0)])
+    assert tie.compare(["p"], ["a"], ["b"]).a_wins == [None]
+
+
 def test_ensemble_built_by_name(rubric_file, tiny_lm):
     judges = {"emb": {"kind": "embedding"}, "local": {"kind": "llm", "model": str(tiny_lm)},
               "panel": {"kind": "ensemble", "members": ["emb", "local"], "combine": "majority"}}
@@ -273,6 +302,7 @@ def test_sharded_judge_cuts_at_its_batches_and_joins_what_one_judge_gives(tiny_l
     prompts = [PROMPTS[i % 2] for i in range(5)]
     v, w = sharded.compare(prompts, a, b), whole.compare(prompts, a, b)
     assert v.p_a == w.p_a and v.a_wins == w.a_wins
+    assert v.first == w.first and len(v.first) == 5      # the asks' first-position shares, joined in order
     assert sharded.stats["comparisons"] == 5.0
     assert sharded.stats["position_disagreement"] == pytest.approx(whole.stats["position_disagreement"])
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from tasks.judges.pairwise import PairwiseJudge
 from tasks.labels.agreement import (agreement_with, cohen_kappa, flag_annotators, krippendorff_alpha,
                                     majority_agreement, overlap_units, throughput)
 from tasks.labels.convert import (Comparison, Rating, combine_attributes, comparisons_to_rows, preference_pairs,
@@ -133,3 +134,61 @@ def test_majority_agreement_numeric_tolerance():
     # w=2, others (5, 4) -> 4.5: disagree.
     per = majority_agreement({1: {"u": 5, "v": 4, "w": 2}}, tolerance=1)
     assert {a: s["agree"] for a, s in per.items()} == {"u": 0, "v": 1, "w": 0}
+
+
+class _Scripted(PairwiseJudge):
+    """A judge that asks in both orders, answering P(first shown is better) from a script (first, second) -> p;
+    0.5 is what an unparsed HTTP answer becomes."""
+
+    def __init__(self, script):
+        super().__init__("scripted", None)
+        self.script = script
+
+    def p_first(self, prompts, first, second):
+        return [self.script[(f, s)] for f, s in zip(first, second)]
+
+
+def _human_rows(n):
+    # the people chose c<i> over r<i>; one tied row, which judges never see
+    rows = [{"prompt_id": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}", "chosen_id": f"c{i}",
+             "rejected_id": f"r{i}"} for i in range(1, n + 1)]
+    return rows + [{"prompt_id": "p9", "chosen": "x", "rejected": "y", "chosen_id": "x", "rejected_id": "y",
+                    "tie": True}]
+
+
+def test_judge_agreement_counts_ties_half_and_reports_bias_apart_from_flips():
+    from tasks.labels.quality import judge_agreement
+
+    # p_first of (chosen first) and (rejected first) for each of 5 pairs:
+    script = {("c1", "r1"): 0.9, ("r1", "c1"): 0.2,   # chosen both times: P(A) (0.9 + 0.8) / 2 = 0.85, agrees
+              ("c2", "r2"): 0.8, ("r2", "c2"): 0.7,   # first both times: (0.8 + 0.3) / 2 = 0.55, agrees; flips
+              ("c3", "r3"): 0.5, ("r3", "c3"): 0.5,   # unparsed both times: 0.5, a tie (counts 1/2)
+              ("c4", "r4"): 0.3, ("r4", "c4"): 0.6,   # rejected both times: (0.3 + 0.4) / 2 = 0.35, disagrees
+              ("c5", "r5"): 0.2, ("r5", "c5"): 0.1}   # second both times: (0.2 + 0.9) / 2 = 0.55, agrees; flips
+    rows = _human_rows(5)
+    metrics, report = judge_agreement(rows, [f"prompt {r['prompt_id']}" for r in rows], {"j": _Scripted(script)})
+    j = report["j"]
+    # agreement (1 + 1 + 0.5 + 0 + 1) / 5 = 0.7 (dropping the tie would give 3 / 4 = 0.75); 1 tie of 5 pairs
+    assert j["agreement"] == pytest.approx(0.7) and j["ties"] == 1 and j["tie_rate"] == pytest.approx(0.2)
+    assert j["pairs"] == 5
+    # flips: pairs 2 and 5 -> 2 / 5 = 0.4. Share of asks preferring the first position per pair:
+    # 0.5, 1, 0.5, 0.5, 0 -> mean 0.5 -> directional bias 0: one flip to each side cancels.
+    assert j["position_flip_rate"] == pytest.approx(0.4) and j["position_bias"] == pytest.approx(0.0)
+    assert j["position_bias_ci_low"] < 0.0 < j["position_bias_ci_high"]
+    assert metrics["judge.j.ties"] == 1.0 and metrics["judge.j.position_bias"] == pytest.approx(0.0)
+    assert "position_bias_rate" not in j and "judge.j.position_bias_rate" not in metrics
+
+
+def test_a_judge_that_always_picks_the_first_position():
+    from tasks.labels.quality import judge_agreement
+
+    # P(first better) = 1 in every ask: every pair's two asks cancel to P(A) 0.5, a tie each, so agreement is
+    # 5 * 0.5 / 5 = 0.5 with 5 ties (dropping ties left no pairs at all); every pair flips (rate 1) and every ask
+    # prefers the first position: bias 1 - 0.5 = +0.5, a CI of [0.5, 0.5] as every resample is the same.
+    script = {(f"{x}{i}", f"{y}{i}"): 1.0 for i in range(1, 6) for x, y in (("c", "r"), ("r", "c"))}
+    rows = _human_rows(5)
+    _, report = judge_agreement(rows, ["p"] * len(rows), {"j": _Scripted(script)})
+    j = report["j"]
+    assert j["agreement"] == 0.5 and j["ties"] == 5 and j["tie_rate"] == 1.0
+    assert j["position_flip_rate"] == 1.0 and j["position_bias"] == 0.5
+    assert j["position_bias_ci_low"] == j["position_bias_ci_high"] == 0.5

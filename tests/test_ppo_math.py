@@ -18,11 +18,28 @@ def t(*rows):
 def test_whiten_with_and_without_the_mean():
     # x = 2, 4, 6: mean 4, unbiased variance (4 + 0 + 4) / 2 = 4, std 2 -> -1, 0, 1
     assert torch.allclose(whiten(t([2, 4, 6]), ONES), t([-1, 0, 1]), atol=1e-6)
-    # rewards keep their mean: (x - 4) / 2 + 4 -> 3, 4, 5
-    assert torch.allclose(whiten(t([2, 4, 6]), ONES, shift_mean=False), t([3, 4, 5]), atol=1e-6)
+    # rewards are scaled only, nothing subtracted or added back: x / 2 -> 1, 2, 3
+    assert torch.allclose(whiten(t([2, 4, 6]), ONES, shift_mean=False), t([1, 2, 3]), atol=1e-6)
     # masked entries neither count nor survive: 2, 4 and a padded 100 -> mean 3, var 2, std 1.414
     out = whiten(t([2, 4, 100]), t([1, 1, 0]))
     assert torch.allclose(out, t([-1 / math.sqrt(2), 1 / math.sqrt(2), 0]), atol=1e-6)
+
+
+def test_reward_whitening_adds_no_length_bias():
+    # Two responses scored 1.0 each, 1 and 3 tokens long, no KL (logp = ref): per-token rewards
+    # A = (1 | pad, pad), B = (0, 0, 1). The 4 response tokens 1, 0, 0, 1: mean 0.5, unbiased variance
+    # 4 * 0.25 / 3 = 1/3, std 1/sqrt(3). Scaled only: A = (sqrt 3), B = (0, 0, sqrt 3): both responses
+    # return sqrt 3 (gamma 1, lambda 1, V 0: the return at the first token is the row sum).
+    # The old form (x - 0.5) * sqrt 3 + 0.5 gave every token 0.5 * (1 - sqrt 3) = -0.366 extra:
+    # A 1.366 but B 1.366 - 2 * 0.366 = 0.634, the longer response worse for the same score.
+    mask = t([1, 0, 0], [1, 1, 1])
+    logp = t([-1, -1, -1], [-1, -1, -1])
+    rewards, _ = per_token_rewards(torch.tensor([1.0, 1.0]), logp, logp, mask, 0.1)
+    white = whiten(rewards, mask, shift_mean=False)
+    r3 = math.sqrt(3)
+    assert torch.allclose(white, t([r3, 0, 0], [0, 0, r3]), atol=1e-5)
+    _, returns = gae(white, torch.zeros_like(white), mask, gamma=1.0, lam=1.0)
+    assert torch.allclose(returns[:, 0], torch.tensor([r3, r3]), atol=1e-5)
 
 
 def test_missing_eos_penalty():

@@ -12,13 +12,17 @@ request, and a revision under its revision request. The policy is fine-tuned
 step's text is logged as the MLflow table ``constitutional/revisions.json``.
 
 **RL phase** (``rl: dpo``). The fine-tuned policy answers each of
-``rl_prompts`` prompts twice; ``rl_judge`` (an LLM or HTTP judge reads the
-rubric, principles included, in its question) picks the better one: AI
-preferences, on which DPO runs against the champion. ``rl: grpo`` instead runs
-GRPO (``rl_steps``, ``rl_num_generations``) against the ``optimize.reward``
-judges: the cycle's reward model, a preference model of AI labels when the
-label stage's judge reads the rubric. ``rl: none`` stops after the supervised
-phase.
+``rl_prompts`` prompts twice at ``rl_temperature``; ``rl_judge`` (an LLM or
+HTTP judge reads the rubric, principles included, in its question) picks the
+better one: AI preferences, on which DPO runs with a frozen copy of the
+supervised (SL-CAI) model as its reference, the model the phase starts from, as
+in Bai et al. (2022). ``rl: grpo`` instead runs GRPO (``rl_steps``,
+``rl_num_generations``, sampling at ``rl_temperature``) against the
+``optimize.reward`` judges: the cycle's reward model, a preference model of AI
+labels when the label stage's judge reads the rubric; TRL's ``GRPOTrainer``
+builds its own KL reference from the champion's folder (or, with LoRA, by
+disabling the adapters), so that phase still anchors to the champion.
+``rl: none`` stops after the supervised phase.
 
 The critic is ``critic``: a judge of kind ``llm`` (a local instruction model)
 or ``http`` (a server), or null for the policy itself. On the tiny default
@@ -51,11 +55,20 @@ class Config:
     rl_num_generations: int = opt(8, "rl grpo: completions per prompt (4 prompts per step).", ge=2)
     rl_judge: str = opt("reward", "The judge (a name in the judges section) that compares pairs in the RL phase.")
     rl_prompts: int = opt(256, "Prompts of the RL phase (two replies each).", ge=1)
-    beta: float = opt(0.1, "DPO beta against the champion in the RL phase.", gt=0)
+    rl_temperature: float = opt(0.7, "Sampling temperature of the RL phase: the two replies per prompt (rl dpo) "
+                                "or GRPO's completions (rl grpo).", gt=0)
+    beta: float = opt(0.1, "KL strength of the RL phase: DPO beta against the supervised model (rl dpo), GRPO's "
+                      "KL coefficient against the champion (rl grpo).", gt=0)
     rl_epochs: float = opt(2.0, "DPO passes over the AI preference pairs.", gt=0)
     loss_type: str = opt("sigmoid", "TRL DPO loss variant of the RL phase.", choices=("sigmoid", "ipo", "robust",
                                                                                        "hinge"))
-    label_smoothing: float = opt(0.0, "cDPO / robust label noise of the RL phase.", ge=0, lt=0.5)
+    label_smoothing: float = opt(0.0, "cDPO (sigmoid) / robust label noise of the RL phase; ipo and hinge refuse "
+                                 "it.", ge=0, lt=0.5)
+
+    def __post_init__(self):
+        from tasks.algorithms.dpo import check_label_smoothing
+
+        check_label_smoothing(self.loss_type, self.label_smoothing)
 
     def check(self, params) -> None:
         """Checks against the rest of params.yaml, made on load: the critic must write text."""
@@ -94,6 +107,16 @@ def draw_principles(n_prompts: int, rounds: int, n_principles: int, seed: int) -
     return [[rng.randrange(n_principles) for _ in range(rounds)] for _ in range(n_prompts)]
 
 
+def frozen_copy(model):
+    """A frozen copy of ``model``, LoRA adapters merged into it: the reference of the RL phase."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    if hasattr(ref, "merge_and_unload"):       # a PEFT model: the reference is a plain model with its weights
+        ref = ref.merge_and_unload()
+    return ref.eval().requires_grad_(False)
+
+
 class _PolicyCritic:
     """The policy itself as the critic (the tiny default): its completions, context-truncated from the left."""
 
@@ -115,8 +138,8 @@ def train(run):
 
     from tasks.algorithms.base import fit, trl_args
     from tasks.algorithms.dist import sharded
-    from tasks.prompting import format_prompt
-    from tasks.rollout import complete, context_length
+    from tasks.prompting import completion_text, format_prompt
+    from tasks.rollout import complete, context_length, fit_rows
 
     cfg, policy, tok = run.cfg, run.policy, run.tok
     constitution = run.rubric.constitution()
@@ -154,13 +177,16 @@ def train(run):
     revised = sharded(revise, list(zip(prompts, draws)))
     replies, current, table = [r for r, _, _ in revised], [v for _, v, _ in revised], [t for _, _, t in revised]
     run.table(table, "constitutional/revisions.json")
-    rows = [{"prompt": format_prompt(p, tok), "completion": " " + v} for p, v in zip(prompts, current)]
+    rows = [{"prompt": (fp := format_prompt(p, tok)), "completion": completion_text(fp, v)}
+            for p, v in zip(prompts, current)]
     policy.train()
     sft = replace(run, checkpoint_dir=run.checkpoint_dir / "sft")
     args = trl_args(SFTConfig, sft, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                     max_length=context_length(policy), completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         callbacks=run.callbacks)
+    # Prompts cut from the left so each revision and its EOS fit the context whole (tasks/rollout.py fit_rows).
+    trainer = SFTTrainer(model=policy, args=args,
+                         train_dataset=Dataset.from_list(fit_rows(tok, rows, args.max_length)),
+                         processing_class=tok, callbacks=run.callbacks)
     sft_info = fit(trainer, sft, "sft")
     policy = trainer.model
     info = {"revised": len(rows), "changed_by_revision": sum(a != b for a, b in zip(replies, current)),
@@ -180,7 +206,7 @@ def _rl_grpo(run, policy, rl_prompts: list, info: dict):
     cfg = run.cfg
     section = grpo.Config(lr=cfg.lr, max_steps=cfg.rl_steps, batch_size=4 * cfg.rl_num_generations,
                           num_generations=cfg.rl_num_generations, max_completion_length=cfg.max_new_tokens,
-                          temperature=max(cfg.temperature, 0.7), beta=cfg.beta)
+                          temperature=cfg.rl_temperature, beta=cfg.beta)
     policy.train()
     trained, out = grpo.train(replace(run, cfg=section, policy=policy, data=rl_prompts,
                                       checkpoint_dir=run.checkpoint_dir / "grpo"))
@@ -198,8 +224,8 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
     from tasks.algorithms.dist import sharded
     from tasks.algorithms.dpo import dpo_args
     from tasks.algorithms.online_dpo import round_pairs
-    from tasks.prompting import format_prompt
-    from tasks.rollout import complete
+    from tasks.prompting import completion_text, format_prompt
+    from tasks.rollout import complete, context_length, fit_rows
 
     cfg, tok, seed = run.cfg, run.tok, run.common.seed
     judge = run.judge(cfg.rl_judge)
@@ -211,7 +237,7 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
             return []
         ps = [p for _, p in part]
         answers = complete(policy, tok, [p for p in ps for _ in range(2)], max_new_tokens=cfg.max_new_tokens,
-                           temperature=max(cfg.temperature, 0.7), seed=seed + 10_000)
+                           temperature=cfg.rl_temperature, seed=seed + 10_000)
         a, b = answers[0::2], answers[1::2]
         return list(zip(ps, a, b, judge.compare(ps, a, b, keys=[f"cai-{i}" for i, _ in part]).a_wins))
 
@@ -225,10 +251,12 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
     dpo = replace(run, checkpoint_dir=run.checkpoint_dir / "dpo")
     policy.train()
     rl_cfg = _RL(cfg.beta, cfg.loss_type, cfg.label_smoothing, cfg.batch_size)
-    trainer = DPOTrainer(model=policy, ref_model=run.reference,
+    rows = [{"prompt": (fp := format_prompt(p, tok)), "chosen": completion_text(fp, c),
+             "rejected": completion_text(fp, x)} for p, c, x in pairs]
+    # The KL anchor is the supervised (SL-CAI) model this phase starts from, not the champion (Bai et al., 2022).
+    trainer = DPOTrainer(model=policy, ref_model=frozen_copy(policy),
                          args=dpo_args(dpo, rl_cfg, num_train_epochs=cfg.rl_epochs),
-                         train_dataset=Dataset.from_list([{"prompt": format_prompt(p, tok), "chosen": " " + c,
-                                                           "rejected": " " + x} for p, c, x in pairs]),
+                         train_dataset=Dataset.from_list(fit_rows(tok, rows, context_length(policy))),
                          processing_class=tok, callbacks=run.callbacks)
     rl_info = fit(trainer, dpo, "dpo")
     return trainer.model, {**info, "rl_loss": rl_info["train_loss"], "steps": info["steps"] + rl_info["steps"]}

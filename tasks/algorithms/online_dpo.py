@@ -32,7 +32,12 @@ class Config:
     epochs_per_round: float = opt(1.0, "DPO passes over each round's pairs.", gt=0)
     batch_size: int = opt(16, "Pairs per optimizer step.", ge=1)
     loss_type: str = opt("sigmoid", "TRL DPO loss variant.", choices=("sigmoid", "ipo", "robust", "hinge"))
-    label_smoothing: float = opt(0.0, "cDPO / robust label noise.", ge=0, lt=0.5)
+    label_smoothing: float = opt(0.0, "cDPO (sigmoid) / robust label noise; ipo and hinge refuse it.", ge=0, lt=0.5)
+
+    def __post_init__(self):
+        from tasks.algorithms.dpo import check_label_smoothing
+
+        check_label_smoothing(self.loss_type, self.label_smoothing)
 
     def judges(self) -> dict[str, str]:
         """The judges this section names, by key (checked on load, built by the optimize stage)."""
@@ -53,8 +58,8 @@ def train(run):
     from tasks.algorithms.base import fit
     from tasks.algorithms.dist import sharded
     from tasks.algorithms.dpo import dpo_args
-    from tasks.prompting import format_prompt
-    from tasks.rollout import sample
+    from tasks.prompting import completion_text, format_prompt
+    from tasks.rollout import context_length, fit_rows, sample
 
     cfg = run.cfg
     judge = run.judge(cfg.judge)
@@ -87,12 +92,14 @@ def train(run):
         info["ties"] += ties
         if not pairs:
             continue
-        rows = [{"prompt": format_prompt(p, run.tok), "chosen": " " + c, "rejected": " " + x} for p, c, x in pairs]
+        rows = [{"prompt": (fp := format_prompt(p, run.tok)), "chosen": completion_text(fp, c),
+                 "rejected": completion_text(fp, x)} for p, c, x in pairs]
         sub = replace(run, checkpoint_dir=run.checkpoint_dir / f"round-{rnd}")
         policy.train()
         trainer = DPOTrainer(model=policy, ref_model=run.reference,
                              args=dpo_args(sub, cfg, num_train_epochs=cfg.epochs_per_round),
-                             train_dataset=Dataset.from_list(rows), processing_class=run.tok)
+                             train_dataset=Dataset.from_list(fit_rows(run.tok, rows, context_length(policy))),
+                             processing_class=run.tok)
         out = fit(trainer, sub, f"round {rnd + 1}")
         policy = trainer.model
         steps += out["steps"]

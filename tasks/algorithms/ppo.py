@@ -10,8 +10,9 @@ PPO" (Huang et al., 2022). Each update:
    that never produced EOS gets ``missing_eos_penalty`` instead.
 3. **Reward.** A per-token KL penalty ``-kl_coef * (log pi - log pi_ref)`` on
    every token plus the score on the last token; ``kl_coef`` fixed or adaptive
-   (``kl_target``, ``kl_horizon``). Rewards are whitened without a mean shift
-   (``whiten_rewards``).
+   (``kl_target``, ``kl_horizon``). Rewards are divided by their standard
+   deviation over the rollout, never shifted, so a response's return does not
+   grow or shrink with its length (``whiten_rewards``).
 4. **Advantages.** GAE with ``gamma`` and ``lam`` over the value head's
    estimates; advantages whitened.
 5. **Learn.** ``ppo_epochs`` passes over shuffled minibatches
@@ -67,7 +68,9 @@ class Config:
     cliprange_value: float = opt(0.2, "Clip range of the value update.", gt=0)
     vf_coef: float = opt(0.1, "Weight of the value loss.", ge=0)
     entropy_coef: float = opt(0.0, "Weight of the entropy bonus (keeps responses diverse).", ge=0)
-    whiten_rewards: bool = opt(True, "Whiten the per-token rewards of each rollout (scale only, the mean kept).")
+    whiten_rewards: bool = opt(True, "Divide the per-token rewards of each rollout by their standard deviation "
+                               "(scale only: nothing subtracted or added, so no per-token constant that would "
+                               "favour short or long responses).")
     missing_eos_penalty: float | None = opt(None, "Score given to a response that never produced EOS instead of "
                                             "its reward; null keeps its reward.")
     value_model: str = opt("shared", "shared (a value head on the policy's backbone) or separate (a value model "

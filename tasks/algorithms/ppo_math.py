@@ -9,7 +9,8 @@ PPO" (Huang et al., 2022) and CleanRL's ``ppo.py``:
 - a per-token KL penalty to the frozen reference is part of the reward
   (:func:`per_token_rewards`), with a fixed or adaptive coefficient
   (:class:`FixedKL`, :class:`AdaptiveKL`);
-- rewards are whitened without shifting the mean, advantages with it (:func:`whiten`);
+- rewards are scaled by their standard deviation (no shift, so no length bias), advantages whitened
+  (:func:`whiten`);
 - GAE with gamma and lambda (:func:`gae`);
 - a clipped policy ratio (:func:`policy_loss`) and a clipped value loss (:func:`value_loss`);
 - explained variance of the value head (:func:`explained_variance`).
@@ -36,11 +37,13 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / std`` over the masked entries; ``shift_mean=False`` keeps the mean (rewards)."""
+    """``(x - mean) / std`` over the masked entries; ``shift_mean=False`` scales only: ``x / std`` (rewards).
+
+    Rewards are scaled, never shifted: ``(x - mean) / std + mean`` (TRL's form) equals
+    ``x / std + mean * (1 - 1 / std)``, a constant added to every response token, so with gamma 1 each
+    response's return would gain that constant times its length."""
     mean, var = masked_mean(x, mask), masked_var(x, mask)
-    out = (x - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        out = out + mean
+    out = (x - mean if shift_mean else x) * torch.rsqrt(var + eps)
     return out * mask
 
 

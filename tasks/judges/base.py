@@ -22,6 +22,9 @@ from tasks.prompting import Prompt
 class Verdicts:
     p_a: list[float]                      # the judge's probability that A is better, per comparison
     a_wins: list[bool | None] = field(default_factory=list)   # its decision; None for a tie
+    # A judge that asks in both orders: per comparison, the share of its two asks that preferred the position
+    # shown first (``tasks/judges/math.py::first_preference``); None for other judges.
+    first: list[float] | None = None
 
     def __post_init__(self):
         if not self.a_wins:

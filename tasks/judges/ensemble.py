@@ -1,4 +1,11 @@
-"""Judge ``ensemble``: several judges combined by mean probability or by majority vote.
+"""Judge ``ensemble``: several judges combined by their mean or by majority vote.
+
+``combine: mean`` of judges that all score single responses is a scoring judge on one scale: each
+member's score times its own ``scale`` (its score in logits, as its comparisons use it), averaged
+(``tasks/judges/math.py::combine_scores``); a comparison is ``sigmoid(S_a - S_b)`` of these scores. Its
+reward (``optimize.reward``) and its verdicts therefore agree on every pair: P(A better) > 0.5 exactly when
+A scores higher. ``combine: mean`` of judges that only compare pairs is the mean of their P(A better) (it
+has no score); ``majority`` is the share of members voting A.
 
 Each member compares the same pairs; their agreement (the share of pairs on
 which every member gives the same verdict) is kept in ``stats``, with every
@@ -10,7 +17,7 @@ from __future__ import annotations
 import math
 
 from tasks.judges.base import Judge, Verdicts
-from tasks.judges.math import agreement_rate, combine_majority, combine_mean
+from tasks.judges.math import agreement_rate, combine_majority, combine_mean, combine_scores, score_probability
 from tasks.judges.sharded import merge_stats
 
 
@@ -23,12 +30,19 @@ class EnsembleJudge(Judge):
         self.shardable = all(m.shardable for m in members)
         self.compared = 0                    # comparisons so far: ``stats['agreement']`` is over all of them
 
+    def slopes(self) -> list[float]:
+        # A member's own ``scale`` (a sharded member's ``scale`` is its workers': its judge's is the inner one's).
+        return [float(getattr(m, "inner", m).scale) for m in self.members]
+
     def score(self, prompts, responses) -> list[float]:
-        # Only for best-vs-worst pair picking: the mean of the members' scores.
-        per = [m.score(prompts, responses) for m in self.members]
-        return [sum(s) / len(s) for s in zip(*per)]
+        """``mean_i scale_i * s_i``: every member's score in logits, averaged (a mean ensemble of scoring judges)."""
+        if not self.scores_responses:
+            return super().score(prompts, responses)
+        return combine_scores([m.score(prompts, responses) for m in self.members], self.slopes())
 
     def compare(self, prompts, a, b, keys=None) -> Verdicts:
+        if self.scores_responses:
+            return self._compare_scores(prompts, a, b)
         probs = []
         for m in self.members:
             probs.append(m.compare(prompts, a, b, keys).p_a)
@@ -37,3 +51,15 @@ class EnsembleJudge(Judge):
         self.compared += len(a)
         combined = combine_mean(probs) if self.cfg.combine == "mean" else combine_majority(probs)
         return Verdicts(combined)
+
+    def _compare_scores(self, prompts, a, b) -> Verdicts:
+        """``sigmoid(S_a - S_b)`` of the combined scores; ``agreement`` over the members' own verdicts."""
+        slopes = self.slopes()
+        per_a = [m.score(prompts, a) for m in self.members]
+        per_b = [m.score(prompts, b) for m in self.members]
+        probs = [[score_probability(x, y, k) for x, y in zip(sa, sb)] for sa, sb, k in zip(per_a, per_b, slopes)]
+        self.stats = merge_stats([(self.stats, self.compared), ({"agreement": agreement_rate(probs)}, len(a))])
+        self.compared += len(a)
+        sa, sb = combine_scores(per_a, slopes), combine_scores(per_b, slopes)
+        return Verdicts([score_probability(x, y, 1.0) for x, y in zip(sa, sb)],
+                        [None if x == y else x > y for x, y in zip(sa, sb)])

@@ -47,6 +47,43 @@ def combine_mean(member_probs: list[list[float]]) -> list[float]:
     return [sum(ps) / len(ps) for ps in zip(*member_probs)]
 
 
+def combine_scores(member_scores: list[list[float]], scales: list[float]) -> list[float]:
+    """Ensemble of scoring judges on one scale: for each response, ``mean_i scale_i * s_i``.
+
+    A member's comparison is ``sigmoid(scale_i * (s_a - s_b))``, so ``scale_i * s`` is its score in logits. The
+    ensemble compares by ``score_probability(S_a, S_b, 1)`` on these combined scores ``S``, which is
+    ``sigmoid(mean_i logit_i)``, the mean of the members' logits: P(A better) > 0.5 exactly when ``S_a > S_b``,
+    so the ensemble's reward and its comparison never disagree on a pair. The mean of the members'
+    probabilities would not do: with three members at logits -3, 1, 1 it is (0.047 + 0.731 + 0.731) / 3 > 0.5
+    while the logits sum to -1 (see ``tests/test_judge_math.py``).
+    """
+    if len(member_scores) != len(scales):
+        raise ValueError(f"{len(member_scores)} members' scores for {len(scales)} scales")
+    return [sum(k * s for k, s in zip(scales, ss)) / len(ss) for ss in zip(*member_scores)]
+
+
+def first_preference(p_first_ab: float, p_first_ba: float) -> float:
+    """Share of a positional judge's two asks (A first, then B first) that preferred the position shown first,
+    an ask's tie counting half: 1 (first both times), 0.5 (the same response both times: no position
+    preference), 0 (second both times). The mean over comparisons minus 0.5 is the judge's directional
+    position bias (``position_bias``)."""
+    def first(p: float) -> float:
+        return 0.5 if decision(p) is None else float(decision(p))
+
+    return (first(p_first_ab) + first(p_first_ba)) / 2.0
+
+
+def position_bias(first_shares: list[float]) -> float:
+    """Directional position bias: the mean share of asks preferring the first position, minus 0.5.
+
+    Positive: the judge leans to the response shown first; negative: to the second; 0: no lean. Unlike the
+    flip rate (``swap_average``'s disagreement), it has a sign, and flips to the first and to the second
+    position cancel."""
+    if not first_shares:
+        raise ValueError("position bias of no comparisons")
+    return sum(first_shares) / len(first_shares) - 0.5
+
+
 def combine_majority(member_probs: list[list[float]]) -> list[float]:
     """Ensemble by majority vote: the share of members voting A, a tie counting half a vote."""
     out = []

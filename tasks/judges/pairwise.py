@@ -2,8 +2,10 @@
 
 The judge is asked twice, A shown first and then B shown first, and the two
 answers are averaged (``tasks/judges/math.py::swap_average``); the share of
-comparisons whose verdict flips with the order is the judge's position-bias
-rate, kept in ``stats['position_disagreement']`` over all of the judge's calls.
+comparisons whose verdict flips with the order is the judge's position flip
+rate, kept in ``stats['position_disagreement']`` over all of the judge's calls. It has no direction; the
+verdicts also carry, per comparison, the share of the two asks that preferred the position shown first
+(``Verdicts.first``), from which the label-quality report gives the directional bias.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from tasks.judges.base import Judge, Verdicts
-from tasks.judges.math import swap_average
+from tasks.judges.math import first_preference, swap_average
 from tasks.prompting import as_messages, simple_template
 
 CHOICES = ("A", "B")
@@ -51,4 +53,4 @@ class PairwiseJudge(Judge):
 
         this = {"position_disagreement": sum(d for _, d in out) / max(1, len(out)), "comparisons": float(len(out))}
         self.stats = merge_stats([(self.stats, self.stats.get("comparisons", 0.0)), (this, len(out))])
-        return Verdicts([p for p, _ in out])
+        return Verdicts([p for p, _ in out], first=[first_preference(x, y) for x, y in zip(ab, ba)])

@@ -53,7 +53,7 @@ def compare_shard(name: str, ctx, prompts: list, a: list, b: list, keys) -> tupl
 
     judge = build_judge(name, ctx)
     verdicts = judge.compare(prompts, a, b, keys)
-    return verdicts.p_a, verdicts.a_wins, dict(judge.stats)
+    return verdicts.p_a, verdicts.a_wins, dict(judge.stats), verdicts.first
 
 
 class ShardedJudge(Judge):
@@ -92,6 +92,7 @@ class ShardedJudge(Judge):
                       keys=None if keys is None else keys[i:j]) for i, j in spans]
         parts = run_shards(compare_shard, calls, self.scale)
         self.stats = merge_stats([(self.stats, self.compared),
-                                  *((stats, j - i) for (_, _, stats), (i, j) in zip(parts, spans))])
+                                  *((stats, j - i) for (_, _, stats, _), (i, j) in zip(parts, spans))])
         self.compared += len(a)
-        return Verdicts([p for part in parts for p in part[0]], [w for part in parts for w in part[1]])
+        first = None if not parts or any(part[3] is None for part in parts) else [f for part in parts for f in part[3]]
+        return Verdicts([p for part in parts for p in part[0]], [w for part in parts for w in part[1]], first)

@@ -8,8 +8,13 @@
   hour. Annotators below ``label.flag_agreement_below`` are *flagged*, never
   dropped.
 - **Judges vs people**: each of ``label.quality_judges`` compares the decided
-  human pairs; its agreement is the share it decides the people's way, with its
-  tie rate and (for judges that swap positions) its position-bias rate.
+  human pairs; its agreement is the gate's (``tasks/judges/math.py::agreement``:
+  the share it decides the people's way, a tie of the judge counting one half),
+  reported with its tie count and tie rate. For a judge that asks in both orders:
+  ``position_flip_rate``, the share of pairs whose verdict flips with the order
+  (no direction), and ``position_bias``, the share of its asks that preferred the
+  position shown first minus 0.5 (positive: it leans to the first response), with
+  a 95% bootstrap CI over prompts (``position_bias_ci_low`` / ``_ci_high``).
 """
 
 from __future__ import annotations
@@ -74,8 +79,18 @@ def annotator_quality(items: list, seconds: dict, threshold: float, weights: dic
     return metrics, report
 
 
+# The position-bias CI: percentile bootstrap over prompts (tasks/evalmath.py::bootstrap_ci), fixed so that a
+# report is reproducible from its labels.
+BIAS_BOOTSTRAP, BIAS_SEED = 2000, 0
+
+
 def judge_agreement(rows: list[dict], prompts: list, judges: dict) -> tuple[dict, dict]:
-    """Each judge's agreement with the people's decided pairs (``rows``, non-tie), tie rate and position bias."""
+    """Each judge's agreement with the people's decided pairs (``rows``, non-tie; chosen shown as A), its ties
+    (counted one half in the agreement), and for judges that ask in both orders its position flip rate and
+    directional position bias with a bootstrap CI."""
+    from tasks.evalmath import bootstrap_ci
+    from tasks.judges.math import agreement, decision, position_bias
+
     decided = [(p, r) for p, r in zip(prompts, rows) if not r.get("tie")]
     metrics, report = {}, {}
     if not decided:
@@ -84,11 +99,15 @@ def judge_agreement(rows: list[dict], prompts: list, judges: dict) -> tuple[dict
     for name, judge in judges.items():
         v = judge.compare(ps, [r["chosen"] for r in rs], [r["rejected"] for r in rs],
                           keys=[(r["chosen_id"], r["rejected_id"]) for r in rs])
-        calls = [w for w in v.a_wins if w is not None]
-        agree = sum(calls) / len(calls) if calls else float("nan")
-        entry = {"agreement": agree, "pairs": len(rs), "tie_rate": 1 - len(calls) / len(rs)}
+        ties = sum(decision(p) is None for p in v.p_a)
+        entry = {"agreement": agreement(v.p_a, [True] * len(rs)), "pairs": len(rs), "ties": ties,
+                 "tie_rate": ties / len(rs)}
         if "position_disagreement" in judge.stats:
-            entry["position_bias_rate"] = judge.stats["position_disagreement"]
+            entry["position_flip_rate"] = judge.stats["position_disagreement"]
+        if v.first is not None:
+            lo, hi = bootstrap_ci(v.first, [r["prompt_id"] for r in rs], n_boot=BIAS_BOOTSTRAP, seed=BIAS_SEED)
+            entry.update(position_bias=position_bias(v.first), position_bias_ci_low=lo - 0.5,
+                         position_bias_ci_high=hi - 0.5)
         report[name] = entry
         metrics.update({f"judge.{name}.{k}": float(x) for k, x in entry.items()})
     return metrics, report
