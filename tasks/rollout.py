@@ -32,6 +32,11 @@ class Rollout:
     truncated: int = 0               # prompts cut from the left to fit the model's context (of the batch's)
 
 
+# The logits processors a checkpoint may switch on, each at the value that switches it off.
+NEUTRAL_SAMPLING = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, epsilon_cutoff=0.0,
+                        eta_cutoff=0.0, min_length=0, renormalize_logits=False)
+
+
 def sampling_config(tok, *, temperature: float, max_new_tokens: int, k: int = 1, top_k: int = 0,
                     top_p: float = 1.0):
     """The complete ``transformers.GenerationConfig`` the project samples with: temperature sampling (greedy
@@ -43,24 +48,24 @@ def sampling_config(tok, *, temperature: float, max_new_tokens: int, k: int = 1,
     sampling = (dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p) if temperature > 0
                 else dict(do_sample=False))
     return GenerationConfig(**sampling, max_new_tokens=max_new_tokens, num_return_sequences=k, num_beams=1,
-                            repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, epsilon_cutoff=0.0,
-                            eta_cutoff=0.0, min_length=0, renormalize_logits=False,
-                            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                            **NEUTRAL_SAMPLING, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
 
 
 @contextmanager
-def project_sampling(model):
+def project_sampling(model, keep_ids: bool = False):
     """Sets the checkpoint's own generation config aside while ``model.generate`` runs: transformers 5 fills
     every setting the given config leaves None (min_p, bad_words_ids, suppress_tokens, forced tokens, ...) from
     ``model.generation_config``, even when a ``generation_config`` is passed. The model keeps its own config
     afterwards (a saved policy writes it back unchanged). A LoRA-wrapped policy's inner model is the one
     ``generate`` reads it from. Not for two threads sampling from one model object at once (none does: shards
-    are processes, each with its own model)."""
+    are processes, each with its own model). ``keep_ids``: the blank config keeps the checkpoint's bos, eos and
+    pad token ids (a trainer that samples inside it may read them)."""
     from transformers import GenerationConfig
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     own = inner.generation_config
-    inner.generation_config = GenerationConfig()
+    ids = {k: getattr(own, k, None) for k in ("bos_token_id", "eos_token_id", "pad_token_id")} if keep_ids else {}
+    inner.generation_config = GenerationConfig(**ids)
     try:
         yield
     finally:

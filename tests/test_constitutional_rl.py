@@ -105,3 +105,52 @@ def test_rl_temperature_is_a_checked_key():
 
     with pytest.raises(ConfigError, match=r"optimize\.constitutional\.rl_temperature: must be > 0"):
         parse_params({"optimize": {"algorithm": "constitutional", "constitutional": {"rl_temperature": 0}}})
+
+
+def test_rl_phase_grpo_reference_is_the_supervised_model(tiny_path, tmp_path, monkeypatch):
+    # TRL's GRPOTrainer loads a full policy's reference from config._name_or_path: that folder must hold the
+    # supervised model, not the champion the policy was loaded from.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    seen = {}
+
+    def fake_grpo_train(run):
+        seen["name"] = run.policy.config._name_or_path
+        seen["state"] = {k: v.clone() for k, v in run.policy.state_dict().items()}
+        return run.policy, {"train_loss": 0.1, "steps": 1}
+
+    monkeypatch.setattr("tasks.algorithms.grpo.train", fake_grpo_train)
+    run, _ = _run(tiny_path, tmp_path, monkeypatch, rl="grpo")
+    before = run.policy.config._name_or_path
+    trained, _ = constitutional.train(run)
+    assert Path(seen["name"]) == run.checkpoint_dir / "sft-reference"
+    ref = AutoModelForCausalLM.from_pretrained(seen["name"]).state_dict()
+    champion = run.reference.state_dict()
+    assert all(torch.equal(ref[k], seen["state"][k]) for k in ref)              # the supervised weights
+    assert any(not torch.equal(ref[k], champion[k]) for k in ref)                 # not the champion's
+    assert trained.config._name_or_path == before                                 # the name given back
+
+
+def test_rl_phase_grpo_under_lora_disables_to_the_supervised_model(tiny_path, tmp_path):
+    # With LoRA, TRL's reference is the policy with its adapters disabled: the supervised adapters must be merged
+    # in, and a fresh adapter train on top.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tasks.optimize import _with_lora
+
+    policy = _with_lora(AutoModelForCausalLM.from_pretrained(tiny_path), SimpleNamespace(lora_r=4, lora_alpha=8))
+    with torch.no_grad():                      # the supervised phase's progress, in the adapters
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    supervised = policy(ids).logits
+    anchored = constitutional.anchored_to_itself(policy, tmp_path / "unused")
+    with anchored.disable_adapter():
+        reference = anchored(ids).logits
+    assert torch.allclose(reference, supervised, atol=1e-5)
+    assert not torch.allclose(reference, AutoModelForCausalLM.from_pretrained(tiny_path)(ids).logits, atol=1e-3)
+    assert any(p.requires_grad for n, p in anchored.named_parameters() if "lora_" in n)
+    assert not (tmp_path / "unused").exists()

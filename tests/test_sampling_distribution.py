@@ -147,3 +147,38 @@ def test_log_probs_divide_fp32_logits_by_the_temperature(tmp_path):
         new, _, _ = forward(model, Critic(model), r.input_ids, r.attention_mask, r.prompt_len, 0.7)
     assert old.dtype == torch.float32
     assert float((old - new.float() * r.response_mask).abs().max()) <= 1e-6
+
+
+def test_trl_online_trainers_sample_without_the_checkpoints_settings(tmp_path, monkeypatch):
+    # GRPO and RLOO sample inside TRL: TRL sets temperature, top-k, top-p and the repetition penalty, and
+    # transformers fills the rest from the checkpoint's generation_config.json unless the project pins it.
+    from types import SimpleNamespace
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tasks.algorithms.sampling import OnlineConfig, train_online
+
+    model, tok = load_policy(_tiny(tmp_path / "policy", CHECKPOINT_SETTINGS))
+    seen = {}
+
+    def fake_fit(trainer, run, *args):
+        # What `generate` merges while the trainer samples: its own config over the model's.
+        merged = {**run.policy.generation_config.to_diff_dict(), **trainer.generation_config.to_diff_dict()}
+        seen.update(merged=merged, eos=run.policy.generation_config.eos_token_id)
+        return {"train_loss": 0.0, "steps": 0}
+
+    monkeypatch.setattr("tasks.algorithms.base.fit", fake_fit)
+    run = SimpleNamespace(cfg=OnlineConfig(max_steps=1, batch_size=2, num_generations=2, max_completion_length=4),
+                          policy=model, tok=tok, data=PROMPTS[:2], reward_funcs=[lambda **kw: [0.0] * 2],
+                          reward_weights=[1.0], callbacks=[], common=SimpleNamespace(seed=0, checkpoint_every=0),
+                          checkpoint_dir=tmp_path / "ckpt")
+    monkeypatch.setattr("tasks.algorithms.base.trl_args",
+                        lambda cls, run, **kw: GRPOConfig(output_dir=str(run.checkpoint_dir), report_to=[],
+                                                          use_cpu=True, **kw))
+    train_online(run, GRPOTrainer, GRPOConfig)
+    merged = seen["merged"]
+    assert merged.get("repetition_penalty", 1.0) == 1.0 and merged.get("no_repeat_ngram_size", 0) == 0
+    assert merged.get("min_p") in (None, 0.0) and merged.get("top_k") in (0, None) and merged.get("top_p", 1.0) == 1.0
+    assert seen["eos"] == tok.eos_token_id
+    # The checkpoint keeps its own settings afterwards (the candidate is saved with them).
+    assert model.generation_config.repetition_penalty == 5.0 and model.generation_config.min_p == 0.2

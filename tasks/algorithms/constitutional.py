@@ -19,9 +19,10 @@ supervised (SL-CAI) model as its reference, the model the phase starts from, as
 in Bai et al. (2022). ``rl: grpo`` instead runs GRPO (``rl_steps``,
 ``rl_num_generations``, sampling at ``rl_temperature``) against the
 ``optimize.reward`` judges: the cycle's reward model, a preference model of AI
-labels when the label stage's judge reads the rubric; TRL's ``GRPOTrainer``
-builds its own KL reference from the champion's folder (or, with LoRA, by
-disabling the adapters), so that phase still anchors to the champion.
+labels when the label stage's judge reads the rubric; its KL reference is the
+supervised model too (``anchored_to_itself``: TRL's ``GRPOTrainer`` builds the
+reference from the folder the policy names, or with LoRA by disabling the
+adapters, so the supervised model is saved and named, or its adapters merged).
 ``rl: none`` stops after the supervised phase.
 
 The critic is ``critic``: a judge of kind ``llm`` (a local instruction model)
@@ -33,6 +34,7 @@ capable instruction model as the critic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tasks.options import opt
 
@@ -58,7 +60,7 @@ class Config:
     rl_temperature: float = opt(0.7, "Sampling temperature of the RL phase: the two replies per prompt (rl dpo) "
                                 "or GRPO's completions (rl grpo).", gt=0)
     beta: float = opt(0.1, "KL strength of the RL phase: DPO beta against the supervised model (rl dpo), GRPO's "
-                      "KL coefficient against the champion (rl grpo).", gt=0)
+                      "KL coefficient against the supervised (SL-CAI) model (rl grpo).", gt=0)
     rl_epochs: float = opt(2.0, "DPO passes over the AI preference pairs.", gt=0)
     loss_type: str = opt("sigmoid", "TRL DPO loss variant of the RL phase.", choices=("sigmoid", "ipo", "robust",
                                                                                        "hinge"))
@@ -207,10 +209,30 @@ def _rl_grpo(run, policy, rl_prompts: list, info: dict):
     section = grpo.Config(lr=cfg.lr, max_steps=cfg.rl_steps, batch_size=4 * cfg.rl_num_generations,
                           num_generations=cfg.rl_num_generations, max_completion_length=cfg.max_new_tokens,
                           temperature=cfg.rl_temperature, beta=cfg.beta)
+    name = policy.config._name_or_path
+    policy = anchored_to_itself(policy, run.checkpoint_dir / "sft-reference")
     policy.train()
     trained, out = grpo.train(replace(run, cfg=section, policy=policy, data=rl_prompts,
                                       checkpoint_dir=run.checkpoint_dir / "grpo"))
+    trained.config._name_or_path = name
     return trained, {**info, "rl_loss": out["train_loss"], "steps": info["steps"] + out["steps"]}
+
+
+def anchored_to_itself(policy, folder: Path):
+    """``policy`` (the supervised model) made the KL reference that TRL's GRPOTrainer builds: TRL loads a full
+    policy's reference from ``config._name_or_path`` (the champion's folder, as loaded), so the supervised model is
+    saved to ``folder`` and named there; a LoRA policy's reference is the policy with its adapters disabled, so
+    the supervised adapters are merged into the weights and a fresh adapter of the same shape trains on top."""
+    if hasattr(policy, "merge_and_unload"):
+        import copy
+
+        from peft import get_peft_model
+
+        lora = copy.deepcopy(policy.peft_config["default"])
+        return get_peft_model(policy.merge_and_unload(), lora)
+    policy.save_pretrained(folder)
+    policy.config._name_or_path = str(folder)
+    return policy
 
 
 def _rl_dpo(run, policy, rl_prompts: list, info: dict):

@@ -41,10 +41,16 @@ def train_online(run, trainer_cls, config_cls, **extra):
     from tasks.algorithms.base import fit, trl_args
     from tasks.prompting import format_prompt
 
+    from tasks.rollout import NEUTRAL_SAMPLING, project_sampling
+
+    # TRL sets temperature, top-k, top-p and the repetition penalty; the other logits processors are pinned to
+    # their neutral values, and the checkpoint's own generation_config.json is set aside while training samples
+    # (transformers fills every setting left unset from it), so the trainer's log-probs score what it sampled.
     args = trl_args(config_cls, run, **trl_online_kwargs(run.cfg), reward_weights=run.reward_weights,
-                    mask_truncated_completions=False, **extra)
+                    mask_truncated_completions=False, generation_kwargs=dict(NEUTRAL_SAMPLING), **extra)
     dataset = Dataset.from_list([{"prompt": format_prompt(p, run.tok)} for p in run.data])
     trainer = trainer_cls(model=run.policy, reward_funcs=run.reward_funcs, args=args, train_dataset=dataset,
                           processing_class=run.tok, callbacks=run.callbacks)
-    info = fit(trainer, run)
+    with project_sampling(run.policy, keep_ids=True):
+        info = fit(trainer, run)
     return trainer.model, {**info, "prompts": len(run.data)}
