@@ -108,7 +108,7 @@ def dpo_direct(params, rows, out: Path) -> None:
 
     from tasks.algorithms.dpo import dpo_loss_kwargs
     from tasks.policy import load_policy
-    from tasks.rollout import context_length
+    from tasks.rollout import context_length, fit_rows
 
     cfg, common = params.optimize.dpo, params.optimize
     champion = Path(params.policy.champion_dir)
@@ -121,9 +121,11 @@ def dpo_direct(params, rows, out: Path) -> None:
                          dataloader_num_workers=0, lr_scheduler_type="linear", warmup_steps=0, save_strategy="no",
                          beta=cfg.beta, **dpo_loss_kwargs(cfg.loss_type, cfg.label_smoothing),   # cDPO as the stage
                          per_device_train_batch_size=cfg.batch_size, max_length=context_length(model),
-                         truncation_mode="keep_end", num_train_epochs=cfg.epochs,
+                         num_train_epochs=cfg.epochs,
                          **precision.of(params).trl_kwargs())        # the precision the stage uses
-        DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
+        # Prompts cut from the left as the stage cuts them (tasks/rollout.py fit_rows).
+        DPOTrainer(model=model, ref_model=ref, args=args,
+                   train_dataset=Dataset.from_list(fit_rows(tok, rows, args.max_length)),
                    processing_class=tok).train()
     model.save_pretrained(out)
 

@@ -771,9 +771,16 @@ def _check_optimize(p: Params) -> None:
 
 
 def training_judges(p: Params) -> dict[str, str]:
-    """The judges the policy trains against, each with the key that names it: ``optimize.reward``'s, then the
-    algorithm's own (``optimize.<algorithm>.<key>``)."""
-    out = {name: "optimize.reward" for name in p.optimize.reward}
+    """The judges the policy trains against, each with the key that names it. An online algorithm (it consumes
+    prompts) trains against ``optimize.reward``'s judges; an offline one (DPO, KTO: labelled pairs or ratings)
+    trains on the labels, so against ``label.judge`` when a judge labels (``optimize.reward`` is then only its
+    probe). Then the algorithm's own judges (``optimize.<algorithm>.<key>``)."""
+    from tasks.algorithms.base import PROMPTS
+
+    if _alg.REGISTRY[p.optimize.algorithm].consumes == PROMPTS:
+        out = {name: "optimize.reward" for name in p.optimize.reward}
+    else:
+        out = {p.label.judge: "label.judge"} if p.label.source == "judge" else {}
     section = getattr(p.optimize, p.optimize.algorithm)
     for key, name in _alg.REGISTRY[p.optimize.algorithm].judges(section).items():
         out.setdefault(name, f"optimize.{p.optimize.algorithm}.{key}")

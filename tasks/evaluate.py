@@ -145,12 +145,12 @@ def run_evaluate(params: Params) -> dict:
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
     extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, cfg.judges)
-    with tracking.stage_run("evaluate", params, extra_inputs=extra) as run, cluster(params.scale) as scale:
+    with tracking.stage_run("evaluate", params, extra_inputs=extra), cluster(params.scale) as scale:
         from tasks import provenance
 
         rows = read_jsonl(PROMPTS)
         # The gate's evidence must be held out from every iteration of this lineage, this one included.
-        provenance.check(rows, str(PROMPTS), mlflow.MlflowClient(), run.info.experiment_id)
+        provenance.check(rows, str(PROMPTS), mlflow.MlflowClient())
         ctx = JudgeContext.of(params, cfg.seed, scale=scale)
         judges = {name: build_judge(name, ctx) for name in cfg.judges}
         if info(params.task.env).has_truth:

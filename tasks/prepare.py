@@ -93,8 +93,14 @@ def run_prepare(params: Params) -> dict:
         check_ids(rows, cfg.input)
         demo_texts = {prompt_key(prompt_of(d)) for d in read_jsonl(DEMOS)} if DEMOS.exists() else set()
         out = split_prompts(rows, cfg.heldout_fraction, cfg.salt, demo_texts)
+        sides = {side: sum(r["split"] == side for r in out) for side in ("train", "heldout")}
+        if not all(sides.values()):          # each prompt is drawn on its own: a few prompts can leave one empty
+            raise DataError(cfg.input, "prompts on both sides of the split",
+                            detail=f"{len(out)} prompts gave {sides['train']} train and {sides['heldout']} held out at "
+                                   f"prepare.heldout_fraction {cfg.heldout_fraction} (prepare.salt "
+                                   f"{cfg.salt!r}); add prompts, or change the fraction")
         # Before writing: a held-out prompt this experiment trained on stops the stage with nothing written.
-        provenance.check(out, str(cfg.input), mlflow.MlflowClient(), mlflow.active_run().info.experiment_id)
+        provenance.check(out, str(cfg.input), mlflow.MlflowClient())
         write_jsonl(OUT, out)
         record = provenance.split_record(out, cfg.salt, cfg.heldout_fraction)
         mlflow.log_dict(record, provenance.HELDOUT_ARTIFACT)

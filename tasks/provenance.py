@@ -11,8 +11,10 @@ The split itself is ``tasks/heldout.py`` (a salted hash of each prompt's text). 
   trained on (the training split, and the prompt of every label and rating row it read).
 
 ``check`` (run by ``prepare`` before it writes, and by ``evaluate`` before it samples) reads every
-``optimize`` run of the experiment and stops the stage, and so the cycle (exit 2), when a held-out prompt is one
-of them, naming the prompts. Label and rating rows whose prompt is held out never reach training:
+``optimize`` run of the tracking store (all experiments share the registry's champion; ``dvc exp run`` runs
+never become champions and are left out) and stops the stage, and so the cycle (exit 2), when a held-out prompt
+is one of them, naming the prompts. A run from before the record existed is read from the DVC cache by its
+input hashes; one that cannot be read stops the check too, since it would otherwise pass blind. Label and rating rows whose prompt is held out never reach training:
 ``without_heldout`` drops them at the ``label`` stage, counted.
 """
 
@@ -90,38 +92,82 @@ def without_heldout(rows, prompts: dict, held: set[str], counter: dict, key: str
         yield row
 
 
-def trained_before(client, experiment_id: str, exclude_run: str | None = None) -> set[str]:
-    """The digests in every ``optimize`` run's record in the experiment (runs without one, from before the
-    record existed, add nothing)."""
+TRAINED_INPUTS = ("data/prompts.jsonl", "data/labels.jsonl", "data/ratings.jsonl")
+
+
+def trained_before(client) -> tuple[set[str], list[str]]:
+    """(digests, runs that cannot be read) over every ``optimize`` run of the tracking store, in every
+    experiment (the registry's champion is shared by all of them), except ``dvc exp run`` runs, whose candidates
+    never become champions. A run from before the record existed is read from its inputs in the DVC cache by the
+    hashes its ``dvc.md5.*`` tags carry; a run whose inputs are not there either is returned by id."""
     import tempfile
 
-    from mlflow.exceptions import MlflowException
+    from mlflow.entities import ViewType
 
-    runs = client.search_runs([experiment_id], "tags.`rft.stage` = 'optimize'", max_results=50000)
+    from tasks.tracking import DVC_EXP_TAG
+
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    runs = client.search_runs(experiments, "tags.`rft.stage` = 'optimize'", run_view_type=ViewType.ALL,
+                              max_results=50000) if experiments else []
     out: set[str] = set()
+    unread: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
-            if run.info.run_id == exclude_run:
+            if DVC_EXP_TAG in run.data.tags:
                 continue
-            try:
+            if any(a.path == TRAINED_ARTIFACT for a in client.list_artifacts(run.info.run_id, "split")):
                 path = client.download_artifacts(run.info.run_id, TRAINED_ARTIFACT, tmp)
-            except (MlflowException, OSError):
+                out |= set(json.loads(Path(path).read_text())["trained"])
                 continue
-            out |= set(json.loads(Path(path).read_text())["trained"])
-    return out
+            found = from_dvc_cache(run.data.tags)
+            if found is None:
+                unread.append(run.info.run_id)
+            else:
+                out |= found
+    return out, unread
 
 
-def check(prompt_rows: list[dict], source: str, client, experiment_id: str) -> None:
-    """Stop (HeldoutLeak, exit 2) if a held-out prompt of ``prompt_rows`` was trained on in the experiment."""
-    bad = leaked(heldout_digests(prompt_rows), trained_before(client, experiment_id))
+def from_dvc_cache(tags: dict) -> set[str] | None:
+    """The trained digests of an ``optimize`` run without a record, from the files its ``dvc.md5.*`` tags name,
+    read from this project's DVC cache; None when the prompts file is not there."""
+    hashes = {p: tags[f"dvc.md5.{p}"] for p in TRAINED_INPUTS if f"dvc.md5.{p}" in tags}
+    if TRAINED_INPUTS[0] not in hashes:
+        return None
+    from tasks.io import read_jsonl
+
+    try:
+        from dvc.repo import Repo
+
+        cache = Path(Repo(".").cache.local.path)
+    except Exception:          # not a DVC project here: nothing to read from
+        return None
+    files = {p: cache / md5[:2] / md5[2:] for p, md5 in hashes.items()}
+    if not files[TRAINED_INPUTS[0]].is_file():
+        return None
+    rows = {p: read_jsonl(f, allow_empty=True) if f.is_file() else [] for p, f in files.items()}
+    return set(trained_digests(rows[TRAINED_INPUTS[0]], *(rows.get(p, []) for p in TRAINED_INPUTS[1:])))
+
+
+def check(prompt_rows: list[dict], source: str, client) -> None:
+    """Stop (HeldoutLeak, exit 2) if a held-out prompt of ``prompt_rows`` was trained on by an earlier
+    ``optimize`` run, or if an earlier run's training prompts cannot be read (the check would be blind)."""
+    trained, unread = trained_before(client)
+    if unread:
+        raise HeldoutLeak(
+            f"{source}: {len(unread)} earlier optimize run(s) have no record of the prompts they trained on "
+            f"(split/trained_prompts.json) and their inputs are not in this project's DVC cache: "
+            f"{', '.join(unread[:SHOWN])}. Without them the held-out set cannot be checked: `dvc pull` the data "
+            "those runs read (their dvc.md5.* tags name it), or delete those runs from the tracking store.")
+    bad = leaked(heldout_digests(prompt_rows), trained)
     if bad:
         shown = "\n".join(f"  - {t[:120]!r}" for t in bad[:SHOWN])
         more = f"\n  ... and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
         raise HeldoutLeak(
-            f"{source}: {len(bad)} held-out prompt(s) were used for training by an earlier iteration of this "
-            f"experiment, so evaluating on them is not held-out evidence:\n{shown}{more}\n"
+            f"{source}: {len(bad)} held-out prompt(s) were used for training by an earlier iteration, so "
+            f"evaluating on them is not held-out evidence:\n{shown}{more}\n"
             "A changed prepare.salt or a raised prepare.heldout_fraction draws a new split that does this; "
-            "restore them, or start a new lineage (another tracking.experiment).")
+            "restore them. The champion and its ancestors trained on these prompts: a new split needs a lineage "
+            "that never did (a new tracking store and a fresh base model).")
 
 
 def log_trained(digests: list[str]) -> None:

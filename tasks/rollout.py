@@ -144,9 +144,10 @@ def fit_prompt(tok, prompt: str, completions: list[str], max_length: int | None)
     """``prompt`` (rendered text) cut from the left so that it and each of ``completions`` (with EOS) fit
     ``max_length`` tokens, tokenized as TRL's trainers tokenize a row (``tok(prompt + completion + eos)``):
     the completion and its EOS are what a training row teaches, so they are kept whole, and the prompt keeps
-    its end, as generation keeps it (``encode_prompts``). At least one prompt token stays (``room_for``); a
-    completion too long for that is left to the trainer's right truncation. A row that fits is unchanged."""
-    eos = tok.eos_token
+    its end, as generation keeps it (``encode_prompts``). A row that fits is unchanged, and so is a row that
+    would not fit even with one prompt token left: cutting its context away would not save its completion's
+    tail, so it is left whole to the trainer's right truncation."""
+    eos = tok.eos_token or ""
 
     def longest(text: str) -> int:
         return max(len(tok(text + c + ("" if c.endswith(eos) else eos))["input_ids"]) for c in completions)
@@ -162,7 +163,7 @@ def fit_prompt(tok, prompt: str, completions: list[str], max_length: int | None)
         # Decoding a cut and reading it again may merge or split a token at the cut: measure again.
         keep = max(1, keep - over)
         text = tok.decode(ids[-keep:], clean_up_tokenization_spaces=False)
-    return text
+    return text if longest(text) <= max_length else prompt
 
 
 def fit_rows(tok, rows: list[dict], max_length: int | None) -> list[dict]:

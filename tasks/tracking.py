@@ -183,7 +183,9 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
     inputs = input_paths(stage, params) + list(extra_inputs)
     kwargs = {"run_name": run_name(stage),
               "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
-                       **lineage_tags(inputs)}}
+                       **lineage_tags(inputs),
+                       # a `dvc exp run` stage: its candidate never becomes a champion (tasks/provenance.py)
+                       **({DVC_EXP_TAG: os.environ[DVC_EXP_ENV]} if os.environ.get(DVC_EXP_ENV) else {})}}
     if parent:
         kwargs.update(parent_run_id=parent, nested=True)
     # A stage never inherits whatever run an earlier caller left active in this process.

@@ -133,6 +133,8 @@ GOLD = {"kind": "reward_model", "path": "data/incoming/gold"}
     # the algorithm's own training judge
     ({}, {"algorithm": "online_dpo", "online_dpo": {"judge": "embedding"}}, "embedding",
      "a judge the policy trains against (optimize.online_dpo.judge: embedding)"),
+    # DPO trains on the labels: against the judge that labelled them (label.judge, embedding by default)
+    ({}, {"algorithm": "dpo"}, "embedding", "a judge the policy trains against (label.judge: embedding)"),
 ])
 def test_the_gate_judge_may_not_be_the_training_reward_unless_allowed(judges, optimize, gate, trained):
     raw = {**USER_TASK, "judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},
@@ -153,6 +155,7 @@ def test_the_gate_judge_may_not_be_the_training_reward_unless_allowed(judges, op
     ({"gold": GOLD}, {}, "gold"),                                   # an independent reward model
     ({"gold": GOLD, "panel": {"kind": "ensemble", "members": ["reward", "gold"]}}, {}, "panel"),  # partly its own
     ({}, {}, "embedding"),                                          # not what optimize.reward names
+    ({}, {"algorithm": "dpo"}, "reward"),                           # DPO: optimize.reward is only the probe
 ])
 def test_an_independent_gate_judge_loads_without_the_flag(judges, optimize, gate):
     from tasks.config import gate_training_judge

@@ -150,20 +150,55 @@ def test_a_heldout_prompt_an_earlier_iteration_trained_on_stops_the_check(store)
 
     client, exp = store
     first = [{"id": str(i), "prompt": f"How was dish {i}?", "split": "train"} for i in range(5)]
-    with mlflow.start_run(experiment_id=exp, tags={"rft.stage": "optimize"}):
+    # The earlier iteration trained in another experiment of the same store: the registry's champion is shared.
+    other = mlflow.create_experiment("other", artifact_location=str(client.get_experiment(exp).artifact_location))
+    with mlflow.start_run(experiment_id=other, tags={"rft.stage": "optimize"}):
         log_trained(trained_digests(first))
     # A new split (say, another salt) holds out dish 3, which the earlier optimize run trained on.
     now = [{**r, "split": "heldout" if r["id"] in ("3", "9") else "train"} for r in first]
     now.append({"id": "9", "prompt": "A brand new prompt", "split": "heldout"})
     with pytest.raises(HeldoutLeak) as exc:
-        check(now, "data/incoming/prompts.jsonl", client, exp)
+        check(now, "data/incoming/prompts.jsonl", client)
     msg = str(exc.value)
     assert "1 held-out prompt(s)" in msg and "'how was dish 3?'" in msg and "new prompt" not in msg
     assert "data/incoming/prompts.jsonl" in msg and "prepare.salt" in msg
-    # Runs of other stages, and a split whose held-out prompts were never trained on, pass.
-    with mlflow.start_run(experiment_id=exp, tags={"rft.stage": "generate"}):
-        mlflow.log_dict({"trained": [prompt_digest("a brand new prompt")]}, "split/trained_prompts.json")
-    check([r for r in now if r["id"] != "3"], "x", client, exp)
+    # Runs of other stages, `dvc exp run` runs (never champions), and a split whose held-out prompts were never
+    # trained on, pass.
+    for tags in ({"rft.stage": "generate"}, {"rft.stage": "optimize", "dvc.exp": "exp-1"}):
+        with mlflow.start_run(experiment_id=exp, tags=tags):
+            mlflow.log_dict({"trained": [prompt_digest("a brand new prompt")]}, "split/trained_prompts.json")
+    check([r for r in now if r["id"] != "3"], "x", client)
+
+
+def test_a_run_without_a_record_is_read_from_the_dvc_cache_or_stops_the_check(store, tmp_path, monkeypatch):
+    import subprocess
+
+    import mlflow
+
+    from tasks.io import dvc_md5
+    from tasks.provenance import HeldoutLeak, check
+
+    client, exp = store
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["dvc", "init", "-q", "--no-scm"], cwd=project, check=True)
+    monkeypatch.chdir(project)
+    old = [{"id": "1", "prompt": "How was the soup?", "split": "train"},
+           {"id": "2", "prompt": "How was the bread?", "split": "heldout"}]
+    (project / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    md5 = dvc_md5(project / "prompts.jsonl")
+    # An optimize run from before the record existed: only its input hashes.
+    with mlflow.start_run(experiment_id=exp, tags={"rft.stage": "optimize", "dvc.md5.data/prompts.jsonl": md5}):
+        pass
+    now = [{"id": "1", "prompt": "How was the soup?", "split": "heldout"}]
+    with pytest.raises(HeldoutLeak, match=r"1 earlier optimize run\(s\) have no record"):
+        check(now, "x", client)                              # its prompts are not in the cache: blind, so stop
+    cached = project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes((project / "prompts.jsonl").read_bytes())
+    with pytest.raises(HeldoutLeak, match=r"'how was the soup\?'"):
+        check(now, "x", client)                              # read from the cache: it trained on the soup
+    check([{"id": "2", "prompt": "How was the bread?", "split": "heldout"}], "x", client)
 
 
 def test_the_split_record_names_its_salt_fraction_and_prompts():
@@ -175,3 +210,22 @@ def test_the_split_record_names_its_salt_fraction_and_prompts():
     assert tags["rft.split.salt"] == "s" and tags["rft.split.heldout_fraction"] == "0.2"
     assert int(tags["rft.split.heldout_prompts"]) == len(_heldout(rows)) == len(record["heldout"])
     assert json.loads(json.dumps(record)) == record
+
+
+def test_a_split_with_an_empty_side_is_refused_naming_the_file(tmp_path, monkeypatch):
+    # Each prompt is drawn on its own, so two prompts at 0.2 are both trained on with probability 0.8^2 = 0.64:
+    # then there is nothing to evaluate on, and prepare says so instead of writing a split with no held-out side.
+    from tasks.config import parse_params
+    from tasks.errors import DataError
+    from tasks.prepare import run_prepare
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(2)))
+    salt = next(s for s in (f"s{i}" for i in range(100))
+                if not any(r["split"] == "heldout" for r in split_prompts(_rows(2), 0.2, s)))
+    params = parse_params({"prepare": {"input": "in.jsonl", "salt": salt},
+                           "tracking": {"uri": f"sqlite:///{tmp_path}/m.db"}})
+    with pytest.raises(DataError, match=r"prompts on both sides of the split") as exc:
+        run_prepare(params)
+    assert "in.jsonl" in str(exc.value) and "2 train and 0 held out" in str(exc.value)
+    assert not (tmp_path / "data/prompts.jsonl").exists()

@@ -3,6 +3,7 @@ format, and a prompt too long for the context is cut from the left so the respon
 
 from __future__ import annotations
 
+import copy
 import warnings
 from types import SimpleNamespace
 
@@ -93,10 +94,16 @@ def test_fit_prompt_cuts_the_prompt_from_the_left(long_row):
     assert cut.endswith("\nA:")
     assert fit_prompt(tok, prompt, [completion], None) == prompt
     assert fit_prompt(tok, prompt, [completion], PROMPT_LEN + COMPLETION_LEN + 1) == prompt   # fits: unchanged
-    # A pair is cut for its longer completion; a completion that leaves no room keeps one prompt token.
+    # A pair is cut for its longer completion; a completion that leaves room for one prompt token keeps one.
     row = fit_rows(tok, [{"prompt": prompt, "chosen": completion, "rejected": " red"}], N_POS)[0]
     assert tok(row["prompt"])["input_ids"] == ids[-KEPT:] and row["chosen"] == completion
-    assert tok(fit_prompt(tok, prompt, [completion * 3], N_POS))["input_ids"] == ids[-1:]
+    longest = completion_text(prompt, " ".join(["red"] * (N_POS - 2)))        # 126 tokens + EOS + 1 prompt token
+    assert tok(fit_prompt(tok, prompt, [longest], N_POS))["input_ids"] == ids[-1:]
+    # One that cannot fit even so keeps its whole prompt: cutting the context would not save its tail.
+    assert fit_prompt(tok, prompt, [completion * 3], N_POS) == prompt
+    no_eos = copy.deepcopy(tok)
+    no_eos.eos_token = None
+    assert fit_prompt(no_eos, prompt, [completion], N_POS).endswith("\nA:")       # no EOS token: no TypeError
 
 
 def _run(tmp_path, tok, cfg, data, **extra):
