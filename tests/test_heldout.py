@@ -229,3 +229,23 @@ def test_a_split_with_an_empty_side_is_refused_naming_the_file(tmp_path, monkeyp
         run_prepare(params)
     assert "in.jsonl" in str(exc.value) and "2 train and 0 held out" in str(exc.value)
     assert not (tmp_path / "data/prompts.jsonl").exists()
+
+
+def test_the_gate_says_when_the_split_is_new_since_the_champions_iteration(store):
+    import mlflow
+
+    from tasks.provenance import split_change, split_tags
+
+    client, exp = store
+    assert split_change(client, "s", 0.2) is None                 # no champion yet: nothing to compare
+    with mlflow.start_run(experiment_id=exp, tags=split_tags({"salt": "s", "heldout_fraction": 0.2,
+                                                              "heldout_prompts": 3, "sha": "0" * 16})) as run:
+        pass
+    client.create_registered_model("policy")
+    version = client.create_model_version("policy", source=str(client.get_experiment(exp).artifact_location),
+                                          run_id=run.info.run_id, tags={"rft.cycle_run_id": run.info.run_id})
+    client.set_registered_model_alias("policy", "champion", version.version)
+    assert split_change(client, "s", 0.2) is None                 # the same split
+    said = split_change(client, "t", 0.1)
+    assert "prepare.salt 's' -> 't'" in said and "prepare.heldout_fraction 0.2 -> 0.1" in said
+    assert "its held-out figures came from other prompts" in said
