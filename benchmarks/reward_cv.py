@@ -1,7 +1,7 @@
 """The train_reward stage's reward model under k-fold cross-validation: every pair predicted once, with a CI.
 
     python benchmarks/reward_cv.py [--pairs FILE] [--folds 5] [--variant LABEL:key=value,key=value ...]
-                                   [--save-dir DIR]
+                                   [--save-dir DIR] [--reuse]
 
 A single 85/15 split of 1,200 pairs scores 180 held-out pairs, whose accuracy has a standard error of about
 0.036: too wide to tell two settings apart. Here the pairs are grouped by their prompt (the dialogue before the
@@ -126,6 +126,8 @@ def main() -> int:
     ap.add_argument("--save-dir", type=Path, default=Path("reports/reward_cv"))
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--limit", type=int, default=None, help="the first N pairs only (a quick check)")
+    ap.add_argument("--reuse", action="store_true", help="a variant saved in --save-dir with the same overrides "
+                    "and pairs is read back, not trained again")
     args = ap.parse_args()
     print(cpu_line(), flush=True)
     if not args.pairs.exists():
@@ -138,6 +140,12 @@ def main() -> int:
     args.save_dir.mkdir(parents=True, exist_ok=True)
     variants = [parse_variant(v) for v in (args.variant or ["default"])]
     for label, overrides in variants:
+        saved = args.save_dir / f"{label}.json"
+        if args.reuse and saved.exists():
+            old = json.loads(saved.read_text())
+            if old.get("overrides") == overrides and old["groups"] == groups:
+                print(f"{label}: read back from {saved}", flush=True)
+                continue
         cfg = typed(base_cfg, overrides)
         print(f"{label}: pooling={cfg.pooling} max_length={cfg.max_length} epochs={cfg.epochs} lr={cfg.lr} "
               f"{args.folds} folds over {len(pairs)} pairs, {len(set(groups))} prompts", flush=True)
