@@ -1,11 +1,14 @@
 """Stage ``prepare``: split raw prompts into ``train`` and ``heldout`` with no prompt in both.
 
 A raw row has an ``id`` and either ``prompt`` (text) or ``messages`` (a chat
-conversation: a list of ``{role, content}``, ending with the user's turn). The
-split is made over *distinct normalised prompts* (``tasks/prompting.py::prompt_key``),
-not rows, so two rows with the same prompt (after case and whitespace folding)
-always land on the same side. Held-out prompts are also never the prompt of a
-bootstrap demonstration, so evaluation runs on prompts the policy has not been
+conversation: a list of ``{role, content}``, ending with the user's turn). A
+prompt's side is a salted hash of its normalised text (``tasks/heldout.py``,
+``tasks/prompting.py::prompt_key``), not of its row or its place in the file, so
+two rows with the same prompt (after case and whitespace folding) always land on
+the same side, and a prompt keeps its side as others are added or removed.
+Held-out prompts are also never the prompt of a bootstrap demonstration, and,
+before anything is written, never a prompt an earlier ``optimize`` run trained on
+(``tasks/provenance.py``), so evaluation runs on prompts the policy has not been
 trained on. The checks of the conversation's shape are the validate stage's.
 
 Ids take one canonical form (``check_ids``): strings, or integers written as decimal strings. The same
