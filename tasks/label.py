@@ -22,7 +22,7 @@ from __future__ import annotations
 from tasks.config import Params
 from tasks.io import iter_jsonl, read_jsonl, write_json, write_jsonl
 from tasks.paths import GENERATIONS, LABEL_QUALITY, LABELS, PROMPTS, RATINGS
-from tasks.prompting import prompt_of
+from tasks.prompting import label_prompt, prompt_of
 
 
 def quality_report(labels, cfg, ctx, prompts: dict) -> tuple[dict, dict]:
@@ -37,7 +37,7 @@ def quality_report(labels, cfg, ctx, prompts: dict) -> tuple[dict, dict]:
     metrics["tie_rate"] = labels.stats.get("tie_rate", 0.0)
     report["tie_rate"] = metrics["tie_rate"]
     if cfg.quality_judges:
-        of = [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in labels.rows]
+        of = [label_prompt(r, prompts) for r in labels.rows]
         judges = {name: build_judge(name, ctx) for name in cfg.quality_judges}
         jm, jr = judge_agreement(labels.rows, of, judges)
         metrics.update(jm)

@@ -48,7 +48,7 @@ from tasks.paths import CANDIDATE as OUT
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.plots import curve_png
 from tasks.policy import load_policy, read_meta, write_meta
-from tasks.prompting import completion_text, format_prompt, prompt_of
+from tasks.prompting import completion_text, format_prompt, label_prompt, prompt_of
 from tasks.tracking import log_many
 
 CURVE = Path("reports/optimize/curve.csv")
@@ -92,14 +92,10 @@ def weighted_reward(judges: list, weights: list[float]):
     return reward
 
 
-def _prompt(r: dict, prompts: dict):
-    return prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]]
-
-
 def pair_rows(tok, ties: str) -> list[dict]:
     """The labelled pairs as TRL preference rows (formatted prompt, chosen, rejected)."""
     prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
-    rows = [{"prompt": (p := format_prompt(_prompt(r, prompts), tok)), "chosen": completion_text(p, r["chosen"]),
+    rows = [{"prompt": (p := format_prompt(label_prompt(r, prompts), tok)), "chosen": completion_text(p, r["chosen"]),
              "rejected": completion_text(p, r["rejected"])} for r in preference_pairs(read_jsonl(LABELS), ties)]
     if not rows:
         raise DataError(LABELS, "preference pairs", detail=f"no pairs to train on (label.ties: {ties} leaves out "
@@ -116,12 +112,12 @@ def binary_rows(tok, ties: str, source: str) -> tuple[list[dict], str]:
         raise DataError(RATINGS, "good/bad ratings", detail="optimize.kto.source is ratings but no row carries "
                         "'good' (Likert, attribute or comment feedback with label.kto_threshold writes them)")
     if rated and source != "pairs":
-        rows = [{"prompt": (p := format_prompt(_prompt(r, prompts), tok)),
+        rows = [{"prompt": (p := format_prompt(label_prompt(r, prompts), tok)),
                  "completion": completion_text(p, r["response"]), "label": bool(r["good"])} for r in rated]
         return rows, "ratings"
     rows = []
     for r in preference_pairs(read_jsonl(LABELS), ties):
-        p = format_prompt(_prompt(r, prompts), tok)
+        p = format_prompt(label_prompt(r, prompts), tok)
         rows += [{"prompt": p, "completion": completion_text(p, r["chosen"]), "label": True},
                  {"prompt": p, "completion": completion_text(p, r["rejected"]), "label": False}]
     if not rows:

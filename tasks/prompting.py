@@ -46,6 +46,12 @@ def prompt_of(row: dict) -> Prompt:
     return row["prompt"]
 
 
+def label_prompt(row: dict, prompts: dict) -> Prompt:
+    """The prompt of a label or rating row: its own ``prompt`` or ``messages`` (a preference file people wrote),
+    else the prompt of the cycle its ``prompt_id`` names (``prompts``: id -> prompt; KeyError if it names none)."""
+    return prompt_of(row) if ("prompt" in row or "messages" in row) else prompts[str(row["prompt_id"])]
+
+
 def as_messages(prompt: Prompt) -> list[dict]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tasks.errors import RFTError
 from tasks.heldout import leaked, prompt_digest
-from tasks.prompting import prompt_key, prompt_of
+from tasks.prompting import label_prompt, prompt_key, prompt_of
 
 HELDOUT_ARTIFACT = "split/heldout_prompts.json"
 TRAINED_ARTIFACT = "split/trained_prompts.json"
@@ -39,10 +39,11 @@ class HeldoutLeak(RFTError):
 
 
 def row_prompt(row: dict, prompts: dict):
-    """The prompt of a label or rating row: its own text, else the prompt its ``prompt_id`` names."""
-    if "prompt" in row or "messages" in row:
-        return prompt_of(row)
-    return prompts.get(str(row.get("prompt_id")))
+    """``label_prompt``, or None for a row whose ``prompt_id`` names no prompt of the cycle."""
+    try:
+        return label_prompt(row, prompts)
+    except KeyError:
+        return None
 
 
 def heldout_keys(prompt_rows: list[dict]) -> set[str]:

@@ -31,7 +31,7 @@ from tasks.labels.convert import preference_pairs
 from tasks.mlmodels import log_reward_model
 from tasks.paths import LABELS, PROMPTS
 from tasks.paths import REWARD as OUT
-from tasks.prompting import prompt_key, prompt_of
+from tasks.prompting import label_prompt, prompt_key, prompt_of
 from tasks.rewardmodel import (META, RewardModel, load_tokenizer, mean_pool_class, meta, minilm_path, pair_text,
                                pairwise_stats)
 
@@ -152,7 +152,7 @@ def preferences(params: Params) -> tuple[list, list]:
     prompts = {str(r["id"]): prompt_of(r) for r in read_jsonl(PROMPTS)}
     rows = preference_pairs(read_jsonl(LABELS), params.label.ties)
     # A label row may carry its own prompt (human preference files); else it names a prompt of the cycle.
-    return [prompt_of(r) if ("prompt" in r or "messages" in r) else prompts[r["prompt_id"]] for r in rows], rows
+    return [label_prompt(r, prompts) for r in rows], rows
 
 
 def labelled_pairs(params: Params, prefs: tuple | None = None) -> tuple[list, list]:
