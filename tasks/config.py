@@ -735,6 +735,19 @@ def check_task(p: Params) -> None:
     if p.promote.alarm_judge is not None and p.promote.alarm_judge not in p.evaluate.judges:
         raise ConfigError(f"promote.alarm_judge: {p.promote.alarm_judge!r} is not one of evaluate.judges "
                           f"({', '.join(p.evaluate.judges) or 'none'}); name one or set null")
+    # The alarm compares the reward model's score with alarm_judge's win-rate: it looks for a policy that games
+    # what it optimizes online. The judge that labelled an offline algorithm's pairs is not that reward.
+    optimized = {name: key for name, key in training_judges(p).items() if key != "label.judge"}
+    alarm = p.promote.alarm_judge and trains_against(p, p.promote.alarm_judge, optimized)
+    from tasks.paths import REWARD
+
+    own_model = {("reward_model", str(REWARD))}
+    if not alarm and p.promote.alarm_judge and _instruments(p, p.promote.alarm_judge) <= own_model:
+        alarm = f"this cycle's reward model ({REWARD}), whose score the alarm compares its win-rate with"
+    if alarm:
+        raise ConfigError(f"promote.alarm_judge: {p.promote.alarm_judge!r} is {alarm}; the alarm looks for a "
+                          "candidate that games its reward, which that reward itself cannot show. Name a judge "
+                          "the policy does not train against, or set null")
 
 
 def _training_judge(p: Params, key: str, name: str, scoring: bool) -> None:
@@ -802,13 +815,18 @@ def _instruments(p: Params, name: str) -> set:
 
 
 def gate_training_judge(p: Params) -> str | None:
-    """How ``promote.winrate_source`` is a judge the policy trains against: it is one, or it is made only of
-    them (the same reward-model folder under another name, an ensemble of such judges), as a phrase naming the
-    keys; None when it is not (the truth, or a judge with an instrument of its own)."""
-    source = p.promote.winrate_source
+    """How ``promote.winrate_source`` is a judge the policy trains against (``trains_against``), or None."""
+    return trains_against(p, p.promote.winrate_source)
+
+
+def trains_against(p: Params, source: str, trains: dict[str, str] | None = None) -> str | None:
+    """How the judge ``source`` is one the policy trains against (``trains``, judge -> key; None: all of
+    ``training_judges``): it is one, or it is made only of them (the same reward-model folder under another
+    name, an ensemble of such judges), as a phrase naming the keys; None when it is not (the truth, or a judge
+    with an instrument of its own)."""
     if source not in p.judges:
         return None
-    trains = training_judges(p)
+    trains = training_judges(p) if trains is None else trains
     used = {name: _instruments(p, name) for name in trains if name in p.judges}
     gate = _instruments(p, source)
     if not gate <= set().union(*used.values()):

@@ -151,6 +151,38 @@ def test_the_gate_judge_may_not_be_the_training_reward_unless_allowed(judges, op
     assert allowed.promote.allow_training_judge and gate_training_judge(allowed) == trained
 
 
+@pytest.mark.parametrize("judges, optimize, alarm, trained", [
+    ({}, {}, "reward", "a judge the policy trains against (optimize.reward: reward)"),
+    ({"again": {"kind": "reward_model", "path": "./models/reward"}}, {}, "again",
+     "judging only with what makes a judge the policy trains against (optimize.reward: reward)"),
+    ({}, {"algorithm": "online_dpo", "online_dpo": {"judge": "embedding"}}, "embedding",
+     "a judge the policy trains against (optimize.online_dpo.judge: embedding)"),
+])
+def test_the_reward_hacking_alarm_may_not_watch_the_training_reward(judges, optimize, alarm, trained):
+    # The alarm fires when the training reward rose while an independent judge's win-rate fell; watching the
+    # training reward itself, it could never fire. No flag lets it through.
+    raw = {**USER_TASK, "judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},
+                                   "gold": GOLD, **judges},
+           "optimize": optimize, "evaluate": {"judges": ["gold", alarm]},
+           "promote": {"winrate_source": "gold", "alarm_judge": alarm, "allow_training_judge": True}}
+    with pytest.raises(ConfigError) as exc:
+        parse_params(raw)
+    assert str(exc.value).startswith(f"params.yaml: promote.alarm_judge: {alarm!r} is {trained}; ")
+    independent = {"winrate_source": "gold", "alarm_judge": "gold"}
+    assert parse_params({**raw, "evaluate": {"judges": ["gold"]}, "promote": independent}).promote.alarm_judge
+    # Whatever the algorithm, the alarm may not be the reward model whose score it is compared with.
+    for algorithm in ("dpo", "grpo"):
+        same = {**raw, "optimize": {"algorithm": algorithm, "reward": ["embedding"]},
+                "evaluate": {"judges": ["gold", "reward"]},
+                "promote": {"winrate_source": "gold", "alarm_judge": "reward"}}
+        with pytest.raises(ConfigError, match=r"promote.alarm_judge: 'reward' is this cycle's reward model"):
+            parse_params(same)
+    # DPO learns from the pairs label.judge labelled, not from a reward it optimizes: that judge may watch.
+    offline = {**raw, "optimize": {"algorithm": "dpo"}, "evaluate": {"judges": ["gold", "embedding"]},
+               "promote": {"winrate_source": "gold", "alarm_judge": "embedding"}}
+    assert parse_params(offline).promote.alarm_judge == "embedding"
+
+
 @pytest.mark.parametrize("judges, optimize, gate", [
     ({"gold": GOLD}, {}, "gold"),                                   # an independent reward model
     ({"gold": GOLD, "panel": {"kind": "ensemble", "members": ["reward", "gold"]}}, {}, "panel"),  # partly its own
