@@ -7,6 +7,9 @@
     rft deploy            deploy the retrain flow to the Prefect server (PREFECT_API_URL) on retrain.cron
     rft history           the iterations: versions, key metrics, promotion, commit, data hashes
     rft gc [--dry-run]    delete the DVC cache objects and MLflow artifacts of old rejected candidates
+    rft keep-trained      keep every prompt earlier iterations trained on in training
+                          (data/incoming/keep_in_train.json), so that a new split (salt, fraction, an upgraded
+                          project) holds none of them out
     rft check-params      validate params.yaml and exit
     rft params            list every key with its default and help text
     rft import-hh SRC OUT split an HH-RLHF file into a user task's inputs (prompts, pairs, corpus)
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     hist = sub.add_parser("history", help="the iterations, oldest first")
     hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
+    sub.add_parser("keep-trained", help="add every prompt earlier iterations trained on to "
+                   "data/incoming/keep_in_train.json, so that a new split holds none of them out")
     gc = sub.add_parser("gc", help="delete the DVC cache objects and MLflow artifacts of rejected candidates older "
                         "than the last gc.keep_last iterations (champions are kept)")
     gc.add_argument("--dry-run", action="store_true", help="print what would be deleted and change nothing")
@@ -115,6 +120,20 @@ def main(argv: list[str] | None = None) -> int:
 
             check_servers(params.tracking.uri, prefect=False)
             collect(params, dry_run=args.dry_run)
+            return 0
+        if args.cmd == "keep-trained":
+            import mlflow
+
+            from tasks import provenance, tracking
+            from tasks.preflight import check_servers
+
+            check_servers(params.tracking.uri, prefect=False)
+            tracking.setup(params.tracking)
+            from tasks.paths import KEEP_IN_TRAIN as path
+
+            total, added = provenance.keep_trained(path, mlflow.MlflowClient())
+            print(f"{path}: {added} prompt(s) added, {total} in all: every prompt an earlier iteration trained on "
+                  "stays in training. Commit it with params.yaml; the next cycle's split holds none of them out.")
             return 0
         if args.cmd == "history":
             return show_history(params, as_json=args.json)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 INCOMING = Path("data/incoming")             # user files (preference files, corpora), a DVC dependency
+KEEP_IN_TRAIN = INCOMING / "keep_in_train.json"   # prompts that stay in training (`rft keep-trained`)
 CORPUS = Path("data/corpus")                 # the environment's corpus: texts, demos, (prompts)
 PROMPTS = Path("data/prompts.jsonl")
 GENERATIONS = Path("data/generations.jsonl")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tasks.config import Params
 from tasks.errors import DataError
-from tasks.heldout import is_heldout
+from tasks.heldout import is_heldout, prompt_digest
 from tasks.io import file_md5, read_jsonl, write_jsonl
-from tasks.paths import CORPUS
+from tasks.paths import CORPUS, KEEP_IN_TRAIN
 from tasks.paths import PROMPTS as OUT
 from tasks.prompting import prompt_key, prompt_of
 
@@ -54,12 +54,13 @@ def check_ids(rows: list[dict], path) -> None:
 
 
 def split_prompts(rows: list[dict], heldout_fraction: float, salt: str,
-                  train_only: set[str] = frozenset()) -> list[dict]:
+                  train_only: set[str] = frozenset(), keep: set[str] = frozenset()) -> list[dict]:
     """Assign ``split`` to each row from the salted hash of its prompt's canonical text
     (``tasks/heldout.py``), so a prompt keeps its side whatever other prompts come and go. Prompts whose key
-    is in ``train_only`` never go to heldout."""
+    is in ``train_only``, or whose digest is in ``keep`` (``data/incoming/keep_in_train.json``), never go to
+    heldout."""
     heldout = {t for t in {prompt_key(prompt_of(r)) for r in rows}
-               if t not in train_only and is_heldout(t, salt, heldout_fraction)}
+               if t not in train_only and is_heldout(t, salt, heldout_fraction) and prompt_digest(t) not in keep}
     out = []
     for r in rows:
         p = prompt_of(r)
@@ -95,7 +96,8 @@ def run_prepare(params: Params) -> dict:
                                    "'messages' (chat)")
         check_ids(rows, cfg.input)
         demo_texts = {prompt_key(prompt_of(d)) for d in read_jsonl(DEMOS)} if DEMOS.exists() else set()
-        out = split_prompts(rows, cfg.heldout_fraction, cfg.salt, demo_texts)
+        keep = provenance.read_keep(KEEP_IN_TRAIN)
+        out = split_prompts(rows, cfg.heldout_fraction, cfg.salt, demo_texts, keep)
         sides = {side: sum(r["split"] == side for r in out) for side in ("train", "heldout")}
         if not all(sides.values()):          # each prompt is drawn on its own: a few prompts can leave one empty
             raise DataError(cfg.input, "prompts on both sides of the split",
@@ -111,6 +113,15 @@ def run_prepare(params: Params) -> dict:
         # The same text under two ids is kept (both rows land in one split; the prompt weighs twice), counted.
         metrics = {"prompts": len(out), "train": sum(r["split"] == "train" for r in out),
                    "heldout": sum(r["split"] == "heldout" for r in out),
-                   "repeated_texts": len(out) - len({prompt_key(prompt_of(r)) for r in out})}
+                   "repeated_texts": len(out) - len({prompt_key(prompt_of(r)) for r in out}),
+                   # distinct texts the hash holds out that the keep-in-train file keeps in training
+                   "kept_in_train": len({k for k in (prompt_key(prompt_of(r)) for r in rows)
+                                         if k not in demo_texts and prompt_digest(k) in keep
+                                         and is_heldout(k, cfg.salt, cfg.heldout_fraction)})}
+        if metrics["kept_in_train"]:
+            print(f"prepare: {metrics['kept_in_train']} prompt(s) the split would hold out stay in training "
+                  f"({KEEP_IN_TRAIN}); {metrics['heldout']} of {metrics['prompts']} prompts are held out "
+                  f"({metrics['heldout'] / metrics['prompts']:.1%}, against prepare.heldout_fraction "
+                  f"{cfg.heldout_fraction})", file=sys.stderr, flush=True)
         mlflow.log_metrics(metrics)
     return metrics

@@ -14,8 +14,15 @@ The split itself is ``tasks/heldout.py`` (a salted hash of each prompt's text). 
 ``optimize`` run of the tracking store (all experiments share the registry's champion; ``dvc exp run`` runs
 never become champions and are left out) and stops the stage, and so the cycle (exit 2), when a held-out prompt
 is one of them, naming the prompts. A run from before the record existed is read from the DVC cache by its
-input hashes; one that cannot be read stops the check too, since it would otherwise pass blind. Label and rating rows whose prompt is held out never reach training:
-``without_heldout`` drops them at the ``label`` stage, counted.
+input hashes; one that cannot be read stops the check too, since it would otherwise pass blind. Label and rating
+rows whose prompt is held out never reach training: ``without_heldout`` drops them at the ``label`` stage,
+counted.
+
+A new split (another salt, a higher fraction, or a project upgraded from the old shuffled split) would hold out
+prompts the lineage trained on. ``keep_trained`` (``rft keep-trained``) writes every such prompt's digest to
+``data/incoming/keep_in_train.json`` (``tasks/paths.py::KEEP_IN_TRAIN``), an input of ``prepare`` that git
+or DVC versions: those prompts stay in training whatever their hash, and the new split holds out only prompts
+no iteration trained on.
 """
 
 from __future__ import annotations
@@ -166,9 +173,50 @@ def check(prompt_rows: list[dict], source: str, client) -> None:
         raise HeldoutLeak(
             f"{source}: {len(bad)} held-out prompt(s) were used for training by an earlier iteration, so "
             f"evaluating on them is not held-out evidence:\n{shown}{more}\n"
-            "A changed prepare.salt or a raised prepare.heldout_fraction draws a new split that does this; "
-            "restore them. The champion and its ancestors trained on these prompts: a new split needs a lineage "
-            "that never did (a new tracking store and a fresh base model).")
+            "A changed prepare.salt or a raised prepare.heldout_fraction draws a new split that does this (so "
+            "does a project's first cycle after the split became a hash): restore them, or run `rft keep-trained`, "
+            "which keeps every prompt an earlier iteration trained on in training "
+            "(data/incoming/keep_in_train.json).")
+
+
+def read_keep(path: str | Path) -> set[str]:
+    """The digests of a keep-in-train file (a JSON object ``{"digests": [...]}``; none when the file is absent);
+    DataError naming the file and the entry when it is malformed."""
+    from tasks.errors import DataError
+    from tasks.heldout import DIGEST_CHARS
+
+    f = Path(path)
+    if not f.exists():
+        return set()
+    try:
+        doc = json.loads(f.read_text())
+    except ValueError as exc:
+        raise DataError(f, "valid JSON", detail=str(exc)) from None
+    digests = doc.get("digests") if isinstance(doc, dict) else None
+    if not isinstance(digests, list):
+        raise DataError(f, "a JSON object with a list 'digests'", detail=f"found {type(doc).__name__}")
+    bad = [(i, repr(d)[:40]) for i, d in enumerate(digests, start=1)
+           if not (isinstance(d, str) and len(d) == DIGEST_CHARS and all(c in "0123456789abcdef" for c in d))]
+    if bad:
+        raise DataError(f, f"each digest is {DIGEST_CHARS} lowercase hex digits (tasks/heldout.py prompt_digest)",
+                        column="digests", rows=bad)
+    return set(digests)
+
+
+def keep_trained(path: str | Path, client) -> tuple[int, int]:
+    """Add every prompt an earlier ``optimize`` run trained on to ``path`` (``tasks/paths.py::KEEP_IN_TRAIN``),
+    written atomically; returns (digests in the file, digests added). Stops like ``check`` when a run cannot be
+    read."""
+    from tasks.io import write_json
+
+    trained, unread = trained_before(client)
+    if unread:
+        raise HeldoutLeak(f"{len(unread)} earlier optimize run(s) have no record of the prompts they trained on "
+                          f"and their inputs are not in this project's DVC cache: {', '.join(unread[:SHOWN])}; "
+                          "`dvc pull` the data those runs read, then run this again")
+    kept = read_keep(path)
+    write_json(Path(path), {"digests": sorted(kept | trained)})
+    return len(kept | trained), len(trained - kept)
 
 
 def log_trained(digests: list[str]) -> None:

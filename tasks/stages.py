@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from tasks.config import Params
+from tasks.paths import KEEP_IN_TRAIN
 
 LIB = ("tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")   # shared code whose change changes what a stage computes
 JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
@@ -68,7 +69,7 @@ MANIFEST: tuple[Stage, ...] = (
           outs=("models/champion",), params=("policy.champion_dir",),
           metric="registry_version", output="models/champion", persist=("models/champion",)),
     Stage("prepare", "tasks.prepare:run_prepare",
-          deps=(*LIB, "tasks/prepare.py", "${prepare.input}", "data/corpus"),
+          deps=(*LIB, "tasks/prepare.py", "${prepare.input}", str(KEEP_IN_TRAIN), "data/corpus"),
           outs=("data/prompts.jsonl",), params=("prepare",),
           metric="heldout", output="data/prompts.jsonl"),
     Stage("validate_prompts", "tasks.validate:run_validate_prompts",

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from conftest import make_project
+from tasks.heldout import prompt_digest
 from tasks.policy import read_meta
+from tasks.prompting import prompt_key, prompt_of
 from tasks.stages import STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
@@ -363,24 +365,36 @@ def test_promotion_moves_champion_and_next_cycle_starts_from_it(cycled, tmp_path
 def test_a_new_split_that_holds_out_trained_prompts_stops_the_cycle(cycled):
     path, _ = cycled
     prompts, gens = (path / "data/prompts.jsonl").read_bytes(), (path / "data/generations.jsonl").read_bytes()
+    keep_file = path / "data/incoming/keep_in_train.json"
+    kept_before, params_before = keep_file.read_bytes(), (path / "params.yaml").read_bytes()
     champion = _client(path).get_model_version_by_alias("policy", "champion").version
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    salt = params["prepare"]["salt"]
+    params = yaml.safe_load(params_before)
     params["prepare"]["salt"] = "another-salt"
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         out = run(["rft", "cycle"], path)
+        text = out.stdout + out.stderr
+        assert out.returncode == 2, text[-3000:]
+        assert "held-out prompt(s) were used for training by an earlier iteration" in text
+        assert "Traceback" not in text and "prepare.salt" in text and "rft keep-trained" in text
+        # prepare stopped before writing: nothing downstream moved, and the champion stayed.
+        assert (path / "data/prompts.jsonl").read_bytes() == prompts
+        assert (path / "data/generations.jsonl").read_bytes() == gens
+        assert _client(path).get_model_version_by_alias("policy", "champion").version == champion
+        # The way on: keep what the lineage trained on in training; the new split then passes the check.
+        keep = run(["rft", "keep-trained"], path)
+        assert keep.returncode == 0 and "prompt(s) added" in keep.stdout, keep.stdout + keep.stderr[-2000:]
+        prep = run(["rft", "stage", "prepare"], path)
+        assert prep.returncode == 0, (prep.stdout + prep.stderr)[-3000:]
+        kept = int(float(prep.stdout.split("kept_in_train=")[1].split(",")[0]))
+        rows = [json.loads(line) for line in (path / "data/prompts.jsonl").read_text().splitlines()]
+        digests = set(json.loads(keep_file.read_text())["digests"])
+        assert kept > 0 and any(r["split"] == "heldout" for r in rows)
+        assert not [r for r in rows if r["split"] == "heldout" and prompt_digest(prompt_key(prompt_of(r))) in digests]
     finally:
-        params["prepare"]["salt"] = salt
-        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    text = out.stdout + out.stderr
-    assert out.returncode == 2, text[-3000:]
-    assert "held-out prompt(s) were used for training by an earlier iteration" in text and "Traceback" not in text
-    assert "prepare.salt" in text
-    # prepare stopped before writing: nothing downstream moved, and the champion stayed.
-    assert (path / "data/prompts.jsonl").read_bytes() == prompts
-    assert (path / "data/generations.jsonl").read_bytes() == gens
-    assert _client(path).get_model_version_by_alias("policy", "champion").version == champion
+        (path / "params.yaml").write_bytes(params_before)
+        keep_file.write_bytes(kept_before)
+        (path / "data/prompts.jsonl").write_bytes(prompts)
 
 
 def test_bad_data_stops_cycle_before_generation(cycled):

@@ -201,6 +201,55 @@ def test_a_run_without_a_record_is_read_from_the_dvc_cache_or_stops_the_check(st
     check([{"id": "2", "prompt": "How was the bread?", "split": "heldout"}], "x", client)
 
 
+def test_keep_trained_lets_a_new_split_go_on_without_holding_out_what_was_trained_on(store, tmp_path):
+    # An upgraded project, or a new salt: the new split would hold out prompts an earlier iteration trained on.
+    import mlflow
+
+    from tasks.provenance import HeldoutLeak, check, keep_trained, log_trained, read_keep, trained_digests
+
+    client, exp = store
+    rows = _rows(60)
+    old = split_prompts(rows, 0.2, "old-salt")
+    with mlflow.start_run(experiment_id=exp, tags={"rft.stage": "optimize"}):
+        log_trained(trained_digests(old))
+    new = split_prompts(rows, 0.2, "new-salt")
+    moved = {r["id"] for r in new if r["split"] == "heldout"} & {r["id"] for r in old if r["split"] == "train"}
+    assert moved                                       # 60 prompts at 0.2: some trained prompts fall to heldout
+    with pytest.raises(HeldoutLeak, match="rft keep-trained"):
+        check(new, "x", client)
+    keep_file = tmp_path / "keep.json"
+    trained = sum(r["split"] == "train" for r in old)
+    assert keep_trained(keep_file, client) == (trained, trained)
+    assert keep_trained(keep_file, client)[1] == 0     # a second run adds nothing
+    keep = read_keep(keep_file)
+    kept = split_prompts(rows, 0.2, "new-salt", keep=keep)
+    # Held out now: exactly the new salt's held-out prompts that no iteration trained on, which passes the check.
+    assert _heldout(kept) == _heldout(new) - moved and _heldout(kept)
+    check(kept, "x", client)
+    # Prompts added later are split by their hash as always: the file names prompts, not a share.
+    more = split_prompts(rows + _rows(40, start=60), 0.2, "new-salt", keep=keep)
+    assert _heldout(more) - _heldout(kept) == _heldout(split_prompts(_rows(40, start=60), 0.2, "new-salt"))
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("{not json", "valid JSON"),
+    ('["abc"]', "a JSON object with a list 'digests'"),
+    ('{"digests": ["0123456789abcdef", "XYZ"]}', "16 lowercase hex digits"),
+])
+def test_a_bad_keep_in_train_file_is_refused_naming_the_file_and_entry(tmp_path, text, rule):
+    from tasks.errors import DataError
+    from tasks.provenance import read_keep
+
+    f = tmp_path / "keep.json"
+    if text is not None:
+        f.write_text(text)
+    with pytest.raises(DataError, match=rule) as exc:
+        read_keep(f)
+    assert str(f) in str(exc.value)
+    if "XYZ" in (text or ""):
+        assert "row 2: 'XYZ'" in str(exc.value)
+
+
 def test_the_split_record_names_its_salt_fraction_and_prompts():
     from tasks.provenance import split_record, split_tags
 
