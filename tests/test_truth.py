@@ -84,3 +84,18 @@ def test_simulated_annotator_is_deterministic_and_noisy_at_the_configured_rate()
 def test_stable_uniform_range_and_spread():
     xs = [truth.stable_uniform("k", i) for i in range(1000)]
     assert all(0 <= x < 1 for x in xs) and 0.45 < statistics.mean(xs) < 0.55
+
+
+def test_the_simulated_annotators_scale_is_its_bradley_terry_slope():
+    # sigmoid((s_a - s_b) / T) at T = 0.25 is sigmoid(4 (s_a - s_b)): scale 4, so that in a mean ensemble its
+    # score counts in the logits its comparisons use. With no label noise, its comparison is exactly
+    # score_probability at that scale: s = 0.3 vs 0.1 -> sigmoid(4 * 0.2) = sigmoid(0.8) = 0.689974.
+    from tasks.config import TruthConfig
+    from tasks.envs.reviews import SimulatedAnnotator
+    from tasks.judges.math import score_probability
+
+    judge = SimulatedAnnotator(TruthConfig(noise=0.0, temperature=0.25), seed=0)
+    assert judge.scale == 4.0
+    verdicts = judge.compare_scored(["p"], ["a"], ["b"], [0.3], [0.1])
+    assert verdicts.p_a[0] == pytest.approx(score_probability(0.3, 0.1, judge.scale)) == pytest.approx(0.689974,
+                                                                                                        abs=1e-6)

@@ -29,6 +29,9 @@ class SimulatedAnnotator(ScoringJudge):
     def __init__(self, truth_cfg, seed: int):
         super().__init__()
         self.cfg, self.seed = truth_cfg, seed
+        # Its comparisons are sigmoid((s_a - s_b) / T) before the label noise: slope 1/T, so a mean ensemble
+        # (tasks/judges/math.py::combine_scores) reads its score in logits as s / T.
+        self.scale = 1.0 / truth_cfg.temperature
 
     def score(self, prompts, responses) -> list[float]:
         from tasks.envs.reviews import truth
