@@ -109,14 +109,19 @@ def _pretrain_batches(ids: list[int], block: int, batch_size: int, seed: int):
 
 
 def _sft_examples(tok, demos: list[dict], max_len: int) -> list[tuple[list[int], int]]:
-    """(token ids, prompt length) per demonstration; the loss covers the response and EOS only."""
+    """(token ids, prompt length) per demonstration; the loss covers the response and EOS only. Past
+    ``max_len``, the prompt is cut from the left (as generation cuts it) so the response and its EOS stay whole;
+    a response that leaves no room for one prompt token keeps the prompt's last token and is cut from the right,
+    so every example still teaches some response tokens."""
     out = []
     for d in demos:
         text = format_prompt(prompt_of(d), tok)
         p = tok(text)["input_ids"]
         r = tok(completion_text(text, d["response"]))["input_ids"] + [tok.eos_token_id]
-        ids = (p + r)[:max_len]
-        out.append((ids, len(p)))
+        room = max(1, max_len - len(r))
+        if len(p) > room:
+            p = p[-room:]
+        out.append(((p + r)[:max_len], len(p)))
     return out
 
 

@@ -133,6 +133,24 @@ def _trainer_of(monkeypatch, train, run):
     return built.value.args[0]
 
 
+def test_bootstrap_sft_keeps_the_response_and_eos_whole(long_row):
+    from tasks.bootstrap import _sft_examples
+
+    tok, prompt, completion = long_row
+    response = completion.strip()                      # a demonstration's response, as the corpus holds it
+    p_ids = tok(prompt)["input_ids"]
+    r_ids = tok(completion)["input_ids"] + [tok.eos_token_id]
+    demo = {"prompt": " ".join(["apple"] * (prompt.count("apple"))), "response": response}
+    (ids, plen), = _sft_examples(tok, [demo], N_POS)
+    # 96 + 48 + 1 = 145 > 128: the first 17 prompt tokens go, the response and EOS stay, the loss starts after 79.
+    assert ids == p_ids[-KEPT:] + r_ids and plen == KEPT and len(ids) == N_POS
+    # A row that fits is whole; a response too long for any prompt token keeps the prompt's last token and loses
+    # its own tail: 1 prompt token + the first 47 of the 49 response tokens (with EOS) in 48.
+    assert _sft_examples(tok, [demo], 200) == [(p_ids + r_ids, PROMPT_LEN)]
+    (ids, plen), = _sft_examples(tok, [demo], COMPLETION_LEN)
+    assert ids == p_ids[-1:] + r_ids[:COMPLETION_LEN - 1] and plen == 1
+
+
 def test_best_of_n_keeps_the_response_and_eos_whole(long_row, tmp_path, monkeypatch):
     import tasks.rollout
     from tasks.algorithms import best_of_n
