@@ -28,6 +28,8 @@ from prefect.states import Completed, Failed
 from tasks import tracking
 from tasks.config import load_params
 from tasks.errors import RFTError
+from tasks.io import fsync_dir, fsync_file
+from tasks.redact import redact_text, redact_url
 from tasks.stages import KEY_METRIC, STAGES, run_stage
 
 
@@ -84,6 +86,8 @@ def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict |
         start = time.perf_counter()
         metrics = run_stage(name, params)
         repo.commit(name, force=True)
+        fsync_file("dvc.lock")
+        fsync_dir(".")
         return {"stage": name, "status": "ran", "seconds": time.perf_counter() - start, "metrics": metrics}
     finally:
         repo.close()
@@ -144,7 +148,23 @@ def summary_table(rows: list[dict], winrate_source: str = "") -> str:
 @flow(name="rft-cycle")
 def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
           initially: list[str] | None = None) -> dict:
-    """Run the cycle's stages in order; stop at the first failure without touching later outputs."""
+    """Run the cycle's stages in order; stop at the first failure without touching later outputs. The whole run
+    holds the project lock (tasks/lock.py): a deployment's worker runs this flow without the CLI."""
+    from tasks.lock import project_lock
+
+    params = load_params(params_path)
+    with project_lock(flow_command("rft-cycle"), params.lock):
+        return _cycle(params, params_path, stages, initially)
+
+
+def flow_command(flow_name: str) -> str:
+    """How a flow run names itself as the project's writer: the flow and its Prefect run."""
+    from prefect.runtime import flow_run
+
+    return f"the {flow_name} flow, Prefect flow run {flow_run.name or '?'}"
+
+
+def _cycle(params, params_path: str, stages: list[str] | None, initially: list[str] | None) -> dict:
     import mlflow
 
     from tasks import iterations
@@ -152,7 +172,6 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
     from tasks.policy import check_devices
     from tasks.preflight import check_servers
 
-    params = load_params(params_path)
     check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
     check_devices(params)                               # device: cuda without a GPU, before any stage
     recover_all("models", "data", Path(params.policy.champion_dir).parent, who="cycle")   # a swap a crash cut short
@@ -195,7 +214,7 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
                     if "commit" in done:
                         mlflow.set_tag("rft.promotion_commit", done["commit"])
         except RFTError as exc:
-            error = str(exc)
+            error = redact_text(str(exc))                # a URL in a message keeps no credential
             rows.append({"stage": name, "status": "FAILED", "seconds": 0.0, "metrics": {}})
             mlflow.set_tag("rft.error", error[:5000])
         finally:
@@ -262,6 +281,7 @@ def ui_command(uri: str, port: str) -> str:
 def mlflow_ui_hint(uri: str, exp_id: str, run_id: str) -> str:
     """What to run, and where to look, to see the cycle's run: its page on a tracking server, or the command
     that serves the local store (port ``MLFLOW_PORT``, default 5000, as ``make mlflow-ui``) and the page."""
+    uri = redact_url(uri)
     if uri.startswith(("http://", "https://")):
         return f"MLflow run: {run_page(uri, exp_id, run_id)}"
     port = os.environ.get("MLFLOW_PORT", "5000")

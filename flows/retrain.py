@@ -3,9 +3,9 @@ validates the data, trains, evaluates and promotes or not), and record the itera
 
 ``rft deploy`` deploys it to a Prefect server with the cron schedule, the overlap rule (a deployment concurrency
 limit of one: a run due while another runs is cancelled or queued) and the work pool of ``params.yaml``'s
-``retrain`` section, and an automation that notifies ``retrain.notify_webhook`` through a Prefect notification
-block when a deployed run fails or crashes; ``rft retrain`` runs it once, here, and its failure hook sends the same
-notice.
+``retrain`` section, and an automation that notifies the webhook ``retrain.notify_webhook_env`` names through a
+Prefect notification block when a deployed run fails or crashes; ``rft retrain`` runs it once, here, and its
+failure hook sends the same notice.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def failure_subject() -> str:
 def _notify(flow_, flow_run, state) -> None:
     """Flow hook on failure or crash of a run in place (``rft retrain``). A deployed run is watched by the
     automation ``rft deploy`` created, which notifies through the same block: no second notice."""
-    from tasks.retrain import notify
+    from tasks.retrain import notify, webhook_name
 
     if flow_run.deployment_id is not None:
         return
@@ -52,7 +52,7 @@ def _notify(flow_, flow_run, state) -> None:
     body = f"flow run {flow_run.name} ({flow_run.id}) ended {state.name}: {state.message or ''}"
     try:
         if notify(cfg, failure_subject(), body):
-            get_run_logger().info(f"failure notice sent to {cfg.notify_webhook}")
+            get_run_logger().info(f"failure notice sent to {webhook_name(cfg)}")
     except RFTError as exc:
         get_run_logger().warning(f"failure notice not delivered: {exc}")
 
@@ -60,9 +60,18 @@ def _notify(flow_, flow_run, state) -> None:
 @flow(name="rft-retrain", on_failure=[_notify], on_crashed=[_notify])
 def retrain(params_path: str = "params.yaml") -> dict:
     """Take the new data, run a cycle, promote or not; fail (and notify) when the cycle stops."""
-    from tasks.preflight import check_servers
+    from flows.cycle import flow_command
+    from tasks.lock import project_lock
 
     params = load_params(params_path)
+    # The whole run holds the project (the fetch writes data/incoming/); its cycle takes the lock again.
+    with project_lock(flow_command("rft-retrain"), params.lock):
+        return _retrain(params, params_path)
+
+
+def _retrain(params, params_path: str) -> dict:
+    from tasks.preflight import check_servers
+
     check_servers(params.tracking.uri, prefect=False)
     fetched = fetch_task(params_path)
     state = cycle(params_path=params_path, return_state=True)
@@ -123,9 +132,10 @@ def deploy(params_path: str = "params.yaml") -> str:
 
 
 def ensure_failure_automation(client, cfg, deployment_id) -> str | None:
-    """The automation that notifies ``retrain.notify_webhook`` (through the notification block ``webhook_block``,
-    saved on the server) when a run of the deployment fails or crashes. Replaces the one an earlier deploy made;
-    removes it when no webhook is set. Returns the automation's name, or None."""
+    """The automation that notifies the webhook ``retrain.notify_webhook_env`` names (through the notification
+    block ``webhook_block``, saved on the server with the URL as its secret) when a run of the deployment fails or
+    crashes. Replaces the one an earlier deploy made; removes it when no webhook is set. Returns the automation's
+    name, or None."""
     from prefect.automations import AutomationCore
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
@@ -135,12 +145,13 @@ def ensure_failure_automation(client, cfg, deployment_id) -> str | None:
     name = f"rft-retrain failed ({cfg.deployment})"
     for old in client.read_automations_by_name(name):
         client.delete_automation(old.id)
-    if not cfg.notify_webhook:
+    if not cfg.notify_webhook_env:
         return None
     slug = "".join(c if c.isalnum() else "-" for c in cfg.deployment.lower())
     block_id = webhook_block(cfg).save(f"rft-retrain-{slug}-failure", overwrite=True)
     client.create_automation(AutomationCore(
-        name=name, description="rft: tell retrain.notify_webhook when a scheduled retrain run fails or crashes.",
+        name=name, description="rft: tell the webhook in retrain.notify_webhook_env when a scheduled retrain run "
+                               "fails or crashes.",
         trigger=EventTrigger(expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
                              match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
                              posture=Posture.Reactive, threshold=1, within=0),

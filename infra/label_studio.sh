@@ -44,16 +44,22 @@ secret() {   # a file in $LS_DATA holding a generated secret (40 hex characters)
 
 start() {
   install
-  mkdir -p "$LS_DATA"
+  # The data folder holds the database (every label), the password and the token: ours alone.
+  (umask 077; mkdir -p "$LS_DATA")
+  chmod 700 "$LS_DATA"
   local token="${LABEL_STUDIO_API_KEY:-$(secret token)}"
   local password="${LS_PASSWORD:-$(secret password)}"
   export LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true
   export LABEL_STUDIO_BASE_DATA_DIR="$LS_DATA" DJANGO_DB=sqlite
+  # No open sign-up: accounts come from an invite link the admin hands out (Organization page).
+  export LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true
+  # The admin's credentials reach Label Studio through its environment (LABEL_STUDIO_USERNAME, _PASSWORD,
+  # _USER_TOKEN), which only this user can read, never its command line, which `ps` shows every local user.
+  export LABEL_STUDIO_USERNAME="$LS_USERNAME" LABEL_STUDIO_PASSWORD="$password" LABEL_STUDIO_USER_TOKEN="$token"
   echo "Label Studio on http://127.0.0.1:$LS_PORT (user $LS_USERNAME; password in $LS_DATA/password;" \
        "API token in $LS_DATA/token)" >&2
   exec "$LS_VENV/bin/label-studio" start --no-browser --internal-host 127.0.0.1 --port "$LS_PORT" \
-    --data-dir "$LS_DATA" --username "$LS_USERNAME" --password "$password" --user-token "$token" \
-    --enable-legacy-api-token
+    --data-dir "$LS_DATA" --enable-legacy-api-token
 }
 
 case "${1:-start}" in

@@ -28,6 +28,9 @@ import sys
 import tasks  # noqa: F401  (sets offline and no-telemetry defaults before anything else loads)
 from tasks.errors import RFTError
 
+# The commands that write the project: one at a time (tasks/lock.py).
+WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained"}
+
 
 def main(argv: list[str] | None = None) -> int:
     from tasks.stages import STAGES
@@ -78,85 +81,99 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.config import load_params
 
         params = load_params(args.params)
-        if args.cmd == "train-reward-model":
-            from tasks.precision import of
-            from tasks.reward import train_on_file
+        if args.cmd not in WRITERS or getattr(args, "dry_run", False):
+            return _dispatch(args, params)
+        import shlex
 
-            stats = train_on_file(args.pairs, args.out, params.reward, of(params))
-            print(f"{args.out}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
-            return 0
-        if args.cmd == "check-params":
-            from tasks.policy import check_devices
+        from tasks.lock import project_lock
 
-            mixed = check_devices(params)
-            print(mixed.line())
-            print(f"{args.params}: ok")
-            return 0
-        if args.cmd == "init":
-            return init(params)
-        if args.cmd == "retrain":
-            from flows.retrain import retrain
-            from tasks.preflight import check_servers
-
-            check_servers(params.tracking.uri)
-            state = retrain(params_path=args.params, return_state=True)
-            if not state.is_completed():
-                print(f"error: retrain {state.name.lower()}: {state.message}", file=sys.stderr)
-                return 2
-            return 0
-        if args.cmd == "deploy":
-            from flows.retrain import deploy
-
-            deployment_id = deploy(args.params)
-            cfg = params.retrain
-            when = f"on '{cfg.cron}' ({cfg.timezone})" if cfg.cron else "when triggered"
-            print(f"deployed rft-retrain/{cfg.deployment} ({deployment_id}) {when}; overlap: {cfg.overlap}. "
-                  f"Start a worker: infra/prefect.sh worker (pool {cfg.work_pool}); run now: "
-                  f"prefect deployment run rft-retrain/{cfg.deployment}")
-            return 0
-        if args.cmd == "gc":
-            from tasks.gc import collect
-            from tasks.preflight import check_servers
-
-            check_servers(params.tracking.uri, prefect=False)
-            collect(params, dry_run=args.dry_run)
-            return 0
-        if args.cmd == "keep-trained":
-            import mlflow
-
-            from tasks import provenance, tracking
-            from tasks.preflight import check_servers
-
-            check_servers(params.tracking.uri, prefect=False)
-            tracking.setup(params.tracking)
-            from tasks.paths import KEEP_IN_TRAIN as path
-
-            total, added = provenance.keep_trained(path, mlflow.MlflowClient())
-            print(f"{path}: {added} prompt(s) added, {total} in all: every prompt an earlier iteration trained on "
-                  "stays in training. Commit it with params.yaml; the next cycle's split holds none of them out.")
-            return 0
-        if args.cmd == "history":
-            return show_history(params, as_json=args.json)
-        if args.cmd == "stage":
-            from tasks.preflight import check_servers
-            from tasks.stages import run_stage
-
-            check_servers(params.tracking.uri, prefect=False)
-
-            metrics = run_stage(args.name, params)
-            print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
-            return 0
-        if args.cmd == "cycle":
-            from flows.cycle import run_cycle
-            from tasks.preflight import check_servers
-
-            check_servers(params.tracking.uri)
-
-            result = run_cycle(params_path=args.params)
-            return 0 if result.get("ok") else 2
+        with project_lock(shlex.join(["rft", *(sys.argv[1:] if argv is None else argv)]), params.lock):
+            return _dispatch(args, params)
     except RFTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from tasks.redact import redact_text
+
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)     # a URL keeps no credential
         return 2
+
+
+def _dispatch(args, params) -> int:
+    """Run the command ``args.cmd`` (every one but params and import-hh, which need no params.yaml)."""
+    if args.cmd == "train-reward-model":
+        from tasks.precision import of
+        from tasks.reward import train_on_file
+
+        stats = train_on_file(args.pairs, args.out, params.reward, of(params))
+        print(f"{args.out}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+        return 0
+    if args.cmd == "check-params":
+        from tasks.policy import check_devices
+
+        mixed = check_devices(params)
+        print(mixed.line())
+        print(f"{args.params}: ok")
+        return 0
+    if args.cmd == "init":
+        return init(params)
+    if args.cmd == "retrain":
+        from flows.retrain import retrain
+        from tasks.preflight import check_servers
+
+        check_servers(params.tracking.uri)
+        state = retrain(params_path=args.params, return_state=True)
+        if not state.is_completed():
+            print(f"error: retrain {state.name.lower()}: {state.message}", file=sys.stderr)
+            return 2
+        return 0
+    if args.cmd == "deploy":
+        from flows.retrain import deploy
+
+        deployment_id = deploy(args.params)
+        cfg = params.retrain
+        when = f"on '{cfg.cron}' ({cfg.timezone})" if cfg.cron else "when triggered"
+        print(f"deployed rft-retrain/{cfg.deployment} ({deployment_id}) {when}; overlap: {cfg.overlap}. "
+              f"Start a worker: infra/prefect.sh worker (pool {cfg.work_pool}); run now: "
+              f"prefect deployment run rft-retrain/{cfg.deployment}")
+        return 0
+    if args.cmd == "gc":
+        from tasks.gc import collect
+        from tasks.preflight import check_servers
+
+        check_servers(params.tracking.uri, prefect=False)
+        collect(params, dry_run=args.dry_run)
+        return 0
+    if args.cmd == "keep-trained":
+        import mlflow
+
+        from tasks import provenance, tracking
+        from tasks.preflight import check_servers
+
+        check_servers(params.tracking.uri, prefect=False)
+        tracking.setup(params.tracking)
+        from tasks.paths import KEEP_IN_TRAIN as path
+
+        total, added = provenance.keep_trained(path, mlflow.MlflowClient())
+        print(f"{path}: {added} prompt(s) added, {total} in all: every prompt an earlier iteration trained on "
+              "stays in training. Commit it with params.yaml; the next cycle's split holds none of them out.")
+        return 0
+    if args.cmd == "history":
+        return show_history(params, as_json=args.json)
+    if args.cmd == "stage":
+        from tasks.preflight import check_servers
+        from tasks.stages import run_stage
+
+        check_servers(params.tracking.uri, prefect=False)
+
+        metrics = run_stage(args.name, params)
+        print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+        return 0
+    if args.cmd == "cycle":
+        from flows.cycle import run_cycle
+        from tasks.preflight import check_servers
+
+        check_servers(params.tracking.uri)
+
+        result = run_cycle(params_path=args.params)
+        return 0 if result.get("ok") else 2
     return 0
 
 

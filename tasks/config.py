@@ -389,7 +389,7 @@ class HttpJudgeConfig:
                                   "itself never goes in params.yaml).")
     timeout: float = opt(30.0, "Seconds per request.", gt=0)
     max_retries: int = opt(4, "Retries of a 429, 5xx, timeout or refused connection.", ge=0)
-    backoff: float = opt(0.5, "First retry delay in seconds; doubles at each retry.", ge=0)
+    backoff: float = opt(0.5, "First retry delay in seconds; doubles at each retry, up to 60 s (tasks/retry.py).", ge=0)
     concurrency: int = opt(4, "Requests in flight at once.", ge=1)
 
 
@@ -458,6 +458,17 @@ class GcConfig:
                          "MLflow model artifacts of the older rejected candidates.", ge=0)
 
 
+@dataclass(frozen=True)
+class LockConfig:
+    on_busy: str = opt("wait", "One writer at a time: what a command that writes the project (rft cycle, stage, "
+                       "retrain, gc, keep-trained, a deployment's flow run) does while another one, or a dvc command "
+                       "such as dvc repro, holds it: wait (up to lock.wait_s, saying who holds it) or fail (exit 2 at "
+                       "once, naming the holder's pid, command and start time).", choices=("wait", "fail"))
+    wait_s: float = opt(21600.0, "wait: the longest wait for the project, in seconds; then exit 2 naming the holder.",
+                        gt=0)
+    say_every_s: float = opt(60.0, "wait: seconds between the lines that say who holds the project.", gt=0)
+
+
 RETRAIN_SOURCES = ("none", "folder", "url", "dvc")
 
 
@@ -476,11 +487,15 @@ class RetrainConfig:
                        choices=("skip", "queue"))
     deployment: str = opt("scheduled", "Name of the Prefect deployment `rft deploy` creates.")
     work_pool: str = opt("rft", "Prefect work pool (type process) whose worker runs the deployment.")
-    notify_webhook: str | None = opt(None, "URL that gets a JSON POST when a retrain run fails or crashes "
-                                     "(Slack-compatible: the body has a `text` field); null: no notice.")
+    notify_webhook_env: str | None = opt(None, "Name of the environment variable that holds the URL that gets a "
+                                         "JSON POST when a retrain run fails or crashes (Slack-compatible: the body "
+                                         "has a `text` field). The URL is itself the credential, so it never sits "
+                                         "in params.yaml, MLflow or the logs; null: no notice.")
     timeout: float = opt(30.0, "Seconds for each download or notice before it is retried.", gt=0)
+    max_file_mb: float = opt(1024.0, "folder, url: the largest file taken, in MB; a larger one stops the run before "
+                             "anything is written.", gt=0)
     max_retries: int = opt(3, "Retries of a download, a dvc pull or a notice that failed on I/O.", ge=0)
-    backoff: float = opt(1.0, "First retry delay in seconds; doubles at each retry.", ge=0)
+    backoff: float = opt(1.0, "First retry delay in seconds; doubles at each retry, up to 60 s (tasks/retry.py).", ge=0)
 
     def __post_init__(self):
         if self.source in ("folder", "url") and not self.path:
@@ -490,8 +505,29 @@ class RetrainConfig:
         for name in self.files:
             if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
                 raise ConfigError(f"retrain.files: relative file names without '..', got {name!r}")
-        if self.notify_webhook and not self.notify_webhook.startswith(("http://", "https://")):
-            raise ConfigError(f"retrain.notify_webhook: an http(s) URL, got {self.notify_webhook!r}")
+        if self.notify_webhook_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                                    self.notify_webhook_env):
+            raise ConfigError(f"retrain.notify_webhook_env: the name of an environment variable, got "
+                              f"{self.notify_webhook_env!r}")
+
+    RETIRED_KEYS = {"notify_webhook": "a webhook's URL is itself a credential: anyone who has it can post to the "
+                                      "channel, and params.yaml is committed and logged to MLflow. Put the URL in an "
+                                      "environment variable and name that variable in retrain.notify_webhook_env."}
+
+    def webhook_url(self) -> str | None:
+        """The notice URL from the environment variable ``notify_webhook_env`` names; None when no notice is set.
+        A set name whose variable is missing or not an http(s) URL is a ConfigError naming the key (not the URL)."""
+        import os
+
+        if not self.notify_webhook_env:
+            return None
+        url = os.environ.get(self.notify_webhook_env, "").strip()
+        if not url:
+            raise ConfigError(f"retrain.notify_webhook_env: the environment variable {self.notify_webhook_env} is "
+                              "not set (it holds the webhook's URL)")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"retrain.notify_webhook_env: {self.notify_webhook_env} holds no http(s) URL")
+        return url
 
 
 @dataclass(frozen=True)
@@ -516,6 +552,7 @@ class Params:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     gc: GcConfig = field(default_factory=GcConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:

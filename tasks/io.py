@@ -37,14 +37,16 @@ def _lines(path: Path, fh):
         for lineno, line in enumerate(iter(lambda: text.readline(MAX_LINE_BYTES // 2 + 1), ""), start=1):
             if len(line) > MAX_LINE_BYTES // 2 and not line.endswith("\n"):
                 raise DataError(path, f"a line at most {MAX_LINE_BYTES >> 20} MiB",
-                                rows=[(lineno, line[:60] + "...")], detail=f"line {lineno} is longer")
+                                rows=[(lineno, f"over {MAX_LINE_BYTES // 2} characters")],
+                                detail=f"line {lineno} is longer")
             yield lineno, line
         return
     if encoding:
         fh.read(3)
     for lineno, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), start=1):
         if len(raw) > MAX_LINE_BYTES:
-            raise DataError(path, f"a line at most {MAX_LINE_BYTES >> 20} MiB", rows=[(lineno, repr(raw[:60]) + "...")],
+            raise DataError(path, f"a line at most {MAX_LINE_BYTES >> 20} MiB",
+                            rows=[(lineno, f"over {MAX_LINE_BYTES} bytes")],
                             detail=f"line {lineno} is longer; split the row or shorten its text")
         try:
             yield lineno, raw.decode("utf-8")
@@ -59,7 +61,9 @@ def _lines(path: Path, fh):
 def iter_jsonl(path: str | Path):
     """Stream the rows of a JSONL file, one dict at a time. CRLF line ends and blank lines are fine. A
     missing path, a folder, a pretty-printed JSON array, a bad line or a line that is not an object stops
-    with a DataError naming the file, the line and the rule."""
+    with a DataError naming the file, the line and the rule, and where in the line the parser stopped: never the
+    line's text, which the message carries to the console, MLflow and Prefect's logs (a file dropped by others can
+    hold anything)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file exists", detail="no such file")
@@ -71,19 +75,26 @@ def iter_jsonl(path: str | Path):
                 continue
             try:
                 row = json.loads(line)
+            except RecursionError:
+                # Python's parser recurses once per level: a line of 10,000 '[' raises RecursionError, which is no
+                # ValueError and would escape as a traceback.
+                raise DataError(path, "valid JSON line", rows=[(lineno, f"{len(line.strip())} characters")],
+                                detail=f"line {lineno} nests arrays or objects deeper than the JSON parser "
+                                       "reads") from None
             except json.JSONDecodeError as exc:
                 if lineno == 1 and line.strip().startswith("["):
-                    raise DataError(path, "one JSON object per line (JSON Lines)", rows=[(1, line.strip()[:80])],
+                    raise DataError(path, "one JSON object per line (JSON Lines)",
+                                    rows=[(1, f"{exc.msg} at column {exc.colno}")],
                                     detail="the file looks like a JSON array; write one object per line "
                                            "(e.g. jq -c '.[]' file.json > file.jsonl)") from None
-                raise DataError(path, "valid JSON line", rows=[(lineno, f"{exc.msg}: {line.strip()[:80]!r}")],
+                raise DataError(path, "valid JSON line", rows=[(lineno, f"{exc.msg} at column {exc.colno}")],
                                 detail=f"line {lineno} is not valid JSON") from None
             if not isinstance(row, dict):
                 kinds = {"str": "string", "int": "number", "float": "number", "bool": "boolean", "NoneType": "null"}
                 what = "a JSON array (a whole file's rows on one line?)" if isinstance(row, list) else \
                     f"a JSON {kinds[type(row).__name__]}"
-                raise DataError(path, "one JSON object per line",
-                                rows=[(lineno, line.strip()[:80])], detail=f"line {lineno} is {what}, not an object")
+                raise DataError(path, "one JSON object per line", rows=[(lineno, what)],
+                                detail=f"line {lineno} is {what}, not an object")
             yield row
 
 
@@ -188,18 +199,60 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
             if exc.filename is None and exc.errno is not None:    # a failed write() names no file: name the output
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc
             raise
+        # On disk before the rename: a power loss after it must find the new content, not an empty file
+        # (the rename survives a killed process without this, not a power loss).
+        fsync_tree(target)
         if path.is_dir() and not path.is_symlink():
             aside = aside_of(path)
             os.replace(path, aside)
             os.replace(target, path)
+            fsync_dir(path.parent)              # the new folder's name on disk before the old one goes
             shutil.rmtree(aside)
         else:
             if path.is_symlink():
                 path.unlink()
             os.replace(target, path)            # atomic: readers see the old file or the new one
+            fsync_dir(path.parent)              # the rename itself on disk
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a file's content to the disk (``fsync``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (the names a rename or a new file changed) to the disk. A file system that cannot
+    fsync a folder (some network ones) is left as it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | Path) -> None:
+    """``fsync`` a file, or every file and folder under a folder (a model folder before it is swapped in)."""
+    path = Path(path)
+    if not path.is_dir():
+        fsync_file(path)
+        return
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                fsync_file(os.path.join(root, name))
+        fsync_dir(root)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:

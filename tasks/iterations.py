@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from tasks.errors import RFTError
+from tasks.retry import backoff_delay
 
 KIND_TAG, ITERATION_TAG = "rft.kind", "rft.iteration"
 RETRIES, BACKOFF = 3, 1.0
@@ -74,7 +75,7 @@ def _with_retries(what: str, fn):
         if proc.returncode == 0:
             return proc
         if attempt + 1 < RETRIES:
-            time.sleep(BACKOFF * 2 ** attempt)
+            time.sleep(backoff_delay(BACKOFF, attempt))
     raise RFTError(f"{what} failed after {RETRIES} tries: {(proc.stderr or proc.stdout).strip()[-800:]}")
 
 

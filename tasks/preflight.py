@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 
 from tasks.errors import RFTError
+from tasks.redact import redact_url
+from tasks.retry import backoff_delay
 
 
 class UnreachableServer(RFTError):
@@ -42,8 +44,8 @@ def wait_healthy(name: str, url: str, where: str, *, attempts: int = 3, backoff:
         if problem is None:
             return
         if attempt + 1 < attempts:
-            time.sleep(backoff * 2 ** attempt)
-    raise UnreachableServer(f"{name} at {url} is not answering ({problem}); it is configured by {where}. "
+            time.sleep(backoff_delay(backoff, attempt))
+    raise UnreachableServer(f"{name} at {redact_url(url)} is not answering ({problem}); it is configured by {where}. "
                             f"Start it (infra/README.md) or point {where} elsewhere. Nothing was run.")
 
 

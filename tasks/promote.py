@@ -142,5 +142,9 @@ def _commit(stage: str) -> None:
     """``dvc commit --force STAGE`` through DVC's API (in this process, which has DVC loaded already)."""
     from dvc.repo import Repo
 
+    from tasks.io import fsync_dir, fsync_file
+
     with Repo(".") as repo:
         repo.commit(stage, force=True)
+    fsync_file("dvc.lock")                 # the champion's record on disk before the alias moves
+    fsync_dir(".")

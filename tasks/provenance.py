@@ -192,6 +192,8 @@ def read_keep(path: str | Path) -> set[str]:
         doc = json.loads(f.read_text())
     except ValueError as exc:
         raise DataError(f, "valid JSON", detail=str(exc)) from None
+    except RecursionError:
+        raise DataError(f, "valid JSON", detail="nested deeper than the JSON parser reads") from None
     digests = doc.get("digests") if isinstance(doc, dict) else None
     if not isinstance(digests, list):
         raise DataError(f, "a JSON object with a list 'digests'", detail=f"found {type(doc).__name__}")

@@ -20,6 +20,7 @@ from typing import Iterator
 from tasks.config import TrackingConfig
 from tasks.errors import store_error
 from tasks.io import clean_scratch, dvc_md5, recover_all
+from tasks.redact import redact_params
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
 CYCLE_ENV = "RFT_CYCLE_NAME"          # "cycle 7" while a cycle's stages run: their runs are "cycle 7 / <stage>"
@@ -133,14 +134,16 @@ def name_run(what: str, **tags: str) -> None:
 
 
 def flat_params(params) -> dict:
-    """The whole of ``params``, flattened to ``section.key`` (a cycle's parent run logs it)."""
+    """The whole of ``params``, flattened to ``section.key`` (a cycle's parent run logs it), with the credentials
+    in its URLs masked (``tasks/redact.py``)."""
     import dataclasses
 
     from tasks.params_audit import unwrap
     from tasks.stages import flatten
 
     params = unwrap(params)
-    return {k: v for f in dataclasses.fields(params) for k, v in flatten(f.name, getattr(params, f.name)).items()}
+    return redact_params({k: v for f in dataclasses.fields(params)
+                          for k, v in flatten(f.name, getattr(params, f.name)).items()})
 
 
 def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
@@ -195,7 +198,7 @@ def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Ite
 
     n_threads, threads_from = threads.apply(params.scale.threads)
     with mlflow.start_run(**kwargs) as run:
-        mlflow.log_params(logged_params(stage, params))
+        mlflow.log_params(redact_params(logged_params(stage, params)))   # no credential in a URL
         mlflow.set_tags({"rft.threads": str(n_threads), "rft.threads_from": threads_from})
         start = time.perf_counter()
         try:

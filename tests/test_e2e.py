@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import make_project
+
 from tasks.heldout import prompt_digest
 from tasks.policy import read_meta
 from tasks.prompting import prompt_key, prompt_of
@@ -39,10 +39,49 @@ FIRST_GATE = {"max_kl": 1e-6}
 
 @pytest.fixture(scope="module")
 def cycled(tmp_path_factory):
+    """The first cycle, started as a person's `rft cycle` meets a scheduled one: two at once. One runs; the other
+    waits for the project lock (lock.on_busy: wait) and then has nothing to do. An `rft gc` meanwhile, with
+    lock.on_busy: fail, stops at once naming the running cycle. ``out.waiter`` and ``out.gc`` are theirs."""
+    import time
+
     path = make_project(tmp_path_factory.mktemp("e2e") / "proj", {"promote": {"dvc_push": True, **FIRST_GATE}})
-    out = run(["rft", "cycle"], path)
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    procs = [subprocess.Popen(["rft", "cycle"], cwd=path, stdout=(logs / f"{i}.out").open("w"),
+                              stderr=(logs / f"{i}.err").open("w")) for i in range(2)]
+    waiter, deadline = None, time.monotonic() + 600
+    while waiter is None and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+        waiter = next((i for i in range(2) if "waiting for the project lock" in (logs / f"{i}.err").read_text()),
+                      None)
+    fail = yaml.safe_load((path / "params.yaml").read_text())
+    fail["lock"]["on_busy"] = "fail"
+    (logs / "params-fail.yaml").write_text(yaml.safe_dump(fail, sort_keys=False))
+    gc = run(["rft", "--params", str(logs / "params-fail.yaml"), "gc"], path)
+    done = [subprocess.CompletedProcess(p.args, p.wait(timeout=3600), (logs / f"{i}.out").read_text(),
+                                        (logs / f"{i}.err").read_text()) for i, p in enumerate(procs)]
+    assert waiter is not None, [d.stderr[-2000:] for d in done]
+    out = done[1 - waiter]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out.waiter, out.gc, out.pid = done[waiter], gc, procs[1 - waiter].pid
     return path, out
+
+
+def test_two_cycles_started_together_run_one_at_a_time(cycled):
+    path, out = cycled
+    waited = out.waiter
+    assert waited.returncode == 0, waited.stdout[-3000:] + waited.stderr[-3000:]
+    # The waiter named the running cycle, then found its work done: no second iteration, no second run.
+    holder = f"pid {out.pid} (rft cycle), since "
+    assert holder in waited.stderr and "waiting for the project lock" in waited.stderr, waited.stderr[-2000:]
+    assert "cycle: nothing to do" in waited.stdout + waited.stderr, waited.stdout[-2000:]
+    assert "took over" not in waited.stderr + out.stderr
+    client = _client(path)
+    exp = client.get_experiment_by_name("rft-cycle").experiment_id
+    assert len(client.search_runs([exp], "tags.`rft.kind` = 'cycle'")) == 1
+    # `rft gc` during the cycle stopped at once, naming it, and changed nothing.
+    assert out.gc.returncode == 2 and "the project is busy: pid " in out.gc.stderr, out.gc.stderr[-2000:]
+    assert holder in out.gc.stderr and "Traceback" not in out.gc.stderr
+    assert stale(path) == set()
 
 
 def _client(path):

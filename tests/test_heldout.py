@@ -233,6 +233,7 @@ def test_keep_trained_lets_a_new_split_go_on_without_holding_out_what_was_traine
 
 @pytest.mark.parametrize("text, rule", [
     ("{not json", "valid JSON"),
+    ('{"digests": ' + "[" * 100_000 + "]" * 100_000 + "}", "valid JSON"),       # a RecursionError, not a traceback
     ('["abc"]', "a JSON object with a list 'digests'"),
     ('{"digests": ["0123456789abcdef", "XYZ"]}', "16 lowercase hex digits"),
 ])

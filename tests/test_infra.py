@@ -115,8 +115,8 @@ def test_deployed_retrain_runs_a_cycle_on_the_real_servers_without_overlap(servi
     hook = f"http://127.0.0.1:{webhook.server_port}/hook"
     path = make_project(tmp_path / "proj", {"tracking": {"uri": services.mlflow},
                                             "retrain": {"source": "folder", "path": str(new), "cron": "0 3 * * 1",
-                                                        "notify_webhook": hook}})
-    env = {**os.environ, "PREFECT_API_URL": services.prefect_api}
+                                                        "notify_webhook_env": "RFT_TEST_WEBHOOK"}})
+    env = {**os.environ, "PREFECT_API_URL": services.prefect_api, "RFT_TEST_WEBHOOK": hook}
     out = subprocess.run(["rft", "deploy"], cwd=path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     deployment = services.api("/deployments/name/rft-retrain/scheduled")
@@ -205,3 +205,25 @@ def test_compose_file_holds_together():
             else:
                 assert src in volumes, f"{name}: volume {src} undeclared"
     assert "s3://mlflow" in services["mlflow"]["command"]
+    # No fixed password to fall back on: every secret must be set (${VAR:?}), or compose refuses to start.
+    text = compose.read_text()
+    secrets = re.findall(r"\$\{(\w*(?:PASSWORD|SECRET|TOKEN|API_KEY)\w*)(:?[-?])", text)
+    assert secrets and all(op == ":?" for _, op in secrets), secrets
+    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_API_KEY"} <= \
+        {name for name, _ in secrets}
+    studio = services["label-studio"]["environment"]
+    assert studio["LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK"] == "true"
+
+
+def test_server_state_in_the_project_root_is_git_ignored(tmp_path):
+    """infra/up.sh keeps the servers' databases, logs and pids under $RFT_DATA_DIR, the project root by default;
+    none of it, nor the project lock, may end up in the iteration commit or a user's `git add -A`."""
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for name in (".prefect/prefect.db", ".rft-services/mlflow.pid", ".rft-services/mlflow.log",
+                 ".label-studio/label_studio.sqlite3", ".rft.lock", "mlruns.db", "mlartifacts/1/model.bin"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["?? .gitignore"], out

@@ -143,6 +143,9 @@ def test_odd_but_legal_encodings_and_framing_are_read(tmp_path, name, data):
     ((json.dumps(ROW) + "\n42\n").encode(), "one JSON object per line", 2, "line 2 is a JSON number"),
     # The whole file's rows on one line.
     (json.dumps([ROW, ROW]).encode(), "one JSON object per line", 1, "a JSON array (a whole file's rows"),
+    # Nested deeper than the parser recurses: a RecursionError, no ValueError, that escaped as a traceback.
+    ((json.dumps(ROW) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n").encode(), "valid JSON line", 2,
+     "nests arrays or objects deeper than the JSON parser reads"),
 ])
 def test_undecodable_or_misframed_files_are_named(tmp_path, data, rule, row, detail):
     from tasks.errors import DataError
@@ -201,3 +204,51 @@ def test_scratch_folders_of_dead_processes_are_removed(tmp_path, monkeypatch):
     assert dead and tmp_path.joinpath(dead).is_dir()
     assert clean_scratch() == [dead]
     assert mine.is_dir() and not tmp_path.joinpath(dead).exists()
+
+
+@pytest.mark.parametrize("is_dir", [False, True])
+def test_atomic_writes_reach_the_disk_before_and_after_their_rename(tmp_path, monkeypatch, is_dir):
+    """A rename survives a killed process but not a power loss: the new content is fsynced before it is renamed
+    in, and the folder that holds the name after."""
+    import os
+    from pathlib import Path
+
+    from tasks.io import atomic_path
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))[1])
+    out = tmp_path / ("model" if is_dir else "rows.jsonl")
+    if is_dir:
+        out.mkdir()
+    with atomic_path(out, is_dir=is_dir) as tmp:
+        if is_dir:
+            tmp.mkdir(exist_ok=True)
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "weights.bin").write_bytes(b"w")
+            (tmp / "config.json").write_text("{}")
+        else:
+            tmp.write_text("{}\n")
+    renamed_in = events.index(("replace", str(out)))
+    synced_before = {Path(p).name for kind, p in events[:renamed_in] if kind == "fsync"}
+    assert synced_before >= ({"weights.bin", "config.json", "sub"} if is_dir else {"rows.jsonl"}), events
+    assert ("fsync", str(tmp_path)) in events[renamed_in:], events
+
+
+@pytest.mark.parametrize("line", [
+    b'{"id": 1, "prompt": "my card is 4111 1111 1111 1111", ',          # cut short: not valid JSON
+    b'"my card is 4111 1111 1111 1111"',                                # valid JSON, not an object
+    b'[{"prompt": "my card is 4111 1111 1111 1111"}]',                  # an array on line 1
+])
+def test_a_bad_line_is_named_by_its_position_never_by_its_text(tmp_path, line):
+    """The message goes to the console, MLflow's rft.error tag and Prefect's logs: it says where the line broke,
+    and never carries what the line holds."""
+    from tasks.errors import DataError
+
+    path = tmp_path / "drop.jsonl"
+    path.write_bytes(line + b"\n")
+    with pytest.raises(DataError) as exc:
+        read_jsonl(path)
+    assert "4111" not in str(exc.value) and exc.value.rows[0][0] == 1, str(exc.value)

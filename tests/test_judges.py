@@ -381,3 +381,18 @@ def test_generations_of_one_prompt_must_be_together():
                                         r"consecutive rows' failed(.|\n)*row 4: a"):
         list(iter_groups(rows, "g.jsonl"))
     assert [(p, len(g)) for p, g in iter_groups(rows[:3], "g.jsonl")] == [("a", 2), ("b", 1)]
+
+
+def test_the_http_judges_backoff_is_capped(rubric_file, monkeypatch):
+    """A refused connection, ten retries at a 1 s backoff: 1, 2, ..., 32 s, then 60 s each (tasks/retry.py), where
+    the uncapped doubling waited 512 s before the last."""
+    import httpx
+
+    from tasks.judges import http
+
+    slept = []
+    monkeypatch.setattr(http.time, "sleep", slept.append)
+    j = _http("http://127.0.0.1:9/v1", rubric_file, backoff=1.0, max_retries=10, concurrency=1)
+    with httpx.Client() as client, pytest.raises(http.JudgeServerError, match="after 10 retries"):
+        j._post(client, [{"role": "user", "content": "hi"}])
+    assert slept == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]

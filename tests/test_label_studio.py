@@ -363,3 +363,36 @@ def test_a_person_resumes_the_paused_flow_with_a_note(studio_cfg):
                                                                          daemon=True).start())
     assert out.stats["outcome_resumed"] == 1 and out.stats["annotations"] == 3 and len(out.rows) == 3
     assert out.tags["label.resume_note"] == "three are enough for today"
+
+
+@pytest.mark.servers
+def test_label_studio_keeps_its_credentials_off_the_command_line_and_sign_up_closed(label_studio):
+    """infra/label_studio.sh: the admin's password and token reach the server through its environment, which
+    `ps` does not show other users; its data folder is the owner's alone; nobody who reaches the port can sign up
+    and label."""
+    import os
+    import stat
+
+    import httpx
+
+    seen = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"label-studio" in cmdline or b"label_studio" in cmdline:
+            seen += 1
+            assert label_studio.password.encode() not in cmdline and label_studio.token.encode() not in cmdline
+    assert seen
+    assert stat.S_IMODE(label_studio.data.stat().st_mode) == 0o700
+    with httpx.Client(base_url=label_studio.url, timeout=30) as web:
+        web.get("/user/signup/")
+        csrf = web.cookies.get("csrftoken")
+        signup = web.post("/user/signup/", data={"csrfmiddlewaretoken": csrf, "email": "intruder@x.example",
+                                                 "password": "intruder-pass-1", "how_find_us": "x"},
+                          headers={"Referer": f"{label_studio.url}/user/signup/"})
+    assert signup.status_code == 403, signup.text[:300]
+    users = httpx.get(f"{label_studio.url}/api/users/", headers={"Authorization": f"Token {label_studio.token}"},
+                      timeout=30).json()
+    assert "intruder@x.example" not in {u["email"] for u in users}

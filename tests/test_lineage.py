@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import make_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
@@ -30,20 +31,52 @@ def run(cmd, cwd, check=True):
     return out
 
 
+# Secrets planted where users keep them: a password and a token in a URL of params.yaml (the retrain source's, unused
+# by a cycle, logged with every param), and the notice webhook, whose URL is the credential, in its variable.
+PLANTED = {"password": "planted-pw-5f3a", "token": "planted-token-9c1e", "webhook": "planted-hook-77d0"}
+PLANTED_URL = f"https://rft:{PLANTED['password']}@data.example/drop?token={PLANTED['token']}&week=49"
+
+
 @pytest.fixture(scope="module")
 def iterated(tmp_path_factory):
     """Two iterations: the first promoted, the second refused; every iteration committed to git."""
-    path = make_project(tmp_path_factory.mktemp("lineage") / "proj", {"promote": {"git_commit": True, **LOOSE_GATE}})
+    path = make_project(tmp_path_factory.mktemp("lineage") / "proj",
+                        {"promote": {"git_commit": True, **LOOSE_GATE},
+                         "retrain": {"path": PLANTED_URL, "notify_webhook_env": "RFT_TEST_WEBHOOK"}})
     (path / ".gitignore").write_text("mlruns.db\nmlartifacts/\ndvc-storage/\n")
     run(["git", "add", "-A"], path)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "the project"], path)
-    run(["rft", "cycle"], path)
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["promote"]["min_ci_low"] = 0.99
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["rft", "cycle"], path)
+    os.environ["RFT_TEST_WEBHOOK"] = f"https://hooks.example/services/{PLANTED['webhook']}"
+    try:
+        outs = [run(["rft", "cycle"], path)]
+        params = yaml.safe_load((path / "params.yaml").read_text())
+        params["promote"]["min_ci_low"] = 0.99
+        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        outs.append(run(["rft", "cycle"], path))
+    finally:
+        del os.environ["RFT_TEST_WEBHOOK"]
     rows = [json.loads(line) for line in run(["rft", "history", "--json"], path).stdout.splitlines()]
+    (path / "cycle-output.txt").write_text("".join(o.stdout + o.stderr for o in outs))
     return path, rows
+
+
+def test_no_planted_secret_reaches_mlflow_prefect_git_or_the_console(iterated):
+    path, _ = iterated
+    # The MLflow store and artifacts, Prefect's database with the flow runs' logs, what the cycles printed.
+    places = [path / "mlruns.db", *(path / "mlartifacts").rglob("*"), *Path(os.environ["PREFECT_HOME"]).rglob("*"),
+              path / "cycle-output.txt"]
+    for place in (p for p in places if p.is_file()):
+        data = place.read_bytes()
+        assert not [k for k, secret in PLANTED.items() if secret.encode() in data], place
+    # The iteration commits: the webhook (never in a file) is in none; params.yaml holds what its author wrote.
+    history = run(["git", "log", "-p", "--all"], path).stdout
+    assert history.count("rft iteration") >= 2 and PLANTED["webhook"] not in history
+    # What is logged still says where: the URL with its credentials masked.
+    client = _client(path)
+    cycle = client.search_runs([client.get_experiment_by_name("rft-cycle").experiment_id],
+                               "tags.`rft.kind` = 'cycle'")[0]
+    assert cycle.data.params["retrain.path"] == "https://rft:***@data.example/drop?token=***&week=49"
+    assert cycle.data.params["retrain.notify_webhook_env"] == "RFT_TEST_WEBHOOK"
 
 
 def _client(path):

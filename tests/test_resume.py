@@ -86,3 +86,36 @@ def test_optimize_resumes_after_sigkill(name, built_project, tmp_path):
     after = _registry(killed)
     assert after["champion"] == aliases["champion"]
     assert not list((killed / "checkpoints/optimize").iterdir())
+
+
+class _Planted:
+    """Unpickled, it would create the file its path names: what a full unpickle of a planted checkpoint runs."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_ppo_checkpoint_loads_tensors_only_and_a_planted_one_runs_nothing(tmp_path):
+    import torch
+
+    from tasks.algorithms.ppo import _save, load_checkpoint
+    from tasks.errors import RFTError
+
+    # What PPO saves: state dicts of tensors, the optimizer's numbers, the KL coefficient.
+    model = torch.nn.Linear(3, 2)
+    optim = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optim.step()
+    _save(tmp_path, 4, {"update": 4, "policy": model.state_dict(), "critic": model.state_dict(),
+                        "optim": optim.state_dict(), "kl_coef": 0.1})
+    state = load_checkpoint(tmp_path / "ppo-4.pt")
+    assert state["update"] == 4 and torch.equal(state["policy"]["weight"], model.weight.detach())
+    # A checkpoint someone who can write the project folder planted: loaded with weights_only=False, it ran code.
+    marker = tmp_path / "ran"
+    torch.save({"update": 5, "policy": _Planted(str(marker))}, tmp_path / "ppo-5.pt")
+    with pytest.raises(RFTError, match="ppo-5.pt: not a PPO checkpoint this project wrote"):
+        load_checkpoint(tmp_path / "ppo-5.pt")
+    assert not marker.exists()

@@ -4,6 +4,7 @@ failed run sends to the webhook."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -68,6 +69,33 @@ def test_a_missing_folder_or_file_is_named(tmp_path):
         fetch(_cfg(source="folder", path=str(tmp_path / "new"), files=["labels.jsonl"]), tmp_path / "incoming")
 
 
+def test_the_drop_folder_refuses_links_and_files_over_the_cap(tmp_path):
+    """The drop folder is written by others: a link there would hand over any file this user can read (a key, the
+    MLflow store), and an endless file would fill the disk. Both stop the run before anything is written."""
+    src = tmp_path / "new"
+    src.mkdir()
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (src / "a.jsonl").write_text('{"id": 1, "prompt": "hello there"}\n')
+    (src / "b.jsonl").symlink_to(secret)
+    with pytest.raises(FetchError, match=r"new/b.jsonl is a symbolic link"):
+        fetch(_cfg(source="folder", path=str(src)), tmp_path / "incoming")
+    assert not (tmp_path / "incoming/b.jsonl").exists()
+    (src / "b.jsonl").unlink()
+    (src / "b.jsonl").write_bytes(b'{"id": 2, "prompt": "' + b"x" * 2000 + b'"}\n')     # 2 kB, over a 1 kB cap
+    with pytest.raises(FetchError, match=r"new/b.jsonl is 0.0 MB, larger than retrain.max_file_mb \(0.001 MB\)"):
+        fetch(_cfg(source="folder", path=str(src), max_file_mb=0.001), tmp_path / "incoming")
+    assert not (tmp_path / "incoming/b.jsonl").exists()
+
+
+def test_a_download_over_the_cap_is_refused_and_nothing_written(http, tmp_path):
+    base = f"http://127.0.0.1:{http.server_port}/data"
+    http.answers["/data/big.jsonl"] = [(200, b'{"id": 1}\n' * 200)]                    # 2 kB
+    with pytest.raises(FetchError, match=r"download .*/data/big.jsonl: larger than retrain.max_file_mb"):
+        fetch(_cfg(source="url", path=base, files=["big.jsonl"], max_file_mb=0.001), tmp_path / "in")
+    assert not (tmp_path / "in/big.jsonl").exists() and not list((tmp_path / "in").glob(".*"))
+
+
 def test_url_source_retries_a_503_and_never_a_404(http, tmp_path):
     base = f"http://127.0.0.1:{http.server_port}/data"
     http.answers["/data/prompts.jsonl"] = [(503, b""), (200, b'{"id": 1}\n')]
@@ -87,7 +115,8 @@ def test_url_source_retries_a_503_and_never_a_404(http, tmp_path):
     ({"source": "ftp"}, "retrain.source"),
     ({"overlap": "maybe"}, "retrain.overlap"),
     ({"files": ["../secrets"]}, "retrain.files"),
-    ({"notify_webhook": "slack"}, "retrain.notify_webhook"),
+    ({"notify_webhook": "https://hooks.example/T0/B0/secret"}, "retrain.notify_webhook: a webhook's URL is itself"),
+    ({"notify_webhook_env": "https://hooks.example/T0"}, "retrain.notify_webhook_env: the name of an environment"),
 ])
 def test_bad_retrain_settings_name_the_key(retrain, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -98,8 +127,9 @@ def test_bad_retrain_settings_name_the_key(retrain, key):
 def test_a_failed_retrain_run_notifies_the_webhook(http, tmp_path):
     hook = f"http://127.0.0.1:{http.server_port}/hook"
     path = make_project(tmp_path / "proj", {"retrain": {"source": "folder", "path": str(tmp_path / "gone"),
-                                                        "notify_webhook": hook, "backoff": 0.0}})
-    out = subprocess.run(["rft", "retrain"], cwd=path, capture_output=True, text=True, timeout=300)
+                                                        "notify_webhook_env": "RFT_TEST_WEBHOOK", "backoff": 0.0}})
+    out = subprocess.run(["rft", "retrain"], cwd=path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RFT_TEST_WEBHOOK": hook})
     assert out.returncode == 2 and "gone is not a folder" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr.split("error:")[-1]
     (notice,) = http.posts                          # the Custom Webhook notification block's JSON
@@ -161,14 +191,25 @@ def test_deploy_creates_the_work_pool_once_even_when_the_worker_races_it(at_read
     assert client.created == created
 
 
-def test_notice_goes_through_the_webhook_notification_block(http):
+def test_notice_goes_through_the_webhook_notification_block(http, monkeypatch):
     from tasks.retrain import notify, webhook_block
 
-    cfg = _cfg(notify_webhook=f"http://127.0.0.1:{http.server_port}/hook")
-    assert type(webhook_block(cfg)).__name__ == "CustomWebhookNotificationBlock"
+    url = f"http://127.0.0.1:{http.server_port}/hook"
+    monkeypatch.setenv("RFT_TEST_WEBHOOK", url)
+    cfg = _cfg(notify_webhook_env="RFT_TEST_WEBHOOK")
+    block = webhook_block(cfg)
+    assert type(block).__name__ == "CustomWebhookNotificationBlock"
+    # The URL is the block's secret: its URL field and what Prefect saves in plain text hold only the template.
+    assert block.url == "{{webhook_url}}" and url not in block.model_dump_json()
     assert notify(cfg, "rft retrain failed", "flow run x ended Crashed: killed")
     assert http.posts == [{"text": "rft retrain failed\nflow run x ended Crashed: killed",
                            "subject": "rft retrain failed", "body": "flow run x ended Crashed: killed"}]
     assert not notify(_cfg(), "s", "b")                       # no webhook set: nothing sent
-    with pytest.raises(FetchError, match=r"/nowhere: HTTP 404"):  # the receiver refuses: not retried
-        notify(_cfg(notify_webhook=f"http://127.0.0.1:{http.server_port}/nowhere", max_retries=3), "s", "b")
+    monkeypatch.setenv("RFT_TEST_WEBHOOK", f"http://127.0.0.1:{http.server_port}/nowhere")
+    with pytest.raises(FetchError) as err:                    # the receiver refuses: not retried
+        notify(_cfg(notify_webhook_env="RFT_TEST_WEBHOOK", max_retries=3), "s", "b")
+    assert str(err.value) == "notify the webhook in $RFT_TEST_WEBHOOK: HTTP 404"      # named, never shown
+    monkeypatch.delenv("RFT_TEST_WEBHOOK")
+    with pytest.raises(ConfigError, match=r"retrain.notify_webhook_env: the environment variable RFT_TEST_WEBHOOK "
+                                          r"is not set"):
+        notify(cfg, "s", "b")

@@ -145,3 +145,55 @@ def test_a_stage_asks_dvc_status_only_after_an_upstream_stage_ran(tmp_path, monk
     known.ran(True)                                    # generate wrote new generations...
     assert known.stale("label") is None                # ...so label asks dvc status itself
     assert known.stale("evaluate") is True             # never recorded: stale whatever ran
+
+
+def test_backoff_doubles_up_to_its_cap():
+    from tasks.retry import MAX_BACKOFF_S, backoff_delay
+
+    # backoff * 2**attempt: 1, 2, 4, 8, 16, 32, then 64 > 60 is capped, and every later one too.
+    assert MAX_BACKOFF_S == 60.0
+    assert [backoff_delay(1.0, a) for a in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert backoff_delay(0.5, 3) == 4.0 and backoff_delay(0.0, 10) == 0.0
+    assert backoff_delay(1.0, 5000) == 60.0 and backoff_delay(3.0, 1, cap=5.0) == 5.0   # no overflow; own cap
+
+
+def _sleeps(monkeypatch, module):
+    slept = []
+    monkeypatch.setattr(module.time, "sleep", slept.append)
+    return slept
+
+
+def test_every_retry_loop_caps_its_backoff(monkeypatch):
+    """Ten retries at a 1 s backoff waited 1 + 2 + ... + 512 = 1023 s before the cap; now at most 60 s each."""
+    import urllib.error
+
+    from tasks import iterations, preflight, retrain
+    from tasks.config import parse_params
+    from tasks.errors import RFTError
+
+    capped = [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    cfg = parse_params({"retrain": {"max_retries": 10, "backoff": 1.0}}).retrain
+
+    def refuse():
+        raise urllib.error.URLError("connection refused")
+
+    slept = _sleeps(monkeypatch, retrain)
+    with pytest.raises(retrain.FetchError, match="after 10 retries"):
+        retrain._retrying(cfg, "download", refuse)
+    assert slept == capped
+
+    slept = _sleeps(monkeypatch, preflight)
+    monkeypatch.setattr(preflight, "probe", lambda url, timeout: "refused")
+    with pytest.raises(RFTError, match="not answering"):
+        preflight.wait_healthy("MLflow", "http://127.0.0.1:9", "tracking.uri", attempts=11, backoff=1.0)
+    assert slept == capped
+
+    import subprocess
+
+    slept = _sleeps(monkeypatch, iterations)
+    monkeypatch.setattr(iterations, "RETRIES", 11)
+    monkeypatch.setattr(iterations, "BACKOFF", 1.0)
+    with pytest.raises(RFTError, match="failed after 11 tries"):
+        iterations._with_retries("git push", lambda: subprocess.CompletedProcess([], 1, "", "refused"))
+    assert slept == capped
+

@@ -183,6 +183,24 @@ def _checkpoint(folder: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A PPO checkpoint's tensors and numbers, read with ``weights_only=True``: a checkpoint is a pickle, and a full
+    unpickle runs whatever code the file names, so anyone who can write the project folder would run code here on
+    resume. A file holding anything but tensors, numbers, strings and containers of them is refused."""
+    import pickle
+
+    import torch
+
+    from tasks.errors import RFTError
+
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RFTError(f"{path}: not a PPO checkpoint this project wrote (only tensors and numbers are loaded: "
+                       f"{first}). Delete it (or the folder {path.parent}) to train from the start.") from None
+
+
 def _save(folder: Path, update: int, state: dict) -> None:
     """Write the checkpoint of ``update`` atomically (temp file, then rename) and drop older ones."""
     import torch
@@ -235,7 +253,7 @@ def train(run):
     start, resumed = 1, False
     ckpt = _checkpoint(run.checkpoint_dir)
     if ckpt is not None:
-        state = torch.load(ckpt, weights_only=False)
+        state = load_checkpoint(ckpt)
         policy.load_state_dict(state["policy"])
         critic.load_state_dict(state["critic"])
         optim.load_state_dict(state["optim"])

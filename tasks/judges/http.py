@@ -12,7 +12,7 @@ The API key is read from the environment variable whose *name* is
 ``api_key_env``; it is never logged, printed or written to MLflow. Requests
 run ``concurrency`` at a time, each with ``timeout`` seconds. A 429 or 5xx
 answer, a timeout or a refused connection is retried up to ``max_retries``
-times with exponential backoff (``backoff * 2**attempt`` seconds); a 401, 403
+times with exponential backoff (``backoff * 2**attempt`` seconds, at most 60); a 401, 403
 or 404 stops at once with a message that says what to check.
 """
 
@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from tasks.errors import RFTError
 from tasks.judges.math import two_choice_probability
 from tasks.judges.pairwise import CHOICES, PairwiseJudge, judge_messages
+from tasks.redact import redact_url
+from tasks.retry import backoff_delay
 
 
 class JudgeServerError(RFTError):
@@ -64,6 +66,7 @@ class HttpJudge(PairwiseJudge):
         super().__init__(name, rubric)
         self.judge_key, self.cfg = name, cfg
         self.endpoint = cfg.url.rstrip("/") + "/chat/completions"
+        self.shown = redact_url(self.endpoint)                # how messages name it: no credential
         self.headers = {"Content-Type": "application/json"}
         if cfg.api_key_env:
             key = os.environ.get(cfg.api_key_env)
@@ -87,17 +90,17 @@ class HttpJudge(PairwiseJudge):
                 if resp.status_code == 200:
                     return resp.json()
                 if resp.status_code in FATAL:
-                    raise JudgeServerError(f"judge {self.judge_key}: {self.endpoint} answered {resp.status_code}: "
+                    raise JudgeServerError(f"judge {self.judge_key}: {self.shown} answered {resp.status_code}: "
                                            f"{FATAL[resp.status_code]}")
                 if resp.status_code != 429 and resp.status_code < 500:
-                    raise JudgeServerError(f"judge {self.judge_key}: {self.endpoint} answered "
+                    raise JudgeServerError(f"judge {self.judge_key}: {self.shown} answered "
                                            f"{resp.status_code}: {resp.text[:200]}")
                 problem = f"status {resp.status_code}"
             if attempt == self.cfg.max_retries:
-                raise JudgeServerError(f"judge {self.judge_key}: {self.endpoint} still failing after "
+                raise JudgeServerError(f"judge {self.judge_key}: {self.shown} still failing after "
                                        f"{self.cfg.max_retries} retries ({problem})")
             self.stats["retries"] += 1
-            time.sleep(self.cfg.backoff * 2 ** attempt)
+            time.sleep(backoff_delay(self.cfg.backoff, attempt))
         raise AssertionError("unreachable")
 
     def p_first(self, prompts, first, second) -> list[float]:
