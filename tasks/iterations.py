@@ -102,7 +102,12 @@ def git_commit(message: str, paths=None) -> str | None:
     from tasks.stages import git_tracked_outputs
 
     paths = paths or ["dvc.lock", "params.yaml", *git_tracked_outputs()]
-    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode != 0:
+    repo = subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True, text=True)
+    if repo.returncode != 0:
+        if Path(".git").exists():
+            # A repository git will not work in (damaged, or owned by another user: safe.directory): saying nothing
+            # would leave the iteration without its commit.
+            raise RFTError(f"promote.git_commit: git refuses the repository here: {_git_says(repo)}")
         return None
     env = dict(os.environ)
     if not subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip():
@@ -110,13 +115,19 @@ def git_commit(message: str, paths=None) -> str | None:
         env.update(GIT_AUTHOR_NAME="rft", GIT_AUTHOR_EMAIL="rft@localhost",
                    GIT_COMMITTER_NAME="rft", GIT_COMMITTER_EMAIL="rft@localhost")
     present = [p for p in paths if Path(p).exists()]
-    subprocess.run(["git", "add", "--", *present], check=True, capture_output=True)
+    added = subprocess.run(["git", "add", "--", *present], capture_output=True, text=True)
+    if added.returncode != 0:
+        raise RFTError(f"promote.git_commit: git add {' '.join(present)} failed: {_git_says(added)}")
     staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *present]).returncode != 0
     if staged:
         _with_retries("git commit", lambda: subprocess.run(["git", "commit", "-q", "-m", message, "--", *present],
                                                            capture_output=True, text=True, env=env))
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     return head.stdout.strip() if head.returncode == 0 else None
+
+
+def _git_says(proc) -> str:
+    return ((proc.stderr or proc.stdout or "").strip() or f"exit status {proc.returncode}")[-800:]
 
 
 def publish(promote_cfg, message: str) -> dict[str, str]:

@@ -252,3 +252,27 @@ def test_a_bad_line_is_named_by_its_position_never_by_its_text(tmp_path, line):
     with pytest.raises(DataError) as exc:
         read_jsonl(path)
     assert "4111" not in str(exc.value) and exc.value.rows[0][0] == 1, str(exc.value)
+
+
+@pytest.mark.parametrize("breakage, says", [
+    ("gitdir", "git refuses the repository here"),       # .git names a folder that is gone (a moved worktree)
+    ("index.lock", "git add dvc.lock failed"),           # another git process, or one that died, holds the index
+])
+def test_an_iteration_commit_that_git_refuses_stops_loudly(tmp_path, monkeypatch, breakage, says):
+    """The iteration commit is how an iteration reproduces: a repository git will not commit in is an error that
+    names git's reason, not a silent None (nor a CalledProcessError traceback)."""
+    import subprocess
+
+    from tasks.errors import RFTError
+    from tasks.iterations import git_commit
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    if breakage == "gitdir":
+        (tmp_path / ".git").write_text("gitdir: /nonexistent/worktree\n")
+    else:
+        subprocess.run(["git", "init", "-q"], check=True)
+        (tmp_path / ".git" / "index.lock").write_text("")
+    with pytest.raises(RFTError, match=f"promote.git_commit: {says}") as err:
+        git_commit("rft iteration 1", paths=["dvc.lock"])
+    assert "fatal" in str(err.value)
