@@ -119,8 +119,8 @@ def _dvc_holder(root: Path) -> Holder | None:
     return None
 
 
-# Locks this process holds: lock file -> [fd, depth]
-_HELD: dict[str, list[int]] = {}
+# The lock files this process holds (the outermost holder releases them)
+_HELD: set[str] = set()
 
 
 def _say(message: str) -> None:
@@ -137,11 +137,7 @@ def project_lock(command: str, cfg, *, root: str | Path = ".", say: Callable[[st
     path = lock_file(root)
     key = str(path.resolve())
     if key in _HELD:                                   # this process holds it already (the CLI, then its flow)
-        _HELD[key][1] += 1
-        try:
-            yield path
-        finally:
-            _HELD[key][1] -= 1
+        yield path
         return
     if fcntl is None:                                  # pragma: no cover
         raise ProjectBusy("the project lock needs fcntl.flock (Linux or macOS)")
@@ -152,7 +148,6 @@ def project_lock(command: str, cfg, *, root: str | Path = ".", say: Callable[[st
     said = start
     try:
         while True:
-            holder = None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -181,11 +176,11 @@ def project_lock(command: str, cfg, *, root: str | Path = ".", say: Callable[[st
             say(f"{command}: took over the project lock ({path}) of {left.describe()}: that process ended without "
                 "releasing it (killed?). Interrupted work is recovered as usual.")
         _write_record(fd, Holder(os.getpid(), command, time.time(), socket.gethostname()))
-        _HELD[key] = [fd, 1]
+        _HELD.add(key)
         try:
             yield path
         finally:
-            del _HELD[key]
+            _HELD.discard(key)
             _write_record(fd, None)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
