@@ -171,10 +171,12 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
     from tasks.io import recover_all
     from tasks.policy import check_devices
     from tasks.preflight import check_servers
+    from tasks.promote import clear_pending, recover_promotion
 
     check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
     check_devices(params)                               # device: cuda without a GPU, before any stage
     recover_all("models", "data", Path(params.policy.champion_dir).parent, who="cycle")   # a swap a crash cut short
+    recover_promotion(params, who="cycle")              # a promotion a crash cut short
     dvc_logs_once()
     exp_id = tracking.setup(params.tracking)
     client = mlflow.MlflowClient()
@@ -205,14 +207,10 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
                 row = promote_task(params_path, evaluated=any(r["stage"] == "evaluate" and r["status"] == "ran"
                                                               for r in rows))
                 rows.append(row)
-                mlflow.set_tags({"rft.promoted": str(row["metrics"]["promoted"]).lower(),
-                                 "rft.promotion_reason": row["metrics"]["reason"][:5000]})
-                mlflow.log_metric("promoted", float(bool(row["metrics"]["promoted"])))
-                if row["metrics"]["promoted"]:
-                    version = row["metrics"]["policy_version"]
-                    done = iterations.publish(params.promote, f"rft iteration {iteration}: promote policy v{version}")
-                    if "commit" in done:
-                        mlflow.set_tag("rft.promotion_commit", done["commit"])
+                promoted = bool(row["metrics"]["promoted"])
+                if not promoted:        # a promotion tags the run itself, step by step (tasks/promote.py::finish)
+                    mlflow.set_tags({"rft.promoted": "false", "rft.promotion_reason": row["metrics"]["reason"][:5000]})
+                    mlflow.log_metric("promoted", 0.0)
         except RFTError as exc:
             error = redact_text(str(exc))                # a URL in a message keeps no credential
             rows.append({"stage": name, "status": "FAILED", "seconds": 0.0, "metrics": {}})
@@ -226,6 +224,8 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
         table = summary_table(rows, params.promote.winrate_source)
         mlflow.log_text(table, "summary.txt")
         parent_id = parent.info.run_id
+    if any(r["stage"] == "promote" and r["metrics"].get("promoted") for r in rows):
+        clear_pending()                         # the run that the promotion tagged has ended: nothing to finish
     publish_artifacts(iteration, rows, params, exp_id, parent_id, error)
     log = get_run_logger()
     log.info("\n" + table)
@@ -566,7 +566,10 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
     """Run the flow and return its result dict, whether the cycle succeeded or stopped. A cycle with nothing
     to do (no stale stage, no candidate to decide) says why and returns at once: no Prefect flow run, no MLflow
     run."""
+    from tasks.promote import recover_promotion
+
     params = load_params(params_path)
+    recover_promotion(params, who="cycle")      # before DVC looks: a half-done promotion leaves the champion stale
     # Prefect's server boots on the other core while DVC looks for stale stages; stopped again if there is
     # nothing to do.
     server = _temporary_server()

@@ -3,9 +3,14 @@
 ``policy.champion_dir`` is a persistent DVC output (``persist: true``): DVC
 never deletes it before running the stage, and promotion (a flow step, not a
 stage) replaces its contents and re-records its hash with ``dvc commit``. The
-stage copies ``models/base`` into it only when the champion is missing or was
-seeded from a different base (a retrained base restarts the lineage);
-otherwise the promoted champion is kept as it is.
+stage copies ``models/base`` into it only when the champion is missing, and
+otherwise keeps the promoted champion as it is.
+
+When ``models/base`` changed since the champion was seeded (a new
+``policy.base_model``, or new corpus files the bootstrap trains on), reseeding
+would replace the champion with the new base and move ``policy@champion`` to
+it with no gate. The stage does that only with ``champion.reseed: true``;
+otherwise it stops, saying what changed and what to do.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 from pathlib import Path
 
 from tasks.config import Params
+from tasks.errors import RFTError
 from tasks.io import dvc_md5
 from tasks.policy import check_model_folder, install_policy, read_meta
 
@@ -34,6 +40,8 @@ def run_champion(params: Params) -> dict:
         if meta.get("base_md5") == base_hash:
             result = {"seeded": 0, "registry_version": meta.get("registry_version", 0)}
         else:
+            if champion.exists():
+                print(reseed_message(champion, meta, base_hash, params.champion.reseed), flush=True)
             base_meta = read_meta(BASE)
             install_policy(BASE, champion, {**base_meta, "base_md5": base_hash})
             result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
@@ -43,3 +51,17 @@ def run_champion(params: Params) -> dict:
                 mlflow.MlflowClient().set_registered_model_alias("policy", "champion", version)
         mlflow.log_metrics({k: float(v) for k, v in result.items()})
     return result
+
+
+def reseed_message(champion: Path, meta: dict, base_hash: str, reseed: bool) -> str:
+    """What replacing ``champion`` (``meta``) with a base of md5 ``base_hash`` means; raises unless ``reseed``."""
+    version = f"policy v{meta['registry_version']}" if meta.get("registry_version") is not None else "a policy"
+    was = f"md5 {meta['base_md5']}" if meta.get("base_md5") else "no base recorded"
+    what = (f"{BASE} changed since {champion} ({version}) was seeded from it ({was}; now md5 {base_hash}): a new "
+            "policy.base_model, or new corpus files that the bootstrap stage trained it on")
+    if not reseed:
+        raise RFTError(f"champion: {what}. Reseeding would replace the champion with the new base and move "
+                       "policy@champion to it with no gate. To do that, set champion.reseed: true in params.yaml "
+                       "for this cycle; to keep the champion, restore what changed (git checkout the params or "
+                       "corpus files, then dvc checkout models/base)")
+    return f"champion: {what}. champion.reseed is true: the champion restarts from the new base, with no gate"

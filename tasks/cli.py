@@ -159,10 +159,11 @@ def _dispatch(args, params) -> int:
         return show_history(params, as_json=args.json)
     if args.cmd == "stage":
         from tasks.preflight import check_servers
+        from tasks.promote import recover_promotion
         from tasks.stages import run_stage
 
         check_servers(params.tracking.uri, prefect=False)
-
+        recover_promotion(params, who=f"stage {args.name}")   # a promotion a crash cut short, before any stage
         metrics = run_stage(args.name, params)
         print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
         return 0

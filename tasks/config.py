@@ -469,6 +469,14 @@ class LockConfig:
     say_every_s: float = opt(60.0, "wait: seconds between the lines that say who holds the project.", gt=0)
 
 
+@dataclass(frozen=True)
+class ChampionConfig:
+    reseed: bool = opt(False, "When models/base changes (a new base model, or new corpus files that the bootstrap "
+                       "trains it on), the champion stage restarts the lineage: it replaces the champion with the new "
+                       "base and moves policy@champion to it, with no gate. false: the stage stops instead, saying "
+                       "what changed; set true for the cycle that should reseed (and back to false after it).")
+
+
 RETRAIN_SOURCES = ("none", "folder", "url", "dvc")
 
 
@@ -538,6 +546,7 @@ class Params:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    champion: ChampionConfig = field(default_factory=ChampionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)

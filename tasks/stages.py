@@ -66,7 +66,7 @@ MANIFEST: tuple[Stage, ...] = (
           metric="sft_val_loss_after", output="models/base", reports=("reports/bootstrap/metrics.json",)),
     Stage("champion", "tasks.champion:run_champion",
           deps=(*LIB, "tasks/champion.py", "tasks/policy.py", "models/base"),
-          outs=("models/champion",), params=("policy.champion_dir",),
+          outs=("models/champion",), params=("policy.champion_dir", "champion.reseed"),
           metric="registry_version", output="models/champion", persist=("models/champion",)),
     Stage("prepare", "tasks.prepare:run_prepare",
           deps=(*LIB, "tasks/prepare.py", "${prepare.input}", str(KEEP_IN_TRAIN), "data/corpus"),

@@ -1,6 +1,7 @@
 """Crash safety: SIGKILL `rft cycle` inside train_reward, optimize and evaluate; each rerun picks up where the
 last stopped, nothing half-written is taken as done, and the champion, its dvc.lock record and the registry's
-aliases stay as they were until promotion. A configured server that is down stops a cycle before any compute."""
+aliases stay as they were until promotion. Then SIGKILL at each step boundary of the promotion: the next command
+finishes it. A configured server that is down stops a cycle before any compute."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ KILLS = (("train_reward", "train"), ("optimize", "train"), ("evaluate", None))
 LONGER = {"reward": {"epochs": 3.0}, "optimize": {"grpo": {"max_steps": 8}},
           "evaluate": {"samples_per_prompt": 4, "max_new_tokens": 24},
           "promote": {"min_ci_low": 0.0, "max_kl": 1e9, "max_length_ratio": 1e9, "alarm_judge": None,
-                      "min_distinct_ratio": None}}
+                      "min_distinct_ratio": None, "git_commit": True}}
 
 
 def _stale(path) -> set:
@@ -103,14 +104,67 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
         state = (dvc_md5(path / "models/champion"), _lock(path)["champion"]["outs"], _champions(path))
         snapshot = snapshot or state
         assert state == snapshot, f"the champion or the registry moved after a kill in {stage}"
-    out = subprocess.run(["rft", "cycle"], cwd=path, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    log = out.stdout + out.stderr
+    # The rerun finishes what was left, and the gate passes; it is killed just after the pending-promotion record
+    # is written. Each next `rft cycle` finishes that promotion from the first step again, and is killed at the
+    # next step boundary: every state a kill can leave is one a recovery starts from.
+    from tasks.faults import KILL_ENV
+    from tasks.promote import STEPS
+
+    log = _run_killed_at(path, ["rft", "cycle"], "promote:recorded")
     assert f"stage {previous}: running" in log and "stage optimize: running" not in log   # only what was left
+    assert (dvc_md5(path / "models/champion"), _lock(path)["champion"]["outs"], _champions(path)) == snapshot
+    for step in STEPS:
+        assert (path / ".dvc/tmp/rft-promotion.json").exists()
+        _run_killed_at(path, ["rft", "cycle"], f"promote:{step}")
+    # A kill after the swap leaves the champion folder ahead of dvc.lock and the alias; the next command finishes.
+    assert (path / ".dvc/tmp/rft-promotion.json").exists()
+    out = subprocess.run(["rft", "stage", "champion"], cwd=path, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != KILL_ENV})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "finished the promotion of policy v" in out.stdout
+    assert not (path / ".dvc/tmp/rft-promotion.json").exists()
+    _check_promoted(path)
+
+
+def _run_killed_at(path, cmd: list[str], point: str) -> str:
+    """Run ``cmd`` in its own session with ``RFT_KILL_AT=point``; it must die there, by SIGKILL. Its output."""
+    out = subprocess.run(cmd, cwd=path, capture_output=True, text=True, start_new_session=True,
+                         env={**os.environ, "RFT_KILL_AT": point})
+    log = out.stdout + out.stderr
+    assert out.returncode == -signal.SIGKILL and f"RFT_KILL_AT={point}: killing" in log, log[-3000:]
+    return log
+
+
+def _check_promoted(path) -> None:
+    """The champion folder, its dvc.lock record, policy@champion, the version's and the cycle run's tags, the
+    iteration's commit and `rft history` all say the same promotion happened."""
+    from mlflow import MlflowClient
+
+    from tasks.io import dvc_md5
+    from tasks.policy import read_meta
+    from tasks.rewardmodel import meta as reward_meta
+
+    version = str(read_meta(path / "models/champion")["registry_version"])
+    assert version == str(read_meta(path / "models/candidate")["registry_version"]) != "1"
+    assert _lock(path)["champion"]["outs"][0]["md5"] == dvc_md5(path / "models/champion")
+    assert "champion" not in _stale(path)
+    assert _champions(path) == {"policy": int(version),
+                                "reward-model": int(reward_meta(path / "models/reward")["registry_version"])}
+    client = MlflowClient(f"sqlite:///{path / 'mlruns.db'}")
+    assert "promotion_reason" in client.get_model_version("policy", version).tags
     rows = [json.loads(line) for line in subprocess.run(["rft", "history", "--json"], cwd=path, capture_output=True,
                                                         text=True).stdout.splitlines()]
-    assert rows[-1]["status"] == "ok" and rows[-1]["promoted"] == "yes"
-    assert str(_champions(path)["policy"]) == rows[-1]["version"]
+    last = rows[-1]
+    assert (last["status"], last["promoted"], last["version"]) == ("recovered", "yes", version)
+    run = client.get_run(last["run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["rft.champion_version"] == version
+    assert run.data.metrics["promoted"] == 1.0 and "finished the promotion" in run.data.tags["rft.recovered"]
+    # The iteration's commit records this champion's dvc.lock, and the working tree's copy is that one.
+    head = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=path, capture_output=True, text=True).stdout
+    assert head.strip() == f"rft iteration {last['iteration']}: promote policy v{version}"
+    assert run.data.tags["rft.promotion_commit"] == subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout.strip()
+    assert subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "dvc.lock"], cwd=path).returncode == 0
 
 
 

@@ -80,3 +80,41 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     client = MlflowClient()
     assert int(client.get_model_version_by_alias("policy", "champion").version) == 1
     assert client.get_model_version("policy", str(meta["registry_version"])).tags["rejected_reason"] == result["reason"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_promotion_whose_candidate_is_gone_rolls_back(built_project, tmp_path, monkeypatch):
+    # A pending record (as a process killed just after writing it leaves) whose candidate folder has changed since
+    # the gate passed it, and whose swap never happened: finishing it would install an unjudged policy, so the
+    # recovery rolls it back. Inside dvc repro (DVC_STAGE set) a pending record stops the stage instead.
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.errors import RFTError
+    from tasks.policy import read_meta
+    from tasks.promote import pending_file, recover_promotion, write_pending
+
+    path, _, _ = built_project
+    work = tmp_path / "proj"
+    shutil.copytree(path, work)
+    monkeypatch.chdir(work)
+    params = parse_params(__import__("yaml").safe_load((work / "params.yaml").read_text()))
+    version = str(read_meta(work / "models/candidate")["registry_version"])
+    champion_before = (work / "models/champion/model.safetensors").read_bytes()
+    write_pending({"policy_version": version, "reason": "won", "champion_dir": "models/champion",
+                   "candidate_md5": "0" * 32 + ".dir", "reward_model_version": None, "run_id": None,
+                   "iteration": "3", "meta": {**read_meta(work / "models/candidate"), "promoted_at": "x"}})
+
+    monkeypatch.setenv("DVC_STAGE", "generate")
+    with pytest.raises(RFTError, match="was interrupted and is not finished. Run `rft cycle`"):
+        recover_promotion(params)
+    monkeypatch.delenv("DVC_STAGE")
+    said = recover_promotion(params, who="cycle")
+    assert said.startswith("cycle: rolled back the interrupted promotion of policy v" + version)
+    assert not pending_file().exists()
+    assert (work / "models/champion/model.safetensors").read_bytes() == champion_before
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlruns.db'}")
+    client = MlflowClient()
+    assert int(client.get_model_version_by_alias("policy", "champion").version) == 1
+    assert "no longer the candidate" in client.get_model_version("policy", version).tags["rft.promotion_abandoned"]
+    assert recover_promotion(params) is None                      # nothing pending any more

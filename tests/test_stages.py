@@ -48,6 +48,47 @@ def test_champion_is_seeded_from_base(built_project):
         (path / "models/base/model.safetensors").read_bytes()
 
 
+def test_a_changed_base_reseeds_the_champion_only_when_params_say_so(built_project, tmp_path, monkeypatch):
+    # A promoted champion (v2 here, as a copy of the base relabelled) and then a new base (its weights changed, as
+    # a bootstrap on new corpus files would): the champion stage must not silently put the base back in its place.
+    import shutil
+
+    import mlflow
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    from tasks.champion import run_champion
+    from tasks.config import parse_params
+    from tasks.errors import RFTError
+    from tasks.policy import write_meta
+
+    path, _, _ = built_project
+    work = tmp_path / "proj"
+    shutil.copytree(path, work)
+    monkeypatch.chdir(work)
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlruns.db'}")
+    client = mlflow.MlflowClient()
+    champion, base = work / "models/champion", work / "models/base"
+    write_meta(champion, {**read_meta(champion), "promoted_at": "2026-01-01T00:00:00+00:00"})
+    weights = load_file(base / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1.0
+    save_file(weights, base / "model.safetensors", metadata={"format": "pt"})
+    before = (champion / "model.safetensors").read_bytes()
+    alias = client.get_model_version_by_alias("policy", "champion").version
+
+    with pytest.raises(RFTError) as err:
+        run_champion(parse_params(raw))
+    assert "models/base changed since models/champion" in str(err.value) and "champion.reseed: true" in str(err.value)
+    assert (champion / "model.safetensors").read_bytes() == before                  # nothing moved
+    assert client.get_model_version_by_alias("policy", "champion").version == alias
+
+    raw["champion"] = {"reseed": True}
+    assert run_champion(parse_params(raw))["seeded"] == 1
+    assert (champion / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes() != before
+
+
 def test_prepare(built_project):
     path, m, _ = built_project
     rows = read_jsonl(path / "data/prompts.jsonl")
