@@ -220,8 +220,15 @@ class LabelStudioConfig:
     project_prefix: str = opt("rft", "Projects are titled '<prefix> <stage> <content hash>': a rerun on the same "
                               "data reuses its project and never duplicates tasks.")
     timeout: float = opt(30.0, "Seconds per API request.", gt=0)
+    annotators: list | None = opt(None, "The accounts (e-mail or username) whose annotations count; the others' "
+                                  "are ignored, counted and logged (anyone who reaches a server with sign-up open "
+                                  "could otherwise poison the labels). null: every account's count.")
 
     def __post_init__(self):
+        if self.annotators is not None and (not self.annotators or not all(
+                isinstance(a, str) and a.strip() for a in self.annotators)):
+            raise ConfigError("label_studio.annotators: a non-empty list of e-mails or usernames, or null (every "
+                              f"account's annotations count); got {self.annotators!r}")
         if not 1 <= len(self.project_prefix) <= 20:
             raise ConfigError(f"label_studio.project_prefix: 1 to 20 characters (Label Studio titles are at most "
                               f"50), got {self.project_prefix!r}")
@@ -387,10 +394,17 @@ class HttpJudgeConfig:
     model: str = opt("", "Model name the server knows.", required=True)
     api_key_env: str | None = opt(None, "Name of the environment variable that holds the API key (the key "
                                   "itself never goes in params.yaml).")
-    timeout: float = opt(30.0, "Seconds per request.", gt=0)
-    max_retries: int = opt(4, "Retries of a 429, 5xx, timeout or refused connection.", ge=0)
+    timeout: float = opt(30.0, "Seconds a request may take in all (connect, send, the whole answer), however "
+                         "slowly the server sends it.", gt=0)
+    max_retries: int = opt(4, "Retries of a 429, 5xx, timeout, refused connection or answer that is not JSON.", ge=0)
     backoff: float = opt(0.5, "First retry delay in seconds; doubles at each retry, up to 60 s (tasks/retry.py).", ge=0)
     concurrency: int = opt(4, "Requests in flight at once.", ge=1)
+    stage_timeout: float = opt(21600.0, "Seconds all of one stage's requests to this judge may take; then the "
+                               "stage fails naming this key.", gt=0)
+    max_response_kb: int = opt(1024, "An answer longer than this (kB) fails the stage: it is not a chat "
+                               "completion.", ge=1)
+    max_consecutive_failures: int = opt(8, "Failed tries in a row, over all requests, after which the server "
+                                        "counts as down and the stage fails at once (a circuit breaker).", ge=1)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ class RFTError(Exception):
     """Base of every error that carries a message meant for the user."""
 
 
+class TransientError(RFTError):
+    """A server failed in a way that may pass (it is restarting, overloaded, the network blinked): a loop that
+    polls it logs the failure, backs off and tries again."""
+
+
 class ConfigError(RFTError):
     """params.yaml has an unknown key or a bad value; the message names the key."""
 

@@ -14,13 +14,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tasks.errors import ConfigError, RFTError
+from tasks.errors import ConfigError, RFTError, TransientError
 
 IMPORT_BATCH = 500
 
 
 class LabelStudioUnavailable(RFTError):
     """The server cannot be reached or refused the token."""
+
+
+class LabelStudioDown(LabelStudioUnavailable, TransientError):
+    """The server cannot be reached, or answered 429 or 5xx: it may be restarting. A wait keeps polling."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,18 @@ class Studio:
         try:
             return fn(*args, **kw)
         except httpx.TransportError as exc:
-            raise LabelStudioUnavailable(f"label_studio.url: cannot reach Label Studio at {self.cfg.url} while "
-                                         f"trying to {what} ({type(exc).__name__}); start it with "
-                                         "infra/label_studio.sh start") from None
+            raise LabelStudioDown(f"label_studio.url: cannot reach Label Studio at {self.cfg.url} while "
+                                  f"trying to {what} ({type(exc).__name__}); start it with "
+                                  "infra/label_studio.sh start") from None
         except ApiError as exc:
             if exc.status_code in (401, 403):
                 raise LabelStudioUnavailable(f"label_studio.token_env: Label Studio at {self.cfg.url} refused the "
                                              f"token in ${self.cfg.token_env} ({exc.status_code}) while trying to "
                                              f"{what}") from None
-            raise LabelStudioUnavailable(f"Label Studio at {self.cfg.url} answered {exc.status_code} while trying "
-                                         f"to {what}: {str(exc.body)[:300]}") from None
+            kind = LabelStudioDown if exc.status_code in (429, 502, 503, 504) or exc.status_code >= 500 else \
+                LabelStudioUnavailable
+            raise kind(f"Label Studio at {self.cfg.url} answered {exc.status_code} while trying "
+                       f"to {what}: {str(exc.body)[:300]}") from None
 
     def check(self) -> None:
         self._call("check the token", self.client.users.whoami)
@@ -115,6 +121,12 @@ class Studio:
                 return u.id
         return self._call("create a user", self.client.users.create, username=email.split("@")[0],
                           email=email).id
+
+    def user_ids(self, names) -> dict[int, str]:
+        """``{user id: e-mail}`` of the accounts whose e-mail or username is in ``names``."""
+        wanted = set(names)
+        return {u.id: u.email for u in self._call("list users", self.client.users.list)
+                if u.email in wanted or getattr(u, "username", None) in wanted}
 
     def url_of(self, project: int) -> str:
         return f"{self.cfg.url.rstrip('/')}/projects/{project}/data"

@@ -391,8 +391,119 @@ def test_the_http_judges_backoff_is_capped(rubric_file, monkeypatch):
     from tasks.judges import http
 
     slept = []
-    monkeypatch.setattr(http.time, "sleep", slept.append)
-    j = _http("http://127.0.0.1:9/v1", rubric_file, backoff=1.0, max_retries=10, concurrency=1)
+    j = _http("http://127.0.0.1:9/v1", rubric_file, backoff=1.0, max_retries=10, concurrency=1,
+              max_consecutive_failures=20)
+    monkeypatch.setattr(j._stop, "wait", slept.append)          # the backoff waits on the stop event
     with httpx.Client() as client, pytest.raises(http.JudgeServerError, match="after 10 retries"):
         j._post(client, [{"role": "user", "content": "hi"}])
     assert slept == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+
+
+class _BadServer:
+    """A loopback HTTP server that misbehaves in one way per test: ``stall`` (reads the request, never answers),
+    ``trickle`` (sends its status line and headers one byte every 0.1 s, for ever), ``trickle_body`` (headers at once,
+    then the body one byte every 0.1 s), ``junk`` (200 with an HTML page), ``huge`` (200 with 3 MB of JSON)."""
+
+    def __init__(self, how: str):
+        import socket
+        import threading
+
+        self.how, self.requests, self.stop = how, 0, threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.requests += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        import time
+
+        try:
+            conn.recv(65536)
+            if self.how == "stall":
+                self.stop.wait(60)
+            elif self.how == "trickle":
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+                    conn.sendall(bytes([byte]))
+                    if self.stop.wait(0.1):
+                        break
+            elif self.how == "trickle_body":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+                for _ in range(100000):
+                    conn.sendall(b" ")
+                    if self.stop.wait(0.1):
+                        break
+            else:
+                body = b"<html><body>Service temporarily in maintenance</body></html>" if self.how == "junk" else \
+                    b'{"choices": [' + b'{"x": 1},' * 330000 + b'{}]}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                time.sleep(0.2)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("how, says", [("stall", "ReadTimeout"), ("trickle", "ReadTimeout"),
+                                       ("trickle_body", "ReadTimeout"), ("junk", "not JSON"),
+                                       ("huge", "more than judges.api.max_response_kb")])
+def test_the_http_judge_bounds_a_server_that_stalls_trickles_or_answers_junk(rubric_file, how, says):
+    # timeout 0.6 s is the whole request's bound: a server that sends a byte every 0.1 s never trips httpx's own
+    # per-read timeout, and before the deadline it held a request for hours. 8 queued comparisons, 2 retries
+    # each at 4 in flight: the first request to fail for good fails the stage, and the queued ones never start.
+    import time
+
+    server = _BadServer(how)
+    try:
+        j = _http(server.url, rubric_file, timeout=0.6, max_retries=2, backoff=0.0, concurrency=4,
+                  max_response_kb=1024)
+        t0 = time.monotonic()
+        with pytest.raises(JudgeServerError, match=says):
+            j.p_first(["Name a fruit."] * 8, ["apple"] * 8, ["pear"] * 8)
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    # Each try ends within 0.6 s; 3 tries of the first requests, in parallel: about 2 s, never 8 x 3 tries.
+    assert took < 5.0, took
+    assert server.requests <= 4 * 3 + 4, server.requests
+
+
+def test_the_http_judge_stops_the_stage_when_the_server_is_down(rubric_file):
+    # A refused port, 2,000 queued requests with 4 retries each: the circuit breaker opens after 8 failed tries in
+    # a row, and everything else is cancelled, where before each request retried on its own (2,000 x 5 tries).
+    import time
+
+    j = _http("http://127.0.0.1:9/v1", rubric_file, max_retries=4, backoff=0.01, concurrency=4)
+    t0 = time.monotonic()
+    with pytest.raises(JudgeServerError, match="8 failed tries in a row .* the server looks down"):
+        j.p_first(["Name a fruit."] * 2000, ["apple"] * 2000, ["pear"] * 2000)
+    assert time.monotonic() - t0 < 10.0
+    assert j.stats["retries"] < 20
+
+
+def test_the_http_judge_keeps_to_its_stage_timeout(rubric_file):
+    # A stalling server and a stage_timeout of 1.5 s: requests of 1 s with retries would go on for 3 tries each;
+    # the stage's own bound stops them, naming the key.
+    server = _BadServer("stall")
+    try:
+        j = _http(server.url, rubric_file, timeout=1.0, max_retries=5, backoff=0.0, concurrency=1,
+                  stage_timeout=1.5, max_consecutive_failures=100)
+        with pytest.raises(JudgeServerError, match="took more than judges.api.stage_timeout"):
+            j.p_first(["Name a fruit."] * 3, ["apple"] * 3, ["pear"] * 3)
+    finally:
+        server.close()

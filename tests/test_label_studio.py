@@ -227,6 +227,19 @@ def test_label_studio_comparisons_two_annotators_and_rerun(studio_cfg):
     assert again.stats["tasks_imported"] == 0 and again.stats["tasks_reused"] == 6
     assert again.stats["project_id"] == out.stats["project_id"]
     assert [r["chosen_id"] for r in again.rows] == [r["chosen_id"] for r in out.rows]
+    assert again.stats["annotations_not_allowed"] == 0
+    # With an allow-list of annotator 1 alone, annotator 2's six annotations are ignored and counted: the p2 pairs
+    # are no longer ties, and every vote is annotator 1's.
+    only = dataclasses.replace(studio_cfg, annotators=["ann1@rft.local"])
+    allowed = run_labeler(cfg, only)
+    assert allowed.stats["annotations_not_allowed"] == 6 and allowed.stats["annotations"] == 6
+    assert allowed.stats["tasks_done"] == 6 and allowed.stats["ties"] == 0
+    assert all(len(r["chosen"]) > len(r["rejected"]) and r["confidence"] == 1.0 for r in allowed.rows)
+    assert {r["labeler"] for r in allowed.rows} == {f"human:ls{people.studio.user('ann1@rft.local')}"}
+    # Nobody on the list labelled: no task counts as done, whatever the others did.
+    nobody = dataclasses.replace(studio_cfg, annotators=["someone-else@rft.local"])
+    with pytest.raises(DataError, match="nobody labelled"):
+        run_labeler(label_cfg(overlap=1.0, timeout_s=1.0), nobody)
 
 
 @pytest.mark.servers
@@ -321,6 +334,75 @@ def test_prefect_flow_pauses_and_resumes_when_labelled(studio_cfg):
     assert out.stats["outcome_complete"] == 1 and len(out.rows) == 6
     assert all(len(r["chosen"]) > len(r["rejected"]) for r in out.rows)
     assert out.tags["label.resume_note"] == "resumed by the label stage: complete"
+
+
+@pytest.mark.servers
+def test_label_studio_restarting_during_the_pause_is_waited_out(studio_cfg):
+    # Label Studio goes away while the flow is paused for labels (its port refuses connections, open ones are
+    # cut) and comes back: the watcher logs each failed check, backs off, keeps polling, and the labels people
+    # gave meanwhile still arrive and resume the flow. Before, the first failed check killed the watcher thread
+    # and the run stayed paused until Prefect's timeout.
+    from urllib.parse import urlparse
+
+    from servers import Proxy
+    from tasks.labelstudio import Studio
+
+    real = urlparse(studio_cfg.url)
+    proxy = Proxy((real.hostname, real.port))
+    via_proxy = dataclasses.replace(studio_cfg, url=proxy.url)
+    events: list = []
+
+    def restart_and_label(seen):
+        while not flow_run_state(seen["id"]).is_paused():
+            time.sleep(0.3)
+        proxy.down()
+        events.append("down")
+        studio = Studio(studio_cfg)                  # people reach the server by its own address meanwhile
+        project = next(p for p in studio.client.projects.list() if p.title.startswith(studio_cfg.project_prefix))
+        for t in studio.tasks(project.id):
+            studio.annotate(t.id, longer_shown(t.data))
+        time.sleep(3.0)                              # a few failed checks (poll_s 0.3, backoff 0.3, 0.6, 1.2 s)
+        proxy.up()
+        events.append("up")
+
+    try:
+        out, _ = label_in_a_flow(via_proxy, lambda seen: threading.Thread(target=restart_and_label, args=(seen,),
+                                                                          daemon=True).start())
+    finally:
+        proxy.down()
+    assert events == ["down", "up"]
+    assert out.stats["outcome_complete"] == 1 and len(out.rows) == 6 and out.stats["poll_failures"] >= 2
+    assert out.tags["label.resume_note"] == "resumed by the label stage: complete"
+
+
+def test_the_watcher_waits_out_transient_failures_and_stops_on_others():
+    # progress() fails twice as a restarting server does, then answers: the wait goes on and completes, the
+    # failures counted and logged. An error that is not transient (a refused token) ends the wait at once.
+    from tasks.errors import TransientError
+    from tasks.labelers.waiting import _watch
+    from tasks.labelstudio import LabelStudioUnavailable
+
+    cfg = label_cfg(poll_s=0.01, timeout_s=30.0)
+    answers = iter([TransientError("down"), TransientError("down"), (1, 2), (2, 2)])
+
+    def progress():
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    said, counts = [], {}
+    assert _watch(progress, 2, cfg, threading.Event(), said.append, counts=counts) == "complete"
+    assert counts == {"failures": 2}
+    assert [m for m in said if "checking again" in m] == ["label: down; checking again in 0 s (failure 1 in a row)",
+                                                          "label: down; checking again in 0 s (failure 2 in a row)"]
+    assert "label: the server answers again after 2 failed check(s)" in said
+
+    def refused():
+        raise LabelStudioUnavailable("refused the token")
+
+    with pytest.raises(LabelStudioUnavailable):
+        _watch(refused, 2, cfg, threading.Event(), said.append)
 
 
 @pytest.mark.parametrize("shape", ["comparison", "likert", "attributes"])

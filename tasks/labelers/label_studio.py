@@ -121,15 +121,22 @@ def build_tasks(shape: str, groups, prompts: dict, cfg) -> tuple[list[dict], dic
     return tasks, meaning, {"tasks": len(tasks), "skipped_empty": empty, "skipped_identical": identical}
 
 
-def annotation_rows(shape: str, states, meaning: dict, seed: int, criteria: list[str]) -> tuple[list[dict], int]:
+def allowed_annotations(annotations: list, allowed: set | None) -> list:
+    """The annotations by the allowed accounts (their Label Studio user ids); all of them when ``allowed`` is
+    None (no ``label_studio.annotators`` list)."""
+    return list(annotations) if allowed is None else [a for a in annotations if a.get("completed_by") in allowed]
+
+
+def annotation_rows(shape: str, states, meaning: dict, seed: int, criteria: list[str],
+                    allowed: set | None = None) -> tuple[list[dict], int]:
     """Annotation rows (the file format of ``tasks/labelers/feedback.py``) from exported tasks; display order
-    undone. Returns (rows, skipped annotations)."""
+    undone; only the ``allowed`` accounts' annotations (None: everyone's). Returns (rows, skipped annotations)."""
     rows, skipped = [], 0
     for t in states:
         m = meaning.get(t.key)
         if m is None:
             continue
-        for ann in t.annotations:
+        for ann in allowed_annotations(t.annotations, allowed):
             if ann.get("was_cancelled"):
                 skipped += 1
                 continue
@@ -176,16 +183,29 @@ def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, s
     where = studio.url_of(project)
     log(f"{stage}: Label Studio project {title!r} ({where}): {imported} tasks imported, {existing} already there")
 
+    names = studio_cfg.annotators
+
+    def allowed() -> set | None:
+        # Listed each time: an account the admin creates during the wait counts from then on.
+        return None if names is None else set(studio.user_ids(names))
+
     def progress():
         states = [s for s in studio.tasks(project) if s.key in meaning]
-        return sum(s.is_labeled for s in states), len(states)
+        ids = allowed()
+        # With an allow-list, a task is done when Label Studio says so and an allowed account labelled it.
+        return sum(s.is_labeled and bool(allowed_annotations(s.annotations, ids)) for s in states), len(states)
 
     waited = wait_for_people(progress, cfg, where, log)
-    states = studio.tasks(project)
-    rows, skipped = annotation_rows(shape, states, meaning, cfg.seed, criteria)
+    states = [s for s in studio.tasks(project) if s.key in meaning]
+    ids = allowed()
+    rows, skipped = annotation_rows(shape, states, meaning, cfg.seed, criteria, ids)
+    ignored = sum(len(s.annotations) - len(allowed_annotations(s.annotations, ids)) for s in states)
+    if ignored:
+        log(f"{stage}: ignored {ignored} annotation(s) by accounts not in label_studio.annotators")
     done, total = progress()
     stats = {"project_id": project, "tasks": total, "tasks_imported": imported, "tasks_reused": existing,
              "tasks_done": done, "annotations": len(rows), "annotations_skipped": skipped,
+             "annotations_not_allowed": ignored, "poll_failures": waited.get("failures", 0),
              "waited_s": waited["waited_s"], f"outcome_{waited['outcome']}": 1}
     if not rows:
         raise DataError(where, "at least one submitted annotation",

@@ -4,7 +4,10 @@ Inside a Prefect flow run the stage calls ``pause_flow_run(wait_for_input=...)``
 the run shows as *Paused* in the Prefect UI, where a person can resume it and
 type a note. A watcher thread checks the progress every ``label.poll_s`` and
 resumes the run itself when the share of done tasks reaches
-``label.completion``, or when ``label.timeout_s`` has passed. Outside Prefect
+``label.completion``, or when ``label.timeout_s`` has passed. A server that
+is restarting (unreachable, or answering 429/5xx) is logged and checked again
+with capped backoff for as long as the wait lasts; any other error resumes the
+run and fails the stage with its message. Outside Prefect
 (``dvc repro``, ``rft stage label``), ``label.wait: poll`` waits in the same
 way and prints a progress line; ``label.wait: stop`` stops at once with
 :class:`LabelsPending`, whose message says where to label and how to resume.
@@ -59,11 +62,40 @@ def wait_for_people(progress: Progress, cfg, where: str, log: Callable[[str], No
     return _poll(progress, need, cfg, where, log)
 
 
-def _watch(progress: Progress, need: int, cfg, stop: threading.Event, log, on_done=None) -> str | None:
+# A failed progress check is tried again after min(poll_s, FIRST_RETRY_S), doubling up to tasks/retry.py's cap.
+FIRST_RETRY_S = 5.0
+
+
+def _watch(progress: Progress, need: int, cfg, stop: threading.Event, log, on_done=None,
+           counts: dict | None = None) -> str | None:
+    """Check ``progress`` every ``poll_s`` until ``need`` tasks are done or ``timeout_s`` passes: the outcome
+    (None when ``stop`` was set). A server that fails in a way that may pass (:class:`TransientError`: it is
+    restarting) is logged and checked again with capped backoff, for as long as the wait lasts; ``counts``
+    gets the number of such failures under ``failures``."""
+    from tasks.errors import TransientError
+    from tasks.retry import backoff_delay
+
     deadline = time.monotonic() + cfg.timeout_s
     last = None
+    failures = 0                         # in a row
+    counts = counts if counts is not None else {}
     while True:
-        done, total = progress()
+        try:
+            done, total = progress()
+        except TransientError as exc:
+            counts["failures"] = counts.get("failures", 0) + 1
+            delay = backoff_delay(min(cfg.poll_s, FIRST_RETRY_S), failures)
+            failures += 1
+            log(f"label: {exc}; checking again in {delay:.0f} s (failure {failures} in a row)")
+            if time.monotonic() >= deadline:
+                outcome = "timeout"
+                break
+            if stop.wait(min(delay, max(0.0, deadline - time.monotonic()))):
+                return None
+            continue
+        if failures:
+            log(f"label: the server answers again after {failures} failed check(s)")
+            failures = 0
         if done != last:
             log(f"label: {done}/{total} tasks done, {need} needed")
             last = done
@@ -83,8 +115,9 @@ def _watch(progress: Progress, need: int, cfg, stop: threading.Event, log, on_do
 def _poll(progress: Progress, need: int, cfg, where: str, log) -> dict:
     log(f"label: waiting for people at {where} (up to {cfg.timeout_s:g} s)")
     t0 = time.monotonic()
-    outcome = _watch(progress, need, cfg, threading.Event(), log)
-    return {"outcome": outcome, "waited_s": time.monotonic() - t0, "note": ""}
+    counts: dict = {}
+    outcome = _watch(progress, need, cfg, threading.Event(), log, counts=counts)
+    return {"outcome": outcome, "waited_s": time.monotonic() - t0, "note": "", "failures": counts.get("failures", 0)}
 
 
 def _pause_flow(progress: Progress, need: int, cfg, where: str, log) -> dict:
@@ -97,13 +130,23 @@ def _pause_flow(progress: Progress, need: int, cfg, where: str, log) -> dict:
 
     flow_run_id = FlowRunContext.get().flow_run.id
     result: dict = {}
+    counts: dict = {}
     stop = threading.Event()
 
     def resume(outcome: str) -> None:
         result["outcome"] = outcome
         resume_flow_run(flow_run_id, run_input={"note": f"resumed by the label stage: {outcome}"})
 
-    watcher = threading.Thread(target=_watch, args=(progress, need, cfg, stop, log, resume), daemon=True)
+    def watch() -> None:
+        # An error the watcher cannot wait out (a refused token, a bug) must not die with its thread, leaving the
+        # run paused until Prefect's timeout: it resumes the run, and the stage raises it.
+        try:
+            _watch(progress, need, cfg, stop, log, resume, counts)
+        except Exception as exc:  # noqa: BLE001 - raised again in the stage's own thread below
+            result["error"] = exc
+            resume_flow_run(flow_run_id, run_input={"note": f"resumed by the label stage: it failed: {exc}"})
+
+    watcher = threading.Thread(target=watch, daemon=True)
     log(f"label: pausing the flow run while people label at {where}; it resumes by itself when "
         f"{need} tasks are done or after {cfg.timeout_s:g} s, or from the Prefect UI")
     t0 = time.monotonic()
@@ -114,5 +157,8 @@ def _pause_flow(progress: Progress, need: int, cfg, where: str, log) -> dict:
     finally:
         stop.set()
         watcher.join(timeout=30)
+    if "error" in result:
+        raise result["error"]
     note = getattr(answer, "note", "") or ""
-    return {"outcome": result.get("outcome", "resumed"), "waited_s": time.monotonic() - t0, "note": note}
+    return {"outcome": result.get("outcome", "resumed"), "waited_s": time.monotonic() - t0, "note": note,
+            "failures": counts.get("failures", 0)}
