@@ -21,8 +21,13 @@ What goes, for the other iterations:
 
 Nothing that no iteration names is touched (data you ``dvc add``-ed, ``dvc exp run``
 results, other experiments), nor the DVC remote: a dropped iteration's commit can
-still be checked out and ``dvc pull``-ed from the remote. ``--dry-run`` prints the plan
-and changes nothing.
+still be checked out and ``dvc pull``-ed from the remote. So a cache file goes only
+when the DVC remote holds it: with no remote, a push that failed or
+``promote.dvc_push: false``, the cache is the only copy, and gc keeps it and says how
+many it kept (``dvc push``, then ``rft gc`` again). The champion folder each promotion
+installed (its hash is tagged ``rft.champion_md5`` on the cycle's run) is kept like
+the workspace's. ``--dry-run`` prints the plan, with the size of each version's
+artifacts wherever the MLflow artifact store is, and changes nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.iterations import ITERATION_TAG, cycle_runs
+from tasks.iterations import CHAMPION_MD5_TAG, ITERATION_TAG, cycle_runs
 
 MODELS = {"policy": "rft.policy_version", "reward-model": "rft.reward_model_version"}
 MD5_TAG = "dvc.md5."
@@ -50,6 +55,9 @@ class Plan:
     objects: list[Path] = field(default_factory=list)             # DVC cache files to delete
     object_bytes: int = 0
     artifact_bytes: int = 0
+    unpushed: list[Path] = field(default_factory=list)            # cache files kept: the DVC remote lacks them
+    remote: str | None = None                                      # the DVC remote checked (None: none set)
+    remote_error: str | None = None                                # why it could not be checked
 
 
 def iteration_of(run) -> int | None:
@@ -165,17 +173,51 @@ def plan(client, experiment_id: str, keep_last: int, cache: Path, root: Path = P
             # Where the version's files lie: its logged model's artifacts (the source is a models:/ URI).
             where = client.get_model_version_download_uri(name, version)
             out.versions.append((name, version, where, mv.run_id))
-            out.artifact_bytes += folder_bytes(local_path(where))
+            out.artifact_bytes += artifact_bytes(where)
     keep_files: set[Path] = set()
-    for md5 in workspace_hashes(root) | {h for r in kept for h in run_hashes(r)}:
+    installed = {r.data.tags[CHAMPION_MD5_TAG] for r in runs if r.data.tags.get(CHAMPION_MD5_TAG)}
+    for md5 in workspace_hashes(root) | installed | {h for r in kept for h in run_hashes(r)}:
         keep_files |= cache_files(cache, md5)
     drop_files: set[Path] = set()
     for run in dropped:
         for md5 in run_hashes(run):
             drop_files |= cache_files(cache, md5)
-    out.objects = sorted(drop_files - keep_files)
+    candidates = sorted(drop_files - keep_files)
+    on_remote, out.remote, out.remote_error = remote_holds(root, {oid_of(f) for f in candidates})
+    out.objects = [f for f in candidates if oid_of(f) in on_remote]
+    out.unpushed = [f for f in candidates if oid_of(f) not in on_remote]
     out.object_bytes = sum(f.stat().st_size for f in out.objects)
     return out
+
+
+def oid_of(path: Path) -> str:
+    """The DVC object id of a cache file: its folder's two hex digits and its name (``ab/cdef...[.dir]``)."""
+    return path.parent.name + path.name
+
+
+def remote_holds(root: Path, oids: set[str]) -> tuple[set[str], str | None, str | None]:
+    """Which of ``oids`` the project's default DVC remote holds: (held, the remote's name or None when there is
+    none, why it could not be checked or None). A remote that cannot be checked holds nothing, as far as gc
+    knows."""
+    from dvc.config import NoRemoteError
+    from dvc.repo import Repo
+
+    if not oids:
+        return set(), None, None
+    with Repo(str(root)) as repo:
+        name = repo.config["core"].get("remote") or "the default remote"
+        try:
+            odb = repo.cloud.get_remote_odb(None, "gc")
+        except NoRemoteError:
+            return set(), None, None
+        except Exception as exc:  # noqa: BLE001 - a remote gc cannot list (cloud-versioned, bad config): keep all
+            return set(), name, f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            return set(odb.oids_exist(oids)), name, None
+        except Exception as exc:  # noqa: BLE001 - any failure to list the remote means: keep everything
+            from tasks.redact import redact_text
+
+            return set(), name, redact_text(f"{type(exc).__name__}: {exc}")[:300]
 
 
 def local_path(uri: str) -> Path | None:
@@ -186,6 +228,22 @@ def local_path(uri: str) -> Path | None:
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path))
     return None
+
+
+def artifact_bytes(uri: str) -> int:
+    """The bytes under an MLflow artifact location: summed on disk for a local store, else from the artifact
+    repository's listing (a tracking server's mlflow-artifacts:, s3:, gs: ...)."""
+    path = local_path(uri)
+    if path is not None:
+        return folder_bytes(path)
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(uri)
+
+    def walk(sub: str | None) -> int:
+        return sum(walk(f.path) if f.is_dir else (f.file_size or 0) for f in repo.list_artifacts(sub))
+
+    return walk(None)
 
 
 def folder_bytes(path: Path | None) -> int:
@@ -234,6 +292,12 @@ def describe(p: Plan, *, dry_run: bool, keep_last: int) -> str:
         lines.append(f"  {verb} {len(p.versions)} registered version(s) and their MLflow artifacts "
                      f"({mb(p.artifact_bytes)}): {names}")
     lines.append(f"  {verb} {len(p.objects)} DVC cache file(s) ({mb(p.object_bytes)})")
+    if p.unpushed:
+        size = mb(sum(f.stat().st_size for f in p.unpushed if f.exists()))
+        why = (f"the DVC remote '{p.remote}' could not be checked ({p.remote_error})" if p.remote_error else
+               f"the DVC remote '{p.remote}' does not hold them" if p.remote else "no DVC remote is set")
+        lines.append(f"  kept {len(p.unpushed)} DVC cache file(s) ({size}) of dropped iterations: {why}, so the "
+                     "cache is their only copy (dvc push, then rft gc again)")
     if dry_run:
         lines.append("  dry run: nothing changed (run `rft gc` to delete)")
     return "\n".join(lines)

@@ -28,6 +28,9 @@ from tasks.errors import RFTError
 from tasks.retry import backoff_delay
 
 KIND_TAG, ITERATION_TAG = "rft.kind", "rft.iteration"
+# On a cycle run that promoted: the DVC hash of the champion folder it installed (rft gc keeps its cache files, so
+# the champion stays reproducible from the iteration's commit after later ones supersede it).
+CHAMPION_MD5_TAG = "rft.champion_md5"
 RETRIES, BACKOFF = 3, 1.0
 
 

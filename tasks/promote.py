@@ -149,6 +149,8 @@ def finish(record: dict, params: Params, client) -> dict:
         install_policy(CANDIDATE, champion, record["meta"])
     kill_point("promote:swapped")
     _commit("champion")
+    if run_id:
+        client.set_tag(run_id, iterations.CHAMPION_MD5_TAG, dvc_md5(champion))
     kill_point("promote:committed")
     client.set_registered_model_alias("policy", "champion", version)
     if record.get("reward_model_version") is not None:
