@@ -75,6 +75,9 @@ def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict |
         return skipped()
     from dvc.repo import Repo
 
+    from tasks.iterations import params_md5
+
+    read = params_md5(params_path)                  # the file this stage reads, as the cycle compares it
     params = load_params(params_path)
     repo = Repo(".")
     try:
@@ -88,7 +91,8 @@ def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict |
         repo.commit(name, force=True)
         fsync_file("dvc.lock")
         fsync_dir(".")
-        return {"stage": name, "status": "ran", "seconds": time.perf_counter() - start, "metrics": metrics}
+        return {"stage": name, "status": "ran", "seconds": time.perf_counter() - start, "metrics": metrics,
+                "params_md5": read}
     finally:
         repo.close()
 
@@ -181,18 +185,20 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
     exp_id = tracking.setup(params.tracking)
     client = mlflow.MlflowClient()
     iteration = iterations.next_iteration(client, exp_id)
+    loaded = iterations.params_md5(params_path)         # the params the cycle starts with, to compare at its end
     names = stages or STAGES
     rows: list[dict] = []
     error = None
     t_start = time.perf_counter()
     tags = {"rft.kind": "cycle", iterations.ITERATION_TAG: str(iteration), "git.commit": tracking.git_commit(),
             "rft.parent_version": iterations.champion_version(client) or "none",
-            "rft.winrate_source": params.promote.winrate_source}
+            "rft.winrate_source": params.promote.winrate_source, iterations.PARAMS_MD5_TAG: str(loaded)}
     tags.update(prefect_links())
     with mlflow.start_run(run_name=f"cycle {iteration}", tags=tags) as parent:
         os.environ[tracking.PARENT_ENV] = parent.info.run_id
         os.environ[tracking.CYCLE_ENV] = f"cycle {iteration}"          # the stage runs' names start with it
         mlflow.log_params(tracking.flat_params(params))                 # the whole params.yaml, to compare
+        mlflow.log_text(redact_text(Path(params_path).read_text()), "params.yaml")   # as loaded, for the record
         name = names[0]
         try:
             known = Staleness(names, initially)          # initially: the stale stages, if the caller asked DVC
@@ -201,6 +207,10 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
                 rows.append(stage_row(name, state))
                 known.ran(rows[-1]["status"] == "ran")
             if stages is None:
+                drift = iterations.params_drift(params_path, loaded, rows)
+                if drift:                   # said before the record and the promotion commit it
+                    get_run_logger().warning(f"cycle: {drift}")
+                    mlflow.set_tag(iterations.PARAMS_CHANGED_TAG, drift[:5000])
                 name = "record"
                 _record_iteration(params, iteration, client, parent.info.run_id, rows)
                 name = "promote"

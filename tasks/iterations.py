@@ -55,6 +55,32 @@ def champion_version(client, name: str = "policy") -> str | None:
         return None
 
 
+PARAMS_MD5_TAG, PARAMS_CHANGED_TAG = "rft.params_md5", "rft.params_changed"
+
+
+def params_md5(path: str | Path) -> str | None:
+    """The md5 of the params file's bytes (None when it cannot be read)."""
+    import hashlib
+
+    try:
+        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def params_drift(path: str | Path, loaded: str | None, rows: list[dict]) -> str | None:
+    """Why the params of this cycle are not one file (None: they are): ``path`` changed since the cycle loaded it
+    (md5 ``loaded``), or a stage (``rows`` carry the ``params_md5`` each stage read) read another version."""
+    now = params_md5(path)
+    others = [r["stage"] for r in rows if r.get("params_md5") not in (None, loaded)]
+    if now == loaded and not others:
+        return None
+    read = f"; the stages {', '.join(others)} read a changed file" if others else ""
+    return (f"{path} changed during the cycle (md5 {loaded} when it started, {now} now){read}. The iteration's "
+            f"commit records the file as it is now; the params the cycle started with are the parent run's "
+            f"params.yaml artifact and its {PARAMS_MD5_TAG} tag")
+
+
 def data_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
     """``path -> md5`` for every stage output, and every data input, recorded in ``dvc.lock``."""
     lock = Path(lock)

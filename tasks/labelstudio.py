@@ -80,7 +80,8 @@ class Studio:
     def project(self, title: str, label_config: str, instructions: str, maximum_annotations: int,
                 overlap_percent: int) -> int:
         """The id of the project with this title, created (with this config) if there is none."""
-        found = [p for p in self._call("list projects", self.client.projects.list, title=title) if p.title == title]
+        found = [p for p in self._call("list projects", lambda: list(self.client.projects.list(title=title)))
+                 if p.title == title]
         if found:
             return found[0].id
         p = self._call("create a project", self.client.projects.create, title=title, label_config=label_config,
@@ -91,7 +92,9 @@ class Studio:
 
     def tasks(self, project: int) -> list[TaskState]:
         out = []
-        pager = self._call("list tasks", self.client.tasks.list, project=project, fields="all", page_size=500)
+        # A pager fetches its later pages as it is iterated: listed whole inside _call, so their errors are named.
+        pager = self._call("list tasks", lambda: list(self.client.tasks.list(project=project, fields="all",
+                                                                             page_size=500)))
         for t in pager:
             data = t.data or {}
             anns = [a if isinstance(a, dict) else a.dict() for a in (t.annotations or [])]
@@ -116,7 +119,7 @@ class Studio:
 
     def user(self, email: str) -> int:
         """The id of the user with this e-mail, created (without a password) if there is none."""
-        for u in self._call("list users", self.client.users.list):
+        for u in self._call("list users", lambda: list(self.client.users.list())):
             if u.email == email:
                 return u.id
         return self._call("create a user", self.client.users.create, username=email.split("@")[0],
@@ -125,7 +128,7 @@ class Studio:
     def user_ids(self, names) -> dict[int, str]:
         """``{user id: e-mail}`` of the accounts whose e-mail or username is in ``names``."""
         wanted = set(names)
-        return {u.id: u.email for u in self._call("list users", self.client.users.list)
+        return {u.id: u.email for u in self._call("list users", lambda: list(self.client.users.list()))
                 if u.email in wanted or getattr(u, "username", None) in wanted}
 
     def url_of(self, project: int) -> str:

@@ -89,6 +89,10 @@ class Proxy:
             listener, self._listener = self._listener, None
             conns, self._open = self._open, []
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)     # wakes the accept() of the other thread; close() alone does not
+            except OSError:
+                pass
             listener.close()
         for conn in conns:
             try:

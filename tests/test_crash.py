@@ -5,6 +5,7 @@ finishes it. A configured server that is down stops a cycle before any compute."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -66,6 +67,15 @@ def _stage_run(path, stage: str, metric_prefix: str | None) -> bool:
         return False
 
 
+def _stage_runs(path, stage: str) -> set[str]:
+    """The ids of the MLflow runs of ``stage`` in the project's store."""
+    import sqlite3
+
+    query = "SELECT run_uuid FROM tags WHERE key = 'rft.stage' AND value = ?"
+    with sqlite3.connect(path / "mlruns.db", timeout=5) as db:
+        return {row[0] for row in db.execute(query, (stage,))}
+
+
 def _kill_during(path, stage: str, metric_prefix: str | None) -> None:
     """SIGKILL a cycle inside ``stage``: once its MLflow run is open and, with ``metric_prefix``, has logged a
     training step's metrics. The output is drained all along, so a full pipe never holds the cycle up."""
@@ -110,8 +120,11 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
     from tasks.faults import KILL_ENV
     from tasks.promote import STEPS
 
-    log = _run_killed_at(path, ["rft", "cycle"], "promote:recorded")
+    loaded = hashlib.md5((path / "params.yaml").read_bytes()).hexdigest()
+    log = _run_killed_at(path, ["rft", "cycle"], "promote:recorded", edit_params_during="evaluate")
     assert f"stage {previous}: running" in log and "stage optimize: running" not in log   # only what was left
+    # The file changed while evaluate ran: the cycle says so before it records and promotes anything.
+    assert "params.yaml changed during the cycle (md5 " + loaded in log
     assert (dvc_md5(path / "models/champion"), _lock(path)["champion"]["outs"], _champions(path)) == snapshot
     for step in STEPS:
         assert (path / ".dvc/tmp/rft-promotion.json").exists()
@@ -126,12 +139,19 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
     _check_promoted(path)
 
 
-def _run_killed_at(path, cmd: list[str], point: str) -> str:
-    """Run ``cmd`` in its own session with ``RFT_KILL_AT=point``; it must die there, by SIGKILL. Its output."""
-    out = subprocess.run(cmd, cwd=path, capture_output=True, text=True, start_new_session=True,
-                         env={**os.environ, "RFT_KILL_AT": point})
-    log = out.stdout + out.stderr
-    assert out.returncode == -signal.SIGKILL and f"RFT_KILL_AT={point}: killing" in log, log[-3000:]
+def _run_killed_at(path, cmd: list[str], point: str, edit_params_during: str | None = None) -> str:
+    """Run ``cmd`` in its own session with ``RFT_KILL_AT=point``; it must die there, by SIGKILL. Its output. With
+    ``edit_params_during``, a line is added to params.yaml once that stage's run is open (a person editing it)."""
+    before = _stage_runs(path, edit_params_during) if edit_params_during else set()
+    proc = subprocess.Popen(cmd, cwd=path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "RFT_KILL_AT": point})
+    if edit_params_during:                 # a run of that stage that this command opened
+        while not _stage_runs(path, edit_params_during) - before and proc.poll() is None:
+            time.sleep(0.02)
+        with open(path / "params.yaml", "a") as fh:
+            fh.write("# edited while the cycle ran\n")
+    log, _ = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and f"RFT_KILL_AT={point}: killing" in log, log[-3000:]
     return log
 
 
@@ -158,6 +178,9 @@ def _check_promoted(path) -> None:
     assert (last["status"], last["promoted"], last["version"]) == ("recovered", "yes", version)
     run = client.get_run(last["run_id"])
     assert run.info.status == "KILLED" and run.data.tags["rft.champion_version"] == version
+    assert run.data.tags["rft.champion_md5"] == dvc_md5(path / "models/champion")
+    assert run.data.tags["rft.params_changed"].startswith("params.yaml changed during the cycle")
+    assert run.data.tags["rft.params_md5"] != hashlib.md5((path / "params.yaml").read_bytes()).hexdigest()
     assert run.data.metrics["promoted"] == 1.0 and "finished the promotion" in run.data.tags["rft.recovered"]
     # The iteration's commit records this champion's dvc.lock, and the working tree's copy is that one.
     head = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=path, capture_output=True, text=True).stdout

@@ -86,7 +86,7 @@ def _watch(progress: Progress, need: int, cfg, stop: threading.Event, log, on_do
             counts["failures"] = counts.get("failures", 0) + 1
             delay = backoff_delay(min(cfg.poll_s, FIRST_RETRY_S), failures)
             failures += 1
-            log(f"label: {exc}; checking again in {delay:.0f} s (failure {failures} in a row)")
+            log(f"label: {exc}; checking again in {delay:.3g} s (failure {failures} in a row)")
             if time.monotonic() >= deadline:
                 outcome = "timeout"
                 break
