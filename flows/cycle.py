@@ -211,6 +211,10 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
                 if drift:                   # said before the record and the promotion commit it
                     get_run_logger().warning(f"cycle: {drift}")
                     mlflow.set_tag(iterations.PARAMS_CHANGED_TAG, drift[:5000])
+                    if iterations.params_values_changed(params_path, params):
+                        # The gate would judge, and the commit record, other params than the stages trained under.
+                        raise RFTError(f"{drift}. Its values changed, not only its comments: nothing is recorded or "
+                                       "promoted. Run the cycle again: the stages whose params changed rerun")
                 name = "record"
                 _record_iteration(params, iteration, client, parent.info.run_id, rows)
                 name = "promote"
@@ -614,4 +618,8 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(0 if run_cycle().get("ok") else 2)
+    from tasks.lock import project_lock
+
+    # As `rft cycle`: the project lock first, so that no recovery here finishes a promotion another writer is making.
+    with project_lock("python -m flows.cycle", load_params("params.yaml").lock):
+        sys.exit(0 if run_cycle().get("ok") else 2)

@@ -42,6 +42,8 @@ def run_champion(params: Params) -> dict:
         else:
             if champion.exists():
                 print(reseed_message(champion, meta, base_hash, params.champion.reseed), flush=True)
+            else:
+                missing_champion(champion, read_meta(BASE), params.champion.reseed)
             base_meta = read_meta(BASE)
             install_policy(BASE, champion, {**base_meta, "base_md5": base_hash})
             result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
@@ -65,3 +67,24 @@ def reseed_message(champion: Path, meta: dict, base_hash: str, reseed: bool) -> 
                        "for this cycle; to keep the champion, restore what changed (git checkout the params or "
                        "corpus files, then dvc checkout models/base)")
     return f"champion: {what}. champion.reseed is true: the champion restarts from the new base, with no gate"
+
+
+def missing_champion(champion: Path, base_meta: dict, reseed: bool) -> None:
+    """A missing champion folder is seeded from the base, unless the registry's policy@champion is a promoted
+    version (not the base's): then the folder was lost (a fresh clone without dvc pull), and seeding would move
+    the alias back to the base with no gate. Raises then, unless ``reseed``."""
+    from tasks.iterations import champion_version
+
+    try:
+        import mlflow
+
+        alias = champion_version(mlflow.MlflowClient())
+    except Exception:  # noqa: BLE001 - no registry yet: nothing to lose
+        alias = None
+    base = base_meta.get("registry_version")
+    if reseed or alias is None or base is None or str(alias) == str(base):
+        return
+    raise RFTError(f"champion: {champion} is missing, while the registry's policy@champion is v{alias}, not the "
+                   f"base (v{base}): restore the folder with `dvc pull {champion}` (or `dvc checkout {champion}`). "
+                   "Seeding it from the base would move policy@champion back to the base with no gate; to start "
+                   "the lineage over from the base, set champion.reseed: true")

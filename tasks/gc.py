@@ -55,6 +55,7 @@ class Plan:
     objects: list[Path] = field(default_factory=list)             # DVC cache files to delete
     object_bytes: int = 0
     artifact_bytes: int = 0
+    unsized: int = 0                                               # versions whose artifact store could not be listed
     unpushed: list[Path] = field(default_factory=list)            # cache files kept: the DVC remote lacks them
     remote: str | None = None                                      # the DVC remote checked (None: none set)
     remote_error: str | None = None                                # why it could not be checked
@@ -173,7 +174,11 @@ def plan(client, experiment_id: str, keep_last: int, cache: Path, root: Path = P
             # Where the version's files lie: its logged model's artifacts (the source is a models:/ URI).
             where = client.get_model_version_download_uri(name, version)
             out.versions.append((name, version, where, mv.run_id))
-            out.artifact_bytes += artifact_bytes(where)
+            size = artifact_bytes(where)
+            if size is None:
+                out.unsized += 1
+            else:
+                out.artifact_bytes += size
     keep_files: set[Path] = set()
     installed = {r.data.tags[CHAMPION_MD5_TAG] for r in runs if r.data.tags.get(CHAMPION_MD5_TAG)}
     for md5 in workspace_hashes(root) | installed | {h for r in kept for h in run_hashes(r)}:
@@ -230,20 +235,22 @@ def local_path(uri: str) -> Path | None:
     return None
 
 
-def artifact_bytes(uri: str) -> int:
+def artifact_bytes(uri: str) -> int | None:
     """The bytes under an MLflow artifact location: summed on disk for a local store, else from the artifact
-    repository's listing (a tracking server's mlflow-artifacts:, s3:, gs: ...)."""
+    repository's listing (a tracking server's mlflow-artifacts:, s3:, gs: ...); None when it cannot be listed (no
+    credentials here, a server that does not serve artifacts): the size is unknown, and gc goes on."""
     path = local_path(uri)
     if path is not None:
         return folder_bytes(path)
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    repo = get_artifact_repository(uri)
+    def walk(repo, sub: str | None) -> int:
+        return sum(walk(repo, f.path) if f.is_dir else (f.file_size or 0) for f in repo.list_artifacts(sub))
 
-    def walk(sub: str | None) -> int:
-        return sum(walk(f.path) if f.is_dir else (f.file_size or 0) for f in repo.list_artifacts(sub))
-
-    return walk(None)
+    try:
+        return walk(get_artifact_repository(uri), None)
+    except Exception:  # noqa: BLE001 - any failure to list only leaves the size unknown
+        return None
 
 
 def folder_bytes(path: Path | None) -> int:
@@ -289,8 +296,9 @@ def describe(p: Plan, *, dry_run: bool, keep_last: int) -> str:
              f"dropping the files of {_span(p.dropped) or 'none'}"]
     if p.versions:
         names = ", ".join(f"{name} v{version}" for name, version, _, _ in p.versions)
+        unknown = f", and {p.unsized} of unknown size (their store could not be listed)" if p.unsized else ""
         lines.append(f"  {verb} {len(p.versions)} registered version(s) and their MLflow artifacts "
-                     f"({mb(p.artifact_bytes)}): {names}")
+                     f"({mb(p.artifact_bytes)}{unknown}): {names}")
     lines.append(f"  {verb} {len(p.objects)} DVC cache file(s) ({mb(p.object_bytes)})")
     if p.unpushed:
         size = mb(sum(f.stat().st_size for f in p.unpushed if f.exists()))

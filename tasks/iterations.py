@@ -81,6 +81,18 @@ def params_drift(path: str | Path, loaded: str | None, rows: list[dict]) -> str 
             f"params.yaml artifact and its {PARAMS_MD5_TAG} tag")
 
 
+def params_values_changed(path: str | Path, started) -> bool:
+    """Whether ``path`` now holds other values than ``started`` (the Params the cycle loaded): more than a comment
+    or the layout changed. A file that no longer loads counts as changed."""
+    from tasks.config import load_params
+    from tasks.errors import RFTError
+
+    try:
+        return load_params(path) != started
+    except RFTError:
+        return True
+
+
 def data_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
     """``path -> md5`` for every stage output, and every data input, recorded in ``dvc.lock``."""
     lock = Path(lock)

@@ -69,7 +69,7 @@ class Studio:
                 raise LabelStudioUnavailable(f"label_studio.token_env: Label Studio at {self.cfg.url} refused the "
                                              f"token in ${self.cfg.token_env} ({exc.status_code}) while trying to "
                                              f"{what}") from None
-            kind = LabelStudioDown if exc.status_code in (429, 502, 503, 504) or exc.status_code >= 500 else \
+            kind = LabelStudioDown if exc.status_code == 429 or (exc.status_code or 0) >= 500 else \
                 LabelStudioUnavailable
             raise kind(f"Label Studio at {self.cfg.url} answered {exc.status_code} while trying "
                        f"to {what}: {str(exc.body)[:300]}") from None
@@ -126,10 +126,10 @@ class Studio:
                           email=email).id
 
     def user_ids(self, names) -> dict[int, str]:
-        """``{user id: e-mail}`` of the accounts whose e-mail or username is in ``names``."""
-        wanted = set(names)
+        """``{user id: e-mail}`` of the accounts whose e-mail (in any case) or username is in ``names``."""
+        wanted = set(names) | {n.lower() for n in names}
         return {u.id: u.email for u in self._call("list users", lambda: list(self.client.users.list()))
-                if u.email in wanted or getattr(u, "username", None) in wanted}
+                if (u.email or "").lower() in wanted or getattr(u, "username", None) in wanted}
 
     def url_of(self, project: int) -> str:
         return f"{self.cfg.url.rstrip('/')}/projects/{project}/data"

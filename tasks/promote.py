@@ -38,6 +38,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 from tasks import tracking
 from tasks.config import Params, gate_training_judge
@@ -87,6 +88,7 @@ def promote(params: Params, evaluated: bool = True) -> dict:
               "iteration": os.environ.get(tracking.CYCLE_ENV, "").removeprefix("cycle ") or None,
               "meta": {**cand, "base_md5": read_meta(champion).get("base_md5"),
                        "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+              "publish": {"dvc_push": params.promote.dvc_push, "git_commit": params.promote.git_commit},
               "pid": os.getpid(), "started": time.time()}
     write_pending(record)                       # before anything moves: the next writer finishes it
     kill_point("promote:recorded")
@@ -166,8 +168,11 @@ def finish(record: dict, params: Params, client) -> dict:
     kill_point("promote:tagged")
     out: dict = {"reward_model_version": record.get("reward_model_version")}
     if run_id:                                  # the iteration's record: dvc.lock (and the pushed outputs)
-        done = iterations.publish(params.promote, f"rft iteration {record.get('iteration') or '?'}: promote "
-                                                  f"policy v{version}")
+        # As the promoting cycle's params said, whatever params.yaml says by the time a recovery runs.
+        publish = SimpleNamespace(**record.get("publish", {"dvc_push": params.promote.dvc_push,
+                                                           "git_commit": params.promote.git_commit}))
+        done = iterations.publish(publish, f"rft iteration {record.get('iteration') or '?'}: promote "
+                                           f"policy v{version}")
         if "commit" in done:
             client.set_tag(run_id, "rft.promotion_commit", done["commit"])
             out["commit"] = done["commit"]
@@ -203,7 +208,12 @@ def recover_promotion(params: Params, who: str = "rft") -> str | None:
     champion = Path(record["champion_dir"])
     recover(champion)                           # a folder swap the kill cut short: whole again, old or new
     if installed(champion, record) or (CANDIDATE.exists() and dvc_md5(CANDIDATE) == record["candidate_md5"]):
-        finish(record, params, client)
+        try:
+            finish(record, params, client)
+        except RFTError as exc:
+            raise RFTError(f"{pending_file()}: finishing the interrupted promotion of policy v{version} failed: "
+                           f"{exc}. Fix what it says and run the command again: the record stays until the "
+                           "promotion is complete") from None
         status, what = "recovered", (f"{who}: finished the promotion of policy v{version} that a killed process "
                                      f"left half done (iteration {record.get('iteration') or '?'}): {champion}, "
                                      "dvc.lock, policy@champion and the version's tags agree")

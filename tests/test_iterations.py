@@ -24,3 +24,24 @@ def test_params_drift_names_a_file_edited_during_the_cycle_and_the_stages_that_r
                                                                                      "params_md5": now}])
     path.unlink()
     assert "None now" in params_drift(path, loaded, rows)
+
+
+def test_a_comment_is_not_a_change_of_values_but_an_edited_value_or_a_broken_file_is(tmp_path):
+    # The cycle stops before it records or promotes when the values changed (the gate would judge by other params
+    # than the stages trained under); an added comment only gets the warning.
+    import shutil
+    from pathlib import Path
+
+    from tasks.config import load_params
+    from tasks.iterations import params_values_changed
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).parents[1] / "params.yaml", path)
+    started = load_params(path)
+    with open(path, "a") as fh:
+        fh.write("# a note\n")
+    assert not params_values_changed(path, started)
+    path.write_text(path.read_text().replace("keep_last: 3", "keep_last: 4"))
+    assert params_values_changed(path, started)
+    path.write_text("promote: [\n")
+    assert params_values_changed(path, started)

@@ -84,9 +84,22 @@ def test_a_changed_base_reseeds_the_champion_only_when_params_say_so(built_proje
     assert (champion / "model.safetensors").read_bytes() == before                  # nothing moved
     assert client.get_model_version_by_alias("policy", "champion").version == alias
 
+    # A champion folder that is gone (a clone without dvc pull) while policy@champion is a promoted version: the
+    # stage says to restore it, rather than seeding the base and moving the alias back with no gate.
+    shutil.move(champion, tmp_path / "kept")
+    v1 = client.get_model_version("policy", alias)
+    v2 = client.create_model_version("policy", v1.source, run_id=v1.run_id)          # as a promotion registers
+    client.set_registered_model_alias("policy", "champion", v2.version)
+    lost = f"models/champion is missing, while the registry's policy@champion is v{v2.version}, not the base"
+    with pytest.raises(RFTError, match=lost):
+        run_champion(parse_params(raw))
+    assert not champion.exists()
+    shutil.move(tmp_path / "kept", champion)
+
     raw["champion"] = {"reseed": True}
     assert run_champion(parse_params(raw))["seeded"] == 1
     assert (champion / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes() != before
+    assert client.get_model_version_by_alias("policy", "champion").version == 1    # the lineage restarts at the base
 
 
 def test_prepare(built_project):

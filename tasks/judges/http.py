@@ -84,7 +84,8 @@ class HttpJudge(PairwiseJudge):
         self.judge_key, self.cfg = name, cfg
         self.endpoint = cfg.url.rstrip("/") + "/chat/completions"
         self.shown = redact_url(self.endpoint)                # how messages name it: no credential
-        self.headers = {"Content-Type": "application/json"}
+        # identity: the answer's size cap (max_response_kb) counts what the server sends, not a decompressed bomb
+        self.headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if cfg.api_key_env:
             key = os.environ.get(cfg.api_key_env)
             if not key:
@@ -129,7 +130,7 @@ class HttpJudge(PairwiseJudge):
                         raise JudgeServerError(f"judge {self.judge_key}: {self.shown} answered more than "
                                                f"judges.{self.judge_key}.max_response_kb "
                                                f"({self.cfg.max_response_kb} kB): not a chat completion")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+        except httpx.RequestError as exc:       # a timeout, a lost connection, a body that does not decode
             raise _Failed(type(exc).__name__) from None
         try:
             answer = json.loads(bytes(data))
@@ -187,9 +188,11 @@ class HttpJudge(PairwiseJudge):
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 failed = next((f for f in futures if f in done and f.exception() is not None), None)
                 if failed is not None:
-                    self._stop.set()
                     raise failed.exception()
                 return [f.result() for f in futures]
+            except BaseException:
+                self._stop.set()                 # the ones in flight end at their next check, not after retries
+                raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
 

@@ -184,6 +184,12 @@ def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, s
     log(f"{stage}: Label Studio project {title!r} ({where}): {imported} tasks imported, {existing} already there")
 
     names = studio_cfg.annotators
+    if names is not None:
+        known = studio.user_ids(names)
+        missing = [n for n in names if n.lower() not in {e.lower() for e in known.values()}]
+        if missing:
+            log(f"{stage}: label_studio.annotators: no Label Studio account has the e-mail {', '.join(missing)} "
+                "(yet): their annotations count once the admin creates it")
 
     def allowed() -> set | None:
         # Listed each time: an account the admin creates during the wait counts from then on.
