@@ -49,6 +49,14 @@ def _spam_policy(src, dst) -> str:
     return word.strip()
 
 
+def _work_copy(built_project, tmp_path, monkeypatch):
+    """A copy of the built project to change, as the working directory, and its params."""
+    work = tmp_path / "proj"
+    shutil.copytree(built_project[0], work)
+    monkeypatch.chdir(work)
+    return work, parse_params(__import__("yaml").safe_load((work / "params.yaml").read_text()))
+
+
 @pytest.mark.slow
 def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, monkeypatch):
     import mlflow
@@ -58,11 +66,7 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     from tasks.policy import read_meta, write_meta
     from tasks.promote import promote
 
-    path, _, _ = built_project
-    work = tmp_path / "proj"
-    shutil.copytree(path, work)
-    monkeypatch.chdir(work)
-    params = parse_params(__import__("yaml").safe_load((work / "params.yaml").read_text()))
+    work, params = _work_copy(built_project, tmp_path, monkeypatch)
     meta = read_meta(work / "models/candidate")
     word = _spam_policy(work / "models/champion", work / "models/candidate")
     write_meta(work / "models/candidate", meta)
@@ -94,11 +98,7 @@ def test_an_interrupted_promotion_whose_candidate_is_gone_rolls_back(built_proje
     from tasks.policy import read_meta
     from tasks.promote import pending_file, recover_promotion, write_pending
 
-    path, _, _ = built_project
-    work = tmp_path / "proj"
-    shutil.copytree(path, work)
-    monkeypatch.chdir(work)
-    params = parse_params(__import__("yaml").safe_load((work / "params.yaml").read_text()))
+    work, params = _work_copy(built_project, tmp_path, monkeypatch)
     version = str(read_meta(work / "models/candidate")["registry_version"])
     champion_before = (work / "models/champion/model.safetensors").read_bytes()
     write_pending({"policy_version": version, "reason": "won", "champion_dir": "models/champion",
