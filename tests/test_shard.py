@@ -52,21 +52,22 @@ def in_one_process(built_project, tmp_path_factory):
 
 @pytest.mark.servers
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("runner, started", [("dask", "rft-shards"), ("ray", "Started a local Ray instance")])
-def test_two_workers_generate_and_judge_the_same_bytes(in_one_process, tmp_path, runner, started):
+# Each runner on one stage (both go through the same sharding, tasks/shard.py): Dask generates, Ray judges. Every
+# pair once would double the slowest tests of the suite (a cluster start and model loads per stage and runner).
+@pytest.mark.parametrize("runner, started, stage, output", [
+    ("dask", "rft-shards", "generate", "data/generations.jsonl"),
+    ("ray", "Started a local Ray instance", "label", "data/labels.jsonl"),
+])
+def test_two_workers_generate_or_judge_the_same_bytes(in_one_process, tmp_path, runner, started, stage, output):
     path = tmp_path / "proj"
     shutil.copytree(in_one_process, path)
-    gen, labels = path / "data/generations.jsonl", path / "data/labels.jsonl"
-    whole = {gen: gen.read_bytes(), labels: labels.read_bytes()}
-    for out in whole:
-        out.unlink()
+    out = path / output
+    whole = out.read_bytes()
+    out.unlink()
 
     params = yaml.safe_load((path / "params.yaml").read_text())
     merge(params, {"scale": {"runner": runner, "workers": 2}})
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    log = _stage(path, "generate")
+    log = _stage(path, stage)
     assert started in log and "rft-shards" in log                      # the shards ran as a Prefect flow
-    assert gen.read_bytes() == whole[gen]
-    log = _stage(path, "label")
-    assert started in log and "rft-shards" in log
-    assert labels.read_bytes() == whole[labels]
+    assert out.read_bytes() == whole
