@@ -176,7 +176,7 @@ def run_bootstrap(params: Params) -> dict:
             version = tracking.register_model(
                 "policy", run.info.run_id,
                 lambda: log_policy(out, _example_prompt(), max_new_tokens=gen.max_new_tokens,
-                                   temperature=gen.temperature),
+                                   temperature=gen.temperature, source=BASE_DIR),
                 content=dvc_md5(out),
                 tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},
                 description="Base policy written by the bootstrap stage.")
@@ -186,7 +186,7 @@ def run_bootstrap(params: Params) -> dict:
                 meta["pointer"] = params.policy.base_model
             write_meta(out, meta)
         metrics["registry_version"] = version
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        tracking.log_final(metrics, "policy", version)
         write_json(REPORT, metrics)
     return metrics
 

@@ -281,15 +281,17 @@ class OptimizeConfig:
     checkpoint_every: int = opt(20, "Save a checkpoint every this many optimizer steps (PPO: updates) under "
                                 "checkpoints/optimize/, not a DVC output; a rerun of the stage resumes from the "
                                 "last one. 0: never.", ge=0)
-    probe_prompts: int = opt(16, "Training prompts sampled every log_every steps to log reward, KL to the "
-                             "reference, length and EOS rate.", ge=1)
+    probe_prompts: int = opt(16, "Training prompts sampled at each probe to log reward, KL to the reference, "
+                             "length and EOS rate.", ge=1)
     probe_temperature: float = opt(1.0, "Sampling temperature of the probe.", gt=0)
     probe_max_new_tokens: int = opt(48, "Longest probe response in tokens.", ge=1)
-    log_every: int = opt(5, "Probe every this many steps.", ge=1)
-    probe_budget: float | None = opt(0.03, "Largest share of the training time the probes may take: a probe due "
-                                     "every log_every steps is skipped (and counted as probes_skipped) when it "
-                                     "would take them past it. The first probe always runs. null: every one runs.",
-                                     gt=0, le=1)
+    log_every: int = opt(5, "Probe at step 0, every this many steps and at the last step (PPO: updates; online "
+                         "DPO probes after each round): the same steps on every machine.", ge=1)
+    probe_budget: float | None = opt(None, "Largest share of the training time the probes may take, an option for "
+                                     "slow probes: a probe due is skipped (and counted as probes_skipped) when it "
+                                     "would take them past it, so which steps are probed depends on the machine. "
+                                     "The first probe always runs, and the candidate is probed at the last step "
+                                     "either way. null: every scheduled probe runs.", gt=0, le=1)
     seed: int = opt(0, "Seed of training, sampling and probes.")
     grpo: _alg.grpo.Config = _section(_alg.grpo.Config, "GRPO through TRL.")
     rloo: _alg.rloo.Config = _section(_alg.rloo.Config, "RLOO through TRL.")

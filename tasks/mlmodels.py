@@ -29,7 +29,8 @@ from pathlib import Path
 
 from tasks.prompting import format_prompt
 
-ARTIFACT = "model"                    # the name of the logged model in its run
+POLICY_MODEL = "policy"               # the logged models' names: what they are, as the registry names them
+REWARD_MODEL = "reward-model"
 REWARD_ARTIFACT = "reward_model"      # the pyfunc's artifact: the reward-model folder as it is
 POLICY_CONFIGS = ("config.json", "generation_config.json", "model.safetensors.index.json")
 
@@ -63,11 +64,16 @@ def policy_signature(max_new_tokens: int, temperature: float):
                             ParamSpec("do_sample", "boolean", True)]))
 
 
-def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature: float, loaded=None):
-    """Log the policy in ``folder`` as a transformers text-generation model named ``ARTIFACT`` in the active
-    run; return MLflow's ``ModelInfo``. ``example``: a prompt (text or conversation) for the input example.
+def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature: float, source: str | Path,
+               loaded=None, step: int = 0):
+    """Log the policy in ``folder`` as a transformers text-generation model named ``POLICY_MODEL`` in the
+    active run; return MLflow's ``ModelInfo``. ``example``: a prompt (text or conversation) for the input
+    example. ``source``: the DVC-tracked folder the version stands for (``models/candidate``), which the
+    flavor records as its ``source_model_name`` (``folder`` may be a scratch folder that is renamed into place).
     ``loaded``: the (model, tokenizer) that were just saved to ``folder``, when the caller holds them (a stage
-    that trained the policy), so a large model is not loaded a second time beside itself."""
+    that trained the policy), so a large model is not loaded a second time beside itself. ``step``: the step
+    whose metrics MLflow links to the logged model (the run's final figures; the stage logs the rest with the
+    model's id)."""
     import mlflow
     import transformers
 
@@ -78,11 +84,18 @@ def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature:
     # pipeline applies its own template to the messages it is given.
     template = None if getattr(tok, "chat_template", None) else format_prompt("{prompt}")
     pipe = transformers.pipeline("text-generation", model=model, tokenizer=tok)
-    # The sampling settings are the signature's param defaults, which the pyfunc applies when a caller passes
-    # none; not a model_config, which MLflow would also log as params of the stage's run.
-    return mlflow.transformers.log_model(
-        pipe, name=ARTIFACT, signature=policy_signature(max_new_tokens, temperature),
-        input_example=example_text(example), prompt_template=template, pip_requirements=requirements())
+    # MLflow names the model's source after the folder it was loaded from (``name_or_path``): the scratch
+    # folder of an atomic write, or the champion a candidate was trained from. The version's own folder instead.
+    was = model.name_or_path
+    model.name_or_path = Path(source).as_posix()
+    try:
+        # The sampling settings are the signature's param defaults, which the pyfunc applies when a caller
+        # passes none; not a model_config, which MLflow would also log as params of the stage's run.
+        return mlflow.transformers.log_model(
+            pipe, name=POLICY_MODEL, signature=policy_signature(max_new_tokens, temperature), step=step,
+            input_example=example_text(example), prompt_template=template, pip_requirements=requirements())
+    finally:
+        model.name_or_path = was
 
 
 def reward_signature():
@@ -93,15 +106,16 @@ def reward_signature():
                           outputs=Schema([ColSpec("double", "reward")]))
 
 
-def log_reward_model(folder: str | Path, example: tuple):
-    """Log the reward model in ``folder`` as a pyfunc named ``ARTIFACT`` in the active run; return MLflow's
-    ``ModelInfo``. ``example``: one (prompt, response) pair for the input example."""
+def log_reward_model(folder: str | Path, example: tuple, step: int = 0):
+    """Log the reward model in ``folder`` as a pyfunc named ``REWARD_MODEL`` in the active run; return MLflow's
+    ``ModelInfo``. ``example``: one (prompt, response) pair for the input example; ``step``: as for
+    :func:`log_policy`."""
     import mlflow
     import pandas as pd
 
     prompt, response = example
     return mlflow.pyfunc.log_model(
-        name=ARTIFACT, python_model=str(Path(__file__).with_name("reward_pyfunc.py")),
+        name=REWARD_MODEL, step=step, python_model=str(Path(__file__).with_name("reward_pyfunc.py")),
         artifacts={REWARD_ARTIFACT: str(folder)}, signature=reward_signature(),
         input_example=pd.DataFrame({"prompt": [example_text(prompt)], "response": [response]}),
         pip_requirements=requirements())

@@ -16,8 +16,10 @@ section. This stage does what they share:
   on the sampled tokens, mean length and EOS rate. The probe curve is also
   written to ``reports/optimize/curve.csv`` for ``dvc plots``. The probes draw
   on their own random stream, so training is the same run whether and when they
-  run; ``probe_budget`` caps their share of the training time (a due probe that
-  would pass it is skipped and counted as ``probes_skipped``);
+  run. They run at step 0, every ``log_every`` steps and at the last step: the
+  same steps on every machine. ``probe_budget`` (off by default) caps their
+  share of the training time instead (a due probe that would pass it is
+  skipped and counted as ``probes_skipped``);
 - checkpoints into ``checkpoints/optimize/<fingerprint>/`` (not a DVC output):
   a rerun after a crash resumes there; the folder is removed once the candidate
   is saved. The fingerprint covers the config and the inputs, so a checkpoint
@@ -219,10 +221,35 @@ def prober(s: Setup, cfg, log, curve: list, clock=time.perf_counter):
         last = clock() - began
         spent += last
         log_many(log, out, step)
-        curve.append({"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"],
-                      "length": out["probe_length"]})
+        curve.append(curve_row(step, out))
         return out
     return do_probe
+
+
+def curve_row(step: int, out: dict) -> dict:
+    """A probe's figures as a row of the curve (``reports/optimize/curve.csv`` keeps step, reward, kl, length)."""
+    return {"step": step, "reward": out["probe_reward"], "kl": out["probe_kl"], "length": out["probe_length"],
+            "eos_rate": out["probe_eos_rate"]}
+
+
+def final_figures(curve: list, steps: int | None, run_probe, log) -> dict:
+    """The candidate's probe figures (``final_probe_*``), one value for each point of the curve.
+
+    When the schedule probed the last step (``steps``, where training ended), that probe is the candidate's:
+    its figures are returned as they are in the curve and in MLflow's history. Otherwise ``run_probe()``
+    probes the candidate, and its figures are logged at ``steps`` and added to the curve, so MLflow's history,
+    ``curve.csv`` and the final figures never show two values for one step. ``steps`` None (an algorithm
+    that counts no steps): the probe is only returned."""
+    if steps is not None:
+        for row in reversed(curve):
+            if row["step"] == steps:
+                return {"probe_reward": row["reward"], "probe_kl": row["kl"], "probe_length": row["length"],
+                        "probe_eos_rate": row["eos_rate"]}
+    out = run_probe()
+    if steps is not None:
+        log_many(log, out, steps)
+        curve.append(curve_row(steps, out))
+    return out
 
 
 def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, log, do_probe, table=None) -> tuple:
@@ -300,11 +327,11 @@ def run_optimize(params: Params) -> dict:
             trained, trained_info = train_policy(params, s, model, champion, ckpt, log, prober(s, cfg, log, curve))
         info.update(trained_info)
         trained.eval()
-        final = probe(trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
-                      cfg.seed + 10**6)
-        if "steps" in info:          # the curve ends at the candidate, whichever probes the budget skipped
-            curve.append({"step": info["steps"], "reward": final["probe_reward"], "kl": final["probe_kl"],
-                          "length": final["probe_length"]})
+        steps = info.get("steps")
+        # The curve ends at the candidate: the scheduled probe of the last step, or one made now.
+        final = final_figures(curve, steps, lambda: probe(
+            trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
+            cfg.seed + (10**6 if steps is None else steps)), log)
         with atomic_path(OUT, is_dir=True) as out:
             trained.save_pretrained(out)
             tok.save_pretrained(out)
@@ -313,7 +340,7 @@ def run_optimize(params: Params) -> dict:
                 "policy", run.info.run_id,
                 lambda: log_policy(out, probe_prompts[0] if probe_prompts else None,
                                    max_new_tokens=cfg.probe_max_new_tokens, temperature=cfg.probe_temperature,
-                                   loaded=(trained, tok)),
+                                   source=OUT, loaded=(trained, tok), step=steps or 0),
                 aliases=["challenger"], content=dvc_md5(out),
                 tags={"source": f"optimize:{cfg.algorithm}", "parent_version": str(parent.get("registry_version"))},
                 description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.")
@@ -322,7 +349,7 @@ def run_optimize(params: Params) -> dict:
                              "base_md5": parent.get("base_md5")})
         CURVE.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(CURVE) as tmp_csv, tmp_csv.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["step", "reward", "kl", "length"])
+            w = csv.DictWriter(fh, fieldnames=["step", "reward", "kl", "length"], extrasaction="ignore")
             w.writeheader()
             w.writerows(sorted({r["step"]: r for r in curve}.values(), key=lambda r: r["step"]))
         curve_png(list({r["step"]: r for r in curve}.values()), CURVE_PNG,
@@ -332,7 +359,7 @@ def run_optimize(params: Params) -> dict:
         numbers = {k: v for k, v in info.items() if isinstance(v, (int, float))}
         metrics = {**numbers, **{f"final_{k}": v for k, v in final.items()}, "registry_version": version,
                    "start_reward": curve[0]["reward"] if curve else float("nan")}
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        tracking.log_final(metrics, "policy", version)
         write_json(REPORT, {**metrics, "algorithm": cfg.algorithm,
                             **{k: v for k, v in info.items() if isinstance(v, str)}})
         shutil.rmtree(ckpt, ignore_errors=True)

@@ -151,7 +151,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
-        world_size = trainer.args.world_size
+        world_size, steps = trainer.args.world_size, int(trainer.state.global_step)
 
         def fresh():
             from peft import get_peft_model
@@ -172,7 +172,7 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
 
     rm = RewardModel(out_dir, cfg.max_length)
     stats = {"train_pairs": len(train), "heldout_pairs": len(val), "train_seconds": seconds,
-             "world_size": world_size}
+             "train_steps": steps, "world_size": world_size}
     if val:
         s = pairwise_stats(rm.score([c for c, _ in val]), rm.score([r for _, r in val]))
         stats.update(heldout_accuracy=s["accuracy"], heldout_mean_margin=s["mean_margin"])
@@ -216,13 +216,13 @@ def run_train_reward(params: Params) -> dict:
             else:
                 stats = train_reward_model(train, val, cfg, out, log, mixed)
             version = tracking.register_model(
-                "reward-model", run.info.run_id, lambda: log_reward_model(out, example),
+                "reward-model", run.info.run_id, lambda: log_reward_model(out, example, step=stats.get("train_steps", 0)),
                 aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
                 description="Bradley-Terry reward model trained by the train_reward stage.")
             write_meta_files(out, META, {**meta(out), "registry_name": "reward-model", "registry_version": version})
         stats["registry_version"] = version
-        mlflow.log_metrics({k: float(v) for k, v in stats.items()})
+        tracking.log_final(stats, "reward-model", version)
         write_json(REPORT, stats)
     return stats
 

@@ -293,6 +293,46 @@ def register_model(name: str, run_id: str, log_model, *, aliases: list[str] = ()
     mv = client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
                                      tags={**(tags or {}), **({CONTENT_TAG: content} if content else {})},
                                      description=description)
+    link_version(client, info.model_id, name, mv.version)
     for alias in aliases:
         client.set_registered_model_alias(name, alias, mv.version)
     return int(mv.version)
+
+
+VERSIONS_TAG = "mlflow.modelVersions"     # a logged model's registered versions, as mlflow.register_model sets it
+
+
+def link_version(client, model_id: str | None, name: str, version) -> None:
+    """Tag the logged model ``model_id`` with the registry version made from it, as ``mlflow.register_model``
+    does (``create_model_version`` alone does not): without the tag the logged model's page says "Not
+    registered" and the experiment's Models tab shows no version."""
+    import json
+
+    if not model_id:
+        return
+    known = json.loads(client.get_logged_model(model_id).tags.get(VERSIONS_TAG) or "[]")
+    entry = {"name": name, "version": str(version)}
+    if entry not in known:
+        client.set_logged_model_tags(model_id, {VERSIONS_TAG: json.dumps([*known, entry])})
+
+
+def log_final(metrics: dict, name: str, version: int) -> None:
+    """Log a stage's final figures in the active run, linked to the logged model of ``name`` v``version`` when
+    this run logged it, so that the model's page shows what the stage ended with (MLflow itself links only the
+    metrics of the step the model was logged at). A version reused from an earlier run (same content) keeps its
+    own figures."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version(name, str(version))
+    mine = mv.run_id == mlflow.active_run().info.run_id
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=logged_model_id(mv) if mine else None)
+
+
+def logged_model_id(mv) -> str | None:
+    """The id of the logged model a registry version was made from: its ``models:/<id>`` source (a SQLite
+    registry keeps no model_id column, so the version's own field comes back empty)."""
+    if getattr(mv, "model_id", None):
+        return mv.model_id
+    prefix = "models:/m-"
+    return mv.source[len("models:/"):] if (mv.source or "").startswith(prefix) else None

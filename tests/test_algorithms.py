@@ -224,6 +224,47 @@ def test_prober_skips_probes_past_the_budget_and_counts_them(monkeypatch):
     assert [c["step"] for c in curve2] == list(range(6))
 
 
+def _figures(reward: float) -> dict:
+    return {"probe_reward": reward, "probe_kl": 0.1, "probe_length": 3.0, "probe_eos_rate": 1.0}
+
+
+def test_final_figures_are_the_curves_last_point():
+    """One step, one value: the scheduled probe of the last step is the candidate's figures (no second probe
+    with another seed beside it); when none ran there, the candidate is probed once, and that figure is logged
+    at the last step and joins the curve."""
+    from tasks.optimize import curve_row, final_figures
+
+    logged, calls = [], []
+    log = lambda k, v, step: logged.append((k, v, step))  # noqa: E731
+    curve = [curve_row(0, _figures(-1.2)), curve_row(60, _figures(2.7))]
+    assert final_figures(curve, 60, lambda: calls.append(1) or _figures(2.8), log) == _figures(2.7)
+    assert not calls and not logged and len(curve) == 2
+    # The budget skipped step 60 (the last probe ran at 55): one probe, logged at 60, and the curve's end.
+    curve = [curve_row(0, _figures(-1.2)), curve_row(55, _figures(2.5))]
+    assert final_figures(curve, 60, lambda: _figures(2.8), log) == _figures(2.8)
+    assert curve[-1] == curve_row(60, _figures(2.8)) and ("probe_reward", 2.8, 60) in logged
+    # An algorithm that counts no steps: the probe is returned, nothing is logged at a made-up step.
+    logged.clear()
+    assert final_figures([curve_row(0, _figures(0.0))], None, lambda: _figures(1.0), log) == _figures(1.0)
+    assert not logged
+
+
+def test_the_trainer_callback_probes_the_last_step_whatever_log_every():
+    """Probed steps follow from the step count: 0, every log_every, and the last (13 is no multiple of 5)."""
+    from types import SimpleNamespace
+
+    from tasks.algorithms.base import mlflow_callback
+
+    probed = []
+    cb = mlflow_callback(lambda *a: None, lambda model, step: probed.append(step), log_every=5)
+    state = SimpleNamespace(global_step=0, max_steps=13)
+    cb.on_train_begin(None, state, None)
+    for step in range(1, 14):
+        state.global_step = step
+        cb.on_step_end(None, state, None)
+    assert probed == [0, 5, 10, 13]
+
+
 @pytest.mark.slow
 def test_probes_never_change_the_training_run(built_project, tmp_path, monkeypatch):
     """GRPO samples its completions from torch's global random stream; a probe at every step (which seeds its
@@ -236,7 +277,7 @@ def test_probes_never_change_the_training_run(built_project, tmp_path, monkeypat
                                   log_every=every, probe_budget=None, checkpoint_every=0)
         out = run_optimize(params)
         curve = (work / "reports/optimize/curve.csv").read_text().splitlines()
-        # a probe at each step 0..steps (the last replaced by the final probe), or step 0 and the final one
+        # a probe at each step 0..steps, or at step 0 and the last step (the candidate's figures)
         assert len(curve) - 1 == (out["steps"] + 1 if every == 1 else 2), curve
         weights.append((work / "models/candidate/model.safetensors").read_bytes())
     assert weights[0] == weights[1]

@@ -7,6 +7,7 @@ import pytest
 
 from tasks.io import read_jsonl
 from tasks.policy import read_meta
+from tasks.tracking import logged_model_id
 
 # Each test reads the tiny project that conftest.py::built_project runs every stage on: minutes, so slow.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -39,6 +40,11 @@ def test_bootstrap_registers_champion(built_project):
     mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
     mv = MlflowClient().get_model_version_by_alias("policy", "champion")
     assert int(mv.version) == 1 and mv.tags["source"] == "bootstrap"
+    model = MlflowClient().get_logged_model(logged_model_id(mv))
+    assert model.name == "policy" and json.loads(model.tags["mlflow.modelVersions"]) == [
+        {"name": "policy", "version": "1"}]
+    mlmodel = __import__("yaml").safe_load(mlflow.artifacts.load_text(f"{model.artifact_location}/MLmodel"))
+    assert mlmodel["flavors"]["transformers"]["source_model_name"] == "models/base"     # not a scratch folder
 
 
 def test_champion_is_seeded_from_base(built_project):
@@ -229,6 +235,26 @@ def test_optimize(built_project):
     # The policy really moved: the candidate's weights differ from the champion's.
     assert (path / "models/candidate/model.safetensors").read_bytes() != \
         (path / "models/champion/model.safetensors").read_bytes()
+    # One point, one value: MLflow's history of the probe is the curve, and the final figure is its end.
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
+    client = MlflowClient()
+    history = client.get_metric_history(meta["run_id"], "probe_reward")
+    assert sorted((m.step, m.value) for m in history) == [(int(r["step"]), float(r["reward"])) for r in curve]
+    assert o["final_probe_reward"] == pytest.approx(float(curve[-1]["reward"]))
+    # The logged model is named for what it is, linked to its version, sourced from models/candidate, and
+    # carries the stage's final figures (not those of step 0, before training).
+    mv = client.get_model_version("policy", str(o["registry_version"]))
+    model = client.get_logged_model(logged_model_id(mv))
+    assert model.name == "policy"
+    assert {"name": "policy", "version": str(o["registry_version"])} in json.loads(model.tags["mlflow.modelVersions"])
+    figures = {m.key: m for m in model.metrics}
+    assert figures["final_probe_reward"].value == pytest.approx(float(curve[-1]["reward"]))
+    assert figures["probe_reward"].step == int(curve[-1]["step"]) == 2
+    mlmodel = __import__("yaml").safe_load(mlflow.artifacts.load_text(f"{model.artifact_location}/MLmodel"))
+    assert mlmodel["flavors"]["transformers"]["source_model_name"] == "models/candidate"
 
 
 def test_evaluate(built_project):

@@ -136,7 +136,8 @@ def fit(trainer, run: Run, phase: str = "") -> dict:
 
 def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
     """A transformers callback: TRL's own metrics at every step (as ``train/<name>``) and the project's
-    probe (reward, KL to the reference, length, EOS rate of fresh samples) every ``log_every`` steps."""
+    probe (reward, KL to the reference, length, EOS rate of fresh samples) at step 0, every ``log_every`` steps
+    and at the last step."""
     from transformers import TrainerCallback
 
     class MLflowHealth(TrainerCallback):
@@ -145,7 +146,8 @@ def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
                 probe(model, 0)
 
         def on_step_end(self, args, state, control, model=None, **kw):
-            if state.global_step % log_every == 0:
+            # Every log_every steps and at the last: steps that follow from the step count alone.
+            if state.global_step % log_every == 0 or state.global_step == state.max_steps:
                 probe(model, state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
