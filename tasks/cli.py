@@ -6,6 +6,8 @@
     rft retrain           run the retrain flow once: new data (params retrain.source), a cycle, promotion
     rft deploy            deploy the retrain flow to the Prefect server (PREFECT_API_URL) on retrain.cron
     rft history           the iterations: versions, key metrics, promotion, commit, data hashes
+    rft relocate          after the project moved (clone, rename, restore): point MLflow's local store at the
+                          new folder (every rft command does this first; this command does only that)
     rft gc [--dry-run]    delete the DVC cache objects and MLflow artifacts of old rejected candidates
     rft keep-trained      keep every prompt earlier iterations trained on in training
                           (data/incoming/keep_in_train.json), so that a new split (salt, fraction, an upgraded
@@ -29,7 +31,7 @@ import tasks  # noqa: F401  (sets offline and no-telemetry defaults before anyth
 from tasks.errors import RFTError
 
 # The commands that write the project: one at a time (tasks/lock.py).
-WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained"}
+WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained", "relocate"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     hist = sub.add_parser("history", help="the iterations, oldest first")
     hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
+    sub.add_parser("relocate", help="point MLflow's local store at the project's folder after it moved (every "
+                   "rft command does this first)")
     sub.add_parser("keep-trained", help="add every prompt earlier iterations trained on to "
                    "data/incoming/keep_in_train.json, so that a new split holds none of them out")
     gc = sub.add_parser("gc", help="delete the DVC cache objects and MLflow artifacts of rejected candidates older "
@@ -157,6 +161,14 @@ def _dispatch(args, params) -> int:
         return 0
     if args.cmd == "history":
         return show_history(params, as_json=args.json)
+    if args.cmd == "relocate":
+        from tasks import tracking
+        from tasks.relocate import say
+
+        report = tracking.relocated(params.tracking)
+        if not report:
+            print(say(None))
+        return 0
     if args.cmd == "stage":
         from tasks.preflight import check_servers
         from tasks.promote import recover_promotion

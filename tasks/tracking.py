@@ -80,6 +80,7 @@ def setup(cfg: TrackingConfig) -> str:
     import mlflow
 
     check_sqlite_store(resolve_uri(cfg.uri))
+    relocated(cfg)
     mlflow.set_tracking_uri(resolve_uri(cfg.uri))
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
@@ -97,6 +98,19 @@ def setup(cfg: TrackingConfig) -> str:
         mlflow.MlflowClient().set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "custom_model_development")
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def relocated(cfg: TrackingConfig) -> dict | None:
+    """Rewrite the local store's paths when the project moved (``tasks/relocate.py``), saying so; return the
+    report (None: nothing moved)."""
+    import sys
+
+    from tasks.relocate import relocate, say
+
+    report = relocate(resolve_uri(cfg.uri), cfg.experiment, cfg.artifact_location)
+    if report:
+        print(say(report), file=sys.stderr, flush=True)
+    return report
 
 
 def git_commit() -> str:

@@ -466,3 +466,31 @@ def test_fresh_clone_repro_runs_every_stage_then_none(tmp_path):
         assert f"Running stage '{stage}'" in first.stdout
     second = run(["dvc", "repro"], path)
     assert "Running stage" not in second.stdout
+
+
+def test_a_project_moved_after_a_cycle_keeps_its_models_and_artifacts(cycled, tmp_path):
+    """Cloned to a new disk, renamed or restored: the copy's MLflow store names the copy's own folder, and the
+    original can be gone (tasks/relocate.py)."""
+    import shutil
+
+    import mlflow
+
+    path, _ = cycled
+    moved = tmp_path / "moved project"
+    shutil.copytree(path, moved, symlinks=True)
+    away = path.with_name(path.name + ".away")
+    path.rename(away)                                   # the original folder is gone while the copy is used
+    try:
+        out = run(["rft", "relocate"], moved)
+        assert out.returncode == 0 and f"moved from {path} to {moved}" in out.stderr, out.stderr[-2000:]
+        client = _client(moved)
+        pipe = mlflow.transformers.load_model("models:/policy@champion")
+        assert pipe("Q: How was the soup?\nA:", max_new_tokens=4)[0]["generated_text"].startswith("Q: How was")
+        opt = client.search_runs([client.get_experiment_by_name("rft-cycle").experiment_id],
+                                 "tags.`rft.stage` = 'optimize'")[0]
+        assert opt.info.artifact_uri.startswith(moved.as_uri())
+        png = client.download_artifacts(opt.info.run_id, "curve.png", str(tmp_path))
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert run(["rft", "history"], moved).returncode == 0
+    finally:
+        away.rename(path)
