@@ -43,5 +43,7 @@ MLFLOW_PORT ?= 5000
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-clean:
-	rm -rf data models reports checkpoints mlruns.db mlartifacts dvc.lock
+# What the pipeline wrote (tasks/dag.py::written): the stages' outputs, reports, the MLflow store, dvc.lock.
+# data/incoming (your own files), params.yaml and the DVC cache stay.
+clean: setup
+	$(BIN)/rft clean

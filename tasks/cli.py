@@ -5,6 +5,9 @@
     rft cycle             run a whole cycle through the Prefect flow
     rft retrain           run the retrain flow once: new data (params retrain.source), a cycle, promotion
     rft deploy            deploy the retrain flow to the Prefect server (PREFECT_API_URL) on retrain.cron
+    rft dag               the stages in order, each with the data it reads and writes
+    rft clean [--dry-run] delete what the pipeline wrote (stage outputs, reports, the MLflow store, dvc.lock),
+                          never data/incoming or params.yaml
     rft history           the iterations: versions, key metrics, promotion, commit, data hashes
     rft relocate          after the project moved (clone, rename, restore): point MLflow's local store at the
                           new folder (every rft command does this first; this command does only that)
@@ -31,7 +34,7 @@ import tasks  # noqa: F401  (sets offline and no-telemetry defaults before anyth
 from tasks.errors import RFTError
 
 # The commands that write the project: one at a time (tasks/lock.py).
-WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained", "relocate"}
+WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained", "relocate", "clean"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     hist = sub.add_parser("history", help="the iterations, oldest first")
     hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
+    sub.add_parser("dag", help="the stages in order, each with the data it reads and writes")
+    cl = sub.add_parser("clean", help="delete what the pipeline wrote (stage outputs, reports, the MLflow store, "
+                        "dvc.lock); data/incoming, params.yaml and the DVC cache stay")
+    cl.add_argument("--dry-run", action="store_true", help="print what would be deleted and change nothing")
     sub.add_parser("relocate", help="point MLflow's local store at the project's folder after it moved (every "
                    "rft command does this first)")
     sub.add_parser("keep-trained", help="add every prompt earlier iterations trained on to "
@@ -74,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             from tasks.config import describe
 
             print(describe())
+            return 0
+        if args.cmd == "dag":
+            from tasks.dag import lines
+
+            print("\n".join(lines()))
             return 0
         if args.cmd == "import-hh":
             from tasks.importers.hh import import_file
@@ -161,6 +173,18 @@ def _dispatch(args, params) -> int:
         return 0
     if args.cmd == "history":
         return show_history(params, as_json=args.json)
+    if args.cmd == "clean":
+        import shutil
+        from pathlib import Path
+
+        from tasks.dag import written
+
+        for path in map(Path, written()):
+            if path.exists() or path.is_symlink():
+                print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+                if not args.dry_run:
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        return 0
     if args.cmd == "relocate":
         from tasks import tracking
         from tasks.relocate import say
@@ -230,7 +254,10 @@ def show_history(params, *, as_json: bool) -> int:
         for row in rows:
             print(json.dumps(row))
     elif not rows:
-        print(f"no iterations yet in experiment '{params.tracking.experiment}' ({params.tracking.uri})")
+        print(f"no iterations yet in experiment '{params.tracking.experiment}' ({params.tracking.uri}). "
+              "`rft cycle` records one; `dvc repro` and `rft stage` run stages without recording an iteration or "
+              "promoting. After `dvc repro`, `rft cycle` runs no stage again: it records the iteration and the "
+              "gate decides on the candidate (README: Three ways to run the same stages)")
     else:
         print(iterations.format_history(rows))
     return 0

@@ -82,6 +82,7 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=dest, check=True, env=env)
     shutil.copy(ROOT / ".dvc" / "config", dest / ".dvc" / "config")     # the project's remote and settings
+    shutil.copy(ROOT / ".dvc" / "plots.html", dest / ".dvc" / "plots.html")   # `dvc plots show`'s page template
     shutil.copy(ROOT / ".dvcignore", dest / ".dvcignore")
     return dest
 

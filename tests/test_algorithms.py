@@ -265,6 +265,26 @@ def test_the_trainer_callback_probes_the_last_step_whatever_log_every():
     assert probed == [0, 5, 10, 13]
 
 
+def test_clip_ratios_are_not_logged_when_every_update_is_on_policy():
+    """On-policy GRPO (one iteration per generation, one optimizer step per generation): the ratio is 1, so TRL's
+    clip_ratio/* are 0 at every step and would only lead the charts. Off-policy settings keep them."""
+    from types import SimpleNamespace
+
+    from tasks.algorithms.base import constant_metrics, mlflow_callback
+
+    on = SimpleNamespace(num_iterations=1, steps_per_generation=1, gradient_accumulation_steps=1)
+    assert constant_metrics(on) == ("clip_ratio",)
+    assert constant_metrics(SimpleNamespace(**{**vars(on), "num_iterations": 2})) == ()
+    assert constant_metrics(SimpleNamespace(**{**vars(on), "steps_per_generation": 4})) == ()
+    assert constant_metrics(SimpleNamespace(learning_rate=1e-5)) == ()          # DPO's arguments: no such metric
+    logged = {}
+    cb = mlflow_callback(lambda k, v, step: logged.__setitem__(k, v), lambda m, step: None, log_every=5)
+    state = SimpleNamespace(global_step=0, max_steps=3)
+    cb.on_train_begin(on, state, None)
+    cb.on_log(on, state, None, logs={"clip_ratio/low_mean": 0.0, "reward": 1.5, "kl": 0.1})
+    assert logged == {"train/reward": 1.5, "train/kl": 0.1}
+
+
 @pytest.mark.slow
 def test_probes_never_change_the_training_run(built_project, tmp_path, monkeypatch):
     """GRPO samples its completions from torch's global random stream; a probe at every step (which seeds its

@@ -291,6 +291,8 @@ def test_dvc_metrics_and_plots(cycled, tmp_path):
     page = (out / "index.html").read_text()
     assert "probe reward (reward model score)" in page and "KL to the reference (nats per sequence)" in page
     assert "curve.png" in page
+    # The project's page template (.dvc/plots.html): offline, each blank vega plot is named, not left silent.
+    assert "is drawn by vega, which this page loads from" in page and "vegaEmbed('#probe_reward'" in page
     png = (path / "reports/optimize/curve.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 

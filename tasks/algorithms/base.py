@@ -134,6 +134,17 @@ def fit(trainer, run: Run, phase: str = "") -> dict:
     return {"train_loss": float(out.training_loss), "steps": int(out.global_step), "resumed": bool(resume)}
 
 
+def constant_metrics(args) -> tuple[str, ...]:
+    """The prefixes of TRL's logged metrics that are constant by construction under ``args``, so not worth a
+    chart: GRPO and RLOO report how often the policy ratio was clipped (``clip_ratio/*``), but when every
+    update is on-policy (one iteration per generation, consumed in one optimizer step) the ratio is exactly 1
+    and those are 0 at every step."""
+    iterations = getattr(args, "num_iterations", None)
+    per_generation = getattr(args, "steps_per_generation", None)
+    on_policy = iterations == 1 and per_generation in (None, getattr(args, "gradient_accumulation_steps", 1))
+    return ("clip_ratio",) if on_policy else ()
+
+
 def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
     """A transformers callback: TRL's own metrics at every step (as ``train/<name>``) and the project's
     probe (reward, KL to the reference, length, EOS rate of fresh samples) at step 0, every ``log_every`` steps
@@ -141,7 +152,10 @@ def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
     from transformers import TrainerCallback
 
     class MLflowHealth(TrainerCallback):
+        constant: tuple[str, ...] = ()
+
         def on_train_begin(self, args, state, control, model=None, **kw):
+            self.constant = constant_metrics(args)
             if state.global_step == 0:
                 probe(model, 0)
 
@@ -154,7 +168,8 @@ def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
             from tasks.tracking import log_many
 
             log_many(run_log, {"train/" + k.replace("/", "_"): float(v) for k, v in (logs or {}).items()
-                               if isinstance(v, (int, float))}, state.global_step)
+                               if isinstance(v, (int, float)) and not k.startswith(self.constant)},
+                     state.global_step)
 
     return MLflowHealth()
 

@@ -1,0 +1,45 @@
+"""Views of the stage manifest (``tasks/stages.py``) for people: ``rft dag`` and what ``rft clean`` removes.
+
+``dvc dag`` draws the same graph, but with every code dependency as a node it is about 260 columns wide. Here
+each stage is one entry, in the order a cycle runs them: the data it reads (code and params left out: those
+are in ``dvc.yaml``) and what it writes, wrapped to a terminal's width.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from tasks.stages import MANIFEST, Stage
+
+# What the pipeline writes besides the stages' declared outputs: its stores and scratch folders.
+STORES = ("mlruns.db", "mlartifacts", "checkpoints", "reports", "dvc.lock")
+CODE = ("tasks/", "metrics")         # the project's code, and the evaluate library's metric modules
+
+
+def data_inputs(stage: Stage) -> list[str]:
+    """The data a stage reads: its dependencies less the project's code."""
+    return [d for d in stage.deps if not d.startswith(CODE)]
+
+
+def outputs(stage: Stage) -> list[str]:
+    return [*stage.outs, *stage.reports, *stage.metrics, *stage.docs, *stage.plots]
+
+
+def lines(width: int = 100) -> list[str]:
+    """``rft dag``: one entry per stage, ``N name  reads -> writes``, no line wider than ``width``."""
+    name_w = max(len(s.name) for s in MANIFEST) + 5
+    out = [f"{'stage':<{name_w}}reads -> writes   (code and params dependencies: dvc.yaml)"]
+    for i, stage in enumerate(MANIFEST, 1):
+        text = f"{', '.join(data_inputs(stage)) or '(nothing)'} -> {', '.join(outputs(stage)) or '(nothing)'}"
+        wrapped = textwrap.wrap(text, width - name_w, break_on_hyphens=False) or [""]
+        out.append(f"{i:>2} {stage.name:<{name_w - 3}}{wrapped[0]}")
+        out.extend(" " * name_w + more for more in wrapped[1:])
+    return out
+
+
+def written() -> list[str]:
+    """Every path the pipeline writes (the stages' outputs, its stores and scratch folders): what ``rft clean``
+    removes. The user's own files (``data/incoming``, ``params.yaml``, the code) are none of them."""
+    paths = {p for s in MANIFEST for p in outputs(s)} | set(STORES)
+    # A file under a folder that is removed whole is not listed twice.
+    return sorted(p for p in paths if not any(p.startswith(q.rstrip("/") + "/") for q in paths if q != p))
