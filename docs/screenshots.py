@@ -1,6 +1,7 @@
 """Screenshots of what a person sees after cycles of a project, in headless Debian Chromium (Playwright): the
 MLflow compare view of the last two cycles, the registry page of the champion's version with its schema, the
-last Prefect flow run's Artifacts tab, and the `dvc plots show` page as it renders offline.
+experiment's Models tab, the champion's logged-model page, the last optimize run's charts, the last Prefect
+flow run's Artifacts tab, and the `dvc plots show` page as it renders offline.
 
     python docs/screenshots.py PROJECT OUTDIR      # PROJECT: a folder where `rft cycle` ran at least twice
 
@@ -35,7 +36,10 @@ exp = c.get_experiment_by_name(yaml.safe_load((proj / "params.yaml").read_text()
 cycles = c.search_runs([exp.experiment_id], "tags.`rft.kind` = 'cycle'", order_by=["attributes.start_time ASC"])
 ids = [r.info.run_id for r in cycles][-2:]
 print("cycles", [r.info.run_name for r in cycles])
-champ = c.get_model_version_by_alias("policy", "champion").version
+champ_mv = c.get_model_version_by_alias("policy", "champion")
+champ = champ_mv.version
+optimize = c.search_runs([exp.experiment_id], "tags.`rft.stage` = 'optimize'",
+                         order_by=["attributes.start_time DESC"])[0].info.run_id
 mport, pport = free_port(), free_port()
 ml = start([str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{proj}/mlruns.db", "--host", "127.0.0.1",
             "--port", str(mport)], {}, f"http://127.0.0.1:{mport}/health", scratch / "mlflow.log", cwd=proj)
@@ -76,6 +80,12 @@ try:
              f"{json.dumps([exp.experiment_id])}&workflowType=machine_learning", wait="Parameters", height=1700, click=(("Show diff only", 0), ("Show diff only", 1)))
         shot("mlflow-registry-version", f"http://127.0.0.1:{mport}/#/models/policy/versions/{champ}"
              "?workflowType=machine_learning", wait="Schema", click=("Inputs (1)", "Outputs (1)"), height=1500)
+        ml = f"http://127.0.0.1:{mport}/#/experiments/{exp.experiment_id}"
+        shot("mlflow-models-tab", f"{ml}/models?workflowType=machine_learning", wait="reward-model", height=900)
+        shot("mlflow-logged-model", f"{ml}/models/{champ_mv.source.split('/')[-1]}?workflowType=machine_learning",
+             wait="Model versions", height=1300)
+        shot("mlflow-run-charts", f"{ml}/runs/{optimize}/model-metrics?workflowType=machine_learning",
+             wait="probe_reward", height=1100)
         shot("prefect-artifacts", f"http://127.0.0.1:{pport}/runs/flow-run/{flow_run['id']}?tab=Artifacts",
              height=1400, click=("Artifacts",))
         shot("dvc-plots-offline", (scratch / "plots" / "index.html").as_uri(), full=True)

@@ -70,6 +70,21 @@ def tiny_params(overrides: dict | None = None) -> dict:
     return params
 
 
+def docs_snippet(doc: str, marker: str) -> str:
+    """The first ```python block of ``docs/<doc>`` that contains ``marker``: what a reader copies."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / doc).read_text(), re.S)
+    return next(b for b in blocks if marker in b)
+
+
+def run_snippet(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a docs snippet as a reader would, in the project's folder."""
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
 def make_project(dest: Path, overrides: dict | None = None) -> Path:
     """Copy the pipeline's code and config to ``dest``, with tiny params, as its own git + DVC repo."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -213,7 +213,7 @@ def test_prober_skips_probes_past_the_budget_and_counts_them(monkeypatch):
     # step 4 at t=39: 4/40 = 10% -> runs (t=49); step 5 at t=49: 5/50 = 10% -> runs.
     assert ran == [True, False, True, True, True, True]
     assert [c["step"] for c in curve] == [0, 2, 3, 4, 5]
-    assert ("probes_skipped", 1.0, 1) in logged
+    assert ("health/probes_skipped", 1.0, 1) in logged
     # With no budget every due probe runs.
     now[0], curve2 = 0.0, []
     do_all = opt.prober(s, SimpleNamespace(**{**vars(cfg), "probe_budget": None}), log, curve2,
@@ -242,7 +242,7 @@ def test_final_figures_are_the_curves_last_point():
     # The budget skipped step 60 (the last probe ran at 55): one probe, logged at 60, and the curve's end.
     curve = [curve_row(0, _figures(-1.2)), curve_row(55, _figures(2.5))]
     assert final_figures(curve, 60, lambda: _figures(2.8), log) == _figures(2.8)
-    assert curve[-1] == curve_row(60, _figures(2.8)) and ("probe_reward", 2.8, 60) in logged
+    assert curve[-1] == curve_row(60, _figures(2.8)) and ("health/probe_reward", 2.8, 60) in logged
     # An algorithm that counts no steps: the probe is returned, nothing is logged at a made-up step.
     logged.clear()
     assert final_figures([curve_row(0, _figures(0.0))], None, lambda: _figures(1.0), log) == _figures(1.0)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import make_project
+from conftest import docs_snippet, make_project, run_snippet
 
 from tasks.heldout import prompt_digest
 from tasks.policy import read_meta
@@ -468,6 +468,26 @@ def test_fresh_clone_repro_runs_every_stage_then_none(tmp_path):
         assert f"Running stage '{stage}'" in first.stdout
     second = run(["dvc", "repro"], path)
     assert "Running stage" not in second.stdout
+    # What `dvc repro` records, as the README says: stage runs and challengers, no iteration, no promotion.
+    history = run(["rft", "history"], path)
+    assert "no iterations yet" in history.stdout and "`rft cycle` records one" in history.stdout
+    client = _client(path)
+    assert "champion" not in client.get_registered_model("reward-model").aliases
+    snippet = run_snippet(docs_snippet("architecture.md", "models:/policy@champion"), path)
+    assert snippet.returncode == 0, snippet.stderr[-3000:]
+    # Then `rft cycle` runs no stage again: it records the iteration and the gate decides on that candidate.
+    cycle = run(["rft", "cycle"], path)
+    assert cycle.returncode == 0, cycle.stdout[-3000:] + cycle.stderr[-3000:]
+    rows = [json.loads(line) for line in run(["rft", "history", "--json"], path).stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["iteration"] == 1 and rows[0]["status"] == "ok", rows
+    assert rows[0]["promoted"] in ("yes", "no") and rows[0]["reason"], rows           # the gate decided
+    assert "stage generate: running" not in cycle.stdout + cycle.stderr                # and no stage ran again
+
+
+def test_the_docs_model_snippet_runs_after_a_cycle(cycled):
+    path, _ = cycled
+    snippet = run_snippet(docs_snippet("architecture.md", "models:/policy@champion"), path)
+    assert snippet.returncode == 0, snippet.stderr[-3000:]
 
 
 def test_a_project_moved_after_a_cycle_keeps_its_models_and_artifacts(cycled, tmp_path):

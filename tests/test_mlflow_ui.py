@@ -5,6 +5,7 @@ the cycle prints open the experiment in its model-training view, and a registry 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -75,3 +76,44 @@ def test_a_registry_version_shows_its_schema(ui):
         page.screenshot(path=str(Path(os.environ["RFT_SCREENSHOT_DIR"]) / "registry-version.png"))
     schema = page.inner_text("body").split("Schema", 1)[1]
     assert all(column in schema for column in ("prompt", "response", "reward"))
+
+
+def _lines(page) -> list[str]:
+    return [line.strip() for line in page.inner_text("body").splitlines() if line.strip()]
+
+
+def test_the_models_tab_names_each_logged_model_and_its_version(ui):
+    page = visit(ui, f"#/experiments/1/models?{TRAINING_VIEW}", "mlflow-models-tab", wait_for="reward-model")
+    lines = _lines(page)
+    # Named for what they are (not three rows called "model"), each beside the registry version made from it.
+    assert "model" not in lines
+    text = "\n".join(lines)
+    assert "policy\nv1" in text and "policy\nv2" in text and "reward-model\nv1" in text
+
+
+def test_a_logged_models_page_shows_its_version_and_final_figures(ui, built_project):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.tracking import logged_model_id
+
+    mlflow.set_tracking_uri(f"sqlite:///{built_project[0] / 'mlruns.db'}")
+    model_id = logged_model_id(MlflowClient().get_model_version("policy", "2"))
+    page = visit(ui, f"#/experiments/1/models/{model_id}?{TRAINING_VIEW}", "mlflow-logged-model",
+                 wait_for="Model versions")
+    text = "\n".join(_lines(page))
+    assert "Not registered" not in text and "policy\nv2" in text.split("Model versions", 1)[1]
+    assert "final_probe_reward" in text                  # the stage's final figures, not step 0's
+
+
+def test_a_stage_runs_charts_lead_with_the_probe(ui, built_project):
+    from tasks.policy import read_meta
+
+    run_id = read_meta(built_project[0] / "models/candidate")["run_id"]
+    page = visit(ui, f"#/experiments/1/runs/{run_id}/model-metrics?{TRAINING_VIEW}", "mlflow-run-charts",
+                 wait_for="probe_reward")
+    lines = _lines(page)
+    sections = [lines[i - 1] for i, line in enumerate(lines) if re.fullmatch(r"\(\d+\)", line)]
+    assert sections[0] == "health" and "train" in sections, sections    # reward and KL first, TRL's after
+    assert lines.index("probe_reward") < lines.index("train")
+    assert not [line for line in lines if "clip_ratio" in line]           # 0 by construction on-policy: not logged

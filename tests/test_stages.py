@@ -241,7 +241,7 @@ def test_optimize(built_project):
 
     mlflow.set_tracking_uri(f"sqlite:///{path / 'mlruns.db'}")
     client = MlflowClient()
-    history = client.get_metric_history(meta["run_id"], "probe_reward")
+    history = client.get_metric_history(meta["run_id"], "health/probe_reward")
     assert sorted((m.step, m.value) for m in history) == [(int(r["step"]), float(r["reward"])) for r in curve]
     assert o["final_probe_reward"] == pytest.approx(float(curve[-1]["reward"]))
     # The logged model is named for what it is, linked to its version, sourced from models/candidate, and
@@ -252,7 +252,7 @@ def test_optimize(built_project):
     assert {"name": "policy", "version": str(o["registry_version"])} in json.loads(model.tags["mlflow.modelVersions"])
     figures = {m.key: m for m in model.metrics}
     assert figures["final_probe_reward"].value == pytest.approx(float(curve[-1]["reward"]))
-    assert figures["probe_reward"].step == int(curve[-1]["step"]) == 2
+    assert figures["health/probe_reward"].step == int(curve[-1]["step"]) == 2
     mlmodel = __import__("yaml").safe_load(mlflow.artifacts.load_text(f"{model.artifact_location}/MLmodel"))
     assert mlmodel["flavors"]["transformers"]["source_model_name"] == "models/candidate"
 
@@ -284,3 +284,11 @@ def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
                                                "dpo": {"epochs": 1.0, "batch_size": 8}}})
     out = run_optimize(params)
     assert out["pairs"] == len(read_jsonl(work / "data/labels.jsonl")) and out["registry_version"] == 3
+
+
+def test_the_docs_model_snippet_runs_after_the_stages_alone(built_project):
+    """`rft stage` for every stage (what the fixture did) promotes nothing: the snippet still runs."""
+    from conftest import docs_snippet, run_snippet
+
+    out = run_snippet(docs_snippet("architecture.md", "models:/policy@champion"), built_project[0])
+    assert out.returncode == 0, out.stderr[-3000:]
