@@ -58,8 +58,8 @@ try:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
 
-        def shot(name, url, wait=None, full=False, click=(), height=1000):
-            page = b.new_context(viewport={"width": 1500, "height": height}).new_page()
+        def shot(name, url, wait=None, full=False, click=(), height=1000, width=1500):
+            page = b.new_context(viewport={"width": width, "height": height}).new_page()
             page.goto(url)
             if wait:
                 page.get_by_text(wait).first.wait_for(timeout=60000)
@@ -80,11 +80,12 @@ try:
              f"{json.dumps([exp.experiment_id])}&workflowType=machine_learning", wait="Parameters", height=1700, click=(("Show diff only", 0), ("Show diff only", 1)))
         shot("mlflow-registry-version", f"http://127.0.0.1:{mport}/#/models/policy/versions/{champ}"
              "?workflowType=machine_learning", wait="Schema", click=("Inputs (1)", "Outputs (1)"), height=1500)
-        ml = f"http://127.0.0.1:{mport}/#/experiments/{exp.experiment_id}"
-        shot("mlflow-models-tab", f"{ml}/models?workflowType=machine_learning", wait="reward-model", height=900)
-        shot("mlflow-logged-model", f"{ml}/models/{champ_mv.source.split('/')[-1]}?workflowType=machine_learning",
+        ui = f"http://127.0.0.1:{mport}/#/experiments/{exp.experiment_id}"
+        shot("mlflow-models-tab", f"{ui}/models?workflowType=machine_learning", wait="reward-model", height=700,
+             width=2100)    # wide enough for the registered-version column beside MLflow's assistant panel
+        shot("mlflow-logged-model", f"{ui}/models/{champ_mv.source.split('/')[-1]}?workflowType=machine_learning",
              wait="Model versions", height=1300)
-        shot("mlflow-run-charts", f"{ml}/runs/{optimize}/model-metrics?workflowType=machine_learning",
+        shot("mlflow-run-charts", f"{ui}/runs/{optimize}/model-metrics?workflowType=machine_learning",
              wait="probe_reward", height=1100)
         shot("prefect-artifacts", f"http://127.0.0.1:{pport}/runs/flow-run/{flow_run['id']}?tab=Artifacts",
              height=1400, click=("Artifacts",))
