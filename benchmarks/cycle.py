@@ -50,6 +50,7 @@ def make_workdir(dest: Path) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=dest, check=True)
     shutil.copy(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
+    shutil.copy(ROOT / ".dvc" / "plots.html", dest / ".dvc" / "plots.html")     # the config names it
     shutil.copy(ROOT / ".dvcignore", dest / ".dvcignore")
     return dest
 

@@ -147,8 +147,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--which", nargs="+", default=["reward", "dpo"], choices=["reward", "dpo"])
     ap.add_argument("--no-probes", action="store_true",
-                    help="dpo: optimize.log_every past the last step (the probe runs once, at step 0) and no "
-                    "checkpoints: the stage's training alone")
+                    help="dpo: optimize.log_every past the last step (the probe runs at step 0 and at the last "
+                    "step only) and no checkpoints: the stage's training alone")
     a = ap.parse_args()
     print(cpu_line(), flush=True)          # the CPU and its bf16 flags (benchmarks/cpu.py)
 

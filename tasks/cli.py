@@ -10,7 +10,7 @@
                           never data/incoming or params.yaml
     rft history           the iterations: versions, key metrics, promotion, commit, data hashes
     rft relocate          after the project moved (clone, rename, restore): point MLflow's local store at the
-                          new folder (every rft command does this first; this command does only that)
+                          new folder (every rft command that opens the store does it first; this does only that)
     rft gc [--dry-run]    delete the DVC cache objects and MLflow artifacts of old rejected candidates
     rft keep-trained      keep every prompt earlier iterations trained on in training
                           (data/incoming/keep_in_train.json), so that a new split (salt, fraction, an upgraded
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                         "dvc.lock); data/incoming, params.yaml and the DVC cache stay")
     cl.add_argument("--dry-run", action="store_true", help="print what would be deleted and change nothing")
     sub.add_parser("relocate", help="point MLflow's local store at the project's folder after it moved (every "
-                   "rft command does this first)")
+                   "rft command that opens the store does this first)")
     sub.add_parser("keep-trained", help="add every prompt earlier iterations trained on to "
                    "data/incoming/keep_in_train.json, so that a new split holds none of them out")
     gc = sub.add_parser("gc", help="delete the DVC cache objects and MLflow artifacts of rejected candidates older "
@@ -179,7 +179,7 @@ def _dispatch(args, params) -> int:
 
         from tasks.dag import written
 
-        for path in map(Path, written()):
+        for path in map(Path, written(params.tracking)):
             if path.exists() or path.is_symlink():
                 print(f"{'would remove' if args.dry_run else 'removed'} {path}")
                 if not args.dry_run:

@@ -286,7 +286,8 @@ class OptimizeConfig:
     probe_temperature: float = opt(1.0, "Sampling temperature of the probe.", gt=0)
     probe_max_new_tokens: int = opt(48, "Longest probe response in tokens.", ge=1)
     log_every: int = opt(5, "Probe at step 0, every this many steps and at the last step (PPO: updates; online "
-                         "DPO probes after each round): the same steps on every machine.", ge=1)
+                         "DPO probes after each round, at its optimizer steps so far): the same steps on every "
+                         "machine.", ge=1)
     probe_budget: float | None = opt(None, "Largest share of the training time the probes may take, an option for "
                                      "slow probes: a probe due is skipped (and counted as probes_skipped) when it "
                                      "would take them past it, so which steps are probed depends on the machine. "

@@ -37,9 +37,23 @@ def lines(width: int = 100) -> list[str]:
     return out
 
 
-def written() -> list[str]:
-    """Every path the pipeline writes (the stages' outputs, its stores and scratch folders): what ``rft clean``
-    removes. The user's own files (``data/incoming``, ``params.yaml``, the code) are none of them."""
-    paths = {p for s in MANIFEST for p in outputs(s)} | set(STORES)
+def stores(tracking) -> set[str]:
+    """The local MLflow store that ``tracking`` (params' section) names inside the project: its SQLite file (and
+    SQLite's journal files) and a relative artifact folder. A server or an absolute path is not the project's."""
+    found = set()
+    uri, prefix = tracking.uri, "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        db = uri[len(prefix):]
+        found |= {db, f"{db}-journal", f"{db}-wal", f"{db}-shm"}
+    if "://" not in tracking.artifact_location and not tracking.artifact_location.startswith("/"):
+        found.add(tracking.artifact_location)
+    return found
+
+
+def written(tracking=None) -> list[str]:
+    """Every path the pipeline writes (the stages' outputs, its stores and scratch folders, the MLflow store
+    ``tracking`` names): what ``rft clean`` removes. The user's own files (``data/incoming``, ``params.yaml``, the
+    code) are none of them."""
+    paths = {p for s in MANIFEST for p in outputs(s)} | set(STORES) | (stores(tracking) if tracking else set())
     # A file under a folder that is removed whole is not listed twice.
     return sorted(p for p in paths if not any(p.startswith(q.rstrip("/") + "/") for q in paths if q != p))

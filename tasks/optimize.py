@@ -244,16 +244,15 @@ def curve_row(step: int, out: dict) -> dict:
 def final_figures(curve: list, steps: int | None, run_probe, log) -> dict:
     """The candidate's probe figures (``final_probe_*``), one value for each point of the curve.
 
-    When the schedule probed the last step (``steps``, where training ended), that probe is the candidate's:
+    When the schedule's last probe was of the last step (``steps``, where training ended), it is the candidate's:
     its figures are returned as they are in the curve and in MLflow's history. Otherwise ``run_probe()``
     probes the candidate, and its figures are logged at ``steps`` and added to the curve, so MLflow's history,
     ``curve.csv`` and the final figures never show two values for one step. ``steps`` None (an algorithm
     that counts no steps): the probe is only returned."""
-    if steps is not None:
-        for row in reversed(curve):
-            if row["step"] == steps:
-                return {"probe_reward": row["reward"], "probe_kl": row["kl"], "probe_length": row["length"],
-                        "probe_eos_rate": row["eos_rate"]}
+    if steps is not None and curve and curve[-1]["step"] == steps:       # the last probe, of the trained model
+        row = curve[-1]
+        return {"probe_reward": row["reward"], "probe_kl": row["kl"], "probe_length": row["length"],
+                "probe_eos_rate": row["eos_rate"]}
     out = run_probe()
     if steps is not None:
         log_many(log, health(out), steps)

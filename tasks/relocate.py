@@ -9,8 +9,9 @@ its models and open its artifacts from the old folder, and lose them once that f
 The project's own default (an SQLite ``tracking.uri`` and a relative ``tracking.artifact_location``) names
 places inside the project, so the old place is known: the experiment's stored location minus the relative
 ``artifact_location``. When it differs from where the project is now, every text value in the store that
-names a path under the old root is rewritten to the new root, in one SQLite transaction, and so is the
-``artifact_path`` line of the ``MLmodel`` files. ``tracking.setup`` does this before MLflow opens the store,
+names a path under the old root is rewritten to the new root, in one SQLite transaction, and then the
+``artifact_path`` line of the ``MLmodel`` files. Only a store inside the project is moved: one elsewhere may be
+shared by other clones. ``tracking.setup`` does this before MLflow opens the store,
 so every ``rft`` command does it; ``rft relocate`` does only that, for a project read with MLflow alone.
 
 A tracking server, a URI artifact store or an absolute ``artifact_location`` is the user's own: left alone.
@@ -19,6 +20,7 @@ A tracking server, a URI artifact store or an absolute ``artifact_location`` is 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -43,11 +45,12 @@ def old_root(stored: str, artifact_location: str, here: Path) -> Path | None:
 
 def rewrite(text: str, old: Path, new: Path) -> str:
     """``text`` with each path under ``old`` moved under ``new``: percent-encoded in a ``file://`` URI, plain
-    elsewhere. A path that only ends with ``old`` (``/x/old/...``) or extends its last name is another path."""
-    end = r"(?=/|$|[\"'\s,}\]])"
+    elsewhere. A path starts the text or follows a quote, a space or one of ``[(,=:``, and ``old`` must end at a
+    ``/``, a quote or the end of the text: ``/x/old/...``, ``/old2/...`` or ``/old x/...`` are other paths."""
+    end = r"(?=/|$|[\"'])"
     enc_old, enc_new = old.as_uri()[len("file://"):], new.as_uri()[len("file://"):]
     text = re.sub("file://" + re.escape(enc_old) + end, lambda _m: "file://" + enc_new, text)
-    return re.sub(r"(?<![\w.%-])(?<!file://)" + re.escape(str(old)) + end, lambda _m: str(new), text)
+    return re.sub(r"(?<![^\"'\s\[(,=:])" + re.escape(str(old)) + end, lambda _m: str(new), text)
 
 
 def relocate(uri: str, experiment: str, artifact_location: str, here: Path | None = None) -> dict | None:
@@ -59,6 +62,19 @@ def relocate(uri: str, experiment: str, artifact_location: str, here: Path | Non
     if not db_path.is_file() or db_path.stat().st_size == 0:
         return None
     here = (here or Path.cwd()).resolve()
+    if not db_path.resolve().is_relative_to(here):
+        return None          # a store outside the project (shared by several clones, say) is not the project's own
+    try:
+        return _relocate(db_path, experiment, artifact_location, here)
+    except sqlite3.Error as exc:
+        from tasks.errors import StoreError
+
+        raise StoreError(f"{db_path}: the project moved, but its MLflow store could not be pointed at "
+                         f"{here} ({exc}); nothing was changed. Stop what holds the store (mlflow ui, another "
+                         "rft command) and run `rft relocate`") from None
+
+
+def _relocate(db_path: Path, experiment: str, artifact_location: str, here: Path) -> dict | None:
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         tables = {t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "experiments" not in tables:
@@ -67,14 +83,6 @@ def relocate(uri: str, experiment: str, artifact_location: str, here: Path | Non
         old = old_root(row[0], artifact_location, here) if row else None
         if old is None:
             return None
-        files = 0
-        artifacts = here / artifact_location
-        for mlmodel in (artifacts.rglob("MLmodel") if artifacts.is_dir() else []):
-            text = mlmodel.read_text()
-            moved = rewrite(text, old, here)
-            if moved != text:
-                mlmodel.write_text(moved)
-                files += 1
         values = 0
         like = f"%{str(old)}%"
         encoded = f"%{old.as_uri()[len('file://'):]}%"
@@ -90,11 +98,24 @@ def relocate(uri: str, experiment: str, artifact_location: str, here: Path | Non
                         if moved != value:
                             db.execute(f'UPDATE "{table}" SET "{col}" = ? WHERE rowid = ?', (moved, rowid))
                             values += 1
+    # The store has moved (a second call finds nothing to do); then the MLmodel files, whose artifact_path is
+    # a record only (MLflow loads by the store's paths): each replaced whole, so none is left half written.
+    files = 0
+    artifacts = here / artifact_location
+    for mlmodel in (artifacts.rglob("MLmodel") if artifacts.is_dir() else []):
+        text = mlmodel.read_text(encoding="utf-8")
+        moved = rewrite(text, old, here)
+        if moved != text:
+            tmp = mlmodel.with_name(mlmodel.name + ".relocating")
+            tmp.write_text(moved, encoding="utf-8")
+            os.replace(tmp, mlmodel)
+            files += 1
     return {"from": str(old), "to": str(here), "values": values, "files": files}
 
 
 def say(report: dict | None) -> str:
     if not report:
-        return "MLflow store: the project has not moved; nothing to rewrite"
+        return ("MLflow store: nothing to rewrite (the project has not moved, or its store is not a local SQLite "
+                "file inside the project with a relative tracking.artifact_location)")
     return (f"MLflow store: the project moved from {report['from']} to {report['to']}; {report['values']} stored "
             f"path(s) and {report['files']} MLmodel file(s) now point here")

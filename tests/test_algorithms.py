@@ -162,6 +162,13 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
     assert run.data.tags["rft.params"].count(f"optimize.{name}") == 1
     assert not [k for k in run.data.params if k.split(".")[1] in set(REGISTRY) - {name}]
     assert f"optimize.{name}.lr" in run.data.params
+    # One axis for every algorithm, one value per step: the curve's steps rise to where training ended, and
+    # MLflow's history of the probe is the curve (two-phase Constitutional AI and online DPO's rounds included).
+    curve = [r.split(",") for r in (work / "reports/optimize/curve.csv").read_text().splitlines()[1:]]
+    steps = [int(r[0]) for r in curve]
+    assert steps == sorted(set(steps)) and steps[-1] == out.get("steps", steps[-1]), steps
+    history = client.get_metric_history(run.info.run_id, "health/probe_reward")
+    assert sorted((m.step, m.value) for m in history) == [(int(r[0]), float(r[1])) for r in curve]
     if name == "constitutional":
         # every prompt was critiqued and revised; the MLflow table holds each step's text
         table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/constitutional/revisions.json")
@@ -243,6 +250,10 @@ def test_final_figures_are_the_curves_last_point():
     curve = [curve_row(0, _figures(-1.2)), curve_row(55, _figures(2.5))]
     assert final_figures(curve, 60, lambda: _figures(2.8), log) == _figures(2.8)
     assert curve[-1] == curve_row(60, _figures(2.8)) and ("health/probe_reward", 2.8, 60) in logged
+    # Only the last point stands for the candidate: an earlier probe that happens to carry the step count (a
+    # round of online DPO with no pairs, so no steps) was of an earlier model.
+    curve = [curve_row(0, _figures(-1.2)), curve_row(4, _figures(1.0)), curve_row(3, _figures(0.5))]
+    assert final_figures(curve, 4, lambda: _figures(2.0), log) == _figures(2.0) and curve[-1]["step"] == 4
     # An algorithm that counts no steps: the probe is returned, nothing is logged at a made-up step.
     logged.clear()
     assert final_figures([curve_row(0, _figures(0.0))], None, lambda: _figures(1.0), log) == _figures(1.0)
@@ -263,6 +274,20 @@ def test_the_trainer_callback_probes_the_last_step_whatever_log_every():
         state.global_step = step
         cb.on_step_end(None, state, None)
     assert probed == [0, 5, 10, 13]
+    # A second phase (Constitutional AI's RL after its SFT) goes on from the first phase's 13 steps: no probe at
+    # its start (the first phase's last probe is of the same model), and its own steps counted after 13.
+    from tasks.algorithms.base import continue_steps
+
+    logged = []
+    cb2 = mlflow_callback(lambda k, v, step: logged.append(step), lambda model, step: probed.append(step), 5)
+    continue_steps(SimpleNamespace(callbacks=[cb2]), 13)
+    state = SimpleNamespace(global_step=0, max_steps=6)
+    cb2.on_train_begin(None, state, None)
+    for step in range(1, 7):
+        state.global_step = step
+        cb2.on_step_end(None, state, None)
+        cb2.on_log(None, state, None, logs={"loss": 1.0})
+    assert probed == [0, 5, 10, 13, 18, 19] and logged == [14, 15, 16, 17, 18, 19]
 
 
 def test_clip_ratios_are_not_logged_when_every_update_is_on_policy():

@@ -37,6 +37,14 @@ def test_rft_clean_removes_what_the_pipeline_wrote_and_keeps_the_users_files(tmp
     assert all((tmp_path / f).exists() for f in mine), "the user's own files stay"
     assert not any((tmp_path / f).exists() for f in made)
     assert not any(p.startswith("data/incoming") or p == "data" for p in written())
+    # The store params.yaml names, wherever inside the project it is, goes too; a server's does not.
+    from types import SimpleNamespace
+
+    from tasks.dag import stores
+
+    assert stores(SimpleNamespace(uri="sqlite:///runs/store.db", artifact_location="runs/art")) == {
+        "runs/store.db", "runs/store.db-journal", "runs/store.db-wal", "runs/store.db-shm", "runs/art"}
+    assert stores(SimpleNamespace(uri="http://mlflow:5000", artifact_location="s3://bucket/x")) == set()
 
 
 def test_rft_history_with_no_iteration_says_what_records_one(tmp_path, monkeypatch, capsys):

@@ -28,9 +28,13 @@ def test_rewrite_moves_paths_under_the_old_root_only():
     assert rewrite("/old/proj/mlruns/0", old, new) == "/new/my proj/mlruns/0"
     assert rewrite('{"uri": "/old/proj/data/prompts.jsonl"}', old, new) == '{"uri": "/new/my proj/data/prompts.jsonl"}'
     assert rewrite("/old/proj", old, new) == "/new/my proj"
-    # A longer name, or a path that only ends with the old root, is another path.
-    for other in ("/old/project/x", "/x/old/proj/y", "file:///old/proj2/y", "models:/m-123"):
+    assert rewrite("artifact_path: file:///old/proj/mlartifacts", old, new) == \
+        "artifact_path: file:///new/my%20proj/mlartifacts"
+    # A longer name, a name with more after a space, or a path that only ends with the old root: other paths.
+    for other in ("/old/project/x", "/x/old/proj/y", "file:///old/proj2/y", "models:/m-123", "/old/proj x/y",
+                  "/srv(1)/old/proj/y"):
         assert rewrite(other, old, new) == other
+
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -92,3 +96,18 @@ def test_a_moved_project_loads_its_champion_and_opens_its_artifacts_from_the_new
                 assert hits == 0, (table, col)
     assert not [p for p in (tmp_path / "b" / "mlartifacts").rglob("MLmodel") if str(tmp_path / "a") in p.read_text()]
     assert relocate(params.tracking.uri, params.tracking.experiment, params.tracking.artifact_location) is None
+
+
+def test_a_store_outside_the_project_is_not_moved(tmp_path, monkeypatch):
+    """An absolute sqlite:/// store elsewhere may be shared by several clones: no clone rewrites it for itself."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _project(tmp_path / "a")
+    os.chdir(tmp_path)
+    (tmp_path / "clone").mkdir()
+    before = (tmp_path / "a" / "mlruns.db").read_bytes()
+    uri = f"sqlite:///{tmp_path / 'a' / 'mlruns.db'}"
+    assert relocate(uri, "rft-cycle", "mlartifacts", here=tmp_path / "clone") is None
+    assert (tmp_path / "a" / "mlruns.db").read_bytes() == before
+    # The same store, seen from its own project folder, has not moved either.
+    assert relocate(uri, "rft-cycle", "mlartifacts", here=tmp_path / "a") is None

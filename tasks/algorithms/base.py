@@ -153,25 +153,34 @@ def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
 
     class MLflowHealth(TrainerCallback):
         constant: tuple[str, ...] = ()
+        offset = 0          # the steps of earlier phases (continue_steps): one axis for a two-phase algorithm
 
         def on_train_begin(self, args, state, control, model=None, **kw):
             self.constant = constant_metrics(args)
-            if state.global_step == 0:
+            if state.global_step == 0 and self.offset == 0:      # a later phase starts where the last one's probe was
                 probe(model, 0)
 
         def on_step_end(self, args, state, control, model=None, **kw):
             # Every log_every steps and at the last: steps that follow from the step count alone.
             if state.global_step % log_every == 0 or state.global_step == state.max_steps:
-                probe(model, state.global_step)
+                probe(model, self.offset + state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
             from tasks.tracking import log_many
 
             log_many(run_log, {"train/" + k.replace("/", "_"): float(v) for k, v in (logs or {}).items()
                                if isinstance(v, (int, float)) and not k.startswith(self.constant)},
-                     state.global_step)
+                     self.offset + state.global_step)
 
     return MLflowHealth()
+
+
+def continue_steps(run: Run, done: int) -> None:
+    """A second training phase (Constitutional AI's RL after its SFT) logs and probes after the ``done`` steps of
+    the first, not from step 0 again: one value per step in MLflow and in the curve."""
+    for cb in run.callbacks:
+        if hasattr(cb, "offset"):
+            cb.offset = done
 
 
 class TrlReward:

@@ -138,7 +138,7 @@ def train(run):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from tasks.algorithms.base import fit, trl_args
+    from tasks.algorithms.base import continue_steps, fit, trl_args
     from tasks.algorithms.dist import sharded
     from tasks.prompting import completion_text, format_prompt
     from tasks.rollout import complete, context_length, fit_rows
@@ -194,6 +194,7 @@ def train(run):
     info = {"revised": len(rows), "changed_by_revision": sum(a != b for a, b in zip(replies, current)),
             "sft_loss": sft_info["train_loss"], "steps": sft_info["steps"]}
     rl_prompts = [run.data[(cfg.prompts + i) % len(run.data)] for i in range(cfg.rl_prompts)]
+    continue_steps(run, info["steps"])              # the RL phase's steps follow the SFT phase's
     phases = {"none": lambda: (policy, info), "dpo": lambda: _rl_dpo(run, policy, rl_prompts, info),
               "grpo": lambda: _rl_grpo(run, policy, rl_prompts, info)}
     return phases[cfg.rl]()

@@ -104,5 +104,5 @@ def train(run):
         policy = trainer.model
         steps += out["steps"]
         run.log("round/dpo_loss", out["train_loss"], rnd)
-        run.probe(policy, rnd + 1)
+        run.probe(policy, steps)             # at the optimizer steps so far: the curve's axis for every algorithm
     return policy, {**info, "rounds": cfg.rounds, "steps": steps}
