@@ -11,8 +11,8 @@ places inside the project, so the old place is known: the experiment's stored lo
 ``artifact_location``. When it differs from where the project is now, every text value in the store that
 names a path under the old root is rewritten to the new root, in one SQLite transaction, and then the
 ``artifact_path`` line of the ``MLmodel`` files. Only a store inside the project is moved: one elsewhere may be
-shared by other clones. ``tracking.setup`` does this before MLflow opens the store,
-so every ``rft`` command does it; ``rft relocate`` does only that, for a project read with MLflow alone.
+shared by other clones. ``tracking.setup`` does this before MLflow opens the store, so every ``rft`` command
+that opens it does it; ``rft relocate`` does only that, for a project read with MLflow alone.
 
 A tracking server, a URI artifact store or an absolute ``artifact_location`` is the user's own: left alone.
 """
@@ -25,6 +25,8 @@ import re
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from tasks.errors import StoreError
 
 SQLITE = "sqlite:///"
 
@@ -67,8 +69,6 @@ def relocate(uri: str, experiment: str, artifact_location: str, here: Path | Non
     try:
         return _relocate(db_path, experiment, artifact_location, here)
     except sqlite3.Error as exc:
-        from tasks.errors import StoreError
-
         raise StoreError(f"{db_path}: the project moved, but its MLflow store could not be pointed at "
                          f"{here} ({exc}); nothing was changed. Stop what holds the store (mlflow ui, another "
                          "rft command) and run `rft relocate`") from None

@@ -216,7 +216,8 @@ def run_train_reward(params: Params) -> dict:
             else:
                 stats = train_reward_model(train, val, cfg, out, log, mixed)
             version = tracking.register_model(
-                "reward-model", run.info.run_id, lambda: log_reward_model(out, example, step=stats.get("train_steps", 0)),
+                "reward-model", run.info.run_id,
+                lambda: log_reward_model(out, example, step=stats.get("train_steps", 0)),
                 aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
                 description="Bradley-Terry reward model trained by the train_reward stage.")
