@@ -100,7 +100,7 @@ def main() -> int:
 
 
 def report(base: Path, args, overrides: list) -> int:
-    from tasks.config import load_params
+    from tasks.manifest import load_params
     from tasks.gate import decide
 
     source = load_params(base / "params.yaml").promote.winrate_source

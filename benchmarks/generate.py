@@ -8,7 +8,7 @@ Three ways to sample ``k`` responses for each prompt, with the sampling settings
 - **hand-tuned**: written here, not the stage's code: prompts sorted by token length so a batch wastes little
   padding, ``k`` samples per prompt in one call (``num_return_sequences``), under ``torch.inference_mode``,
   at the batch size that was fastest among ``--batch-sizes`` on a first pass over the prompts;
-- **the stage**: ``tasks.generate.generate_responses``, what ``rft stage generate`` runs, at
+- **the stage**: ``tasks.genbackend.generate_responses``, what ``rft stage generate`` runs, at
   ``generate.batch_size``.
 
 Tokens are counted the same way on every side: the generated tokens of each sequence up to and including its
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tasks  # noqa: E402,F401
-from tasks.config import load_params  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
 from tasks.policy import load_policy  # noqa: E402
 
@@ -98,7 +98,7 @@ def main() -> None:
 
     import dataclasses
 
-    from tasks.generate import generate_responses
+    from tasks.genbackend import generate_responses
     from tasks.prompting import format_prompt
 
     params = load_params(args.params)

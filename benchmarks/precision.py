@@ -69,7 +69,8 @@ def _trainer_timer(times: list, steps: int):
 
 
 def _params(setting: str, trainer: str, steps: int):
-    from tasks.config import TrainConfig, load_params
+    from tasks.config import TrainConfig
+    from tasks.manifest import load_params
 
     params = load_params("params.yaml")
     opt = params.optimize

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import tasks  # noqa: E402,F401
 from benchmarks.cpu import describe as cpu_line  # noqa: E402
-from tasks.config import load_params  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.evalmath import bootstrap_ci  # noqa: E402
 from tasks.heldout import split_point  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402

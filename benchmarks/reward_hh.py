@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tasks  # noqa: E402,F401
-from tasks.config import load_params  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.errors import RFTError  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
 from tasks.reward import train_reward_model  # noqa: E402

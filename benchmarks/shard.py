@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tasks  # noqa: E402,F401
-from tasks.config import ScaleConfig, load_params  # noqa: E402
+from tasks.config import ScaleConfig
+from tasks.manifest import load_params  # noqa: E402
 from tasks.generate import generate_sharded, sample_responses  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
 from tasks.judges import JudgeContext, build_judge  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tasks  # noqa: E402,F401
 from tasks import precision  # noqa: E402
-from tasks.config import load_params  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 
 
 def reward_stage(params, train, out: Path) -> None:

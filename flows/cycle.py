@@ -21,17 +21,31 @@ import os
 import time
 from pathlib import Path
 
-import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from prefect import flow, get_run_logger, task
 from prefect.states import Completed, Failed
 
-from tasks import tracking
-from tasks.config import load_params
+import tasks  # noqa: F401  (offline and no-telemetry defaults)
+from tasks import iterations, provenance, tracking
+from tasks.manifest import load_params
 from tasks.errors import RFTError
-from tasks.io import fsync_dir, fsync_file
+from tasks.io import fsync_dir, fsync_file, read_jsonl, recover_all
+from tasks.iterations import params_md5
+from tasks.lock import project_lock
+from tasks.paths import CANDIDATE, EVAL_METRICS, PROMPTS, REWARD
+from tasks.policy import check_devices, read_meta
+from tasks.preflight import check_servers
+from tasks.promote import (
+    clear_pending,
+    gate_hash,
+    not_this_cycles,
+    promote,
+    recover_promotion,
+)
 from tasks.redact import redact_text, redact_url
-from tasks.stages import KEY_METRIC, STAGES, run_stage
-
+from tasks.rewardmodel import meta as reward_meta
+from tasks.manifest import KEY_METRIC, STAGES
+from tasks.stages import run_stage
+from tasks.stages.common import flat_params
 
 # A missing file, a bad model folder or a permission problem will fail the same way again: never retried.
 PERMANENT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
@@ -75,8 +89,6 @@ def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict |
         return skipped()
     from dvc.repo import Repo
 
-    from tasks.iterations import params_md5
-
     read = params_md5(params_path)                  # the file this stage reads, as the cycle compares it
     params = load_params(params_path)
     repo = Repo(".")
@@ -99,8 +111,6 @@ def stage_task(name: str, params_path: str, stale: bool | None = None) -> dict |
 
 @task(persist_result=False)
 def promote_task(params_path: str, evaluated: bool = True) -> dict:
-    from tasks.promote import promote
-
     start = time.perf_counter()
     result = promote(load_params(params_path), evaluated=evaluated)
     status = "promoted" if result["promoted"] else "kept champion" if result["decided"] else "nothing to decide"
@@ -154,7 +164,6 @@ def cycle(params_path: str = "params.yaml", stages: list[str] | None = None,
           initially: list[str] | None = None) -> dict:
     """Run the cycle's stages in order; stop at the first failure without touching later outputs. The whole run
     holds the project lock (tasks/lock.py): a deployment's worker runs this flow without the CLI."""
-    from tasks.lock import project_lock
 
     params = load_params(params_path)
     with project_lock(flow_command("rft-cycle"), params.lock):
@@ -170,12 +179,6 @@ def flow_command(flow_name: str) -> str:
 
 def _cycle(params, params_path: str, stages: list[str] | None, initially: list[str] | None) -> dict:
     import mlflow
-
-    from tasks import iterations
-    from tasks.io import recover_all
-    from tasks.policy import check_devices
-    from tasks.preflight import check_servers
-    from tasks.promote import clear_pending, recover_promotion
 
     check_servers(params.tracking.uri, prefect=False)   # before any compute, naming the URL
     check_devices(params)                               # device: cuda without a GPU, before any stage
@@ -197,7 +200,7 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
     with mlflow.start_run(run_name=f"cycle {iteration}", tags=tags) as parent:
         os.environ[tracking.PARENT_ENV] = parent.info.run_id
         os.environ[tracking.CYCLE_ENV] = f"cycle {iteration}"          # the stage runs' names start with it
-        mlflow.log_params(tracking.flat_params(params))                 # the whole params.yaml, to compare
+        mlflow.log_params(flat_params(params))                 # the whole params.yaml, to compare
         mlflow.log_text(redact_text(Path(params_path).read_text()), "params.yaml")   # as loaded, for the record
         name = names[0]
         try:
@@ -358,15 +361,8 @@ def _record_iteration(params, iteration: int, client, run_id: str, rows: list[di
 
     import mlflow
 
-    from tasks import iterations, provenance
-    from tasks.io import read_jsonl
-    from tasks.paths import CANDIDATE, PROMPTS, REWARD
-    from tasks.policy import read_meta
-    from tasks.rewardmodel import meta as reward_meta
-
     evaluation = next((r["metrics"] for r in rows if r["stage"] == "evaluate" and r["metrics"]), None)
     if evaluation is None:          # evaluate was up to date: its figures are in its report
-        from tasks.paths import EVAL_METRICS
 
         evaluation = json.loads(EVAL_METRICS.read_text()) if EVAL_METRICS.exists() else {}
     mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
@@ -459,10 +455,6 @@ def nothing_to_decide(params) -> str | None:
     """Why the gate would decide nothing about ``models/candidate`` (``tasks/promote.py::not_this_cycles``),
     or None."""
     from mlflow import MlflowClient
-
-    from tasks.paths import CANDIDATE
-    from tasks.policy import read_meta
-    from tasks.promote import gate_hash, not_this_cycles
 
     if not CANDIDATE.exists():
         return None
@@ -580,7 +572,6 @@ def run_cycle(params_path: str = "params.yaml") -> dict:
     """Run the flow and return its result dict, whether the cycle succeeded or stopped. A cycle with nothing
     to do (no stale stage, no candidate to decide) says why and returns at once: no Prefect flow run, no MLflow
     run."""
-    from tasks.promote import recover_promotion
 
     params = load_params(params_path)
     recover_promotion(params, who="cycle")      # before DVC looks: a half-done promotion leaves the champion stale

@@ -10,12 +10,15 @@ failure hook sends the same notice.
 
 from __future__ import annotations
 
-import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from prefect import flow, get_run_logger, task
 
-from flows.cycle import CycleStopped, cycle
-from tasks.config import load_params
+import tasks  # noqa: F401  (offline and no-telemetry defaults)
+from flows.cycle import CycleStopped, cycle, flow_command
+from tasks.manifest import load_params
 from tasks.errors import RFTError
+from tasks.lock import project_lock
+from tasks.preflight import check_servers, prefect_api_url
+from tasks.retrain import fetch, notify, webhook_block, webhook_name
 
 ENTRYPOINT = "flows/retrain.py:retrain"
 
@@ -26,8 +29,6 @@ class RetrainFailed(RFTError):
 
 @task(persist_result=False)
 def fetch_task(params_path: str) -> list[str]:
-    from tasks.retrain import fetch
-
     written = fetch(load_params(params_path).retrain)
     get_run_logger().info(f"new data: {', '.join(written) if written else 'none (retrain.source: none)'}")
     return written
@@ -40,7 +41,6 @@ def failure_subject() -> str:
 def _notify(flow_, flow_run, state) -> None:
     """Flow hook on failure or crash of a run in place (``rft retrain``). A deployed run is watched by the
     automation ``rft deploy`` created, which notifies through the same block: no second notice."""
-    from tasks.retrain import notify, webhook_name
 
     if flow_run.deployment_id is not None:
         return
@@ -60,8 +60,6 @@ def _notify(flow_, flow_run, state) -> None:
 @flow(name="rft-retrain", on_failure=[_notify], on_crashed=[_notify])
 def retrain(params_path: str = "params.yaml") -> dict:
     """Take the new data, run a cycle, promote or not; fail (and notify) when the cycle stops."""
-    from flows.cycle import flow_command
-    from tasks.lock import project_lock
 
     params = load_params(params_path)
     # The whole run holds the project (the fetch writes data/incoming/); its cycle takes the lock again.
@@ -70,8 +68,6 @@ def retrain(params_path: str = "params.yaml") -> dict:
 
 
 def _retrain(params, params_path: str) -> dict:
-    from tasks.preflight import check_servers
-
     check_servers(params.tracking.uri, prefect=False)
     fetched = fetch_task(params_path)
     state = cycle(params_path=params_path, return_state=True)
@@ -106,10 +102,11 @@ def deploy(params_path: str = "params.yaml") -> str:
     from pathlib import Path
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.client.schemas.objects import (
+        ConcurrencyLimitConfig,
+        ConcurrencyLimitStrategy,
+    )
     from prefect.schedules import Cron
-
-    from tasks.preflight import check_servers, prefect_api_url
 
     params = load_params(params_path)
     cfg = params.retrain
@@ -139,8 +136,6 @@ def ensure_failure_automation(client, cfg, deployment_id) -> str | None:
     from prefect.automations import AutomationCore
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
-
-    from tasks.retrain import webhook_block
 
     name = f"rft-retrain failed ({cfg.deployment})"
     for old in client.read_automations_by_name(name):

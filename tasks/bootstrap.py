@@ -1,4 +1,4 @@
-"""Stages ``corpus`` and ``bootstrap``: the environment writes its corpus, then the base policy is trained from it.
+"""The logic of stages ``corpus`` and ``bootstrap`` (``tasks/stages/``): the environment writes its corpus, then the base policy is trained from it.
 
 ``corpus`` asks the environment (``task.env``) for its corpus and writes it to
 ``data/corpus/``: the demo generates its texts, demonstrations and prompts; a
@@ -20,36 +20,15 @@ import random
 import time
 from pathlib import Path
 
-from tasks.config import GenerateConfig, Params
-from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
-from tasks.mlmodels import log_policy
-from tasks.paths import BASE as BASE_DIR
+from tasks import tracking
+from tasks.config import Params
+from tasks.io import read_jsonl
 from tasks.paths import CORPUS as CORPUS_DIR
-from tasks.policy import tiny_gpt, train_tokenizer, write_meta
+from tasks.policy import tiny_gpt, train_tokenizer
+from tasks.precision import Scaler, autocast, fp32
 from tasks.prompting import completion_text, format_prompt, join_completion, prompt_of
 
 REPORT = Path("reports/bootstrap/metrics.json")
-
-
-def run_corpus(params: Params) -> dict:
-    import mlflow
-
-    from tasks import tracking
-
-    from tasks.envs import load_env
-
-    c = params.corpus
-    with tracking.stage_run("corpus", params):
-        with atomic_path(CORPUS_DIR, is_dir=True) as out:
-            out.mkdir(parents=True, exist_ok=True)
-            metrics = load_env(params.task.env).write_corpus(c, out)
-            write_json(out / "manifest.json", {"env": params.task.env, **metrics})
-        mlflow.log_metrics(metrics)
-        if metrics.get("demos"):
-            demos = read_jsonl(CORPUS_DIR / "demos.jsonl")[:20]
-            mlflow.log_table({"prompt": [str(prompt_of(d)) for d in demos],
-                              "response": [d["response"] for d in demos]}, artifact_file="sample_demos.json")
-    return metrics
 
 
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -64,8 +43,6 @@ def _train_loop(model, batches, steps: int, cfg, tag: str, log, mixed=None) -> l
     """AdamW on fp32 master weights; the forward pass in ``mixed``'s autocast (``tasks/precision.py``; None: fp32)."""
     import torch
     from tqdm.auto import tqdm
-
-    from tasks.precision import Scaler, autocast, fp32
 
     mixed = mixed or fp32()
     scaler = Scaler(mixed, "cpu")
@@ -154,43 +131,6 @@ def _sft_eval_loss(model, examples, pad_id: int) -> float:
         return model(input_ids=x, attention_mask=m, labels=y).loss.item()
 
 
-def run_bootstrap(params: Params) -> dict:
-    import mlflow
-
-    from tasks import tracking
-
-    with tracking.stage_run("bootstrap", params) as run:
-        metrics: dict = {}
-        with atomic_path(BASE_DIR, is_dir=True) as out:
-            out.mkdir(parents=True, exist_ok=True)
-            if params.policy.base_model is not None:
-                write_meta(out, {"pointer": params.policy.base_model, "source": "policy.base_model"})
-                metrics["trained"] = 0
-            else:
-                metrics.update(_train(params, out, lambda k, v, s: mlflow.log_metric(k, v, step=s)))
-            # The champion alias moves when the champion stage seeds a lineage from this base, not here: a
-            # reproduction that retrains the same base (same content, same version) leaves the registry as it is.
-            # The base's MLflow model samples with generate's default settings (not the params' values: a
-            # change of sampling must not retrain the base); callers pass their own as predict params.
-            gen = GenerateConfig()
-            version = tracking.register_model(
-                "policy", run.info.run_id,
-                lambda: log_policy(out, _example_prompt(), max_new_tokens=gen.max_new_tokens,
-                                   temperature=gen.temperature, source=BASE_DIR),
-                content=dvc_md5(out),
-                tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},
-                description="Base policy written by the bootstrap stage.")
-            meta = {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,
-                    "source": "bootstrap"}
-            if params.policy.base_model is not None:
-                meta["pointer"] = params.policy.base_model
-            write_meta(out, meta)
-        metrics["registry_version"] = version
-        tracking.log_final(metrics, "policy", version)
-        write_json(REPORT, metrics)
-    return metrics
-
-
 def _example_prompt():
     """The MLflow model's input example: the first demonstration's prompt (None: no demonstrations)."""
     demos = CORPUS_DIR / "demos.jsonl"
@@ -200,8 +140,6 @@ def _example_prompt():
 
 def _train(params: Params, out: Path, log) -> dict:
     import torch
-
-    from tasks import tracking
 
     cfg = params.bootstrap
     torch.manual_seed(cfg.seed)

@@ -15,44 +15,12 @@ otherwise it stops, saying what changed and what to do.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from tasks.config import Params
 from tasks.errors import RFTError
-from tasks.io import dvc_md5
-from tasks.policy import check_model_folder, install_policy, read_meta
+from tasks.iterations import champion_version
 
 BASE = Path("models/base")
-
-
-def run_champion(params: Params) -> dict:
-    import mlflow
-
-    from tasks import tracking
-
-    champion = Path(params.policy.champion_dir)
-    with tracking.stage_run("champion", params):
-        base_hash = dvc_md5(BASE)
-        if champion.exists():
-            check_model_folder(champion)        # a damaged champion stops here, before dvc.lock records it
-        meta = read_meta(champion) if champion.exists() else {}
-        if meta.get("base_md5") == base_hash:
-            result = {"seeded": 0, "registry_version": meta.get("registry_version", 0)}
-        else:
-            if champion.exists():
-                print(reseed_message(champion, meta, base_hash, params.champion.reseed), flush=True)
-            else:
-                missing_champion(champion, read_meta(BASE), params.champion.reseed)
-            base_meta = read_meta(BASE)
-            install_policy(BASE, champion, {**base_meta, "base_md5": base_hash})
-            result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
-            if base_meta.get("registry_version") is not None and not os.environ.get(tracking.DVC_EXP_ENV):
-                # A new lineage starts from this base: it is the champion in the registry too.
-                version = str(base_meta["registry_version"])
-                mlflow.MlflowClient().set_registered_model_alias("policy", "champion", version)
-        mlflow.log_metrics({k: float(v) for k, v in result.items()})
-    return result
 
 
 def reseed_message(champion: Path, meta: dict, base_hash: str, reseed: bool) -> str:
@@ -73,7 +41,6 @@ def missing_champion(champion: Path, base_meta: dict, reseed: bool) -> None:
     """A missing champion folder is seeded from the base, unless the registry's policy@champion is a promoted
     version (not the base's): then the folder was lost (a fresh clone without dvc pull), and seeding would move
     the alias back to the base with no gate. Raises then, unless ``reseed``."""
-    from tasks.iterations import champion_version
 
     try:
         import mlflow

@@ -31,15 +31,29 @@ import argparse
 import sys
 
 import tasks  # noqa: F401  (sets offline and no-telemetry defaults before anything else loads)
+from tasks import iterations, provenance, tracking
+from tasks.config import describe
+from tasks.dag import check_dvc_yaml, dvc_yaml, lines, written
 from tasks.errors import RFTError
+from tasks.gc import collect
+from tasks.importers.hh import import_file
+from tasks.lock import project_lock
+from tasks.manifest import STAGES, load_params
+from tasks.paths import KEEP_IN_TRAIN
+from tasks.policy import check_devices
+from tasks.precision import of
+from tasks.preflight import check_servers
+from tasks.promote import recover_promotion
+from tasks.redact import redact_text
+from tasks.relocate import say
+from tasks.reward import train_on_file
+from tasks.stages import run_stage
 
 # The commands that write the project: one at a time (tasks/lock.py).
 WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained", "relocate", "clean"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.stages import STAGES
-
     parser = argparse.ArgumentParser(prog="rft", description="Reinforcement finetuning cycles.")
     parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -54,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     hist.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     sub.add_parser("params", help="every key, its default and help")
     sub.add_parser("dag", help="the stages in order, each with the data it reads and writes")
+    dy = sub.add_parser("dvc-yaml", help="print the dvc.yaml the stage manifest implies (tasks/manifest.py)")
+    dy.add_argument("--check", action="store_true", help="compare it with ./dvc.yaml instead; exit 1 when they differ")
     cl = sub.add_parser("clean", help="delete what the pipeline wrote (stage outputs, reports, the MLflow store, "
                         "dvc.lock); data/incoming, params.yaml and the DVC cache stay")
     cl.add_argument("--dry-run", action="store_true", help="print what would be deleted and change nothing")
@@ -78,36 +94,32 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "params":
-            from tasks.config import describe
-
             print(describe())
             return 0
         if args.cmd == "dag":
-            from tasks.dag import lines
-
             print("\n".join(lines()))
             return 0
+        if args.cmd == "dvc-yaml":
+            if not args.check:
+                print(dvc_yaml(), end="")
+                return 0
+            problem = check_dvc_yaml()
+            print(problem or "dvc.yaml is the manifest's", file=sys.stderr if problem else sys.stdout)
+            return 1 if problem else 0
         if args.cmd == "import-hh":
-            from tasks.importers.hh import import_file
-
             counts = import_file(args.src, args.out, seed=args.seed, max_prompt_chars=args.max_prompt_chars,
                                  limit=args.limit)
             print(f"{args.out}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
             return 0
-        from tasks.config import load_params
 
         params = load_params(args.params)
         if args.cmd not in WRITERS or getattr(args, "dry_run", False):
             return _dispatch(args, params)
         import shlex
 
-        from tasks.lock import project_lock
-
         with project_lock(shlex.join(["rft", *(sys.argv[1:] if argv is None else argv)]), params.lock):
             return _dispatch(args, params)
     except RFTError as exc:
-        from tasks.redact import redact_text
-
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)     # a URL keeps no credential
         return 2
 
@@ -115,15 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, params) -> int:
     """Run the command ``args.cmd`` (every one but params and import-hh, which need no params.yaml)."""
     if args.cmd == "train-reward-model":
-        from tasks.precision import of
-        from tasks.reward import train_on_file
-
         stats = train_on_file(args.pairs, args.out, params.reward, of(params))
         print(f"{args.out}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
         return 0
     if args.cmd == "check-params":
-        from tasks.policy import check_devices
-
         mixed = check_devices(params)
         print(mixed.line())
         print(f"{args.params}: ok")
@@ -131,17 +138,16 @@ def _dispatch(args, params) -> int:
     if args.cmd == "init":
         return init(params)
     if args.cmd == "retrain":
-        from flows.retrain import retrain
-        from tasks.preflight import check_servers
-
         check_servers(params.tracking.uri)
+        from flows.retrain import retrain  # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+
         state = retrain(params_path=args.params, return_state=True)
         if not state.is_completed():
             print(f"error: retrain {state.name.lower()}: {state.message}", file=sys.stderr)
             return 2
         return 0
     if args.cmd == "deploy":
-        from flows.retrain import deploy
+        from flows.retrain import deploy  # lazy: see LAZY_IMPORTS in tests/test_architecture.py
 
         deployment_id = deploy(args.params)
         cfg = params.retrain
@@ -151,22 +157,16 @@ def _dispatch(args, params) -> int:
               f"prefect deployment run rft-retrain/{cfg.deployment}")
         return 0
     if args.cmd == "gc":
-        from tasks.gc import collect
-        from tasks.preflight import check_servers
-
         check_servers(params.tracking.uri, prefect=False)
         collect(params, dry_run=args.dry_run)
         return 0
     if args.cmd == "keep-trained":
         import mlflow
 
-        from tasks import provenance, tracking
-        from tasks.preflight import check_servers
-
         check_servers(params.tracking.uri, prefect=False)
         tracking.setup(params.tracking)
-        from tasks.paths import KEEP_IN_TRAIN as path
 
+        path = KEEP_IN_TRAIN
         total, added = provenance.keep_trained(path, mlflow.MlflowClient())
         print(f"{path}: {added} prompt(s) added, {total} in all: every prompt an earlier iteration trained on "
               "stays in training. Commit it with params.yaml; the next cycle's split holds none of them out.")
@@ -177,8 +177,6 @@ def _dispatch(args, params) -> int:
         import shutil
         from pathlib import Path
 
-        from tasks.dag import written
-
         for path in map(Path, written(params.tracking)):
             if path.exists() or path.is_symlink():
                 print(f"{'would remove' if args.dry_run else 'removed'} {path}")
@@ -186,28 +184,20 @@ def _dispatch(args, params) -> int:
                     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         return 0
     if args.cmd == "relocate":
-        from tasks import tracking
-        from tasks.relocate import say
-
         report = tracking.relocated(params.tracking)
         if not report:
             print(say(None))
         return 0
     if args.cmd == "stage":
-        from tasks.preflight import check_servers
-        from tasks.promote import recover_promotion
-        from tasks.stages import run_stage
-
         check_servers(params.tracking.uri, prefect=False)
         recover_promotion(params, who=f"stage {args.name}")   # a promotion a crash cut short, before any stage
         metrics = run_stage(args.name, params)
         print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
         return 0
     if args.cmd == "cycle":
-        from flows.cycle import run_cycle
-        from tasks.preflight import check_servers
-
         check_servers(params.tracking.uri)
+
+        from flows.cycle import run_cycle  # lazy: see LAZY_IMPORTS in tests/test_architecture.py
 
         result = run_cycle(params_path=args.params)
         return 0 if result.get("ok") else 2
@@ -218,8 +208,6 @@ def init(params) -> int:
     """Make the working copy ready for a cycle: git and DVC repos, the DVC remote folder, the MLflow store."""
     import subprocess
     from pathlib import Path
-
-    from tasks import tracking
 
     if not Path(".git").exists():
         subprocess.run(["git", "init", "-q"], check=True)
@@ -243,9 +231,6 @@ def show_history(params, *, as_json: bool) -> int:
     import json
 
     import mlflow
-
-    from tasks import iterations, tracking
-    from tasks.preflight import check_servers
 
     check_servers(params.tracking.uri, prefect=False)
     exp_id = tracking.setup(params.tracking)

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import tasks.algorithms as _alg
 from tasks.algorithms import NAMES as ALGORITHMS
+from tasks.algorithms.base import PROMPTS
 from tasks.envs import NAMES as ENV_NAMES
 from tasks.envs import info as env_info
 from tasks.errors import ConfigError
+from tasks.judges import SCORING_KINDS
 from tasks.options import opt
+from tasks.paths import REWARD
 
 
 @dataclass(frozen=True)
@@ -802,7 +803,6 @@ def check_task(p: Params) -> None:
     # what it optimizes online. The judge that labelled an offline algorithm's pairs is not that reward.
     optimized = {name: key for name, key in training_judges(p).items() if key != "label.judge"}
     alarm = p.promote.alarm_judge and trains_against(p, p.promote.alarm_judge, optimized)
-    from tasks.paths import REWARD
 
     own_model = {("reward_model", str(REWARD))}
     if not alarm and p.promote.alarm_judge and _instruments(p, p.promote.alarm_judge) <= own_model:
@@ -854,7 +854,6 @@ def training_judges(p: Params) -> dict[str, str]:
     prompts) trains against ``optimize.reward``'s judges; an offline one (DPO, KTO: labelled pairs or ratings)
     trains on the labels, so against ``label.judge`` when a judge labels (``optimize.reward`` is then only its
     probe). Then the algorithm's own judges (``optimize.<algorithm>.<key>``)."""
-    from tasks.algorithms.base import PROMPTS
 
     if _alg.REGISTRY[p.optimize.algorithm].consumes == PROMPTS:
         out = {name: "optimize.reward" for name in p.optimize.reward}
@@ -903,111 +902,8 @@ def _scores(p: Params, name: str) -> bool:
     spec = p.judges[name]
     if spec.kind == "ensemble":
         return spec.combine == "mean" and all(_scores(p, m) for m in spec.members)
-    from tasks.judges import SCORING_KINDS
 
     return spec.kind in SCORING_KINDS
-
-
-MAX_YAML_NODES = 100_000      # a params file expands to far fewer; an alias bomb to billions
-
-
-class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):     # libyaml's parser where PyYAML has it
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (YAML loaders keep the last one
-    silently) and reads numbers as YAML 1.2 and DVC do: ``1e-4`` is a float, not the string PyYAML's YAML 1.1
-    makes of it."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, typing.Hashable):
-                continue                        # SafeLoader refuses it below, with its own message
-            if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: {key}: written twice in one mapping "
-                                  f"(first on line {seen[key] + 1}); YAML would silently keep the last")
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-
-
-def _expanded_size(node, memo: dict) -> int:
-    """Nodes in ``node`` once every alias is expanded (each node counted once per place it appears)."""
-    if id(node) in memo:
-        return memo[id(node)]
-    memo[id(node)] = 1                         # a recursive alias counts once
-    size = 1
-    if isinstance(node, yaml.MappingNode):
-        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-    elif isinstance(node, yaml.SequenceNode):
-        size += sum(_expanded_size(v, memo) for v in node.value)
-    memo[id(node)] = min(size, MAX_YAML_NODES + 1)
-    return memo[id(node)]
-
-
-def read_yaml(path: Path, missing: str) -> Any:
-    """A YAML file's content; a missing file, bad YAML, a tab in the indentation, a key written twice or a
-    document whose aliases expand past ``MAX_YAML_NODES`` nodes is a ConfigError naming the file and the
-    line (``missing`` says what to do when there is no file)."""
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found ({missing})")
-    if path.is_dir():
-        raise ConfigError(f"{path}: a folder where the params file is expected")
-    text = path.read_text(encoding="utf-8-sig")
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if line[:len(line) - len(line.lstrip(" \t"))].count("\t"):
-            raise ConfigError(f"{path}: line {lineno}: a tab in the indentation; YAML indents with spaces only")
-    try:
-        loader = StrictLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
-                raise ConfigError(f"{path}: its aliases (*name) expand to more than {MAX_YAML_NODES:,} values; "
-                                  "refused (an alias bomb?)")
-            return loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if not str(exc).startswith(str(path)) else str(exc)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-
-
-_LOADED: dict[tuple, Params] = {}
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """``params.yaml``, read strictly and validated; a file unchanged since this process last read it (same
-    size and modification time) is not parsed again."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(Path.cwd()))
-    except OSError:
-        key = None
-    if key in _LOADED:
-        return _LOADED[key]
-    params = _load_params(path)
-    if key is not None:
-        _LOADED.clear()
-        _LOADED[key] = params
-    return params
-
-
-def _load_params(path: Path) -> Params:
-    raw = read_yaml(path, "run from the project root, or pass --params")
-    params = parse_params(raw, str(path))
-    from tasks.stages import missing_declared_params
-
-    missing = missing_declared_params(raw)
-    if missing:
-        key, stage = missing[0]
-        raise ConfigError(f"{path}: {key}: missing; dvc.yaml's stage {stage} reads it, so the file must "
-                          "write it out (its default is in `rft params`)")
-    return params
 
 
 def describe() -> str:

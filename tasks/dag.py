@@ -1,4 +1,5 @@
-"""Views of the stage manifest (``tasks/stages.py``) for people: ``rft dag`` and what ``rft clean`` removes.
+"""Views of the stage manifest (``tasks/manifest.py``): ``dvc.yaml`` itself (``rft dvc-yaml``), ``rft dag`` for
+people, and what ``rft clean`` removes.
 
 ``dvc dag`` draws the same graph, but with every code dependency as a node it is about 260 columns wide. Here
 each stage is one entry, in the order a cycle runs them: the data it reads (code and params left out: those
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import textwrap
 
-from tasks.stages import MANIFEST, Stage
+import yaml
+
+from tasks.manifest import MANIFEST, PLOTS, Stage, dvc_stage
 
 # What the pipeline writes besides the stages' declared outputs: its stores and scratch folders.
 STORES = ("mlruns.db", "mlartifacts", "checkpoints", "reports", "dvc.lock")
@@ -57,3 +60,40 @@ def written(tracking=None) -> list[str]:
     paths = {p for s in MANIFEST for p in outputs(s)} | set(STORES) | (stores(tracking) if tracking else set())
     # A file under a folder that is removed whole is not listed twice.
     return sorted(p for p in paths if not any(p.startswith(q.rstrip("/") + "/") for q in paths if q != p))
+
+
+DVC_YAML = "dvc.yaml"
+HEADER = """\
+# Written by `rft dvc-yaml > dvc.yaml` from the stage manifest (tasks/manifest.py); do not edit by hand.
+# `rft dvc-yaml --check` (run by the test suite) fails when the two differ. Each cmd runs the same stage
+# function (tasks/stages/<stage>.py) that the Prefect flow (flows/cycle.py) runs; deps, params and outs
+# name exactly what the function reads and writes.
+"""
+
+
+def _dump(value) -> str:
+    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=120)
+
+
+def dvc_yaml() -> str:
+    """The ``dvc.yaml`` the manifest implies: the plots, then one entry per stage in the order a cycle runs them."""
+    out = [HEADER, _dump({"plots": list(PLOTS)}), "\nstages:\n"]
+    blocks = [textwrap.indent(_dump({stage.name: dvc_stage(stage)}), "  ") for stage in MANIFEST]
+    out.append("\n".join(blocks))
+    return "".join(out)
+
+
+def check_dvc_yaml(path: str = DVC_YAML) -> str | None:
+    """None when ``path`` is what the manifest implies; else what differs, first line first."""
+    try:
+        have = open(path, encoding="utf-8").read()
+    except FileNotFoundError:
+        return f"{path}: not found (write it with `rft dvc-yaml > {path}`)"
+    want = dvc_yaml()
+    if have == want:
+        return None
+    for i, (a, b) in enumerate(zip(have.splitlines(), want.splitlines()), 1):
+        if a != b:
+            return f"{path}: line {i} is {a!r}, the manifest implies {b!r} (rewrite it with `rft dvc-yaml > {path}`)"
+    return f"{path}: {len(have.splitlines())} lines, the manifest implies {len(want.splitlines())} (rewrite it with `rft dvc-yaml > {path}`)"
+

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -41,8 +43,6 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
     """
     key = f"winrate_{cfg.winrate_source}"
     if key not in m:
-        from tasks.errors import ConfigError
-
         raise ConfigError(f"promote.winrate_source: the evaluation has no {key} "
                           f"(it has: {', '.join(k for k in m if k.startswith('winrate_') and '_ci_' not in k)})")
     fails, passes = [], []
@@ -59,8 +59,6 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
     if cfg.min_judge_human_agreement is not None:
         key = f"human_agreement_{cfg.winrate_source}"
         if key not in m:
-            from tasks.errors import ConfigError
-
             raise ConfigError(f"promote.min_judge_human_agreement: the evaluation has no {key} (set "
                               "evaluate.human_pairs to held-out human pairs)")
         agree, bound = m[key], cfg.min_judge_human_agreement

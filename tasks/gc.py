@@ -40,7 +40,9 @@ from pathlib import Path
 
 import yaml
 
+from tasks import tracking
 from tasks.iterations import CHAMPION_MD5_TAG, ITERATION_TAG, cycle_runs
+from tasks.redact import redact_text
 
 MODELS = {"policy": "rft.policy_version", "reward-model": "rft.reward_model_version"}
 MD5_TAG = "dvc.md5."
@@ -220,7 +222,6 @@ def remote_holds(root: Path, oids: set[str]) -> tuple[set[str], str | None, str 
         try:
             return set(odb.oids_exist(oids)), name, None
         except Exception as exc:  # noqa: BLE001 - any failure to list the remote means: keep everything
-            from tasks.redact import redact_text
 
             return set(), name, redact_text(f"{type(exc).__name__}: {exc}")[:300]
 
@@ -242,7 +243,9 @@ def artifact_bytes(uri: str) -> int | None:
     path = local_path(uri)
     if path is not None:
         return folder_bytes(path)
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.artifact_repository_registry import (
+        get_artifact_repository,
+    )
 
     def walk(repo, sub: str | None) -> int:
         return sum(walk(repo, f.path) if f.is_dir else (f.file_size or 0) for f in repo.list_artifacts(sub))
@@ -318,8 +321,6 @@ def _span(numbers: list[int]) -> str:
 def collect(params, *, dry_run: bool, root: Path = Path(".")) -> Plan:
     """``rft gc``: plan, print and (unless ``dry_run``) apply."""
     import mlflow
-
-    from tasks import tracking
 
     exp_id = tracking.setup(params.tracking)
     client = mlflow.MlflowClient()

@@ -17,9 +17,16 @@ where it cannot run is a configuration error that says why, never a quiet fallba
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from tasks.errors import ConfigError
+from tasks.generate import generate_sharded, sample_responses
+from tasks.policy import load_policy, resolve
+from tasks.prompting import format_prompt
+from tasks.rollout import context_of, room_for
+
+if TYPE_CHECKING:
+    from tasks.config import GenerateConfig
 
 
 def vllm_unavailable() -> str | None:
@@ -59,10 +66,6 @@ def vllm_generate(model_dir: str, prompts: list, cfg, dtype: str = "fp32") -> tu
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    from tasks.prompting import format_prompt
-
-    from tasks.rollout import context_of, room_for
-
     tok = AutoTokenizer.from_pretrained(model_dir)
     room = room_for(context_of(model_dir), cfg.max_new_tokens)
     # Cut from the left as the transformers path does: the prompt's end and max_new_tokens fit the context.
@@ -84,9 +87,6 @@ def vllm_generate(model_dir: str, prompts: list, cfg, dtype: str = "fp32") -> tu
 
 
 def transformers_generate(model_dir: str, prompts: list, cfg, device: str, scale, dtype: str = "fp32") -> tuple:
-    from tasks.generate import generate_sharded, sample_responses
-    from tasks.policy import load_policy
-
     if scale.runner == "local":
         model, tok = load_policy(model_dir, device, dtype)
         return sample_responses(model, tok, prompts, cfg, device)
@@ -97,3 +97,31 @@ BACKENDS: dict[str, Callable] = {
     "transformers": transformers_generate,
     "vllm": lambda model_dir, prompts, cfg, device, scale, dtype="fp32": vllm_generate(model_dir, prompts, cfg, dtype),
 }
+
+
+def generate_responses(model_dir: str, prompts: list, cfg: GenerateConfig, device: str, scale,
+                       backend: str = "transformers", dtype: str = "fp32") -> tuple[list[list[str]], int, float, int]:
+    """``cfg.k`` responses for each prompt, in the prompts' order, on ``backend``: (responses, generated tokens,
+    seconds sampling, prompts cut to fit the context). The policy samples with its weights in ``dtype``
+    (``tasks/precision.py::sampling_dtype``).
+
+    With ``generate.sort_by_length`` the prompts are sampled shortest first (a stable sort on formatted token
+    length), so each batch pads little, and the results are put back in the given order. A prompt longer than the context leaves beside
+    ``max_new_tokens`` is cut from the left by the sampler and counted here.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve(model_dir))
+    # Token lengths a chunk at a time, so the tokenizer's encodings of every prompt are never alive at once.
+    lengths = [len(ids) for i in range(0, len(prompts), 1024)
+               for ids in tok([format_prompt(p, tok) for p in prompts[i:i + 1024]],
+                              add_special_tokens=False)["input_ids"]]
+    room = room_for(context_of(model_dir), cfg.max_new_tokens)
+    truncated = sum(n > room for n in lengths) if room else 0
+    order = sorted(range(len(prompts)), key=lengths.__getitem__) if cfg.sort_by_length else list(range(len(prompts)))
+    responses, n_tokens, seconds = BACKENDS[backend](model_dir, [prompts[i] for i in order], cfg, device, scale,
+                                                      dtype)
+    out: list = [None] * len(prompts)
+    for j, i in enumerate(order):
+        out[i] = responses[j]
+    return out, n_tokens, seconds, truncated

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from tasks.errors import RFTError
+from tasks.manifest import git_tracked_outputs, load_params
 from tasks.retry import backoff_delay
 
 KIND_TAG, ITERATION_TAG = "rft.kind", "rft.iteration"
@@ -84,8 +85,6 @@ def params_drift(path: str | Path, loaded: str | None, rows: list[dict]) -> str 
 def params_values_changed(path: str | Path, started) -> bool:
     """Whether ``path`` now holds other values than ``started`` (the Params the cycle loaded): more than a comment
     or the layout changed. A file that no longer loads counts as changed."""
-    from tasks.config import load_params
-    from tasks.errors import RFTError
 
     try:
         return load_params(path) != started
@@ -140,7 +139,6 @@ def dvc_push() -> None:
 def git_commit(message: str, paths=None) -> str | None:
     """Commit ``paths`` (by default ``dvc.lock``, ``params.yaml`` and what DVC leaves to git) when they changed;
     return the commit now at HEAD, or None outside a git repository."""
-    from tasks.stages import git_tracked_outputs
 
     paths = paths or ["dvc.lock", "params.yaml", *git_tracked_outputs()]
     repo = subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True, text=True)

@@ -21,7 +21,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks.algorithms import REGISTRY
+from tasks.config import RewardConfig, parse_params
 from tasks.errors import RFTError
+from tasks.io import scratch_dir
+from tasks.optimize import prober, setup, train_policy
+from tasks.params_audit import unwrap
+from tasks.policy import load_policy
+from tasks.precision import Precision
+from tasks.reward import train_reward_model
 
 
 def _config(key: str, path: str, algorithm=None) -> Path:
@@ -50,7 +58,6 @@ def _config(key: str, path: str, algorithm=None) -> Path:
 @contextlib.contextmanager
 def _scratch():
     """A scratch folder for the spec, the log and the trained model (``tasks/io.py::scratch_dir``)."""
-    from tasks.io import scratch_dir
 
     tmp = scratch_dir("launch")
     try:
@@ -79,28 +86,7 @@ def _launch(kind: str, config: Path, processes: int, spec: dict, tmp: str, log, 
         log(key, value, step)
 
 
-def gathered(trainer, build):
-    """The model ``trainer`` trained, whole and unwrapped, on the main process; None on the others.
-
-    Under ``accelerate launch`` every process takes part in gathering the full state dict (a collective, as in
-    ``Trainer.save_model``): with FSDP or DeepSpeed ZeRO-3 each process holds only a shard of the parameters.
-    The main process loads it into a fresh copy that ``build()`` makes (LoRA-wrapped like the trained one, so
-    the keys match). In one process, the trained model itself.
-    """
-    acc = trainer.accelerator
-    if acc.num_processes == 1:
-        return acc.unwrap_model(trainer.model)
-    state = acc.get_state_dict(trainer.model)
-    if not acc.is_main_process:
-        return None
-    model = build()
-    model.load_state_dict(state)
-    return model
-
-
 def launch_reward(train: list, val: list, cfg, out_dir: Path, log, mixed) -> dict:
-    from tasks.params_audit import unwrap
-
     config = _config("reward.accelerate_config", cfg.accelerate_config)
     with _scratch() as tmp:
         _launch("reward", config, cfg.num_processes,
@@ -113,9 +99,6 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
     """Train the policy in ``optimize.num_processes`` processes; returns (the trained model, loaded on
     ``device``, and the algorithm's info). The probe curve and tables of the main process join ``curve`` and
     go to ``table``."""
-    from tasks.algorithms import REGISTRY
-    from tasks.params_audit import unwrap
-    from tasks.policy import load_policy
 
     cfg = params.optimize
     config = _config("optimize.accelerate_config", cfg.accelerate_config, REGISTRY[cfg.algorithm])
@@ -132,10 +115,6 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
 
 
 def _reward_worker(spec_path: str) -> None:
-    from tasks.config import RewardConfig
-    from tasks.precision import Precision
-    from tasks.reward import train_reward_model
-
     spec = json.loads(Path(spec_path).read_text())
     cfg = RewardConfig(**spec["cfg"])
     logged: list = []
@@ -151,11 +130,6 @@ def _optimize_worker(spec_path: str) -> None:
     """One process of the optimize stage's data-parallel training: the stage's own setup and algorithm; the
     main process (rank 0) probes, logs and saves."""
     import torch
-
-    from tasks.config import parse_params
-    from tasks.optimize import prober, setup, train_policy
-    from tasks.policy import load_policy
-
     from accelerate import PartialState
 
     spec = json.loads(Path(spec_path).read_text())

@@ -27,7 +27,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.prompting import format_prompt
+from tasks.io import REGISTRY_FILE
+from tasks.policy import load_policy
+from tasks.prompting import format_prompt, last_user_turn
+from tasks.rewardmodel import META
 
 POLICY_MODEL = "policy"               # the logged models' names: what they are, as the registry names them
 REWARD_MODEL = "reward-model"
@@ -47,7 +50,6 @@ FALLBACK_EXAMPLE = "What can you tell me?"     # the input example of a model ma
 
 def example_text(prompt) -> str:
     """A prompt as the text a pyfunc caller passes: a conversation's last user turn."""
-    from tasks.prompting import last_user_turn
 
     return FALLBACK_EXAMPLE if prompt is None else last_user_turn(prompt)
 
@@ -76,8 +78,6 @@ def log_policy(folder: str | Path, example, *, max_new_tokens: int, temperature:
     model's id)."""
     import mlflow
     import transformers
-
-    from tasks.policy import load_policy
 
     model, tok = loaded or load_policy(folder)
     # The project's template ("Q: <prompt>\nA:") for a tokenizer without a chat template; a chat model's
@@ -131,9 +131,6 @@ def verify_copy(folder: str | Path, downloaded: str | Path, kind: str = "policy"
         pairs.append((folder / "tokenizer.json", downloaded / "components" / "tokenizer" / "tokenizer.json"))
     else:
         import yaml
-
-        from tasks.io import REGISTRY_FILE
-        from tasks.rewardmodel import META
 
         flavor = yaml.safe_load((downloaded / "MLmodel").read_text())["flavors"]["python_function"]
         root = downloaded / flavor["artifacts"][REWARD_ARTIFACT]["path"]

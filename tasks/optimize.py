@@ -31,26 +31,28 @@ of ``policy`` with alias ``challenger``; the champion is never written here.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
+from tasks.accel import gathered
 from tasks.algorithms import REGISTRY
 from tasks.algorithms.base import BINARY, PAIRS, Run, TrlReward, mlflow_callback
 from tasks.config import Params
 from tasks.errors import DataError
-from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
+from tasks.evalmath import mean, sequence_kl
+from tasks.io import dvc_md5, read_jsonl
+from tasks.judges import JudgeContext, build_judge
 from tasks.labels.convert import preference_pairs
-from tasks.mlmodels import log_policy
-from tasks.paths import CANDIDATE as OUT
+from tasks.params_audit import unwrap
 from tasks.paths import LABELS, PROMPTS, RATINGS
-from tasks.plots import curve_png
-from tasks.policy import load_policy, read_meta, write_meta
+from tasks.policy import load_policy
+from tasks.precision import resolve
 from tasks.prompting import completion_text, format_prompt, label_prompt, prompt_of
+from tasks.rollout import sample, token_logprobs
+from tasks.rubric import load_rubric
 from tasks.tracking import log_many
 
 CURVE = Path("reports/optimize/curve.csv")
@@ -64,9 +66,6 @@ def probe(policy, ref, tok, reward, prompts: list, temperature: float, max_new_t
     with ``seed`` inside a fork of torch's random state: the caller's random stream (training's) is left where
     it was, so probing, or not, never changes a training run."""
     import torch
-
-    from tasks.evalmath import mean, sequence_kl
-    from tasks.rollout import sample, token_logprobs
 
     device = next(policy.parameters()).device
     was_training = policy.training
@@ -130,7 +129,6 @@ def binary_rows(tok, ties: str, source: str) -> tuple[list[dict], str]:
 def fingerprint(params: Params, champion: Path) -> str:
     """What a checkpoint was trained from: the optimize settings (the active section), the champion and the
     data. A checkpoint resumes only into a run with the same fingerprint."""
-    from tasks.params_audit import unwrap
 
     o = unwrap(params.optimize)
     common = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)
@@ -173,8 +171,6 @@ class Setup:
 
 
 def setup(params: Params, champion: Path, device: str) -> Setup:
-    from tasks.judges import JudgeContext, build_judge
-
     cfg = params.optimize
     algo = REGISTRY[cfg.algorithm]
     ref, tok = load_policy(champion, device)
@@ -264,9 +260,6 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
     """Run the algorithm on ``model`` (LoRA-wrapped first when asked); return (trained model, info), LoRA
     adapters merged into the model. Under ``accelerate launch`` the model is gathered whole on the main
     process (sharded by FSDP or ZeRO-3 or not); the other processes get None."""
-    from tasks.judges import JudgeContext, build_judge
-    from tasks.precision import resolve
-    from tasks.rubric import load_rubric
 
     cfg = params.optimize
     if cfg.lora:
@@ -283,8 +276,6 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
                                       if params.judges[n].kind == "reward_model"), None))
     trained, info = REGISTRY[cfg.algorithm].train(job)
     if job.trainer is not None and job.trainer.accelerator.num_processes > 1:
-        from tasks.launch import gathered
-
         def fresh():
             base = load_policy(champion, next(trained.parameters()).device.type)[0]
             return _with_lora(base, cfg) if cfg.lora else base
@@ -295,80 +286,3 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
     return (trained.merge_and_unload() if cfg.lora else trained), info
 
 
-def run_optimize(params: Params) -> dict:
-    import mlflow
-    import torch
-
-    from tasks import provenance, tracking
-    from tasks.judges import judge_files
-    from tasks.policy import pick_device
-
-    cfg = params.optimize
-    algo = REGISTRY[cfg.algorithm]
-    champion = Path(params.policy.champion_dir)
-    names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())   # for lineage
-    with tracking.stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
-        # Recorded first: a prompt this stage may train on is never held out later (tasks/provenance.py).
-        provenance.log_trained(provenance.trained_digests(
-            read_jsonl(PROMPTS), read_jsonl(LABELS, allow_empty=True) if LABELS.exists() else [],
-            read_jsonl(RATINGS, allow_empty=True) if RATINGS.exists() else []))
-        torch.manual_seed(cfg.seed)
-        device = pick_device("auto")
-        # The policy is loaded before the reference, as it always was: the seeded run stays the same run.
-        model = None if cfg.launcher == "accelerate" else load_policy(champion, device)[0]
-        s = setup(params, champion, device)
-        ref, tok, reward, probe_prompts, info = s.ref, s.tok, s.reward, s.probe_prompts, s.info
-        curve: list[dict] = []
-
-        log = tracking.MetricLog()
-        ckpt = CHECKPOINTS / fingerprint(params, champion)
-        for stale in (CHECKPOINTS.iterdir() if CHECKPOINTS.is_dir() else []):
-            if stale != ckpt:
-                shutil.rmtree(stale, ignore_errors=True)
-        mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher})
-        mixed = tracking.record_precision(params, device)
-        if cfg.launcher == "accelerate":
-            from tasks.launch import launch_optimize
-
-            trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, _table, mixed)
-        else:
-            trained, trained_info = train_policy(params, s, model, champion, ckpt, log, prober(s, cfg, log, curve))
-        info.update(trained_info)
-        trained.eval()
-        steps = info.get("steps")
-        # The curve ends at the candidate: the scheduled probe of the last step, or one made now.
-        final = final_figures(curve, steps, lambda: probe(
-            trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
-            cfg.seed + (10**6 if steps is None else steps)), log)
-        with atomic_path(OUT, is_dir=True) as out:
-            trained.save_pretrained(out)
-            tok.save_pretrained(out)
-            parent = read_meta(champion)
-            version = tracking.register_model(
-                "policy", run.info.run_id,
-                lambda: log_policy(out, probe_prompts[0] if probe_prompts else None,
-                                   max_new_tokens=cfg.probe_max_new_tokens, temperature=cfg.probe_temperature,
-                                   source=OUT, loaded=(trained, tok), step=steps or 0),
-                aliases=["challenger"], content=dvc_md5(out),
-                tags={"source": f"optimize:{cfg.algorithm}", "parent_version": str(parent.get("registry_version"))},
-                description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.")
-            write_meta(out, {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,
-                             "source": f"optimize:{cfg.algorithm}", "parent_version": parent.get("registry_version"),
-                             "base_md5": parent.get("base_md5")})
-        CURVE.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(CURVE) as tmp_csv, tmp_csv.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["step", "reward", "kl", "length"], extrasaction="ignore")
-            w.writeheader()
-            w.writerows(sorted({r["step"]: r for r in curve}.values(), key=lambda r: r["step"]))
-        curve_png(list({r["step"]: r for r in curve}.values()), CURVE_PNG,
-                  f"{cfg.algorithm} on policy v{parent.get('registry_version')}: probe on {len(probe_prompts)} "
-                  "training prompts")
-        mlflow.log_artifact(str(CURVE_PNG))
-        numbers = {k: v for k, v in info.items() if isinstance(v, (int, float))}
-        metrics = {**numbers, **{f"final_{k}": v for k, v in final.items()}, "registry_version": version,
-                   "start_reward": curve[0]["reward"] if curve else float("nan")}
-        tracking.log_final(metrics, "policy", version)
-        write_json(REPORT, {**metrics, "algorithm": cfg.algorithm,
-                            **{k: v for k, v in info.items() if isinstance(v, str)}})
-        shutil.rmtree(ckpt, ignore_errors=True)
-    return metrics

@@ -11,21 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tasks import precision
+from tasks.errors import ConfigError, DataError
+from tasks.io import atomic_path, read_registry, write_meta_files
+from tasks.precision import torch_dtype
+
 META = "rft_policy.json"
 EOS = "<|endoftext|>"
 
 
 def read_meta(model_dir: str | Path) -> dict:
     """The folder's ``rft_policy.json`` merged with its registry record (``tasks.io.REGISTRY_FILE``)."""
-    from tasks.io import read_registry
 
     path = Path(model_dir) / META
     return {**(json.loads(path.read_text()) if path.exists() else {}), **read_registry(model_dir)}
 
 
 def write_meta(model_dir: str | Path, meta: dict) -> None:
-    from tasks.io import write_meta_files
-
     write_meta_files(model_dir, META, meta)
 
 
@@ -43,8 +45,6 @@ def pick_device(name: str = "auto", key: str = "generate.device") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        from tasks.errors import ConfigError
-
         raise ConfigError(f"{key}: 'cuda' was asked for but no CUDA device is available (use auto or cpu)")
     return name
 
@@ -52,14 +52,13 @@ def pick_device(name: str = "auto", key: str = "generate.device") -> str:
 def check_devices(params):
     """Every ``device: cuda`` of ``params`` (generate, evaluate, the judges) and ``train.precision`` on this
     machine's device, checked before any stage runs; returns the precision in force (``tasks/precision.py``)."""
-    from tasks.precision import resolve
 
     keys = [("generate.device", params.generate.device), ("evaluate.device", params.evaluate.device)]
     keys += [(f"judges.{name}.device", getattr(cfg, "device", "auto")) for name, cfg in params.judges.items()]
     for key, name in keys:
         if name == "cuda":
             pick_device(name, key)
-    return resolve(params.train.precision)
+    return precision.resolve(params.train.precision)
 
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -72,8 +71,6 @@ def check_model_folder(model_dir: str | Path) -> None:
     damaged weights file. Reads the config and the safetensors headers only, never the weights."""
     import json
     import struct
-
-    from tasks.errors import DataError
 
     folder = Path(model_dir)
     if not folder.is_dir():
@@ -127,8 +124,6 @@ def load_policy(model_dir: str | Path, device: str = "cpu", dtype: str = "fp32")
     master weights stay fp32; ``tasks/precision.py``) and a CPU without native bf16 runs 9-17x slower."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tasks.precision import torch_dtype
-
     check_model_folder(model_dir)
     src = resolve(model_dir)
     tok = AutoTokenizer.from_pretrained(src)
@@ -146,8 +141,6 @@ def install_policy(src: str | Path, dst: str | Path, meta: dict) -> None:
     The copy is built beside ``dst`` and renamed into place, so a crash leaves the old folder whole.
     """
     import shutil
-
-    from tasks.io import atomic_path
 
     with atomic_path(dst, is_dir=True) as tmp:
         shutil.rmtree(tmp)

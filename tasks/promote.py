@@ -40,12 +40,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from tasks import tracking
+from tasks import iterations, tracking
 from tasks.config import Params, gate_training_judge
 from tasks.errors import RFTError
 from tasks.faults import kill_point
 from tasks.gate import Decision, decide
-from tasks.io import dvc_md5, recover
+from tasks.io import dvc_md5, fsync_dir, fsync_file, recover, write_json
+from tasks.lock import lock_file
+from tasks.params_audit import unwrap
 from tasks.paths import CANDIDATE, REWARD
 from tasks.paths import EVAL_METRICS as METRICS
 from tasks.policy import install_policy, read_meta
@@ -105,14 +107,11 @@ STEPS = ("swapped", "committed", "aliased", "tagged", "published")
 
 def pending_file(root: str | Path = ".") -> Path:
     """The pending-promotion record: beside the project lock (``tasks/lock.py``), under DVC's scratch folder."""
-    from tasks.lock import lock_file
 
     return lock_file(root).with_name("rft-promotion.json")
 
 
 def write_pending(record: dict) -> None:
-    from tasks.io import write_json
-
     path = pending_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, record)                    # atomic and fsynced: a power cut leaves it whole or absent
@@ -131,8 +130,6 @@ def read_pending() -> dict | None:
 
 
 def clear_pending() -> None:
-    from tasks.io import fsync_dir
-
     path = pending_file()
     if path.exists():
         path.unlink()
@@ -143,7 +140,6 @@ def finish(record: dict, params: Params, client) -> dict:
     """Carry promotion ``record`` through every step: the champion folder swap, its ``dvc commit``, the
     ``champion`` aliases, the tags on the version and on the cycle's run, then the push and the iteration's commit
     (``promote.dvc_push``, ``promote.git_commit``). Each step is skipped where it is done already."""
-    from tasks import iterations
 
     version, reason, run_id = record["policy_version"], record["reason"], record.get("run_id")
     champion = Path(record["champion_dir"])
@@ -245,8 +241,6 @@ def gate_hash(params: Params) -> str:
     import dataclasses
     import hashlib
 
-    from tasks.params_audit import unwrap
-
     blob = json.dumps(dataclasses.asdict(unwrap(params.promote)), sort_keys=True, default=str)
     return hashlib.md5(blob.encode()).hexdigest()
 
@@ -298,8 +292,6 @@ def _locked_out(stage: str, path: Path) -> str | None:
 def _commit(stage: str) -> None:
     """``dvc commit --force STAGE`` through DVC's API (in this process, which has DVC loaded already)."""
     from dvc.repo import Repo
-
-    from tasks.io import fsync_dir, fsync_file
 
     with Repo(".") as repo:
         repo.commit(stage, force=True)

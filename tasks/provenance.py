@@ -32,9 +32,11 @@ import json
 import sys
 from pathlib import Path
 
-from tasks.errors import RFTError
-from tasks.heldout import leaked, prompt_digest
+from tasks.errors import DataError, RFTError
+from tasks.heldout import DIGEST_CHARS, leaked, prompt_digest
+from tasks.io import read_jsonl, write_json
 from tasks.prompting import label_prompt, prompt_key, prompt_of
+from tasks.tracking import DVC_EXP_TAG
 
 HELDOUT_ARTIFACT = "split/heldout_prompts.json"
 TRAINED_ARTIFACT = "split/trained_prompts.json"
@@ -112,8 +114,6 @@ def trained_before(client) -> tuple[set[str], list[str]]:
 
     from mlflow.entities import ViewType
 
-    from tasks.tracking import DVC_EXP_TAG
-
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
     runs = client.search_runs(experiments, "tags.`rft.stage` = 'optimize'", run_view_type=ViewType.ALL,
                               max_results=50000) if experiments else []
@@ -141,7 +141,6 @@ def from_dvc_cache(tags: dict) -> set[str] | None:
     hashes = {p: tags[f"dvc.md5.{p}"] for p in TRAINED_INPUTS if f"dvc.md5.{p}" in tags}
     if TRAINED_INPUTS[0] not in hashes:
         return None
-    from tasks.io import read_jsonl
 
     try:
         from dvc.repo import Repo
@@ -182,8 +181,6 @@ def check(prompt_rows: list[dict], source: str, client) -> None:
 def read_keep(path: str | Path) -> set[str]:
     """The digests of a keep-in-train file (a JSON object ``{"digests": [...]}``; none when the file is absent);
     DataError naming the file and the entry when it is malformed."""
-    from tasks.errors import DataError
-    from tasks.heldout import DIGEST_CHARS
 
     f = Path(path)
     if not f.exists():
@@ -209,7 +206,6 @@ def keep_trained(path: str | Path, client) -> tuple[int, int]:
     """Add every prompt an earlier ``optimize`` run trained on to ``path`` (``tasks/paths.py::KEEP_IN_TRAIN``),
     written atomically; returns (digests in the file, digests added). Stops like ``check`` when a run cannot be
     read."""
-    from tasks.io import write_json
 
     trained, unread = trained_before(client)
     if unread:

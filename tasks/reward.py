@@ -26,15 +26,33 @@ import shutil
 import time
 from pathlib import Path
 
-from tasks.config import Params, RewardConfig as RewardParams
-from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json, write_meta_files
+from tasks.accel import gathered
+from tasks.config import Params
+from tasks.config import RewardConfig as RewardParams
+from tasks.io import (
+    atomic_path,
+    read_jsonl,
+    scratch_dir,
+    write_json,
+    write_meta_files,
+)
+from tasks.labelers.file import read_preferences
 from tasks.labels.convert import preference_pairs
-from tasks.mlmodels import log_reward_model
 from tasks.paths import LABELS, PROMPTS
-from tasks.paths import REWARD as OUT
+from tasks.precision import resolve
+from tasks.progress import label_progress
 from tasks.prompting import label_prompt, prompt_key, prompt_of
-from tasks.rewardmodel import (META, RewardModel, load_tokenizer, mean_pool_class, meta, minilm_path, pair_text,
-                               pairwise_stats)
+from tasks.rewardmodel import (
+    META,
+    RewardModel,
+    load_tokenizer,
+    mean_pool_class,
+    meta,
+    minilm_path,
+    pair_text,
+    pairwise_stats,
+)
+from tasks.tracking import log_many
 
 REPORT = Path("reports/reward/metrics.json")
 
@@ -93,11 +111,6 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
     from transformers import AutoModelForSequenceClassification, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
-    from tasks.io import scratch_dir
-    from tasks.launch import gathered
-    from tasks.precision import resolve
-    from tasks.progress import label_progress
-
     mixed = mixed or resolve("auto")
 
     torch.manual_seed(cfg.seed)
@@ -128,8 +141,6 @@ def train_reward_model(train: list[tuple[str, str]], val: list[tuple[str, str]],
 
     class Log(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
-            from tasks.tracking import log_many
-
             log_many(log, {f"train_{k}": float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))},
                      state.global_step)
 
@@ -195,44 +206,10 @@ def labelled_pairs(params: Params, prefs: tuple | None = None) -> tuple[list, li
     return split_pairs(pairs, [prompt_key(p) for p in of], cfg.heldout_fraction, cfg.seed)
 
 
-def run_train_reward(params: Params) -> dict:
-    import mlflow
-
-    from tasks import tracking
-
-    cfg = params.reward
-    with tracking.stage_run("train_reward", params) as run:
-        of, rows = preferences(params)
-        train, val = labelled_pairs(params, (of, rows))
-        example = (of[0], rows[0]["chosen"]) if rows else (None, "")     # the MLflow model's input example
-        mlflow.set_tag("reward.launcher", cfg.launcher)
-        mixed = tracking.record_precision(params)
-        with atomic_path(OUT, is_dir=True) as out:
-            log = tracking.MetricLog()
-            if cfg.launcher == "accelerate":
-                from tasks.launch import launch_reward
-
-                stats = launch_reward(train, val, cfg, out, log, mixed)
-            else:
-                stats = train_reward_model(train, val, cfg, out, log, mixed)
-            version = tracking.register_model(
-                "reward-model", run.info.run_id,
-                lambda: log_reward_model(out, example, step=stats.get("train_steps", 0)),
-                aliases=["challenger"], content=dvc_md5(out),
-                tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
-                description="Bradley-Terry reward model trained by the train_reward stage.")
-            write_meta_files(out, META, {**meta(out), "registry_name": "reward-model", "registry_version": version})
-        stats["registry_version"] = version
-        tracking.log_final(stats, "reward-model", version)
-        write_json(REPORT, stats)
-    return stats
-
-
 def train_on_file(pairs_file: str, out_dir: str, cfg: RewardParams, mixed=None) -> dict:
     """Train a reward model on a preference file (labels schema or HH-RLHF) outside a cycle, e.g. the
     gold reward model that judges a user task independently of the cycle's own (proxy) reward model.
     Held-out accuracy is measured on ``cfg.heldout_fraction`` of the prompts."""
-    from tasks.labelers.file import read_preferences
 
     rows, _ = read_preferences(pairs_file)
     of = [prompt_of(r) for r in rows]

@@ -6,13 +6,12 @@ stages score them (``tasks.rewardmodel.RewardModel``: this project's package mus
 import mlflow
 import pandas as pd
 
+from tasks.mlmodels import REWARD_ARTIFACT
+from tasks.rewardmodel import RewardModel, trained_max_length
+
 
 class RewardPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from tasks.rewardmodel import RewardModel, trained_max_length
-
-        from tasks.mlmodels import REWARD_ARTIFACT
-
         path = context.artifacts[REWARD_ARTIFACT]
         self.model = RewardModel(path, trained_max_length(path))
 

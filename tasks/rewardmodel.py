@@ -13,6 +13,8 @@ import functools
 import json
 from pathlib import Path
 
+from tasks.errors import ConfigError
+from tasks.io import read_registry
 from tasks.prompting import Prompt, with_response
 
 META = "rft_reward.json"     # beside a reward model's weights: how it was trained (max_length, pooling, ...)
@@ -48,7 +50,6 @@ def load_tokenizer(path: str, max_length: int):
 
 def meta(path: str | Path) -> dict:
     """A reward-model folder's ``rft_reward.json`` ({} when it has none: any sequence-classification model)."""
-    from tasks.io import read_registry
 
     f = Path(path) / META
     return {**(json.loads(f.read_text()) if f.exists() else {}), **read_registry(path)}
@@ -109,8 +110,6 @@ def load_reward_model(path: str | Path):
                "mean": lambda p: mean_pool_class().from_pretrained(p, dtype=torch.float32)}
     pooling = meta(path).get("pooling", "cls")
     if pooling not in loaders:
-        from tasks.errors import ConfigError
-
         raise ConfigError(f"{path}/{META}: pooling {pooling!r} is not one of {', '.join(loaders)}")
     return loaders[pooling](str(path))
 
@@ -119,8 +118,6 @@ class RewardModel:
     """A trained reward model: ``score(texts)`` returns one scalar per text (higher is better)."""
 
     def __init__(self, path: str | Path, max_length: int = 128, batch_size: int = 64, device: str = "cpu"):
-        from tasks.errors import ConfigError
-
         if not (Path(path) / "config.json").exists():
             raise ConfigError(f"{path}: not a reward-model folder (no config.json)")
         self.tok = load_tokenizer(str(path), max_length)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from tasks.policy import resolve
 from tasks.prompting import format_prompt
 
 
@@ -116,8 +117,6 @@ def prompt_room(model, max_new_tokens: int) -> int | None:
 def context_of(model_dir) -> int | None:
     """The context window of the policy in ``model_dir``, from its config alone (no weights loaded)."""
     from transformers import AutoConfig
-
-    from tasks.policy import resolve
 
     c = AutoConfig.from_pretrained(resolve(model_dir))
     return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import ConfigError
+from tasks.yamlfile import read_yaml
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,5 @@ def _principles(items, source: str) -> tuple[Principle, ...]:
 
 
 def load_rubric(path: str | Path) -> Rubric:
-    from tasks.config import read_yaml
-
     path = Path(path)
     return parse_rubric(read_yaml(path, "task.rubric names it"), str(path))

@@ -24,6 +24,8 @@ import dataclasses
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from tasks.params_audit import unwrap
+
 
 def batch_shards(n_items: int, batch_size: int, n_shards: int) -> list[tuple[int, int, int]]:
     """Split ``n_items`` into at most ``n_shards`` contiguous runs of whole batches.
@@ -129,7 +131,6 @@ CLUSTERS: dict[str, Callable] = {"local": _no_cluster, "dask": _dask_cluster, "r
 def cluster(scale) -> Iterator:
     """One cluster for every ``run_shards`` inside: yields the ``scale`` to pass them (a local Dask cluster's
     address filled in). Stops what it started. ``None`` (nothing to shard) yields None and starts nothing."""
-    from tasks.params_audit import unwrap
 
     if scale is None:
         yield None

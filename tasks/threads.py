@@ -24,6 +24,8 @@ import math
 import os
 from pathlib import Path
 
+from tasks.errors import ConfigError
+
 ENV = "RFT_THREADS"
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -71,8 +73,6 @@ def thread_count(setting: int | None = None, env: dict | None = None) -> tuple[i
     raw = env.get(ENV, "").strip()
     if raw:
         if not raw.isdigit() or int(raw) < 1:
-            from tasks.errors import ConfigError
-
             raise ConfigError(f"{ENV}: a whole number of threads >= 1, got {raw!r}")
         return int(raw), ENV
     if setting:

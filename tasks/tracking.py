@@ -13,14 +13,16 @@ import contextlib
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
-from tasks.config import TrackingConfig
-from tasks.errors import store_error
-from tasks.io import clean_scratch, dvc_md5, recover_all
-from tasks.redact import redact_params
+from tasks.errors import StoreError
+from tasks.io import dvc_md5
+from tasks.precision import for_sampling, resolve
+from tasks.relocate import relocate, say
+
+if TYPE_CHECKING:                 # a type only: the configuration sits above the services it configures
+    from tasks.config import TrackingConfig
 
 PARENT_ENV = "RFT_PARENT_RUN_ID"
 CYCLE_ENV = "RFT_CYCLE_NAME"          # "cycle 7" while a cycle's stages run: their runs are "cycle 7 / <stage>"
@@ -43,8 +45,6 @@ def check_sqlite_store(uri: str) -> None:
     """A StoreError naming the file when an SQLite tracking store exists but is no SQLite database (damaged,
     overwritten, truncated) or fails SQLite's own quick check."""
     import sqlite3
-
-    from tasks.errors import StoreError
 
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
@@ -105,8 +105,6 @@ def relocated(cfg: TrackingConfig) -> dict | None:
     report (None: nothing moved)."""
     import sys
 
-    from tasks.relocate import relocate, say
-
     report = relocate(resolve_uri(cfg.uri), cfg.experiment, cfg.artifact_location)
     if report:
         print(say(report), file=sys.stderr, flush=True)
@@ -147,19 +145,6 @@ def name_run(what: str, **tags: str) -> None:
     mlflow.set_tags({"mlflow.runName": run_name(what), **tags})
 
 
-def flat_params(params) -> dict:
-    """The whole of ``params``, flattened to ``section.key`` (a cycle's parent run logs it), with the credentials
-    in its URLs masked (``tasks/redact.py``)."""
-    import dataclasses
-
-    from tasks.params_audit import unwrap
-    from tasks.stages import flatten
-
-    params = unwrap(params)
-    return redact_params({k: v for f in dataclasses.fields(params)
-                          for k, v in flatten(f.name, getattr(params, f.name)).items()})
-
-
 def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
     """``mlflow.log_input`` for each path of ``contexts`` that ``hashes`` (path -> DVC md5) records: the file's
     path as its source and name, its DVC hash as its digest, so two runs on the same data show the same
@@ -177,62 +162,11 @@ def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
             mlflow.log_input(MetaDataset(source, name=path, digest=hashes[path]), context=context)
 
 
-@contextlib.contextmanager
-def stage_run(stage: str, params, *, extra_inputs: list[str | Path] = ()) -> Iterator["mlflow.ActiveRun"]:
-    """Open the stage's MLflow run, log its params and lineage, and time it.
-
-    What is logged comes from the stage manifest (``tasks/stages.py``): every
-    params key the stage declares, and a ``dvc.md5.<path>`` tag for every data
-    path it declares (plus ``extra_inputs``, files named inside params).
-    """
-    import mlflow
-
-    from tasks.stages import declared_params, input_paths, logged_params
-
-    from tasks.params_audit import unwrap
-
-    # Before the inputs are hashed: a folder swap that a crash cut short is finished (tasks/io.py::recover).
-    # Housekeeping of every stage, not an input of this one: read past the params audit.
-    recover_all("models", "data", Path(unwrap(params).policy.champion_dir).parent, who=stage)
-    clean_scratch()                 # trainer scratch folders of processes killed mid-training
-    setup(params.tracking)
-    parent = os.environ.get(PARENT_ENV)
-    inputs = input_paths(stage, params) + list(extra_inputs)
-    kwargs = {"run_name": run_name(stage),
-              "tags": {"rft.stage": stage, "rft.params": ",".join(declared_params(stage, params)),
-                       **lineage_tags(inputs),
-                       # a `dvc exp run` stage: its candidate never becomes a champion (tasks/provenance.py)
-                       **({DVC_EXP_TAG: os.environ[DVC_EXP_ENV]} if os.environ.get(DVC_EXP_ENV) else {})}}
-    if parent:
-        kwargs.update(parent_run_id=parent, nested=True)
-    # A stage never inherits whatever run an earlier caller left active in this process.
-    while mlflow.active_run() is not None and parent is None:
-        mlflow.end_run()
-    from tasks import threads
-
-    n_threads, threads_from = threads.apply(params.scale.threads)
-    with mlflow.start_run(**kwargs) as run:
-        mlflow.log_params(redact_params(logged_params(stage, params)))   # no credential in a URL
-        mlflow.set_tags({"rft.threads": str(n_threads), "rft.threads_from": threads_from})
-        start = time.perf_counter()
-        try:
-            yield run
-        except OSError as exc:
-            # A full disk or a read-only folder: one message naming the path (atomic writes left nothing).
-            err = store_error(exc)
-            if err is None:
-                raise
-            raise err from None
-        mlflow.log_metric("stage_seconds", time.perf_counter() - start)
-
-
 def record_precision(params, device: str | None = None, sampling: bool = False):
     """The precision in force for this stage (``train.precision`` on ``device``; ``tasks/precision.py``; with
     ``sampling``, what a sampling stage runs in there), recorded in the active MLflow run as tags
     (``rft.precision``, ``rft.precision_setting``, ``rft.precision_reason``) and returned."""
     import mlflow
-
-    from tasks.precision import for_sampling, resolve
 
     p = resolve(params.train.precision, device)
     if sampling:

@@ -18,14 +18,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.config import Params
 from tasks.errors import DataError, DataValidationError
-from tasks.io import read_jsonl, write_json
+from tasks.io import read_jsonl
 from tasks.paths import BASE, CORPUS, LABELS, PROMPTS
 from tasks.paths import DATA_DOCS as DOCS
-from tasks.paths import VALIDATION as REPORTS
-from tasks.prompting import conversation_problems, format_prompt, prompt_key
+from tasks.policy import resolve
+from tasks.prompting import conversation_problems, format_prompt, prompt_key, prompt_of
 from tasks.text import normalize, text_problem, visible
+from tasks.tracking import run_name
 
 DEMOS = CORPUS / "demos.jsonl"
 
@@ -161,8 +161,6 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
                                            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
                                            result_format={"result_format": "COMPLETE"}))
     from great_expectations.core.run_identifier import RunIdentifier
-
-    from tasks.tracking import run_name
 
     # Named by the cycle in Data Docs ("cycle-3-prompts"; "prompts" under `dvc repro`), not "__none__".
     result = cp.run(batch_parameters={"dataframe": df},
@@ -311,8 +309,6 @@ def _token_counts(rows: list[dict], tokenizer_dir: Path | None) -> list[int] | N
         return None
     from transformers import AutoTokenizer
 
-    from tasks.policy import resolve
-
     tok = AutoTokenizer.from_pretrained(resolve(tokenizer_dir))
     out = []
     for r in rows:
@@ -327,8 +323,6 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
     df, rows = _load_df(path)
     training = {_key(r) for r in rows if r.get("split") == "train"}
     if demos is not None and demos.exists():
-        from tasks.prompting import prompt_of
-
         training |= {prompt_key(prompt_of(d)) for d in read_jsonl(demos)}
     df["prompt_form"] = [_form(r) for r in rows]
     df["conversation_problem"] = [_conversation_problem(r, cfg.prompt_max_chars) for r in rows]
@@ -367,39 +361,3 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
     return {"rows": len(df), "rules": len(rules)}
 
 
-def _run(stage: str, params: Params, check, inputs: list[Path], report: Path, docs_dir: Path) -> dict:
-    import mlflow
-
-    from tasks import tracking
-
-    with tracking.stage_run(stage, params):
-        try:
-            summary = check()
-            mlflow.log_metrics({f"{k}": float(v) for k, v in summary.items()})
-            mlflow.set_tag("validation", "passed")
-        except DataValidationError as exc:
-            mlflow.set_tag("validation", "failed")
-            mlflow.log_metric("failed_rules", len(exc.failures))
-            mlflow.log_text(str(exc), "validation_errors.txt")
-            raise
-        finally:
-            if docs_dir.exists():
-                write_latest(docs_dir)
-                mlflow.log_artifacts(str(docs_dir), artifact_path="data_docs")
-                # The summary page opens in the MLflow UI's artifact view, offline too.
-                mlflow.set_tag("validation.summary", f"data_docs/{SUMMARY}")
-        write_json(report, {"passed": True, **summary, "summary": str(docs_dir / SUMMARY),
-                            "data_docs": str(docs_dir / LATEST)})
-    return summary
-
-
-def run_validate_prompts(params: Params) -> dict:
-    docs = DOCS / "prompts"
-    return _run("validate_prompts", params, lambda: validate_prompts_file(params.validate, docs_dir=docs),
-                [PROMPTS, DEMOS, BASE], REPORTS / "prompts.json", docs)
-
-
-def run_validate_labels(params: Params) -> dict:
-    docs = DOCS / "labels"
-    return _run("validate_labels", params, lambda: validate_labels_file(params.validate, docs_dir=docs),
-                [LABELS, PROMPTS], REPORTS / "labels.json", docs)

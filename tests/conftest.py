@@ -115,7 +115,8 @@ def built_project(tmp_path_factory):
     """A tiny project with every stage of the first half run once, in order (shared, read-only)."""
     from tasks.config import parse_params
     from tasks.params_audit import recording
-    from tasks.stages import STAGES, run_stage
+    from tasks.manifest import STAGES
+    from tasks.stages import run_stage
 
     path = make_project(tmp_path_factory.mktemp("built") / "proj")
     old = os.getcwd()

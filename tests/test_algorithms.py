@@ -51,7 +51,7 @@ def test_bad_optimize_settings_name_the_key(raw, message):
 
 
 def test_only_the_active_section_is_declared_and_logged():
-    from tasks.stages import declared_params, logged_params
+    from tasks.manifest import declared_params, logged_params
 
     p = parse_params({"optimize": {"algorithm": "kto"}})
     declared = declared_params("optimize", p)
@@ -136,7 +136,8 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks.optimize import CHECKPOINTS, run_optimize
+    from tasks.optimize import CHECKPOINTS
+    from tasks.stages.optimize import run as run_optimize
 
     work, params = _workspace(built_project, tmp_path, monkeypatch, name, TINY_SECTIONS[name])
     out = run_optimize(params)
@@ -314,7 +315,7 @@ def test_clip_ratios_are_not_logged_when_every_update_is_on_policy():
 def test_probes_never_change_the_training_run(built_project, tmp_path, monkeypatch):
     """GRPO samples its completions from torch's global random stream; a probe at every step (which seeds its
     own sample) must leave that stream alone, so the candidate is the same as with no probe after the first."""
-    from tasks.optimize import run_optimize
+    from tasks.stages.optimize import run as run_optimize
 
     weights = []
     for i, every in enumerate((1, 10**6)):
@@ -379,7 +380,7 @@ def test_value_init_from_a_reward_model_needs_a_separate_value_model_and_a_rewar
 
 @pytest.mark.slow
 def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_project, tmp_path, monkeypatch):
-    from tasks.optimize import run_optimize
+    from tasks.stages.optimize import run as run_optimize
 
     _, params = _workspace(built_project, tmp_path, monkeypatch, "constitutional",
                            {**TINY_SECTIONS["constitutional"], "rl": "grpo", "rl_steps": 2, "rl_num_generations": 2})
@@ -392,7 +393,7 @@ def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_proj
 def test_lora_adapters_are_trained_and_merged_into_a_plain_candidate(built_project, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from tasks.optimize import run_optimize
+    from tasks.stages.optimize import run as run_optimize
 
     work, params = _workspace(built_project, tmp_path, monkeypatch, "dpo", TINY_SECTIONS["dpo"], lora=True,
                               lora_r=4, lora_alpha=8)

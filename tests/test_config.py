@@ -6,8 +6,9 @@ import subprocess
 import pytest
 import yaml
 
-from tasks.config import Params, describe, load_params, parse_params
+from tasks.config import Params, describe, parse_params
 from tasks.errors import ConfigError
+from tasks.manifest import load_params
 
 from conftest import ROOT
 
@@ -265,7 +266,7 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
     # A few aliases, as a user may write them to share a value, are fine (YAML merges stay ordinary YAML).
     small = tmp_path / "small.yaml"
     small.write_text("generate: &g\n  k: 4\nevaluate:\n  samples_per_prompt: 2\n")
-    from tasks.config import read_yaml
+    from tasks.yamlfile import read_yaml
 
     assert read_yaml(small, "")["generate"] == {"k": 4}
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tasks.cli import main
 from tasks.dag import lines, written
-from tasks.stages import MANIFEST
+from tasks.manifest import MANIFEST
 
 
 def test_rft_dag_fits_a_terminal_and_names_every_stage_in_order(capsys):

@@ -13,7 +13,7 @@ import yaml
 
 from tasks import tracking
 from tasks.cli import main
-from tasks.config import load_params
+from tasks.manifest import load_params
 from tasks.gc import local_path
 from tiny_models import log_folder
 

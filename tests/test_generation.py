@@ -165,7 +165,7 @@ def test_generate_responses_keeps_the_prompts_order_sorted_or_not_and_counts_cut
     import dataclasses
 
     from tasks.config import parse_params
-    from tasks.generate import generate_responses
+    from tasks.genbackend import generate_responses
     from tasks.policy import tiny_gpt, train_tokenizer
 
     tok = train_tokenizer(PROMPTS * 20, 300)

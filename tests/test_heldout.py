@@ -267,7 +267,7 @@ def test_a_split_with_an_empty_side_is_refused_naming_the_file(tmp_path, monkeyp
     # then there is nothing to evaluate on, and prepare says so instead of writing a split with no held-out side.
     from tasks.config import parse_params
     from tasks.errors import DataError
-    from tasks.prepare import run_prepare
+    from tasks.stages.prepare import run as run_prepare
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(2)))

@@ -32,7 +32,7 @@ def test_a_comment_is_not_a_change_of_values_but_an_edited_value_or_a_broken_fil
     import shutil
     from pathlib import Path
 
-    from tasks.config import load_params
+    from tasks.manifest import load_params
     from tasks.iterations import params_values_changed
 
     path = tmp_path / "params.yaml"

@@ -174,8 +174,8 @@ def test_an_earlier_iteration_reproduces_from_its_commit(iterated, tmp_path):
 
 def flat_values(path) -> dict:
     """Every value of the project's params.yaml as loaded and validated, by dotted key."""
-    from tasks.config import load_params
-    from tasks.tracking import flat_params
+    from tasks.manifest import load_params
+    from tasks.stages.common import flat_params
 
     return flat_params(load_params(path / "params.yaml"))
 

@@ -1,17 +1,46 @@
 """The stage manifest against dvc.yaml, and against the params keys each stage really reads."""
 
+import subprocess
+
 import pytest
 import yaml
 
 from conftest import ROOT
-from tasks.stages import MANIFEST, STAGES, declared_params, dvc_stage
+from tasks.manifest import BY_NAME, MANIFEST, STAGES, declared_params, dvc_stage
 
 
 def test_dvc_yaml_is_the_manifest():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(stages) == STAGES
     for s in MANIFEST:
-        assert stages[s.name] == dvc_stage(s), f"dvc.yaml stage {s.name} differs from tasks/stages.py"
+        assert stages[s.name] == dvc_stage(s), f"dvc.yaml stage {s.name} differs from tasks/manifest.py"
+
+
+def test_rft_dvc_yaml_check_passes_and_fails_on_a_hand_edit(tmp_path):
+    # CI runs the check through this test: dvc.yaml is the text `rft dvc-yaml` prints, byte for byte.
+    import shutil
+
+    ok = subprocess.run(["rft", "dvc-yaml", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    printed = subprocess.run(["rft", "dvc-yaml"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert printed == (ROOT / "dvc.yaml").read_text()
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    edited = (tmp_path / "dvc.yaml").read_text().replace("    - data/corpus\n", "", 1)
+    (tmp_path / "dvc.yaml").write_text(edited)
+    bad = subprocess.run(["rft", "dvc-yaml", "--check"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1 and "dvc.yaml: line " in bad.stderr and "rft dvc-yaml > dvc.yaml" in bad.stderr
+
+
+def test_every_stage_has_a_module_of_its_name_whose_run_the_registry_holds():
+    import importlib
+
+    from tasks.stages import REGISTRY
+
+    assert list(REGISTRY) == STAGES
+    for name in STAGES:
+        module = importlib.import_module(f"tasks.stages.{name}")
+        assert REGISTRY[name] is module.run, name
+        assert f"tasks/stages/{name}.py" in BY_NAME[name].deps, f"dvc.yaml: {name} must depend on its own module"
 
 
 def test_declared_paths_exist_or_are_produced():
@@ -32,7 +61,7 @@ def covered(key: str, declared: tuple) -> bool:
 
 @pytest.mark.slow
 def test_every_stage_reads_only_the_params_it_declares(built_project):
-    from tasks.config import load_params
+    from tasks.manifest import load_params
 
     path, _, reads = built_project
     params = load_params(path / "params.yaml")
@@ -61,9 +90,7 @@ def test_the_audit_catches_an_undeclared_read():
 def test_generated_pages_stay_out_of_git():
     # Data Docs (static files and fonts) and `dvc plots show`'s page are rebuilt, never versioned: a `git add .`
     # after a cycle must not pick them up, and an iteration's commit never names them.
-    import subprocess
-
-    from tasks.stages import git_tracked_outputs
+    from tasks.manifest import git_tracked_outputs
 
     pages = [f"{d}/static/fonts/a.woff" for s in MANIFEST for d in s.docs] + ["dvc_plots/index.html"]
     out = subprocess.run(["git", "check-ignore", "--no-index", *pages], cwd=ROOT, capture_output=True, text=True)

@@ -62,7 +62,7 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks.evaluate import run_evaluate
+    from tasks.stages.evaluate import run as run_evaluate
     from tasks.policy import read_meta, write_meta
     from tasks.promote import promote
 

@@ -63,7 +63,7 @@ def test_a_changed_base_reseeds_the_champion_only_when_params_say_so(built_proje
     import yaml
     from safetensors.torch import load_file, save_file
 
-    from tasks.champion import run_champion
+    from tasks.stages.champion import run as run_champion
     from tasks.config import parse_params
     from tasks.errors import RFTError
     from tasks.policy import write_meta
@@ -273,7 +273,7 @@ def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
     import shutil
 
     from tasks.config import parse_params
-    from tasks.optimize import run_optimize
+    from tasks.stages.optimize import run as run_optimize
 
     path, _, _ = built_project
     work = tmp_path / "proj"

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tasks.precision import fp32
+from tasks.progress import label_progress
+from tasks.tracking import log_many
+
 # What an algorithm consumes from the cycle's data.
 PROMPTS = "prompts"    # training prompts, scored online by the reward (optimize.reward)
 PAIRS = "pairs"        # labelled preference pairs: prompt, chosen, rejected
@@ -97,7 +101,6 @@ def trl_args(config_cls, run: Run, **kwargs):
 
 def precision_of(run: Run):
     """The run's precision; fp32 when none was given."""
-    from tasks.precision import fp32
 
     return run.precision or fp32("cuda" if cuda() else "cpu")
 
@@ -121,7 +124,6 @@ def last_checkpoint(folder: Path) -> str | None:
 def fit(trainer, run: Run, phase: str = "") -> dict:
     """Train, resuming from the last complete checkpoint in ``run.checkpoint_dir`` when there is one. The
     console shows a bar named ``optimize <algorithm> [phase]`` and a line every ``optimize.log_every`` steps."""
-    from tasks.progress import label_progress
 
     label_progress(trainer, " ".join(filter(None, ["optimize", run.common.algorithm, phase])),
                    run.common.log_every)
@@ -166,8 +168,6 @@ def mlflow_callback(run_log: Callable, probe: Callable, log_every: int):
                 probe(model, self.offset + state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            from tasks.tracking import log_many
-
             log_many(run_log, {"train/" + k.replace("/", "_"): float(v) for k, v in (logs or {}).items()
                                if isinstance(v, (int, float)) and not k.startswith(self.constant)},
                      self.offset + state.global_step)

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks import rollout
+from tasks.algorithms import base
+from tasks.algorithms.dist import sharded
+from tasks.errors import ConfigError
+from tasks.evalmath import distinct_n, mean
 from tasks.options import opt
+from tasks.prompting import completion_text, format_prompt
+from tasks.rollout import context_length, fit_rows
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,6 @@ def train(run):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from tasks.algorithms.base import fit, trl_args
-    from tasks.algorithms.dist import sharded
-    from tasks.rollout import context_length, fit_rows
-    from tasks.evalmath import distinct_n, mean
-    from tasks.prompting import completion_text, format_prompt
-    from tasks.rollout import sample_batches
-
     cfg = run.cfg
     run.policy.eval()
 
@@ -60,7 +60,7 @@ def train(run):
         if not part:
             return []
         texts = []
-        for r, _ in sample_batches(run.policy, run.tok, part, cfg.n, batch_size=cfg.sample_batch_size,
+        for r, _ in rollout.sample_batches(run.policy, run.tok, part, cfg.n, batch_size=cfg.sample_batch_size,
                                    seed=run.common.seed, temperature=cfg.temperature,
                                    max_new_tokens=cfg.max_new_tokens, device=run.policy.device.type):
             texts += r.texts
@@ -72,8 +72,6 @@ def train(run):
     prompts = [p for p in run.data for _ in range(cfg.n)]
     keep = select_best([i // cfg.n for i in range(len(prompts))], scores, cfg.score_threshold)
     if not keep:
-        from tasks.errors import ConfigError
-
         raise ConfigError(f"optimize.best_of_n.score_threshold: no response reached {cfg.score_threshold} "
                           f"(best reward {max(scores):.3f}); lower it or set null")
     rows = [{"prompt": (p := format_prompt(prompts[i], run.tok)), "completion": completion_text(p, texts[i])}
@@ -81,13 +79,13 @@ def train(run):
     run.table([{"prompt": r["prompt"][-200:], "response": r["completion"].strip(), "reward": scores[i]}
                for r, i in zip(rows, keep)], "best_of_n/kept.json")
     run.policy.train()
-    args = trl_args(SFTConfig, run, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+    args = base.trl_args(SFTConfig, run, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                     max_length=context_length(run.policy), completion_only_loss=True, packing=False)
     # Prompts cut from the left so each response and its EOS fit the context whole (tasks/rollout.py fit_rows).
     trainer = SFTTrainer(model=run.policy, args=args,
                          train_dataset=Dataset.from_list(fit_rows(run.tok, rows, args.max_length)),
                          processing_class=run.tok, callbacks=run.callbacks)
-    info = fit(trainer, run)
+    info = base.fit(trainer, run)
     return trainer.model, {**info, "sampled": len(texts), "kept": len(keep), "kept_share": len(keep) / len(run.data),
                            "kept_reward": mean([scores[i] for i in keep]), "sampled_reward": mean(scores),
                            "kept_distinct_2": distinct_n([texts[i] for i in keep], 2)}

@@ -36,7 +36,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import rollout
+from tasks.algorithms import base, grpo
+from tasks.algorithms.base import continue_steps
+from tasks.algorithms.dist import sharded
+from tasks.algorithms.dpo import check_label_smoothing, dpo_args
+from tasks.algorithms.online_dpo import round_pairs
+from tasks.errors import ConfigError
 from tasks.options import opt
+from tasks.prompting import as_messages, completion_text, format_prompt
+from tasks.rollout import context_length, fit_rows
 
 
 @dataclass(frozen=True)
@@ -68,13 +77,10 @@ class Config:
                                  "it.", ge=0, lt=0.5)
 
     def __post_init__(self):
-        from tasks.algorithms.dpo import check_label_smoothing
-
         check_label_smoothing(self.loss_type, self.label_smoothing)
 
     def check(self, params) -> None:
         """Checks against the rest of params.yaml, made on load: the critic must write text."""
-        from tasks.errors import ConfigError
 
         if self.critic is not None and params.judges[self.critic].kind not in ("llm", "http"):
             raise ConfigError(f"optimize.constitutional.critic: {self.critic!r} is a "
@@ -88,7 +94,6 @@ class Config:
 
 def critique_request(prompt, reply: str, principle) -> list[dict]:
     """The conversation the critic answers with a critique: the user's request, the reply, the principle."""
-    from tasks.prompting import as_messages
 
     return [*as_messages(prompt), {"role": "assistant", "content": reply},
             {"role": "user", "content": f"Critique request: {principle.critique}"}]
@@ -126,9 +131,7 @@ class _PolicyCritic:
         self.model, self.tok = model, tok
 
     def generate(self, prompts, *, max_new_tokens, temperature, seed=0):
-        from tasks.rollout import complete
-
-        return complete(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        return rollout.complete(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                         seed=seed)
 
 
@@ -137,11 +140,6 @@ def train(run):
 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-
-    from tasks.algorithms.base import continue_steps, fit, trl_args
-    from tasks.algorithms.dist import sharded
-    from tasks.prompting import completion_text, format_prompt
-    from tasks.rollout import complete, context_length, fit_rows
 
     cfg, policy, tok = run.cfg, run.policy, run.tok
     constitution = run.rubric.constitution()
@@ -156,7 +154,7 @@ def train(run):
         if not part:
             return []
         ps = [p for p, _ in part]
-        replies = complete(policy, tok, ps, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+        replies = rollout.complete(policy, tok, ps, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                            seed=seed)
         table = [{"prompt": format_prompt(p, tok)[-300:], "initial": r} for p, r in zip(ps, replies)]
         current = list(replies)
@@ -183,13 +181,13 @@ def train(run):
             for p, v in zip(prompts, current)]
     policy.train()
     sft = replace(run, checkpoint_dir=run.checkpoint_dir / "sft")
-    args = trl_args(SFTConfig, sft, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+    args = base.trl_args(SFTConfig, sft, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                     max_length=context_length(policy), completion_only_loss=True, packing=False)
     # Prompts cut from the left so each revision and its EOS fit the context whole (tasks/rollout.py fit_rows).
     trainer = SFTTrainer(model=policy, args=args,
                          train_dataset=Dataset.from_list(fit_rows(tok, rows, args.max_length)),
                          processing_class=tok, callbacks=run.callbacks)
-    sft_info = fit(trainer, sft, "sft")
+    sft_info = base.fit(trainer, sft, "sft")
     policy = trainer.model
     info = {"revised": len(rows), "changed_by_revision": sum(a != b for a, b in zip(replies, current)),
             "sft_loss": sft_info["train_loss"], "steps": sft_info["steps"]}
@@ -203,8 +201,6 @@ def train(run):
 def _rl_grpo(run, policy, rl_prompts: list, info: dict):
     """The RL phase as GRPO against the run's reward (the optimize.reward judges)."""
     from dataclasses import replace
-
-    from tasks.algorithms import grpo
 
     cfg = run.cfg
     section = grpo.Config(lr=cfg.lr, max_steps=cfg.rl_steps, batch_size=4 * cfg.rl_num_generations,
@@ -243,13 +239,6 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
     from datasets import Dataset
     from trl import DPOTrainer
 
-    from tasks.algorithms.base import fit
-    from tasks.algorithms.dist import sharded
-    from tasks.algorithms.dpo import dpo_args
-    from tasks.algorithms.online_dpo import round_pairs
-    from tasks.prompting import completion_text, format_prompt
-    from tasks.rollout import complete, context_length, fit_rows
-
     cfg, tok, seed = run.cfg, run.tok, run.common.seed
     judge = run.judge(cfg.rl_judge)
     policy.eval()
@@ -259,7 +248,7 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
         if not part:
             return []
         ps = [p for _, p in part]
-        answers = complete(policy, tok, [p for p in ps for _ in range(2)], max_new_tokens=cfg.max_new_tokens,
+        answers = rollout.complete(policy, tok, [p for p in ps for _ in range(2)], max_new_tokens=cfg.max_new_tokens,
                            temperature=cfg.rl_temperature, seed=seed + 10_000)
         a, b = answers[0::2], answers[1::2]
         return list(zip(ps, a, b, judge.compare(ps, a, b, keys=[f"cai-{i}" for i, _ in part]).a_wins))
@@ -281,7 +270,7 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
                          args=dpo_args(dpo, rl_cfg, num_train_epochs=cfg.rl_epochs),
                          train_dataset=Dataset.from_list(fit_rows(tok, rows, context_length(policy))),
                          processing_class=tok, callbacks=run.callbacks)
-    rl_info = fit(trainer, dpo, "dpo")
+    rl_info = base.fit(trainer, dpo, "dpo")
     return trainer.model, {**info, "rl_loss": rl_info["train_loss"], "steps": info["steps"] + rl_info["steps"]}
 
 

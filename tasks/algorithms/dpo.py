@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.algorithms import base
+from tasks.errors import ConfigError
 from tasks.options import opt
+from tasks.rollout import context_length, fit_rows
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,6 @@ SMOOTHED = ("sigmoid", "robust")
 
 def check_label_smoothing(loss_type: str, label_smoothing: float) -> None:
     """Refuse a label_smoothing that the loss would ignore (TRL's ipo and hinge never read it)."""
-    from tasks.errors import ConfigError
 
     if label_smoothing and loss_type not in SMOOTHED:
         raise ConfigError(f"label_smoothing: {label_smoothing} is read only by loss_type sigmoid (cDPO) and robust; "
@@ -84,10 +86,7 @@ def dpo_args(run, cfg, **kwargs):
     """TRL DPOConfig for this run: shared arguments plus the DPO family's (online_dpo reuses it)."""
     from trl import DPOConfig
 
-    from tasks.algorithms.base import trl_args
-    from tasks.rollout import context_length
-
-    return trl_args(DPOConfig, run, beta=cfg.beta, **dpo_loss_kwargs(cfg.loss_type, cfg.label_smoothing),
+    return base.trl_args(DPOConfig, run, beta=cfg.beta, **dpo_loss_kwargs(cfg.loss_type, cfg.label_smoothing),
                     per_device_train_batch_size=cfg.batch_size, max_length=context_length(run.policy), **kwargs)
 
 
@@ -95,13 +94,10 @@ def train(run):
     from datasets import Dataset
     from trl import DPOTrainer
 
-    from tasks.algorithms.base import fit
-    from tasks.rollout import fit_rows
-
     args = dpo_args(run, run.cfg, num_train_epochs=run.cfg.epochs)
     trainer = DPOTrainer(model=run.policy, ref_model=run.reference, args=args,
                          train_dataset=Dataset.from_list(fit_rows(run.tok, run.data, args.max_length)),
                          processing_class=run.tok,
                          callbacks=run.callbacks)
-    info = fit(trainer, run)
+    info = base.fit(trainer, run)
     return trainer.model, {**info, "pairs": len(run.data)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.algorithms.sampling import OnlineConfig
+from tasks.algorithms.sampling import OnlineConfig, train_online
 from tasks.options import opt
 
 
@@ -30,8 +30,6 @@ class Config(OnlineConfig):
 
 def train(run):
     from trl import GRPOConfig, GRPOTrainer
-
-    from tasks.algorithms.sampling import train_online
 
     return train_online(run, GRPOTrainer, GRPOConfig, epsilon=run.cfg.epsilon,
                         scale_rewards=run.cfg.scale_rewards, loss_type=run.cfg.loss_type)

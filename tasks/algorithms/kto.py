@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.algorithms import base
 from tasks.options import opt
+from tasks.rollout import context_length, fit_rows
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,14 @@ def train(run):
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
-    from tasks.algorithms.base import fit, trl_args
-    from tasks.rollout import context_length, fit_rows
-
     cfg = run.cfg
-    args = trl_args(KTOConfig, run, beta=cfg.beta, num_train_epochs=cfg.epochs,
+    args = base.trl_args(KTOConfig, run, beta=cfg.beta, num_train_epochs=cfg.epochs,
                     per_device_train_batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
                     undesirable_weight=cfg.undesirable_weight, max_length=context_length(run.policy))
     trainer = KTOTrainer(model=run.policy, ref_model=run.reference, args=args,
                          train_dataset=Dataset.from_list(fit_rows(run.tok, run.data, args.max_length)),
                          processing_class=run.tok,
                          callbacks=run.callbacks)
-    info = fit(trainer, run)
+    info = base.fit(trainer, run)
     good = sum(bool(r["label"]) for r in run.data)
     return trainer.model, {**info, "kto_good": good, "kto_bad": len(run.data) - good}

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.algorithms import base
+from tasks.algorithms.dist import sharded
+from tasks.algorithms.dpo import check_label_smoothing, dpo_args
 from tasks.options import opt
+from tasks.prompting import completion_text, format_prompt
+from tasks.rollout import context_length, fit_rows, sample
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,6 @@ class Config:
     label_smoothing: float = opt(0.0, "cDPO (sigmoid) / robust label noise; ipo and hinge refuse it.", ge=0, lt=0.5)
 
     def __post_init__(self):
-        from tasks.algorithms.dpo import check_label_smoothing
-
         check_label_smoothing(self.loss_type, self.label_smoothing)
 
     def judges(self) -> dict[str, str]:
@@ -54,12 +57,6 @@ def train(run):
 
     from datasets import Dataset
     from trl import DPOTrainer
-
-    from tasks.algorithms.base import fit
-    from tasks.algorithms.dist import sharded
-    from tasks.algorithms.dpo import dpo_args
-    from tasks.prompting import completion_text, format_prompt
-    from tasks.rollout import context_length, fit_rows, sample
 
     cfg = run.cfg
     judge = run.judge(cfg.judge)
@@ -100,7 +97,7 @@ def train(run):
                              args=dpo_args(sub, cfg, num_train_epochs=cfg.epochs_per_round),
                              train_dataset=Dataset.from_list(fit_rows(run.tok, rows, context_length(policy))),
                              processing_class=run.tok)
-        out = fit(trainer, sub, f"round {rnd + 1}")
+        out = base.fit(trainer, sub, f"round {rnd + 1}")
         policy = trainer.model
         steps += out["steps"]
         run.log("round/dpo_loss", out["train_loss"], rnd)

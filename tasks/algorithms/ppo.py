@@ -42,7 +42,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.algorithms.base import precision_of
+from tasks.algorithms.dist import average_gradients, mean_over, span, world
+from tasks.errors import ConfigError, RFTError
 from tasks.options import opt
+from tasks.policy import load_policy
+from tasks.precision import Scaler, autocast
+from tasks.rewardmodel import load_reward_model
+from tasks.rollout import sample, token_logprobs
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,6 @@ class Config:
 
     def check(self, params) -> None:
         """Checks against the rest of params.yaml, made on load."""
-        from tasks.errors import ConfigError
 
         if self.value_init == "reward_model" and \
                 not any(params.judges[n].kind == "reward_model" for n in params.optimize.reward):
@@ -91,8 +97,6 @@ class Config:
                               "but no judge of optimize.reward is of kind reward_model")
 
     def __post_init__(self):
-        from tasks.errors import ConfigError
-
         if self.value_init == "reward_model" and self.value_model != "separate":
             raise ConfigError("value_init: reward_model starts a separate value model from the reward model; set "
                               "value_model: separate")
@@ -117,9 +121,6 @@ def value_from_reward_model(path, tok):
     output."""
     from torch import nn
     from transformers import AutoTokenizer
-
-    from tasks.errors import ConfigError
-    from tasks.rewardmodel import load_reward_model
 
     key = "optimize.ppo.value_init"
     theirs = AutoTokenizer.from_pretrained(str(path)).get_vocab()
@@ -191,8 +192,6 @@ def load_checkpoint(path: Path) -> dict:
 
     import torch
 
-    from tasks.errors import RFTError
-
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
@@ -219,13 +218,8 @@ def train(run):
 
     import torch
 
+    # lazy: ppo_math imports torch at its top; see LAZY_IMPORTS in tests/test_architecture.py
     from tasks.algorithms import ppo_math as pm
-    from tasks.algorithms.base import precision_of
-    from tasks.algorithms.dist import average_gradients, mean_over, span, world
-    from tasks.errors import ConfigError
-    from tasks.policy import load_policy
-    from tasks.precision import Scaler, autocast
-    from tasks.rollout import sample, token_logprobs
 
     cfg, policy, ref = run.cfg, run.policy, run.reference
     policy.eval()                      # dropout off, for rollouts and learning alike

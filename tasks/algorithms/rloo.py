@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.algorithms.sampling import OnlineConfig
+from tasks.algorithms.sampling import OnlineConfig, train_online
 from tasks.options import opt
 
 
@@ -23,7 +23,5 @@ class Config(OnlineConfig):
 
 def train(run):
     from trl import RLOOConfig, RLOOTrainer
-
-    from tasks.algorithms.sampling import train_online
 
     return train_online(run, RLOOTrainer, RLOOConfig, normalize_advantages=run.cfg.normalize_advantages)

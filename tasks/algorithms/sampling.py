@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks.algorithms import base
+from tasks.errors import ConfigError
 from tasks.options import opt
+from tasks.prompting import format_prompt
+from tasks.rollout import NEUTRAL_SAMPLING, project_sampling
 
 
 @dataclass(frozen=True)
@@ -20,8 +24,6 @@ class OnlineConfig:
                       ge=0)
 
     def __post_init__(self):
-        from tasks.errors import ConfigError
-
         if self.batch_size % self.num_generations:
             raise ConfigError(f"batch_size: {self.batch_size} is not a multiple of num_generations "
                               f"({self.num_generations}); each step trains on whole groups")
@@ -38,19 +40,14 @@ def train_online(run, trainer_cls, config_cls, **extra):
     """Run a TRL online trainer (GRPO, RLOO) on the training prompts with the run's reward functions."""
     from datasets import Dataset
 
-    from tasks.algorithms.base import fit, trl_args
-    from tasks.prompting import format_prompt
-
-    from tasks.rollout import NEUTRAL_SAMPLING, project_sampling
-
     # TRL sets temperature, top-k, top-p and the repetition penalty; the other logits processors are pinned to
     # their neutral values, and the checkpoint's own generation_config.json is set aside while training samples
     # (transformers fills every setting left unset from it), so the trainer's log-probs score what it sampled.
-    args = trl_args(config_cls, run, **trl_online_kwargs(run.cfg), reward_weights=run.reward_weights,
+    args = base.trl_args(config_cls, run, **trl_online_kwargs(run.cfg), reward_weights=run.reward_weights,
                     mask_truncated_completions=False, generation_kwargs=dict(NEUTRAL_SAMPLING), **extra)
     dataset = Dataset.from_list([{"prompt": format_prompt(p, run.tok)} for p in run.data])
     trainer = trainer_cls(model=run.policy, reward_funcs=run.reward_funcs, args=args, train_dataset=dataset,
                           processing_class=run.tok, callbacks=run.callbacks)
     with project_sampling(run.policy, keep_ids=True):
-        info = fit(trainer, run)
+        info = base.fit(trainer, run)
     return trainer.model, {**info, "prompts": len(run.data)}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.errors import ConfigError, DataError
+from tasks.io import read_jsonl, write_jsonl
+from tasks.prompting import conversation_problems
 
 
 class UserTask:
@@ -18,9 +20,6 @@ class UserTask:
     has_truth = False
 
     def write_corpus(self, cfg, out_dir: Path) -> dict:
-        from tasks.io import read_jsonl, write_jsonl
-        from tasks.prompting import conversation_problems
-
         counts = {"texts": 0, "demos": 0}
         for key, required in (("texts", ("text",)), ("demos", ("response",))):
             src = getattr(cfg, key)

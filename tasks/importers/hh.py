@@ -16,6 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tasks.io import read_jsonl, write_jsonl
+from tasks.prompting import conversation_problems, simple_template
+
 _TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 ROLE = {"Human": "user", "Assistant": "assistant"}
 
@@ -52,7 +55,6 @@ def split_pair(chosen: str, rejected: str) -> tuple[Pair | None, str]:
     if c[:-1] != r[:-1]:
         return None, "chosen and rejected differ before the final reply"
     prompt = c[:-1]
-    from tasks.prompting import conversation_problems
 
     problems = conversation_problems(prompt)
     if problems:
@@ -91,9 +93,6 @@ def import_file(src, out_dir, *, seed: int = 0, max_prompt_chars: int = 400, lim
     import random
     from collections import Counter
     from pathlib import Path
-
-    from tasks.io import read_jsonl, write_jsonl
-    from tasks.prompting import simple_template
 
     rows = read_jsonl(src)
     random.Random(seed).shuffle(rows)

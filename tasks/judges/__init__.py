@@ -22,6 +22,9 @@ import importlib
 from dataclasses import dataclass
 
 from tasks.errors import ConfigError
+from tasks.judges.sharded import ShardedJudge
+from tasks.params_audit import unwrap
+from tasks.rubric import load_rubric
 
 KINDS = {
     "reward_model": "tasks.judges.reward_model:RewardModelJudge",
@@ -56,7 +59,6 @@ class JudgeContext:
 
     def plain(self) -> "JudgeContext":
         """This context without sharding and without recording views: what a worker builds its judge from."""
-        from tasks.params_audit import unwrap
 
         return JudgeContext({k: unwrap(v) for k, v in self.judges.items()}, unwrap(self.task), unwrap(self.truth),
                             self.seed, unwrap(self.studio), None)
@@ -95,9 +97,8 @@ def build_judge(name: str, ctx: JudgeContext):
     judge = _build(name, dataclasses.replace(ctx, scale=None))
     if not judge.shardable:
         return judge
-    from tasks.judges.sharded import ShardedJudge
 
-    return ShardedJudge(judge, name, ctx.plain(), ctx.scale)
+    return ShardedJudge(judge, name, ctx.plain(), ctx.scale, build_judge)
 
 
 def _build(name: str, ctx: JudgeContext):
@@ -111,7 +112,6 @@ def _build(name: str, ctx: JudgeContext):
     if spec.kind == "ensemble":
         members = [build_judge(m, ctx) for m in spec.members]
         return _load(KINDS["ensemble"])(name, spec, members)
-    from tasks.rubric import load_rubric
 
     rubric = load_rubric(ctx.task.rubric) if spec.kind in ("embedding", "llm", "http", "label_studio") else None
     if spec.kind == "label_studio":

@@ -19,13 +19,12 @@ import functools
 
 from tasks.judges.base import ScoringJudge
 from tasks.prompting import last_user_turn
+from tasks.rewardmodel import minilm_path
 
 
 @functools.lru_cache(maxsize=1)
 def _encoder():
     from transformers import AutoModel, AutoTokenizer
-
-    from tasks.rewardmodel import minilm_path
 
     path = minilm_path()
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()

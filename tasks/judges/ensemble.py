@@ -17,7 +17,13 @@ from __future__ import annotations
 import math
 
 from tasks.judges.base import Judge, Verdicts
-from tasks.judges.math import agreement_rate, combine_majority, combine_mean, combine_scores, score_probability
+from tasks.judges.math import (
+    agreement_rate,
+    combine_majority,
+    combine_mean,
+    combine_scores,
+    score_probability,
+)
 from tasks.judges.sharded import merge_stats
 
 

@@ -35,6 +35,7 @@ from tasks.deadline import deadline, deadline_client
 from tasks.errors import RFTError
 from tasks.judges.math import two_choice_probability
 from tasks.judges.pairwise import CHOICES, PairwiseJudge, judge_messages
+from tasks.prompting import as_messages
 from tasks.redact import redact_url
 from tasks.retry import backoff_delay
 
@@ -212,7 +213,6 @@ class HttpJudge(PairwiseJudge):
 
     def generate(self, prompts: list, *, max_new_tokens: int, temperature: float, seed: int = 0) -> list[str]:
         """The server's reply to each conversation (Constitutional AI's critiques and revisions)."""
-        from tasks.prompting import as_messages
 
         answers = self._map(lambda client, p: self._post(client, as_messages(p), max_tokens=max_new_tokens,
                                                          temperature=temperature, seed=seed), prompts)

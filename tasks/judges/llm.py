@@ -11,8 +11,11 @@ question at the end survives ``max_length``.
 
 from __future__ import annotations
 
+from tasks import rollout
+from tasks.errors import ConfigError
 from tasks.judges.math import two_choice_probability
 from tasks.judges.pairwise import CHOICES, PairwiseJudge, judge_messages
+from tasks.policy import pick_device, resolve
 from tasks.prompting import format_prompt
 
 
@@ -30,9 +33,6 @@ class LLMJudge(PairwiseJudge):
     def __init__(self, name: str, cfg, rubric):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from tasks.errors import ConfigError
-        from tasks.policy import pick_device, resolve
 
         super().__init__(name, rubric)
         self.cfg, self.batch_size = cfg, cfg.batch_size
@@ -76,7 +76,6 @@ class LLMJudge(PairwiseJudge):
 
     def generate(self, prompts: list, *, max_new_tokens: int, temperature: float, seed: int = 0) -> list[str]:
         """The model's reply to each conversation (Constitutional AI's critiques and revisions)."""
-        from tasks.rollout import complete
 
-        return complete(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        return rollout.complete(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                         seed=seed)

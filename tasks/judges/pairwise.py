@@ -14,6 +14,7 @@ from abc import abstractmethod
 
 from tasks.judges.base import Judge, Verdicts
 from tasks.judges.math import first_preference, swap_average
+from tasks.judges.sharded import merge_stats
 from tasks.prompting import as_messages, simple_template
 
 CHOICES = ("A", "B")
@@ -49,7 +50,6 @@ class PairwiseJudge(Judge):
         ba = self.p_first(prompts, b, a)
         out = [swap_average(x, y) for x, y in zip(ab, ba)]
         # Over every comparison this judge made (a stage may compare its pairs in several calls).
-        from tasks.judges.sharded import merge_stats
 
         this = {"position_disagreement": sum(d for _, d in out) / max(1, len(out)), "comparisons": float(len(out))}
         self.stats = merge_stats([(self.stats, self.stats.get("comparisons", 0.0)), (this, len(out))])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 
 from tasks.judges.base import Judge, Verdicts
+from tasks.labelers.label_studio import render_prompt, run_project, swapped
 from tasks.prompting import Prompt
 
 
@@ -29,8 +30,6 @@ class PeopleJudge(Judge):
         self.name, self.cfg, self.rubric, self.studio = f"human:{name}", cfg, rubric, studio
 
     def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None) -> Verdicts:
-        from tasks.labelers.label_studio import render_prompt, run_project, swapped
-
         tasks, meaning, order = [], {}, []
         for i, (p, x, y) in enumerate(zip(prompts, a, b)):
             shown = render_prompt(p)

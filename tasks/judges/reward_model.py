@@ -10,14 +10,13 @@ an evaluation judge is the proxy-vs-gold check of reward over-optimization
 from __future__ import annotations
 
 from tasks.judges.base import ScoringJudge
+from tasks.rewardmodel import RewardModel, trained_max_length
 
 
 class RewardModelJudge(ScoringJudge):
     scale = 1.0
 
     def __init__(self, name: str, cfg, rubric=None):
-        from tasks.rewardmodel import RewardModel, trained_max_length
-
         super().__init__()
         self.name, self.batch_size = f"ai:{name}", cfg.batch_size
         self.model = RewardModel(cfg.path, cfg.max_length or trained_max_length(cfg.path), cfg.batch_size)

@@ -17,6 +17,7 @@ The stats of the shards (position bias, retries, ...) are joined by
 from __future__ import annotations
 
 from tasks.judges.base import Judge, Verdicts
+from tasks.shard import batch_shards, run_shards
 
 # Stats that count things (summed over shards); every other stat is a rate (weighted mean by shard size).
 COUNTS = ("comparisons", "retries", "unparsed")
@@ -37,21 +38,15 @@ def merge_stats(parts: list[tuple[dict, int]]) -> dict:
 
 
 def judge_spans(n_items: int, batch_size: int, workers: int) -> list[tuple[int, int]]:
-    from tasks.shard import batch_shards
-
     return [(start, stop) for _, start, stop in batch_shards(n_items, batch_size, workers)]
 
 
-def score_shard(name: str, ctx, prompts: list, responses: list) -> list[float]:
-    from tasks.judges import build_judge
-
-    return build_judge(name, ctx).score(prompts, responses)
+def score_shard(build, name: str, ctx, prompts: list, responses: list) -> list[float]:
+    return build(name, ctx).score(prompts, responses)
 
 
-def compare_shard(name: str, ctx, prompts: list, a: list, b: list, keys) -> tuple:
-    from tasks.judges import build_judge
-
-    judge = build_judge(name, ctx)
+def compare_shard(build, name: str, ctx, prompts: list, a: list, b: list, keys) -> tuple:
+    judge = build(name, ctx)
     verdicts = judge.compare(prompts, a, b, keys)
     return verdicts.p_a, verdicts.a_wins, dict(judge.stats), verdicts.first
 
@@ -63,9 +58,10 @@ class ShardedJudge(Judge):
     ``score`` and ``compare`` (a scoring judge's ``compare_scored``, a judge's ``generate``) is ``inner``'s own.
     """
 
-    def __init__(self, inner: Judge, key: str, ctx, scale):
+    def __init__(self, inner: Judge, key: str, ctx, scale, build):
         super().__init__()
         self.inner, self.key, self.ctx, self.scale = inner, key, ctx, scale
+        self.build = build                   # ``build(key, ctx)``: the judge, as each worker makes its copy
         self.name, self.scores_responses, self.batch_size = inner.name, inner.scores_responses, inner.batch_size
         self.compared = 0                    # comparisons so far: ``stats`` joins every call's shards
 
@@ -78,17 +74,13 @@ class ShardedJudge(Judge):
         return judge_spans(n, self.batch_size, self.scale.workers)
 
     def score(self, prompts, responses) -> list[float]:
-        from tasks.shard import run_shards
-
-        calls = [dict(name=self.key, ctx=self.ctx, prompts=prompts[i:j], responses=responses[i:j])
+        calls = [dict(build=self.build, name=self.key, ctx=self.ctx, prompts=prompts[i:j], responses=responses[i:j])
                  for i, j in self._spans(len(responses))]
         return [s for part in run_shards(score_shard, calls, self.scale) for s in part]
 
     def compare(self, prompts, a, b, keys=None) -> Verdicts:
-        from tasks.shard import run_shards
-
         spans = self._spans(len(a))
-        calls = [dict(name=self.key, ctx=self.ctx, prompts=prompts[i:j], a=a[i:j], b=b[i:j],
+        calls = [dict(build=self.build, name=self.key, ctx=self.ctx, prompts=prompts[i:j], a=a[i:j], b=b[i:j],
                       keys=None if keys is None else keys[i:j]) for i, j in spans]
         parts = run_shards(compare_shard, calls, self.scale)
         self.stats = merge_stats([(self.stats, self.compared),

@@ -21,6 +21,8 @@ import importlib
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from tasks.errors import ConfigError
+
 LABELERS = {
     "judge": "tasks.labelers.judged:label_by_judge",
     "simulated": "tasks.labelers.judged:label_by_annotator",
@@ -40,8 +42,6 @@ class Labels(NamedTuple):
 
 
 def get_labeler(source: str):
-    from tasks.errors import ConfigError
-
     if source not in LABELERS:
         raise ConfigError(f"label.source: unknown labeler {source!r} (known: {', '.join(LABELERS)})")
     module, attr = LABELERS[source].split(":")

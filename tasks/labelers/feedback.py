@@ -27,8 +27,17 @@ import hashlib
 from dataclasses import dataclass, field
 
 from tasks.errors import DataError
-from tasks.labels.convert import CHOICES, Comparison, Rating, comparisons_to_rows, ratings_to_rows
-from tasks.prompting import prompt_key
+from tasks.judges import build_judge
+from tasks.labelers import Labels
+from tasks.labels.convert import (
+    CHOICES,
+    Comparison,
+    Rating,
+    comparisons_to_rows,
+    ratings_to_rows,
+)
+from tasks.prompting import last_user_turn, prompt_key
+from tasks.rubric import load_rubric
 
 SHAPE_COLUMNS = {"comparison": ("a", "b", "choice"), "likert": ("response", "rating"),
                  "attributes": ("response", "scores"), "comment": ("response", "comment")}
@@ -117,8 +126,6 @@ def score_comments(items: list[Rating], prompts: dict, judge) -> list[Rating]:
     request 'What did a reviewer think of this reply to: <prompt>?' and its score becomes the rating."""
     from dataclasses import replace
 
-    from tasks.prompting import last_user_turn
-
     asks = [f"What did a reviewer think of this reply to: {last_user_turn(it.prompt or prompts[it.prompt_id])}\n"
             f"Reply: {it.response}" for it in items]
     scores = judge.score(asks, [it.comment for it in items])
@@ -140,9 +147,6 @@ def to_tables(ann: Annotations, cfg, weights: dict | None, prompts: dict, commen
 
 def human_labels(annotation_rows: list[dict], path, cfg, ctx, prompts: dict, extra: dict | None = None):
     """People's annotation rows -> :class:`tasks.labelers.Labels` (checked, converted, comments judged)."""
-    from tasks.judges import build_judge
-    from tasks.labelers import Labels
-    from tasks.rubric import load_rubric
 
     weights = None
     if cfg.feedback == "attributes":

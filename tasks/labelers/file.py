@@ -26,8 +26,9 @@ from pathlib import Path
 from tasks.errors import DataError
 from tasks.importers.hh import split_pair
 from tasks.io import read_jsonl
+from tasks.labelers import Labels
+from tasks.labelers.feedback import human_labels
 from tasks.prompting import prompt_key
-
 
 ANNOTATION_KEYS = ("choice", "rating", "scores", "comment")
 
@@ -91,9 +92,6 @@ def read_preferences(path: str | Path, fmt: str = "auto", known: dict | None = N
 
 
 def label_from_file(cfg, ctx, prompts: dict, generations=None):
-    from tasks.labelers import Labels
-    from tasks.labelers.feedback import human_labels
-
     rows = read_jsonl(cfg.file)
     fmt = detect_format(rows, cfg.file) if cfg.file_format == "auto" else cfg.file_format
     if fmt == "annotations":

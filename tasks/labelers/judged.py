@@ -20,7 +20,12 @@ import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from tasks.envs import info, load_env
+from tasks.errors import DataError
+from tasks.judges import build_judge
+from tasks.labelers import Labels
 from tasks.pairs import build_pairs
+from tasks.paths import GENERATIONS
 from tasks.text import normalize
 
 CHUNK = 8192      # responses judged per call: memory stays bounded however many prompts there are
@@ -37,7 +42,6 @@ def iter_groups(rows: Iterable[dict], source) -> Iterator[tuple[str, list[dict]]
     """``(prompt id, its rows)`` from ``rows`` in which each prompt's rows come together, as ``generate``
     writes them; a prompt id that comes back after another one stops with a DataError naming ``source`` and
     the row."""
-    from tasks.errors import DataError
 
     seen: set[str] = set()
     pid, group = None, []
@@ -165,25 +169,15 @@ def label_groups(groups, prompts: dict, cfg, judge, truth=None, chunk: int = CHU
 
 
 def _truth(ctx):
-    from tasks.envs import info, load_env
-
     return load_env(ctx.task.env).annotator(ctx.truth, 0) if info(ctx.task.env).has_truth else None
 
 
 def label_by_judge(cfg, ctx, prompts: dict, generations: Iterable[dict]):
-    from tasks.judges import build_judge
-    from tasks.labelers import Labels
-    from tasks.paths import GENERATIONS
-
     return Labels(*label_stream(iter_groups(generations, GENERATIONS), prompts, cfg, build_judge(cfg.judge, ctx),
                                 _truth(ctx)))
 
 
 def label_by_annotator(cfg, ctx, prompts: dict, generations: Iterable[dict]):
-    from tasks.envs import load_env
-    from tasks.labelers import Labels
-    from tasks.paths import GENERATIONS
-
     annotator = load_env(ctx.task.env).annotator(ctx.truth, cfg.seed)
     # The annotator's scores are the truth's: it is its own agreement reference.
     return Labels(*label_stream(iter_groups(generations, GENERATIONS), prompts, cfg, annotator, annotator))

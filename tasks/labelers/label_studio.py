@@ -27,10 +27,13 @@ import html
 import json
 
 from tasks.errors import DataError
+from tasks.labelers.feedback import human_labels
 from tasks.labelers.judged import group_generations
 from tasks.labelers.waiting import wait_for_people
+from tasks.labelstudio import Studio
 from tasks.pairs import build_pairs
 from tasks.prompting import as_messages
+from tasks.rubric import load_rubric
 from tasks.text import normalize
 
 SHOWN = ("Response 1", "Response 2")
@@ -167,7 +170,6 @@ def annotation_rows(shape: str, states, meaning: dict, seed: int, criteria: list
 def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, studio_cfg, rubric,
                 log=print) -> tuple[list[dict], dict]:
     """Make or reuse the project, import what is missing, wait for people, export: (annotation rows, stats)."""
-    from tasks.labelstudio import Studio
 
     studio = Studio(studio_cfg)
     studio.check()
@@ -222,8 +224,6 @@ def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, s
 
 def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict]):
     """The labeler: people's feedback from a Label Studio project, converted into the labels table."""
-    from tasks.labelers.feedback import human_labels
-    from tasks.rubric import load_rubric
 
     rubric = load_rubric(ctx.task.rubric)
     tasks, meaning, built = build_tasks(cfg.feedback, group_generations(generations), prompts, cfg)

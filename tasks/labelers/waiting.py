@@ -20,7 +20,8 @@ import time
 import uuid
 from typing import Callable
 
-from tasks.errors import RFTError
+from tasks.errors import RFTError, TransientError
+from tasks.retry import backoff_delay
 
 Progress = Callable[[], tuple[int, int]]      # () -> (done tasks, all tasks)
 
@@ -72,8 +73,6 @@ def _watch(progress: Progress, need: int, cfg, stop: threading.Event, log, on_do
     (None when ``stop`` was set). A server that fails in a way that may pass (:class:`TransientError`: it is
     restarting) is logged and checked again with capped backoff, for as long as the wait lasts; ``counts``
     gets the number of such failures under ``failures``."""
-    from tasks.errors import TransientError
-    from tasks.retry import backoff_delay
 
     deadline = time.monotonic() + cfg.timeout_s
     last = None

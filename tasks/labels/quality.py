@@ -21,8 +21,16 @@ from __future__ import annotations
 
 import math
 
-from tasks.labels.agreement import (cohen_kappa, flag_annotators, krippendorff_alpha, majority_agreement,
-                                    overlap_units, throughput)
+from tasks.evalmath import bootstrap_ci
+from tasks.judges.math import agreement, decision, position_bias
+from tasks.labels.agreement import (
+    cohen_kappa,
+    flag_annotators,
+    krippendorff_alpha,
+    majority_agreement,
+    overlap_units,
+    throughput,
+)
 from tasks.labels.convert import Comparison, combine_attributes
 
 RATING_TOLERANCE = 1.0
@@ -88,8 +96,6 @@ def judge_agreement(rows: list[dict], prompts: list, judges: dict) -> tuple[dict
     """Each judge's agreement with the people's decided pairs (``rows``, non-tie; chosen shown as A), its ties
     (counted one half in the agreement), and for judges that ask in both orders its position flip rate and
     directional position bias with a bootstrap CI."""
-    from tasks.evalmath import bootstrap_ci
-    from tasks.judges.math import agreement, decision, position_bias
 
     decided = [(p, r) for p, r in zip(prompts, rows) if not r.get("tie")]
     metrics, report = {}, {}

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.envs.reviews import truth
+from tasks.envs.reviews.corpus import build_corpus, dish_of
+from tasks.io import write_jsonl
 from tasks.judges.base import ScoringJudge, Verdicts
 from tasks.prompting import last_user_turn, prompt_key
 
@@ -34,14 +37,9 @@ class SimulatedAnnotator(ScoringJudge):
         self.scale = 1.0 / truth_cfg.temperature
 
     def score(self, prompts, responses) -> list[float]:
-        from tasks.envs.reviews import truth
-        from tasks.envs.reviews.corpus import dish_of
-
         return [truth.truth_score(dish_of(last_user_turn(p)), r).total for p, r in zip(prompts, responses)]
 
     def compare_scored(self, prompts, a, b, sa, sb, keys=None) -> Verdicts:
-        from tasks.envs.reviews import truth
-
         keys = keys or [()] * len(a)
         p_a, wins = [], []
         for p, x, y, s, t, key in zip(prompts, a, b, sa, sb, keys):
@@ -57,9 +55,6 @@ class Reviews:
     has_truth = True
 
     def write_corpus(self, cfg, out_dir: Path) -> dict:
-        from tasks.envs.reviews.corpus import build_corpus
-        from tasks.io import write_jsonl
-
         built = build_corpus(cfg.seed, cfg.n_texts, cfg.n_demos, cfg.n_prompts, tuple(cfg.demo_sentiment))
         write_jsonl(out_dir / "texts.jsonl", built.texts)
         write_jsonl(out_dir / "demos.jsonl", built.demos)

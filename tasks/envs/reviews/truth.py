@@ -29,6 +29,9 @@ import random
 import re
 from dataclasses import dataclass
 
+from tasks.envs.reviews import corpus
+from tasks.envs.reviews.corpus import dish_of
+
 _TOKEN = re.compile(r"[a-z']+|[.,?!]")
 _STOP = {"the", "was", "were", "i", "a", "it", "and", "but", "at", "to", "of", "we", "my",
          ".", ",", "?", "!", "would", "is", "that"}
@@ -65,7 +68,6 @@ def grammar_bigrams() -> frozenset:
     Enumerated by sampling the grammar widely with a fixed seed, prompts'
     dishes included, so the set does not depend on any run's corpus settings.
     """
-    from tasks.envs.reviews import corpus
 
     rng = random.Random(12345)
     pairs = set()
@@ -154,7 +156,6 @@ def stable_uniform(*key) -> float:
 def simulated_preference(prompt: str, a: str, b: str, *, temperature: float, noise: float,
                          seed: int = 0, key: tuple = ()) -> tuple[bool, float]:
     """The simulated annotator's choice: (prefers a, probability it gave a)."""
-    from tasks.envs.reviews.corpus import dish_of
 
     dish = dish_of(prompt)
     p = preference_probability(truth_score(dish, a).total, truth_score(dish, b).total, temperature, noise)

@@ -11,23 +11,24 @@ that reads a key or a file that ``dvc.yaml`` does not list fails CI.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
-from tasks.config import Params
+from tasks.config import OptimizeConfig, Params, parse_params
+from tasks.errors import ConfigError
+from tasks.params_audit import unwrap
 from tasks.paths import KEEP_IN_TRAIN
+from tasks.yamlfile import read_yaml
 
-LIB = ("tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")   # shared code whose change changes what a stage computes
+LIB = ("tasks/stages/common.py", "tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")   # shared code whose change changes what a stage computes
 JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
-          "tasks/rewardmodel.py", "tasks/importers")
+          "tasks/rewardmodel.py", "tasks/importers", "tasks/yamlfile.py")
 POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
 
 
 @dataclass(frozen=True)
 class Stage:
-    name: str
-    func: str                      # "module:function"
+    name: str                      # also its module, tasks/stages/<name>.py, whose ``run(params)`` runs it
     deps: tuple[str, ...]          # paths it reads; ${...} is interpolated from params.yaml by DVC
     outs: tuple[str, ...]          # paths it writes (DVC outs, cached)
     params: tuple[str, ...]        # params.yaml keys it reads: "section" or "section.key"
@@ -39,66 +40,60 @@ class Stage:
     persist: tuple[str, ...] = ()  # outs DVC must keep between runs
     plots: tuple[str, ...] = ()    # plot files it writes (not cached)
 
-    def run(self, params: Params) -> dict:
-        module, attr = self.func.split(":")
-        return getattr(importlib.import_module(module), attr)(params)
-
 
 def _optimize_common() -> tuple[str, ...]:
     """The optimize keys every algorithm reads; of the per-algorithm sections only the active one is declared
     (``optimize.${optimize.algorithm}``, which DVC interpolates from params.yaml)."""
     import dataclasses
 
-    from tasks.config import OptimizeConfig
-
     return tuple(f"optimize.{f.name}" for f in dataclasses.fields(OptimizeConfig)
                  if not (f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)))
 
 
 MANIFEST: tuple[Stage, ...] = (
-    Stage("corpus", "tasks.bootstrap:run_corpus",
-          deps=(*LIB, "tasks/bootstrap.py", "tasks/envs", "data/incoming"),
+    Stage("corpus",
+          deps=(*LIB, "tasks/stages/corpus.py", "tasks/bootstrap.py", "tasks/envs", "data/incoming"),
           outs=("data/corpus",), params=("task.env", "corpus"),
           metric="texts", output="data/corpus"),
-    Stage("bootstrap", "tasks.bootstrap:run_bootstrap",
-          deps=(*LIB, "tasks/bootstrap.py", "tasks/policy.py", "tasks/precision.py", "data/corpus"),
+    Stage("bootstrap",
+          deps=(*LIB, "tasks/stages/bootstrap.py", "tasks/bootstrap.py", "tasks/policy.py", "tasks/precision.py", "data/corpus"),
           outs=("models/base",), params=("bootstrap", "policy.base_model", "train.precision"),
           metric="sft_val_loss_after", output="models/base", reports=("reports/bootstrap/metrics.json",)),
-    Stage("champion", "tasks.champion:run_champion",
-          deps=(*LIB, "tasks/champion.py", "tasks/policy.py", "models/base"),
+    Stage("champion",
+          deps=(*LIB, "tasks/stages/champion.py", "tasks/champion.py", "tasks/policy.py", "models/base"),
           outs=("models/champion",), params=("policy.champion_dir", "champion.reseed"),
           metric="registry_version", output="models/champion", persist=("models/champion",)),
-    Stage("prepare", "tasks.prepare:run_prepare",
-          deps=(*LIB, "tasks/prepare.py", "${prepare.input}", str(KEEP_IN_TRAIN), "data/corpus"),
+    Stage("prepare",
+          deps=(*LIB, "tasks/stages/prepare.py", "tasks/prepare.py", "${prepare.input}", str(KEEP_IN_TRAIN), "data/corpus"),
           outs=("data/prompts.jsonl",), params=("prepare",),
           metric="heldout", output="data/prompts.jsonl"),
-    Stage("validate_prompts", "tasks.validate:run_validate_prompts",
-          deps=(*LIB, "tasks/validate.py", "tasks/policy.py", "data/prompts.jsonl", "data/corpus", "models/base"),
+    Stage("validate_prompts",
+          deps=(*LIB, "tasks/stages/validate_prompts.py", "tasks/validate.py", "tasks/policy.py", "data/prompts.jsonl", "data/corpus", "models/base"),
           outs=(), params=("validate",), metric="rows", output="reports/data_docs/prompts/",
           reports=("reports/validation/prompts.json",), docs=("reports/data_docs/prompts",)),
-    Stage("generate", "tasks.generate:run_generate",
-          deps=(*LIB, *POLICY, "tasks/generate.py", "tasks/genbackend.py", "data/prompts.jsonl", "reports/validation/prompts.json",
+    Stage("generate",
+          deps=(*LIB, "tasks/stages/generate.py", *POLICY, "tasks/generate.py", "tasks/genbackend.py", "data/prompts.jsonl", "reports/validation/prompts.json",
                 "models/champion"),
           outs=("data/generations.jsonl",), params=("generate", "policy.champion_dir", "train.precision"),
           metric="tokens_per_second", output="data/generations.jsonl"),
-    Stage("label", "tasks.label:run_label",
-          deps=(*LIB, *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
+    Stage("label",
+          deps=(*LIB, "tasks/stages/label.py", *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
                 "data/incoming", "${task.rubric}"),
           outs=("data/labels.jsonl", "data/ratings.jsonl"), params=("label", "label_studio", "task", "judges", "truth"),
           metric="pairs", output="data/labels.jsonl", reports=("reports/label/quality.json",)),
-    Stage("validate_labels", "tasks.validate:run_validate_labels",
-          deps=(*LIB, "tasks/validate.py", "data/labels.jsonl", "data/prompts.jsonl"),
+    Stage("validate_labels",
+          deps=(*LIB, "tasks/stages/validate_labels.py", "tasks/validate.py", "data/labels.jsonl", "data/prompts.jsonl"),
           outs=(), params=("validate",), metric="rows", output="reports/data_docs/labels/",
           reports=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
-    Stage("train_reward", "tasks.reward:run_train_reward",
-          deps=(*LIB, "tasks/reward.py", "tasks/rewardmodel.py", "tasks/labels/convert.py", "tasks/launch.py",
+    Stage("train_reward",
+          deps=(*LIB, "tasks/stages/train_reward.py", "tasks/reward.py", "tasks/rewardmodel.py", "tasks/labels/convert.py", "tasks/launch.py", "tasks/accel.py",
                 "tasks/precision.py",
                 "data/labels.jsonl",
                 "data/prompts.jsonl", "reports/validation/labels.json"),
           outs=("models/reward",), params=("reward", "label.ties", "train.precision"),
           metric="heldout_accuracy", output="models/reward", reports=("reports/reward/metrics.json",)),
-    Stage("optimize", "tasks.optimize:run_optimize",
-          deps=(*LIB, *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms", "tasks/evalmath.py", "tasks/launch.py",
+    Stage("optimize",
+          deps=(*LIB, "tasks/stages/optimize.py", *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms", "tasks/evalmath.py", "tasks/launch.py", "tasks/accel.py",
                 "models/champion", "models/reward", "data/labels.jsonl", "data/ratings.jsonl", "data/prompts.jsonl",
                 "${task.rubric}"),
           outs=("models/candidate",),
@@ -106,8 +101,8 @@ MANIFEST: tuple[Stage, ...] = (
                   "policy.champion_dir", "label.ties", "train.precision"),
           metric="final_probe_reward", output="models/candidate", reports=("reports/optimize/metrics.json",),
           plots=("reports/optimize/curve.csv", "reports/optimize/curve.png")),
-    Stage("evaluate", "tasks.evaluate:run_evaluate",
-          deps=(*LIB, *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py", "tasks/reward.py", "metrics",
+    Stage("evaluate",
+          deps=(*LIB, "tasks/stages/evaluate.py", *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py", "tasks/reward.py", "metrics",
                 "data/prompts.jsonl", "models/candidate", "models/champion", "models/reward",
                 "reports/reward/metrics.json", "data/incoming", "${task.rubric}"),
           outs=("data/eval.jsonl",),
@@ -118,6 +113,19 @@ MANIFEST: tuple[Stage, ...] = (
 )
 
 BY_NAME = {s.name: s for s in MANIFEST}
+
+# ``dvc plots show``'s plots: the probe's reward and its KL to the reference, each on its own axis (vega
+# scripts from a CDN, blank offline), and the PNG that the optimize stage draws of the same curve, embedded
+# in the same page with no network.
+PLOTS: tuple[dict, ...] = (
+    {"probe_reward": {"template": "linear", "title": "Probe reward per optimizer step", "x": "step",
+                      "x_label": "optimizer step", "y_label": "probe reward (reward model score)",
+                      "y": {"reports/optimize/curve.csv": "reward"}}},
+    {"probe_kl": {"template": "linear", "title": "Probe KL to the reference per optimizer step", "x": "step",
+                  "x_label": "optimizer step", "y_label": "KL to the reference (nats per sequence)",
+                  "y": {"reports/optimize/curve.csv": "kl"}}},
+    "reports/optimize/curve.png",
+)
 STAGES = [s.name for s in MANIFEST]
 KEY_METRIC = {s.name: (s.metric, s.output) for s in MANIFEST}
 
@@ -157,8 +165,6 @@ def flatten(prefix: str, value) -> dict:
     """``value`` (a params section, a dict or a plain value) as ``{prefix.key.subkey: value}``."""
     import dataclasses
 
-    from tasks.params_audit import unwrap
-
     value = unwrap(value)
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
@@ -189,18 +195,6 @@ def input_paths(name: str, params: Params) -> list:
             continue
         out.append(Path(_interpolate(params, dep)))
     return out
-
-
-def run_stage(name: str, params: Params) -> dict:
-    if name not in BY_NAME:
-        from tasks.errors import ConfigError
-
-        raise ConfigError(f"no stage named {name!r} (stages: {', '.join(STAGES)})")
-    return BY_NAME[name].run(params)
-
-
-def stage_fn(name: str) -> Callable[[Params], dict]:
-    return BY_NAME[name].run
 
 
 def dvc_stage(stage: Stage) -> dict:
@@ -235,3 +229,36 @@ def missing_declared_params(raw: dict) -> list[tuple[str, str]]:
                     break
                 node = node[part]
     return missing
+
+
+_LOADED: dict[tuple, Params] = {}
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """``params.yaml``, read strictly and validated; a file unchanged since this process last read it (same
+    size and modification time) is not parsed again."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(Path.cwd()))
+    except OSError:
+        key = None
+    if key in _LOADED:
+        return _LOADED[key]
+    params = _load_params(path)
+    if key is not None:
+        _LOADED.clear()
+        _LOADED[key] = params
+    return params
+
+
+def _load_params(path: Path) -> Params:
+    raw = read_yaml(path, "run from the project root, or pass --params")
+    params = parse_params(raw, str(path))
+
+    missing = missing_declared_params(raw)
+    if missing:
+        key, stage = missing[0]
+        raise ConfigError(f"{path}: {key}: missing; dvc.yaml's stage {stage} reads it, so the file must "
+                          "write it out (its default is in `rft params`)")
+    return params

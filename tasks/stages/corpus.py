@@ -1,0 +1,28 @@
+"""Stage ``corpus`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
+that opens its MLflow run, reads, calls ``tasks/bootstrap.py`` and the components, and writes and logs the outputs."""
+
+from __future__ import annotations
+
+from tasks.config import Params
+from tasks.envs import load_env
+from tasks.io import atomic_path, read_jsonl, write_json
+from tasks.paths import CORPUS as CORPUS_DIR
+from tasks.prompting import prompt_of
+from tasks.stages.common import stage_run
+
+
+def run(params: Params) -> dict:
+    import mlflow
+
+    c = params.corpus
+    with stage_run("corpus", params):
+        with atomic_path(CORPUS_DIR, is_dir=True) as out:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics = load_env(params.task.env).write_corpus(c, out)
+            write_json(out / "manifest.json", {"env": params.task.env, **metrics})
+        mlflow.log_metrics(metrics)
+        if metrics.get("demos"):
+            demos = read_jsonl(CORPUS_DIR / "demos.jsonl")[:20]
+            mlflow.log_table({"prompt": [str(prompt_of(d)) for d in demos],
+                              "response": [d["response"] for d in demos]}, artifact_file="sample_demos.json")
+    return metrics

@@ -1,0 +1,80 @@
+"""The layers of docs/architecture.md hold: import-linter's contracts (pyproject.toml) pass, a violation breaks
+them, and the project's own modules are imported at the top of each file, but for the few listed here."""
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT
+
+# Function-local imports of project modules, each with its reason (docs/architecture.md lists the same).
+LAZY_IMPORTS = {
+    ("tasks.cli", "flows.cycle"): "Prefect takes about 1 s to import: only `rft cycle` needs the flow, not each "
+                                  "`rft stage` that DVC runs",
+    ("tasks.cli", "flows.retrain"): "the same, for `rft retrain` and `rft deploy`",
+    ("tasks.algorithms.ppo", "tasks.algorithms.ppo_math"): "ppo_math is torch math and imports torch at its top; "
+                                                           "config imports the algorithms, and `rft params` "
+                                                           "needs no torch",
+}
+
+
+def lint_imports(cwd, env=None):
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "lint-imports"), "--no-cache", "--no-logo"],
+                          cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_the_import_contracts_hold():
+    out = lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Contracts: 3 kept, 0 broken." in out.stdout
+
+
+def test_an_import_up_a_layer_breaks_the_contract(tmp_path):
+    # The checker can fail: a copy of the project whose config imports the stages (a lower layer reaching up,
+    # the cycle this layout removed) is refused, naming the import.
+    for name in ("tasks", "flows"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with open(tmp_path / "tasks" / "config.py", "a") as f:
+        f.write("\nfrom tasks.stages import run_stage  # noqa: E402,F401\n")
+    out = lint_imports(tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode != 0, out.stdout
+    assert "tasks.config is not allowed to import tasks.stages" in out.stdout, out.stdout
+    assert "BROKEN" in out.stdout
+
+
+def local_project_imports() -> set[tuple[str, str]]:
+    """(module, imported module) for every import of a project module inside a function of tasks/ or flows/."""
+    found = set()
+    for path in sorted([*ROOT.joinpath("tasks").rglob("*.py"), *ROOT.joinpath("flows").rglob("*.py")]):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+        def walk(node, in_function):
+            for child in ast.iter_child_nodes(node):
+                inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                if in_function and isinstance(child, ast.ImportFrom) and child.level == 0:
+                    names = [child.module] if child.module.split(".")[0] in ("tasks", "flows") else []
+                    if child.module in ("tasks", "tasks.algorithms"):          # from tasks import x: module x
+                        names = [f"{child.module}.{a.name}" for a in child.names]
+                    found.update((module, n) for n in names)
+                elif in_function and isinstance(child, ast.Import):
+                    found.update((module, a.name) for a in child.names if a.name.split(".")[0] in ("tasks", "flows"))
+                walk(child, inside)
+
+        walk(ast.parse(path.read_text()), False)
+    return found
+
+
+def test_project_modules_are_imported_at_the_top_but_for_the_listed_few():
+    found = local_project_imports()
+    assert found == set(LAZY_IMPORTS), (f"function-local imports not listed: {sorted(found - set(LAZY_IMPORTS))}; "
+                                        f"listed but gone: {sorted(set(LAZY_IMPORTS) - found)}")
+
+
+def test_the_architecture_doc_lists_the_same_exceptions():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for module, imported in LAZY_IMPORTS:
+        assert f"`{module}` → `{imported}`" in doc, (module, imported)
