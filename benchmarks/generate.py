@@ -24,9 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tasks  # noqa: E402,F401
-from tasks.manifest import load_params  # noqa: E402
+from tasks.runtime import setup_process  # noqa: E402
+
+setup_process()                 # an entry point: offline, no telemetry, threads, before torch loads
 from tasks.io import read_jsonl  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.policy import load_policy  # noqa: E402
 
 

@@ -170,7 +170,7 @@ def run_worker(project: Path, trainer: str, setting: str, steps: int, extra: dic
 
 
 def auto_dtype(extra: dict) -> str:
-    code = "import tasks; from tasks.precision import resolve; print(resolve('auto', 'cpu').dtype)"
+    code = "from tasks.precision import resolve; print(resolve('auto', 'cpu').dtype)"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, **extra}, cwd=ROOT).stdout.strip().splitlines()[-1]
 
@@ -186,7 +186,9 @@ def main() -> int:
     project = args.project.resolve()
     if args.worker:
         os.chdir(project)
-        import tasks  # noqa: F401
+        from tasks.runtime import setup_process
+
+        setup_process()             # an entry point: offline, no telemetry, threads, before torch loads
 
         print(json.dumps(worker(args.worker, args.setting, args.steps)), flush=True)
         return 0

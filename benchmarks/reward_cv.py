@@ -29,12 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import tasks  # noqa: E402,F401
+from tasks.runtime import setup_process  # noqa: E402
+
+setup_process()                 # an entry point: offline, no telemetry, threads, before torch loads
 from benchmarks.cpu import describe as cpu_line  # noqa: E402
-from tasks.manifest import load_params  # noqa: E402
 from tasks.evalmath import bootstrap_ci  # noqa: E402
 from tasks.heldout import split_point  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.text import normalize  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"

@@ -27,10 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import tasks  # noqa: E402,F401
-from tasks.manifest import load_params  # noqa: E402
+from tasks.runtime import setup_process  # noqa: E402
+
+setup_process()                 # an entry point: offline, no telemetry, threads, before torch loads
 from tasks.errors import RFTError  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.reward import train_reward_model  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"

@@ -23,15 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tasks  # noqa: E402,F401
+from tasks.runtime import setup_process  # noqa: E402
+
+setup_process()                 # an entry point: offline, no telemetry, threads, before torch loads
 from tasks.config import ScaleConfig
-from tasks.manifest import load_params  # noqa: E402
 from tasks.generate import generate_sharded, sample_responses  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
 from tasks.judges import JudgeContext, build_judge  # noqa: E402
+from tasks.manifest import load_params  # noqa: E402
 from tasks.policy import load_policy  # noqa: E402
 from tasks.shard import cluster  # noqa: E402
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)

@@ -31,7 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tasks  # noqa: E402,F401
+from tasks.runtime import setup_process  # noqa: E402
+
+setup_process()                 # an entry point: offline, no telemetry, threads, before torch loads
 from tasks import precision  # noqa: E402
 from tasks.manifest import load_params  # noqa: E402
 
@@ -40,7 +42,6 @@ def reward_stage(params, train, out: Path) -> None:
     import mlflow
 
     from tasks.reward import train_reward_model
-
     from tasks.tracking import MetricLog
 
     with mlflow.start_run(run_name="bench train_reward"):
@@ -82,7 +83,8 @@ def dpo_stage(params, out: Path) -> None:
     import mlflow
     import torch
 
-    from tasks.optimize import CHECKPOINTS, fingerprint, prober, setup, train_policy
+    from tasks.optimize import fingerprint, prober, setup, train_policy
+    from tasks.paths import CHECKPOINTS
     from tasks.policy import load_policy
     from tasks.tracking import MetricLog
 

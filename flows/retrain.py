@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-import tasks  # noqa: F401  (offline and no-telemetry defaults)
 from flows.cycle import CycleStopped, cycle, flow_command
-from tasks.manifest import load_params
 from tasks.errors import RFTError
 from tasks.lock import project_lock
+from tasks.manifest import load_params
 from tasks.preflight import check_servers, prefect_api_url
 from tasks.retrain import fetch, notify, webhook_block, webhook_name
 

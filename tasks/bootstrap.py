@@ -1,4 +1,5 @@
-"""The logic of stages ``corpus`` and ``bootstrap`` (``tasks/stages/``): the environment writes its corpus, then the base policy is trained from it.
+"""The logic of stages ``corpus`` and ``bootstrap`` (``tasks/stages/``): the environment writes its corpus, then
+the base policy is trained from it.
 
 ``corpus`` asks the environment (``task.env``) for its corpus and writes it to
 ``data/corpus/``: the demo generates its texts, demonstrations and prompts; a
@@ -27,8 +28,6 @@ from tasks.paths import CORPUS as CORPUS_DIR
 from tasks.policy import tiny_gpt, train_tokenizer
 from tasks.precision import Scaler, autocast, fp32
 from tasks.prompting import completion_text, format_prompt, join_completion, prompt_of
-
-REPORT = Path("reports/bootstrap/metrics.json")
 
 
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from tasks.errors import RFTError
 from tasks.iterations import champion_version
-
-BASE = Path("models/base")
+from tasks.paths import BASE
 
 
 def reseed_message(champion: Path, meta: dict, base_hash: str, reseed: bool) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import tasks  # noqa: F401  (sets offline and no-telemetry defaults before anything else loads)
 from tasks import iterations, provenance, tracking
 from tasks.config import describe
 from tasks.dag import check_dvc_yaml, dvc_yaml, lines, written
@@ -47,13 +46,16 @@ from tasks.promote import recover_promotion
 from tasks.redact import redact_text
 from tasks.relocate import say
 from tasks.reward import train_on_file
+from tasks.runtime import setup_process
 from tasks.stages import run_stage
+from tasks.stages.common import StageContext
 
 # The commands that write the project: one at a time (tasks/lock.py).
 WRITERS = {"stage", "cycle", "retrain", "gc", "keep-trained", "relocate", "clean"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_process()                     # the entry point: offline, no telemetry, threads, before torch or Prefect
     parser = argparse.ArgumentParser(prog="rft", description="Reinforcement finetuning cycles.")
     parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -139,7 +141,8 @@ def _dispatch(args, params) -> int:
         return init(params)
     if args.cmd == "retrain":
         check_servers(params.tracking.uri)
-        from flows.retrain import retrain  # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+        # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+        from flows.retrain import retrain
 
         state = retrain(params_path=args.params, return_state=True)
         if not state.is_completed():
@@ -147,7 +150,8 @@ def _dispatch(args, params) -> int:
             return 2
         return 0
     if args.cmd == "deploy":
-        from flows.retrain import deploy  # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+        # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+        from flows.retrain import deploy
 
         deployment_id = deploy(args.params)
         cfg = params.retrain
@@ -191,13 +195,14 @@ def _dispatch(args, params) -> int:
     if args.cmd == "stage":
         check_servers(params.tracking.uri, prefect=False)
         recover_promotion(params, who=f"stage {args.name}")   # a promotion a crash cut short, before any stage
-        metrics = run_stage(args.name, params)
+        metrics = run_stage(args.name, StageContext.from_dvc(params))
         print(f"{args.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
         return 0
     if args.cmd == "cycle":
         check_servers(params.tracking.uri)
 
-        from flows.cycle import run_cycle  # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+        # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+        from flows.cycle import run_cycle
 
         result = run_cycle(params_path=args.params)
         return 0 if result.get("ok") else 2

@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import tasks.algorithms as _alg
+from tasks import paths
 from tasks.algorithms import NAMES as ALGORITHMS
 from tasks.algorithms.base import PROMPTS
 from tasks.envs import NAMES as ENV_NAMES
 from tasks.envs import info as env_info
 from tasks.errors import ConfigError
-from tasks.judges import SCORING_KINDS
+from tasks.judges import KINDS, SCORING_KINDS, no_judge
+from tasks.judges.configs import EmbeddingJudgeConfig, RewardModelJudgeConfig
+from tasks.labelstudio import StudioWait
 from tasks.options import opt
 from tasks.paths import REWARD
 
@@ -36,7 +39,7 @@ class TrackingConfig:
     experiment: str = opt("rft-cycle", "MLflow experiment that holds every cycle's runs.")
 
 
-INCOMING = "data/incoming"
+INCOMING = str(paths.INCOMING)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class TruthConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     base_model: str | None = opt(None, "Existing causal LM (local path or hub name); null trains the tiny default.")
-    champion_dir: str = opt("models/champion", "Folder that holds the current champion policy.")
+    champion_dir: str = opt(str(paths.CHAMPION), "Folder that holds the current champion policy.")
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class BootstrapConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    input: str = opt("data/corpus/prompts.jsonl", "Raw prompts file (JSONL: id, and prompt (text) or messages "
+    input: str = opt(str(paths.CORPUS / "prompts.jsonl"), "Raw prompts file (JSONL: id, and prompt (text) or messages "
                      "(chat: a list of {role, content}); optional source).")
     heldout_fraction: float = opt(0.2, "Expected share of distinct prompt texts kept for held-out evaluation: a "
                                   "prompt is held out when the salted hash of its text falls below it, so a "
@@ -162,7 +165,7 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
-class LabelConfig:
+class LabelConfig(StudioWait):
     source: str = opt("judge", "Labeler: judge (the judge named in label.judge), simulated (the environment's "
                       "hidden-truth annotator), file (a preference or annotation file people already wrote) or "
                       "label_studio (people label in a Label Studio project while the flow waits).",
@@ -192,18 +195,6 @@ class LabelConfig:
                                "logged, on the items both labelled (human labelers only).")
     flag_agreement_below: float = opt(0.6, "Annotators whose agreement with the majority of the others falls "
                                       "below this are flagged in the quality report (never dropped).", ge=0, le=1)
-    min_annotations_per_task: int = opt(1, "label_studio: a task is done when it has this many annotations.",
-                                        ge=1)
-    completion: float = opt(1.0, "label_studio: the flow resumes when this share of the tasks is done.",
-                            gt=0, le=1)
-    overlap: float = opt(0.0, "label_studio: share of the tasks that two or more annotators see (agreement "
-                         "is measured on them).", ge=0, le=1)
-    timeout_s: float = opt(86400.0, "label_studio: the longest wait for labels, in seconds; then the stage goes "
-                           "on with the labels it has (none: it stops).", gt=0)
-    poll_s: float = opt(10.0, "label_studio: seconds between progress checks.", gt=0)
-    wait: str = opt("poll", "label_studio outside Prefect (dvc repro): poll (wait, printing progress, up to "
-                    "timeout_s) or stop (exit 3 with how to resume once people have labelled).",
-                    choices=("poll", "stop"))
     max_tasks: int | None = opt(None, "label_studio: at most this many tasks (pairs or responses) per cycle; null: "
                                 "all.", ge=1)
     pairs: str = opt("best_vs_worst", "How pairs are built from the k responses (best_vs_worst needs a judge "
@@ -315,6 +306,13 @@ class OptimizeConfig:
     num_processes: int = opt(2, "accelerate: processes to launch on this machine.", ge=1)
 
 
+# The optimize keys every algorithm reads (all but the per-algorithm sections, of which a stage reads only the
+# active one, optimize.${optimize.algorithm}).
+OPTIMIZE_COMMON: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(OptimizeConfig)
+    if not (f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)))
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     samples_per_prompt: int = opt(2, "Responses per held-out prompt from each of candidate and champion.", ge=1)
@@ -361,88 +359,6 @@ class PromoteConfig:
                             "promotion. The demo's params.yaml turns it on.")
 
 
-# ---- judges: one typed config per kind (tasks/judges/ holds the implementations) -------------------
-
-@dataclass(frozen=True)
-class RewardModelJudgeConfig:
-    kind: str = opt("reward_model", "A trained reward-model folder as a judge.")
-    path: str = opt("models/reward", "Reward-model folder: this cycle's (models/reward), a gold model, any path.")
-    max_length: int | None = opt(None, "Tokens per text, truncated from the left; null: the length the model "
-                                 "was trained with (its rft_reward.json), else 128.", ge=8)
-    batch_size: int = opt(64, "Texts per forward pass.", ge=1)
-
-
-@dataclass(frozen=True)
-class EmbeddingJudgeConfig:
-    kind: str = opt("embedding", "MiniLM-L6 zero-shot judge with the rubric's sentences as principles.")
-    relevance: float = opt(0.5, "Weight of cos(response, request) in the score.", ge=0)
-    scale: float = opt(10.0, "Slope of P(A better) = sigmoid(scale * score margin).", gt=0)
-    batch_size: int = opt(128, "Texts per encoder batch.", ge=1)
-    max_length: int = opt(128, "Tokens per text.", ge=8)
-
-
-@dataclass(frozen=True)
-class LLMJudgeConfig:
-    kind: str = opt("llm", "A local Hugging Face causal LM, deciding by the log-probs of 'A' and 'B'.")
-    model: str = opt("", "Model folder (or a policy folder with a pointer).", required=True)
-    batch_size: int = opt(8, "Questions per forward pass.", ge=1)
-    max_length: int = opt(1024, "Tokens per question (truncated from the left; capped by the model's context).",
-                          ge=16)
-    device: str = opt("auto", "Where the judge runs.", choices=("auto", "cpu", "cuda"))
-
-
-@dataclass(frozen=True)
-class HttpJudgeConfig:
-    kind: str = opt("http", "An OpenAI-compatible chat-completions server.")
-    url: str = opt("", "Base URL ending in /v1, e.g. http://127.0.0.1:8000/v1.", required=True)
-    model: str = opt("", "Model name the server knows.", required=True)
-    api_key_env: str | None = opt(None, "Name of the environment variable that holds the API key (the key "
-                                  "itself never goes in params.yaml).")
-    timeout: float = opt(30.0, "Seconds a request may take in all (connect, send, the whole answer), however "
-                         "slowly the server sends it.", gt=0)
-    max_retries: int = opt(4, "Retries of a 429, 5xx, timeout, refused connection or answer that is not JSON.", ge=0)
-    backoff: float = opt(0.5, "First retry delay in seconds; doubles at each retry, up to 60 s (tasks/retry.py).", ge=0)
-    concurrency: int = opt(4, "Requests in flight at once.", ge=1)
-    stage_timeout: float = opt(21600.0, "Seconds all of one stage's requests to this judge may take; then the "
-                               "stage fails naming this key.", gt=0)
-    max_response_kb: int = opt(1024, "An answer longer than this (kB) fails the stage: it is not a chat "
-                               "completion.", ge=1)
-    max_consecutive_failures: int = opt(8, "Failed tries in a row, over all requests, after which the server "
-                                        "counts as down and the stage fails at once (a circuit breaker).", ge=1)
-
-
-@dataclass(frozen=True)
-class EnsembleJudgeConfig:
-    kind: str = opt("ensemble", "Several judges combined.")
-    members: list = opt([], "Names of the member judges (two or more, none an ensemble).", required=True)
-    combine: str = opt("mean", "mean or majority (share of votes). mean of judges that all score responses: "
-                       "the mean of each member's score times its scale, a comparison being sigmoid of the "
-                       "difference, so its reward and its verdicts agree; mean of judges that compare pairs: the "
-                       "mean of P(A better).", choices=("mean", "majority"))
-
-
-@dataclass(frozen=True)
-class SimulatedJudgeConfig:
-    kind: str = opt("simulated", "The environment's hidden-truth annotator (demo environments only).")
-
-
-@dataclass(frozen=True)
-class PeopleJudgeConfig:
-    kind: str = opt("label_studio", "People in Label Studio (label_studio section), comparing blind; a "
-                    "comparison's P(A better) is its share of votes.")
-    min_annotations_per_task: int = opt(1, "A comparison is done when it has this many annotations.", ge=1)
-    overlap: float = opt(0.0, "Share of the comparisons that two or more people see.", ge=0, le=1)
-    completion: float = opt(1.0, "The stage goes on when this share of the comparisons is done.", gt=0, le=1)
-    timeout_s: float = opt(86400.0, "The longest wait; unanswered comparisons then count as ties.", gt=0)
-    poll_s: float = opt(10.0, "Seconds between progress checks.", gt=0)
-    wait: str = opt("poll", "Outside Prefect (dvc repro): poll (wait up to timeout_s) or stop (exit with how to "
-                    "resume).", choices=("poll", "stop"))
-    seed: int = opt(0, "Seed of the display order.")
-
-
-JUDGE_CONFIGS = {"reward_model": RewardModelJudgeConfig, "embedding": EmbeddingJudgeConfig,
-                 "llm": LLMJudgeConfig, "http": HttpJudgeConfig, "ensemble": EnsembleJudgeConfig,
-                 "simulated": SimulatedJudgeConfig, "label_studio": PeopleJudgeConfig}
 JUDGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -547,7 +463,7 @@ class RetrainConfig:
 
         if not self.notify_webhook_env:
             return None
-        url = os.environ.get(self.notify_webhook_env, "").strip()
+        url = os.environ.get(self.notify_webhook_env, "").strip()   # a secret: named here, kept in the environment
         if not url:
             raise ConfigError(f"retrain.notify_webhook_env: the environment variable {self.notify_webhook_env} is "
                               "not set (it holds the webhook's URL)")
@@ -684,10 +600,10 @@ def _build_judges(raw: Any) -> dict:
             raise ConfigError(f"{key}: a judge name is lower-case letters, digits and _ (and not 'truth', "
                               "which names the environment's annotator)")
         if not isinstance(entry, dict) or "kind" not in entry:
-            raise ConfigError(f"{key}.kind: required (one of {', '.join(JUDGE_CONFIGS)})")
-        if entry["kind"] not in JUDGE_CONFIGS:
-            raise ConfigError(f"{key}.kind: unknown kind {entry['kind']!r} (known: {', '.join(JUDGE_CONFIGS)})")
-        out[name] = _build(JUDGE_CONFIGS[entry["kind"]], entry, key)
+            raise ConfigError(f"{key}.kind: required (one of {', '.join(KINDS)})")
+        if entry["kind"] not in KINDS:
+            raise ConfigError(f"{key}.kind: unknown kind {entry['kind']!r} (known: {', '.join(KINDS)})")
+        out[name] = _build(KINDS[entry["kind"]].config, entry, key)
     return out
 
 
@@ -730,8 +646,7 @@ def check_task(p: Params) -> None:
                           "(use judge or file)")
     if p.label.source == "judge":
         if p.label.judge not in p.judges:
-            raise ConfigError(f"label.judge: no judge named {p.label.judge!r} in the judges section "
-                              f"(defined: {', '.join(p.judges) or 'none'})")
+            raise no_judge("label.judge", p.label.judge, p.judges)
         if p.label.pairs == "best_vs_worst" and not _scores(p, p.label.judge):
             raise ConfigError(f"label.pairs: best_vs_worst needs a judge that scores single responses; judge "
                               f"{p.label.judge!r} ({p.judges[p.label.judge].kind}) compares pairs: use all_pairs "
@@ -747,15 +662,13 @@ def check_task(p: Params) -> None:
             raise ConfigError("label.comment_judge: required when label.feedback is comment (a scoring judge of the "
                               "judges section turns each comment into a score)")
         if p.label.comment_judge not in p.judges:
-            raise ConfigError(f"label.comment_judge: no judge named {p.label.comment_judge!r} in the judges section "
-                              f"(defined: {', '.join(p.judges) or 'none'})")
+            raise no_judge("label.comment_judge", p.label.comment_judge, p.judges)
         if not _scores(p, p.label.comment_judge):
             raise ConfigError(f"label.comment_judge: judge {p.label.comment_judge!r} compares pairs; a comment "
                               "needs a judge that scores single texts (reward_model, embedding)")
     for name in p.label.quality_judges:
         if name not in p.judges:
-            raise ConfigError(f"label.quality_judges: no judge named {name!r} in the judges section "
-                              f"(defined: {', '.join(p.judges) or 'none'})")
+            raise no_judge("label.quality_judges", name, p.judges)
         if p.judges[name].kind == "label_studio":
             raise ConfigError(f"label.quality_judges: {name!r} is people (label_studio); name AI judges to compare "
                               "with the people")
@@ -774,8 +687,7 @@ def check_task(p: Params) -> None:
                           "give corpus.texts and corpus.demos to bootstrap a tiny one from")
     for name in p.evaluate.judges:
         if name not in p.judges:
-            raise ConfigError(f"evaluate.judges: no judge named {name!r} in the judges section "
-                              f"(defined: {', '.join(p.judges) or 'none'})")
+            raise no_judge("evaluate.judges", name, p.judges)
     if p.promote.winrate_source == "truth":
         if not env.has_truth:
             raise ConfigError(f"promote.winrate_source: truth needs an environment with a hidden truth; {no_truth}"
@@ -816,8 +728,7 @@ def check_task(p: Params) -> None:
 def _training_judge(p: Params, key: str, name: str, scoring: bool) -> None:
     """A judge that a policy trains against: defined, an AI, never the environment's hidden truth."""
     if name not in p.judges:
-        raise ConfigError(f"{key}: no judge named {name!r} in the judges section "
-                          f"(defined: {', '.join(p.judges) or 'none'})")
+        raise no_judge(key, name, p.judges)
     kind = p.judges[name].kind
     if kind == "simulated":
         raise ConfigError(f"{key}: {name!r} is the hidden truth's annotator, the instrument that measures the "
@@ -911,7 +822,7 @@ def describe() -> str:
     lines = []
     hints = typing.get_type_hints(Params)
     sections = [(s.name, hints[s.name]) for s in dataclasses.fields(Params) if s.name != "judges"]
-    sections += [(f"judges.<name> (kind: {kind})", cls) for kind, cls in JUDGE_CONFIGS.items()]
+    sections += [(f"judges.<name> (kind: {kind})", k.config) for kind, k in KINDS.items()]
     def section(name: str, cls: type, indent: str, note: str = "") -> None:
         lines.append(f"{indent}{name}:" + (f"  # {note}" if note else ""))
         for f in dataclasses.fields(cls):

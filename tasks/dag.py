@@ -13,9 +13,10 @@ import textwrap
 import yaml
 
 from tasks.manifest import MANIFEST, PLOTS, Stage, dvc_stage
+from tasks.paths import CHECKPOINTS, DVC_LOCK, REPORTS
 
 # What the pipeline writes besides the stages' declared outputs: its stores and scratch folders.
-STORES = ("mlruns.db", "mlartifacts", "checkpoints", "reports", "dvc.lock")
+STORES = ("mlruns.db", "mlartifacts", str(CHECKPOINTS.parent), str(REPORTS), str(DVC_LOCK))
 CODE = ("tasks/", "metrics")         # the project's code, and the evaluate library's metric modules
 
 
@@ -95,5 +96,6 @@ def check_dvc_yaml(path: str = DVC_YAML) -> str | None:
     for i, (a, b) in enumerate(zip(have.splitlines(), want.splitlines()), 1):
         if a != b:
             return f"{path}: line {i} is {a!r}, the manifest implies {b!r} (rewrite it with `rft dvc-yaml > {path}`)"
-    return f"{path}: {len(have.splitlines())} lines, the manifest implies {len(want.splitlines())} (rewrite it with `rft dvc-yaml > {path}`)"
+    return (f"{path}: {len(have.splitlines())} lines, the manifest implies {len(want.splitlines())} (rewrite it "
+            f"with `rft dvc-yaml > {path}`)")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tasks import rollout
 from tasks.evalmath import outcome
-from tasks.judges.math import agreement
+from tasks.judgemath import agreement
 from tasks.labelers.file import read_preferences
 from tasks.rewardmodel import pair_text, pairwise_stats
 from tasks.text import normalize

@@ -18,7 +18,7 @@ KILL_ENV = "RFT_KILL_AT"
 
 def kill_point(name: str) -> None:
     """SIGKILL this process (and its group, when it leads one) if ``RFT_KILL_AT`` names this point."""
-    if os.environ.get(KILL_ENV) != name:
+    if os.environ.get(KILL_ENV) != name:          # set only by the crash tests (tests/test_crash.py)
         return
     print(f"{KILL_ENV}={name}: killing the process here", file=sys.stderr, flush=True)
     if os.getpgrp() == os.getpid():

@@ -42,6 +42,7 @@ import yaml
 
 from tasks import tracking
 from tasks.iterations import CHAMPION_MD5_TAG, ITERATION_TAG, cycle_runs
+from tasks.paths import DVC_LOCK
 from tasks.redact import redact_text
 
 MODELS = {"policy": "rft.policy_version", "reward-model": "rft.reward_model_version"}
@@ -110,7 +111,7 @@ def protected_versions(client, runs, kept) -> dict[str, set[str]]:
 def workspace_hashes(root: Path) -> set[str]:
     """Every md5 that the workspace's ``dvc.lock`` and ``*.dvc`` files name."""
     hashes: set[str] = set()
-    lock = root / "dvc.lock"
+    lock = root / DVC_LOCK
     if lock.exists():
         for entry in ((yaml.safe_load(lock.read_text()) or {}).get("stages") or {}).values():
             for item in (entry.get("outs") or []) + (entry.get("deps") or []):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from tasks import rollout
 from tasks.config import GenerateConfig
-from tasks.params_audit import unwrap
 from tasks.policy import (
     load_policy,
     read_meta,
@@ -64,7 +63,6 @@ def generate_sharded(model_dir: str, prompts: list, cfg: GenerateConfig, device:
                      dtype: str = "fp32") -> tuple:
     """Sample on ``scale.workers`` workers; the result is the in-process run's, byte for byte."""
 
-    cfg = unwrap(cfg)
     calls = [dict(model_dir=model_dir, prompts=prompts[start:stop], cfg=cfg, device=device, first_batch=first,
                   threads=scale.threads_per_worker, dtype=dtype)
              for first, start, stop in batch_shards(len(prompts), cfg.batch_size, scale.workers)]

@@ -17,6 +17,7 @@ The registered versions carry ``rft.iteration`` and ``rft.cycle_run_id`` back.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -24,9 +25,14 @@ from pathlib import Path
 
 import yaml
 
+from tasks import provenance, tracking
 from tasks.errors import RFTError
+from tasks.io import read_jsonl
 from tasks.manifest import git_tracked_outputs, load_params
+from tasks.paths import CANDIDATE, DVC_LOCK, EVAL_METRICS, PROMPTS, REWARD
+from tasks.policy import read_meta
 from tasks.retry import backoff_delay
+from tasks.rewardmodel import meta as reward_meta
 
 KIND_TAG, ITERATION_TAG = "rft.kind", "rft.iteration"
 # On a cycle run that promoted: the DVC hash of the champion folder it installed (rft gc keeps its cache files, so
@@ -92,7 +98,7 @@ def params_values_changed(path: str | Path, started) -> bool:
         return True
 
 
-def data_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
+def data_hashes(lock: str | Path = DVC_LOCK) -> dict[str, str]:
     """``path -> md5`` for every stage output, and every data input, recorded in ``dvc.lock``."""
     lock = Path(lock)
     if not lock.exists():
@@ -140,7 +146,7 @@ def git_commit(message: str, paths=None) -> str | None:
     """Commit ``paths`` (by default ``dvc.lock``, ``params.yaml`` and what DVC leaves to git) when they changed;
     return the commit now at HEAD, or None outside a git repository."""
 
-    paths = paths or ["dvc.lock", "params.yaml", *git_tracked_outputs()]
+    paths = paths or [str(DVC_LOCK), "params.yaml", *git_tracked_outputs()]
     repo = subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True, text=True)
     if repo.returncode != 0:
         if Path(".git").exists():
@@ -148,7 +154,7 @@ def git_commit(message: str, paths=None) -> str | None:
             # would leave the iteration without its commit.
             raise RFTError(f"promote.git_commit: git refuses the repository here: {_git_says(repo)}")
         return None
-    env = dict(os.environ)
+    env = dict(os.environ)                     # git's own settings (HOME, GIT_*), plus a committer when none is set
     if not subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip():
         # A scheduled worker often has no git identity: commit as the pipeline rather than fail.
         env.update(GIT_AUTHOR_NAME="rft", GIT_AUTHOR_EMAIL="rft@localhost",
@@ -246,3 +252,41 @@ def format_history(rows: list[dict]) -> str:
     buf = io.StringIO()
     Console(file=buf, width=200).print(table)
     return buf.getvalue()
+
+
+def record_iteration(params, iteration: int, client, run_id: str, rows: list[dict]) -> None:
+    """After the stages: the evaluation's figures on the parent run, the lineage tags both ways, then the
+    iteration's outputs pushed and its dvc.lock committed (as params say) before promotion moves anything."""
+    import mlflow
+
+    evaluation = next((r["metrics"] for r in rows if r["stage"] == "evaluate" and r["metrics"]), None)
+    if evaluation is None:          # evaluate was up to date: its figures are in its report
+
+        evaluation = json.loads(EVAL_METRICS.read_text()) if EVAL_METRICS.exists() else {}
+    mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
+    trained = next((r["metrics"] for r in rows if r["stage"] == "train_reward" and r["metrics"]), {})
+    mlflow.log_metrics({f"reward_model.{k}": float(v) for k, v in trained.items()
+                        if isinstance(v, (int, float)) and ("acc" in k or "loss" in k)})
+    hashes = data_hashes()
+    mlflow.set_tags({f"dvc.md5.{path}": md5 for path, md5 in hashes.items()})
+    if PROMPTS.exists():            # which prompts this iteration's gate read as held out (tasks/provenance.py)
+        record = provenance.split_record(read_jsonl(PROMPTS), params.prepare.salt, params.prepare.heldout_fraction)
+        mlflow.log_dict(record, provenance.HELDOUT_ARTIFACT)
+        mlflow.set_tags(provenance.split_tags(record))
+    tracking.log_datasets(hashes, DATASETS)
+    versions = {"policy": read_meta(CANDIDATE).get("registry_version") if CANDIDATE.exists() else None}
+    if REWARD.exists():
+        versions["reward-model"] = reward_meta(REWARD).get("registry_version")
+    champion = read_meta(params.policy.champion_dir) if Path(params.policy.champion_dir).exists() else {}
+    mlflow.set_tags({"rft.parent_version": str(champion.get("registry_version", "none")),
+                     "rft.policy_version": str(versions["policy"]),
+                     "rft.reward_model_version": str(versions.get("reward-model"))})
+    tag_versions(client, iteration, run_id, versions)
+    done = publish(params.promote, f"rft iteration {iteration}: outputs of cycle run {run_id}")
+    if "commit" in done:
+        mlflow.set_tag("rft.commit", done["commit"])
+
+
+# The cycle's datasets on its MLflow parent run (``mlflow.log_input``), by context, with their DVC hashes.
+DATASETS = {"data/prompts.jsonl": "prompts (train and held-out)", "data/labels.jsonl": "labels",
+            "data/generations.jsonl": "generations", "data/eval.jsonl": "held-out evaluation"}

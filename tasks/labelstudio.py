@@ -15,8 +15,30 @@ import os
 from dataclasses import dataclass
 
 from tasks.errors import ConfigError, RFTError, TransientError
+from tasks.options import opt
 
 IMPORT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class StudioWait:
+    """How a stage waits for people in Label Studio: the settings that ``label`` (``label.source: label_studio``)
+    and a people judge (``judges.<name>: {kind: label_studio}``) share. A task is an item people label: a pair
+    or a response when labelling, a comparison of candidate and champion when judging."""
+
+    min_annotations_per_task: int = opt(1, "label_studio: a task is done when it has this many annotations.",
+                                        ge=1)
+    completion: float = opt(1.0, "label_studio: the stage goes on when this share of the tasks is done.",
+                            gt=0, le=1)
+    overlap: float = opt(0.0, "label_studio: share of the tasks that two or more people see (agreement is "
+                         "measured on them).", ge=0, le=1)
+    timeout_s: float = opt(86400.0, "label_studio: the longest wait, in seconds; then the stage goes on with the "
+                           "labels it has (none: it stops), a judge's unanswered comparisons counting as ties.",
+                           gt=0)
+    poll_s: float = opt(10.0, "label_studio: seconds between progress checks.", gt=0)
+    wait: str = opt("poll", "label_studio outside Prefect (dvc repro): poll (wait, printing progress, up to "
+                    "timeout_s) or stop (exit 3 with how to resume once people have labelled).",
+                    choices=("poll", "stop"))
 
 
 class LabelStudioUnavailable(RFTError):
@@ -47,7 +69,7 @@ def _sdk():
 
 class Studio:
     def __init__(self, cfg):
-        token = os.environ.get(cfg.token_env)
+        token = os.environ.get(cfg.token_env)           # a secret: named in params.yaml, kept in the environment
         if not token:
             raise ConfigError(f"label_studio.token_env: the environment variable {cfg.token_env} is not set (it "
                               "holds the Label Studio API token; infra/label_studio.sh prints one)")

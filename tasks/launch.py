@@ -25,11 +25,13 @@ from tasks.algorithms import REGISTRY
 from tasks.config import RewardConfig, parse_params
 from tasks.errors import RFTError
 from tasks.io import scratch_dir
+from tasks.manifest import stage_view
 from tasks.optimize import prober, setup, train_policy
-from tasks.params_audit import unwrap
+from tasks.params_view import underlying
 from tasks.policy import load_policy
 from tasks.precision import Precision
 from tasks.reward import train_reward_model
+from tasks.runtime import setup_process
 
 
 def _config(key: str, path: str, algorithm=None) -> Path:
@@ -90,7 +92,7 @@ def launch_reward(train: list, val: list, cfg, out_dir: Path, log, mixed) -> dic
     config = _config("reward.accelerate_config", cfg.accelerate_config)
     with _scratch() as tmp:
         _launch("reward", config, cfg.num_processes,
-                {"train": train, "val": val, "cfg": dataclasses.asdict(unwrap(cfg)), "out_dir": str(out_dir),
+                {"train": train, "val": val, "cfg": dataclasses.asdict(cfg), "out_dir": str(out_dir),
                  "stats": f"{tmp}/stats.json", "precision": dataclasses.asdict(mixed)}, tmp, log, mixed)
         return json.loads(Path(f"{tmp}/stats.json").read_text())
 
@@ -104,7 +106,7 @@ def launch_optimize(params, champion: Path, ckpt: Path, device: str, log, curve:
     config = _config("optimize.accelerate_config", cfg.accelerate_config, REGISTRY[cfg.algorithm])
     with _scratch() as tmp:
         _launch("optimize", config, cfg.num_processes,
-                {"params": dataclasses.asdict(unwrap(params)), "champion": str(champion), "ckpt": str(ckpt),
+                {"params": dataclasses.asdict(underlying(params)), "champion": str(champion), "ckpt": str(ckpt),
                  "out_dir": f"{tmp}/model", "info": f"{tmp}/info.json", "curve": f"{tmp}/curve.json",
                  "tables": f"{tmp}/tables.json"}, tmp, log, mixed)
         curve.extend(json.loads(Path(f"{tmp}/curve.json").read_text()))
@@ -133,9 +135,10 @@ def _optimize_worker(spec_path: str) -> None:
     from accelerate import PartialState
 
     spec = json.loads(Path(spec_path).read_text())
-    params = parse_params(spec["params"])
+    params = stage_view(parse_params(spec["params"]), "optimize")    # as the stage reads them
     cfg, champion = params.optimize, Path(spec["champion"])
     PartialState()          # the process group, for the algorithms that run their own loops (tasks/algorithms/dist.py)
+    # A worker of `accelerate launch`, which names each process's rank and device in its environment.
     main = int(os.environ.get("RANK", "0")) == 0
     device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
@@ -153,12 +156,13 @@ def _optimize_worker(spec_path: str) -> None:
         Path(spec["curve"]).write_text(json.dumps(curve))
         Path(spec["tables"]).write_text(json.dumps(tables, default=str))
         numbers = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
-        Path(spec["info"]).write_text(json.dumps({**numbers, "world_size": int(os.environ.get("WORLD_SIZE", 1))}))
+        world = int(os.environ.get("WORLD_SIZE", 1))              # set by accelerate for each of its processes
+        Path(spec["info"]).write_text(json.dumps({**numbers, "world_size": world}))
 
 
 WORKERS = {"reward": _reward_worker, "optimize": _optimize_worker}
 
 if __name__ == "__main__":
-    import tasks  # noqa: F401  (offline defaults)
+    setup_process()                 # an entry point: offline, no telemetry, threads
 
     WORKERS[sys.argv[1]](sys.argv[2])

@@ -14,15 +14,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.config import OptimizeConfig, Params, parse_params
+from tasks.config import OPTIMIZE_COMMON, Params, parse_params
 from tasks.errors import ConfigError
-from tasks.params_audit import unwrap
-from tasks.paths import KEEP_IN_TRAIN
+from tasks.params_view import view
+from tasks.paths import (
+    BASE,
+    BOOTSTRAP_REPORT,
+    CANDIDATE,
+    CHAMPION,
+    CORPUS,
+    CURVE,
+    CURVE_PNG,
+    EVAL_METRICS,
+    EVAL_ROWS,
+    GENERATIONS,
+    INCOMING,
+    KEEP_IN_TRAIN,
+    KEY_METRICS,
+    LABEL_QUALITY,
+    LABELS,
+    LABELS_DOCS,
+    LABELS_REPORT,
+    METRIC_MODULES,
+    OPTIMIZE_REPORT,
+    PROMPTS,
+    PROMPTS_DOCS,
+    PROMPTS_REPORT,
+    RATINGS,
+    REWARD,
+    REWARD_METRICS,
+)
 from tasks.yamlfile import read_yaml
 
-LIB = ("tasks/stages/common.py", "tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")   # shared code whose change changes what a stage computes
+# Shared code whose change changes what a stage computes.
+LIB = ("tasks/stages/common.py", "tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")
 JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
-          "tasks/rewardmodel.py", "tasks/importers", "tasks/yamlfile.py")
+          "tasks/rewardmodel.py", "tasks/importers", "tasks/yamlfile.py", "tasks/judging.py", "tasks/judgemath.py")
 POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
 
 
@@ -41,75 +68,71 @@ class Stage:
     plots: tuple[str, ...] = ()    # plot files it writes (not cached)
 
 
-def _optimize_common() -> tuple[str, ...]:
-    """The optimize keys every algorithm reads; of the per-algorithm sections only the active one is declared
-    (``optimize.${optimize.algorithm}``, which DVC interpolates from params.yaml)."""
-    import dataclasses
-
-    return tuple(f"optimize.{f.name}" for f in dataclasses.fields(OptimizeConfig)
-                 if not (f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)))
+def _p(*paths) -> tuple[str, ...]:
+    return tuple(str(p) for p in paths)
 
 
 MANIFEST: tuple[Stage, ...] = (
     Stage("corpus",
-          deps=(*LIB, "tasks/stages/corpus.py", "tasks/bootstrap.py", "tasks/envs", "data/incoming"),
-          outs=("data/corpus",), params=("task.env", "corpus"),
-          metric="texts", output="data/corpus"),
+          deps=(*LIB, "tasks/stages/corpus.py", "tasks/bootstrap.py", "tasks/envs", *_p(INCOMING)),
+          outs=_p(CORPUS), params=("task.env", "corpus"),
+          metric="texts", output=str(CORPUS)),
     Stage("bootstrap",
-          deps=(*LIB, "tasks/stages/bootstrap.py", "tasks/bootstrap.py", "tasks/policy.py", "tasks/precision.py", "data/corpus"),
-          outs=("models/base",), params=("bootstrap", "policy.base_model", "train.precision"),
-          metric="sft_val_loss_after", output="models/base", reports=("reports/bootstrap/metrics.json",)),
+          deps=(*LIB, "tasks/stages/bootstrap.py", "tasks/bootstrap.py", "tasks/policy.py", "tasks/precision.py",
+                *_p(CORPUS)),
+          outs=_p(BASE), params=("bootstrap", "policy.base_model", "train.precision"),
+          metric="sft_val_loss_after", output=str(BASE), reports=_p(BOOTSTRAP_REPORT)),
     Stage("champion",
-          deps=(*LIB, "tasks/stages/champion.py", "tasks/champion.py", "tasks/policy.py", "models/base"),
-          outs=("models/champion",), params=("policy.champion_dir", "champion.reseed"),
-          metric="registry_version", output="models/champion", persist=("models/champion",)),
+          deps=(*LIB, "tasks/stages/champion.py", "tasks/champion.py", "tasks/policy.py", *_p(BASE)),
+          outs=_p(CHAMPION), params=("policy.champion_dir", "champion.reseed"),
+          metric="registry_version", output=str(CHAMPION), persist=_p(CHAMPION)),
     Stage("prepare",
-          deps=(*LIB, "tasks/stages/prepare.py", "tasks/prepare.py", "${prepare.input}", str(KEEP_IN_TRAIN), "data/corpus"),
-          outs=("data/prompts.jsonl",), params=("prepare",),
-          metric="heldout", output="data/prompts.jsonl"),
+          deps=(*LIB, "tasks/stages/prepare.py", "tasks/prepare.py", "${prepare.input}", *_p(KEEP_IN_TRAIN, CORPUS)),
+          outs=_p(PROMPTS), params=("prepare",),
+          metric="heldout", output=str(PROMPTS)),
     Stage("validate_prompts",
-          deps=(*LIB, "tasks/stages/validate_prompts.py", "tasks/validate.py", "tasks/policy.py", "data/prompts.jsonl", "data/corpus", "models/base"),
-          outs=(), params=("validate",), metric="rows", output="reports/data_docs/prompts/",
-          reports=("reports/validation/prompts.json",), docs=("reports/data_docs/prompts",)),
+          deps=(*LIB, "tasks/stages/validate_prompts.py", "tasks/validate.py", "tasks/policy.py",
+                *_p(PROMPTS, CORPUS, BASE)),
+          outs=(), params=("validate",), metric="rows", output=f"{PROMPTS_DOCS}/",
+          reports=_p(PROMPTS_REPORT), docs=_p(PROMPTS_DOCS)),
     Stage("generate",
-          deps=(*LIB, "tasks/stages/generate.py", *POLICY, "tasks/generate.py", "tasks/genbackend.py", "data/prompts.jsonl", "reports/validation/prompts.json",
-                "models/champion"),
-          outs=("data/generations.jsonl",), params=("generate", "policy.champion_dir", "train.precision"),
-          metric="tokens_per_second", output="data/generations.jsonl"),
+          deps=(*LIB, "tasks/stages/generate.py", *POLICY, "tasks/generate.py", "tasks/genbackend.py",
+                *_p(PROMPTS, PROMPTS_REPORT, CHAMPION)),
+          outs=_p(GENERATIONS), params=("generate", "policy.champion_dir", "train.precision"),
+          metric="tokens_per_second", output=str(GENERATIONS)),
     Stage("label",
-          deps=(*LIB, "tasks/stages/label.py", *JUDGES, "tasks/label.py", "tasks/pairs.py", "data/generations.jsonl", "data/prompts.jsonl",
-                "data/incoming", "${task.rubric}"),
-          outs=("data/labels.jsonl", "data/ratings.jsonl"), params=("label", "label_studio", "task", "judges", "truth"),
-          metric="pairs", output="data/labels.jsonl", reports=("reports/label/quality.json",)),
+          deps=(*LIB, "tasks/stages/label.py", *JUDGES, "tasks/label.py", "tasks/pairs.py",
+                *_p(GENERATIONS, PROMPTS, INCOMING), "${task.rubric}"),
+          outs=_p(LABELS, RATINGS), params=("label", "label_studio", "task", "judges", "truth"),
+          metric="pairs", output=str(LABELS), reports=_p(LABEL_QUALITY)),
     Stage("validate_labels",
-          deps=(*LIB, "tasks/stages/validate_labels.py", "tasks/validate.py", "data/labels.jsonl", "data/prompts.jsonl"),
-          outs=(), params=("validate",), metric="rows", output="reports/data_docs/labels/",
-          reports=("reports/validation/labels.json",), docs=("reports/data_docs/labels",)),
+          deps=(*LIB, "tasks/stages/validate_labels.py", "tasks/validate.py", *_p(LABELS, PROMPTS)),
+          outs=(), params=("validate",), metric="rows", output=f"{LABELS_DOCS}/",
+          reports=_p(LABELS_REPORT), docs=_p(LABELS_DOCS)),
     Stage("train_reward",
-          deps=(*LIB, "tasks/stages/train_reward.py", "tasks/reward.py", "tasks/rewardmodel.py", "tasks/labels/convert.py", "tasks/launch.py", "tasks/accel.py",
-                "tasks/precision.py",
-                "data/labels.jsonl",
-                "data/prompts.jsonl", "reports/validation/labels.json"),
-          outs=("models/reward",), params=("reward", "label.ties", "train.precision"),
-          metric="heldout_accuracy", output="models/reward", reports=("reports/reward/metrics.json",)),
+          deps=(*LIB, "tasks/stages/train_reward.py", "tasks/reward.py", "tasks/rewardmodel.py",
+                "tasks/labels/convert.py", "tasks/launch.py", "tasks/accel.py", "tasks/precision.py",
+                *_p(LABELS, PROMPTS, LABELS_REPORT)),
+          outs=_p(REWARD), params=("reward", "label.ties", "train.precision"),
+          metric="heldout_accuracy", output=str(REWARD), reports=_p(REWARD_METRICS)),
     Stage("optimize",
-          deps=(*LIB, "tasks/stages/optimize.py", *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms", "tasks/evalmath.py", "tasks/launch.py", "tasks/accel.py",
-                "models/champion", "models/reward", "data/labels.jsonl", "data/ratings.jsonl", "data/prompts.jsonl",
-                "${task.rubric}"),
-          outs=("models/candidate",),
-          params=(*_optimize_common(), "optimize.${optimize.algorithm}", "judges", "task.rubric",
+          deps=(*LIB, "tasks/stages/optimize.py", *POLICY, *JUDGES, "tasks/optimize.py", "tasks/algorithms",
+                "tasks/evalmath.py", "tasks/launch.py", "tasks/accel.py",
+                *_p(CHAMPION, REWARD, LABELS, RATINGS, PROMPTS), "${task.rubric}"),
+          outs=_p(CANDIDATE),
+          params=(*(f"optimize.{k}" for k in OPTIMIZE_COMMON), "optimize.${optimize.algorithm}", "judges", "task.rubric",
                   "policy.champion_dir", "label.ties", "train.precision"),
-          metric="final_probe_reward", output="models/candidate", reports=("reports/optimize/metrics.json",),
-          plots=("reports/optimize/curve.csv", "reports/optimize/curve.png")),
+          metric="final_probe_reward", output=str(CANDIDATE), reports=_p(OPTIMIZE_REPORT),
+          plots=_p(CURVE, CURVE_PNG)),
     Stage("evaluate",
-          deps=(*LIB, "tasks/stages/evaluate.py", *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py", "tasks/reward.py", "metrics",
-                "data/prompts.jsonl", "models/candidate", "models/champion", "models/reward",
-                "reports/reward/metrics.json", "data/incoming", "${task.rubric}"),
-          outs=("data/eval.jsonl",),
+          deps=(*LIB, "tasks/stages/evaluate.py", *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py",
+                "tasks/reward.py", *_p(METRIC_MODULES, PROMPTS, CANDIDATE, CHAMPION, REWARD, REWARD_METRICS, INCOMING),
+                "${task.rubric}"),
+          outs=_p(EVAL_ROWS),
           params=("evaluate", "task", "judges", "truth", "label_studio", "reward.max_length",
                   "policy.champion_dir", "train.precision"),
-          metric="winrate_*", output="reports/eval/metrics.json", reports=("reports/eval/metrics.json",),
-          metrics=("reports/metrics.json",)),
+          metric="winrate_*", output=str(EVAL_METRICS), reports=_p(EVAL_METRICS),
+          metrics=_p(KEY_METRICS)),
 )
 
 BY_NAME = {s.name: s for s in MANIFEST}
@@ -153,6 +176,23 @@ def declared_params(name: str, params) -> list[str]:
     return [_interpolate(params, k) for k in BY_NAME[name].params]
 
 
+# What every stage may read besides what it declares: settings of where it runs, not inputs of what it computes,
+# so that a change of them never makes a stage stale.
+HOUSEKEEPING = {
+    "tracking": "where MLflow lives (tasks/stages/common.py::stage_run opens the stage's run there)",
+    "scale": "where shards run and how many threads: the sharded output is the same bytes (tests/test_shard.py)",
+    "policy.champion_dir": "each stage first finishes a folder swap a crash cut short, the champion's included "
+                           "(tasks/io.py::recover_all)",
+}
+
+
+def stage_view(params: Params, name: str, log: set | None = None, strict: bool = True):
+    """``params`` as stage ``name`` may read them: the keys it declares and the housekeeping ones; any other read
+    raises ``UndeclaredParam`` (``tasks/params_view.py``). With ``log`` and ``strict=False``: every read
+    recorded, none refused (the test that audits the manifest)."""
+    return view(params, [*declared_params(name, params), *HOUSEKEEPING], name, log=log, strict=strict)
+
+
 def _resolve(params, key: str):
     key = _interpolate(params, key) if "${" in key else key
     value = params
@@ -165,7 +205,6 @@ def flatten(prefix: str, value) -> dict:
     """``value`` (a params section, a dict or a plain value) as ``{prefix.key.subkey: value}``."""
     import dataclasses
 
-    value = unwrap(value)
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
     if isinstance(value, dict):

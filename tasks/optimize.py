@@ -40,13 +40,12 @@ from pathlib import Path
 from tasks.accel import gathered
 from tasks.algorithms import REGISTRY
 from tasks.algorithms.base import BINARY, PAIRS, Run, TrlReward, mlflow_callback
-from tasks.config import Params
+from tasks.config import OPTIMIZE_COMMON, Params
 from tasks.errors import DataError
 from tasks.evalmath import mean, sequence_kl
 from tasks.io import dvc_md5, read_jsonl
 from tasks.judges import JudgeContext, build_judge
 from tasks.labels.convert import preference_pairs
-from tasks.params_audit import unwrap
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy
 from tasks.precision import resolve
@@ -54,11 +53,6 @@ from tasks.prompting import completion_text, format_prompt, label_prompt, prompt
 from tasks.rollout import sample, token_logprobs
 from tasks.rubric import load_rubric
 from tasks.tracking import log_many
-
-CURVE = Path("reports/optimize/curve.csv")
-CURVE_PNG = Path("reports/optimize/curve.png")     # the same curve drawn, for offline viewing (tasks/plots.py)
-REPORT = Path("reports/optimize/metrics.json")
-CHECKPOINTS = Path("checkpoints/optimize")
 
 
 def probe(policy, ref, tok, reward, prompts: list, temperature: float, max_new_tokens: int, seed: int) -> dict:
@@ -130,9 +124,8 @@ def fingerprint(params: Params, champion: Path) -> str:
     """What a checkpoint was trained from: the optimize settings (the active section), the champion and the
     data. A checkpoint resumes only into a run with the same fingerprint."""
 
-    o = unwrap(params.optimize)
-    common = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)
-              if not dataclasses.is_dataclass(getattr(o, f.name)) and f.name not in ("checkpoint_every", "log_every")}
+    o = params.optimize
+    common = {name: getattr(o, name) for name in OPTIMIZE_COMMON if name not in ("checkpoint_every", "log_every")}
     data = {str(p): dvc_md5(p) for p in (champion, PROMPTS, LABELS, RATINGS) if p.exists()}
     active = dataclasses.asdict(getattr(o, o.algorithm))
     blob = json.dumps({"common": common, "active": active, "data": data,

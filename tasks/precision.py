@@ -145,6 +145,7 @@ def hardware(device: str | None = None) -> Hardware:
     cpu = torch.cpu
     amx = bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
     avx512_bf16 = bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+    # ONEDNN_MAX_CPU_ISA: oneDNN's own setting, which caps the instruction set it uses (the AVX2 emulation).
     return Hardware("cpu", cpu_amx=amx, cpu_avx512_bf16=avx512_bf16, isa_cap=os.environ.get(ISA_ENV))
 
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 from tasks.errors import DataError
 from tasks.heldout import is_heldout, prompt_digest
-from tasks.paths import CORPUS
 from tasks.prompting import prompt_key, prompt_of
-
-DEMOS = CORPUS / "demos.jsonl"
 
 
 def check_ids(rows: list[dict], path) -> None:

@@ -47,17 +47,19 @@ from tasks.faults import kill_point
 from tasks.gate import Decision, decide
 from tasks.io import dvc_md5, fsync_dir, fsync_file, recover, write_json
 from tasks.lock import lock_file
-from tasks.params_audit import unwrap
-from tasks.paths import CANDIDATE, REWARD
+from tasks.paths import CANDIDATE, DVC_LOCK, REWARD
 from tasks.paths import EVAL_METRICS as METRICS
 from tasks.policy import install_policy, read_meta
 from tasks.provenance import split_change
 from tasks.rewardmodel import meta as reward_meta
 
 
-def promote(params: Params, evaluated: bool = True) -> dict:
+def promote(params: Params, evaluated: bool = True, parent_run: str | None = None,
+            iteration: int | None = None) -> dict:
     """Run the gate on the candidate and promote it if it passes. ``evaluated``: this cycle ran the evaluate
-    stage (else a candidate an earlier cycle decided is not decided again: ``not_this_cycles``)."""
+    stage (else a candidate an earlier cycle decided is not decided again: ``not_this_cycles``).
+    ``parent_run`` and ``iteration``: the cycle's MLflow run and number, which the flow passes (None outside a
+    cycle: with no cycle run to end, the promotion completes here)."""
     from mlflow import MlflowClient
 
     tracking.setup(params.tracking)
@@ -86,8 +88,8 @@ def promote(params: Params, evaluated: bool = True) -> dict:
     record = {"policy_version": str(version), "reason": decision.summary, "champion_dir": str(champion),
               "candidate_md5": dvc_md5(CANDIDATE),
               "reward_model_version": None if rm_version is None else str(rm_version),
-              "run_id": os.environ.get(tracking.PARENT_ENV),
-              "iteration": os.environ.get(tracking.CYCLE_ENV, "").removeprefix("cycle ") or None,
+              "run_id": parent_run,
+              "iteration": None if iteration is None else str(iteration),
               "meta": {**cand, "base_md5": read_meta(champion).get("base_md5"),
                        "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
               "publish": {"dvc_push": params.promote.dvc_push, "git_commit": params.promote.git_commit},
@@ -190,7 +192,7 @@ def recover_promotion(params: Params, who: str = "rft") -> str | None:
     record = read_pending()
     if record is None:
         return None
-    if os.environ.get("DVC_STAGE"):
+    if os.environ.get("DVC_STAGE"):                # set by DVC for the stage it runs
         # Inside dvc repro, whose lock a dvc commit would need: finishing here would deadlock, and going on would
         # record a champion folder whose alias never moved.
         raise RFTError(f"{pending_file()}: a promotion (policy v{record.get('policy_version')}) was interrupted "
@@ -241,7 +243,7 @@ def gate_hash(params: Params) -> str:
     import dataclasses
     import hashlib
 
-    blob = json.dumps(dataclasses.asdict(unwrap(params.promote)), sort_keys=True, default=str)
+    blob = json.dumps(dataclasses.asdict(params.promote), sort_keys=True, default=str)
     return hashlib.md5(blob.encode()).hexdigest()
 
 
@@ -282,7 +284,7 @@ def _locked_out(stage: str, path: Path) -> str | None:
     """The md5 that ``dvc.lock`` records for output ``path`` of ``stage`` (None: no record)."""
     import yaml
 
-    lock = Path("dvc.lock")
+    lock = DVC_LOCK
     if not lock.exists():
         return None
     outs = ((yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage) or {}).get("outs", [])
@@ -295,5 +297,5 @@ def _commit(stage: str) -> None:
 
     with Repo(".") as repo:
         repo.commit(stage, force=True)
-    fsync_file("dvc.lock")                 # the champion's record on disk before the alias moves
+    fsync_file(DVC_LOCK)                 # the champion's record on disk before the alias moves
     fsync_dir(".")

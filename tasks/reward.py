@@ -54,8 +54,6 @@ from tasks.rewardmodel import (
 )
 from tasks.tracking import log_many
 
-REPORT = Path("reports/reward/metrics.json")
-
 
 def base_path(cfg: RewardParams) -> str:
     return cfg.base_model or minilm_path()

@@ -21,10 +21,11 @@ whole run would, so the joined result is the unsharded result, byte for byte.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from tasks.params_audit import unwrap
+from tasks.runtime import setup_process
 
 
 def batch_shards(n_items: int, batch_size: int, n_shards: int) -> list[tuple[int, int, int]]:
@@ -48,11 +49,22 @@ def _local(fn: Callable, calls: list[dict], scale) -> list:
     return [fn(**kw) for kw in calls]
 
 
+def _set_up(fn: Callable) -> Callable:
+    """``fn``, run after ``setup_process()`` (offline, no telemetry, threads): a Dask or Ray worker is a process
+    of its own, and on a remote cluster it does not inherit this one's environment."""
+    @functools.wraps(fn)
+    def in_worker(**kw):
+        setup_process()
+        return fn(**kw)
+
+    return in_worker
+
+
 def _on(runner, fn: Callable, calls: list[dict]) -> list:
     """``fn`` over ``calls`` as the tasks of one Prefect flow run on ``runner``."""
     from prefect import flow, task
 
-    shard = task(fn, name=f"shard-{fn.__name__}", persist_result=False)
+    shard = task(_set_up(fn), name=f"shard-{fn.__name__}", persist_result=False)
 
     @flow(name="rft-shards", task_runner=runner, persist_result=False)
     def shards() -> list:
@@ -135,5 +147,5 @@ def cluster(scale) -> Iterator:
     if scale is None:
         yield None
         return
-    with CLUSTERS[scale.runner](unwrap(scale)) as live:
+    with CLUSTERS[scale.runner](scale) as live:
         yield live

@@ -69,7 +69,7 @@ def usable_cores(affinity: int | None = None, quota: float | None = None) -> int
 
 def thread_count(setting: int | None = None, env: dict | None = None) -> tuple[int, str]:
     """``(threads, where the number came from)``: ``RFT_THREADS``, then ``scale.threads``, then the cores."""
-    env = os.environ if env is None else env
+    env = os.environ if env is None else env          # RFT_THREADS: the user's setting of the thread count
     raw = env.get(ENV, "").strip()
     if raw:
         if not raw.isdigit() or int(raw) < 1:
@@ -85,7 +85,7 @@ def apply(setting: int | None = None) -> tuple[int, str]:
     import sys
 
     n, source = thread_count(setting)
-    os.environ["OMP_NUM_THREADS"] = str(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)      # what torch and the processes this one starts size their pools by
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     return n, source

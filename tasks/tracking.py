@@ -1,7 +1,7 @@
 """MLflow tracking shared by every stage: one parent run per cycle, one child run per stage.
 
-A stage always logs inside ``stage_run``. When the Prefect flow drives the
-cycle it exports the parent run's id in ``RFT_PARENT_RUN_ID``, and each stage's
+A stage always logs inside ``tasks/stages/common.py::stage_run``. When the Prefect flow drives the
+cycle it hands each stage the parent run's id in its ``StageContext``, and each stage's
 run becomes a child of it; under a bare ``dvc repro`` each stage opens a
 top-level run of its own. Every run is tagged with the git commit and the DVC
 hashes of the inputs it read, so a registered model leads back to exact data.
@@ -10,7 +10,6 @@ hashes of the inputs it read, so a registered model leads back to exact data.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -24,8 +23,6 @@ from tasks.relocate import relocate, say
 if TYPE_CHECKING:                 # a type only: the configuration sits above the services it configures
     from tasks.config import TrackingConfig
 
-PARENT_ENV = "RFT_PARENT_RUN_ID"
-CYCLE_ENV = "RFT_CYCLE_NAME"          # "cycle 7" while a cycle's stages run: their runs are "cycle 7 / <stage>"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
@@ -94,7 +91,7 @@ def setup(cfg: TrackingConfig) -> str:
     if EXPERIMENT_KIND_TAG not in tags:
         # The kind of experiment, for MLflow's own listing and its type prompt. The MLflow 3.17 UI still opens
         # it in the view its per-browser switch says (GenAI by default): the links a cycle prints choose the
-        # model-training view in their ?workflowType= (flows/cycle.py::TRAINING_VIEW).
+        # model-training view in their ?workflowType= (tasks/report.py::TRAINING_VIEW).
         mlflow.MlflowClient().set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "custom_model_development")
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
@@ -132,17 +129,11 @@ def metric_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text).strip("_")
 
 
-def run_name(what: str) -> str:
-    """A stage run's name: ``cycle 7 / generate`` inside a cycle, ``generate`` on its own (``rft stage``)."""
-    cycle = os.environ.get(CYCLE_ENV)
-    return f"{cycle} / {what}" if cycle else what
-
-
-def name_run(what: str, **tags: str) -> None:
-    """Rename the active run to ``run_name(what)`` once it knows more of itself, and set ``tags``."""
+def name_run(name: str, **tags: str) -> None:
+    """Rename the active run to ``name`` once it knows more of itself, and set ``tags``."""
     import mlflow
 
-    mlflow.set_tags({"mlflow.runName": run_name(what), **tags})
+    mlflow.set_tags({"mlflow.runName": name, **tags})
 
 
 def log_datasets(hashes: dict[str, str], contexts: dict[str, str]) -> None:
@@ -204,12 +195,12 @@ def log_many(log, metrics: dict, step: int) -> None:
 
 
 CONTENT_TAG = "rft.content"
-DVC_EXP_ENV = "DVC_EXP_NAME"        # set by DVC for the stages of `dvc exp run`
 DVC_EXP_TAG = "dvc.exp"
 
 
 def register_model(name: str, run_id: str, log_model, *, aliases: list[str] = (),
-                   tags: dict | None = None, description: str = "", content: str | None = None) -> int:
+                   tags: dict | None = None, description: str = "", content: str | None = None,
+                   experiment: str | None = None) -> int:
     """Register the MLflow model that ``log_model()`` logs in run ``run_id`` (it returns MLflow's
     ``ModelInfo``; ``tasks/mlmodels.py``) as a new version of ``name``; set aliases; return the version.
 
@@ -217,13 +208,13 @@ def register_model(name: str, run_id: str, log_model, *, aliases: list[str] = ()
     is reused, and nothing is logged again, so a stage that Prefect retries (or DVC re-runs to the same bytes)
     never adds a second version of one model.
 
-    Under ``dvc exp run`` (DVC sets ``DVC_EXP_NAME``) the version is registered with a ``dvc.exp`` tag and no
-    alias moves: an experiment is something to compare, never the next challenger or champion.
+    With ``experiment`` (a stage of ``dvc exp run``: ``StageContext.experiment``) the version is registered with
+    a ``dvc.exp`` tag and no alias moves: an experiment is something to compare, never the next challenger or
+    champion.
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    experiment = os.environ.get(DVC_EXP_ENV)
     if experiment:
         aliases, tags = [], {**(tags or {}), DVC_EXP_TAG: experiment}
     client = MlflowClient()

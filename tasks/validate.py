@@ -20,14 +20,10 @@ from pathlib import Path
 
 from tasks.errors import DataError, DataValidationError
 from tasks.io import read_jsonl
-from tasks.paths import BASE, CORPUS, LABELS, PROMPTS
-from tasks.paths import DATA_DOCS as DOCS
+from tasks.paths import BASE, DEMOS, LABELS, LABELS_DOCS, PROMPTS, PROMPTS_DOCS
 from tasks.policy import resolve
 from tasks.prompting import conversation_problems, format_prompt, prompt_key, prompt_of
 from tasks.text import normalize, text_problem, visible
-from tasks.tracking import run_name
-
-DEMOS = CORPUS / "demos.jsonl"
 
 PROMPT_COLUMNS = ["id", "split", "source"]       # plus one prompt form per row: prompt (text) or messages (chat)
 PROMPT_FORMS = ["prompt", "messages"]
@@ -134,8 +130,9 @@ def label_rules(cfg) -> list[Rule]:
 
 
 def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
-              contract: list[str] = ()) -> list[DataError]:
+              contract: list[str] = (), run_label: str | None = None) -> list[DataError]:
     """Run ``rules`` on ``df`` as one GX checkpoint; write Data Docs; return one DataError per failed rule.
+    ``run_label`` names the run in Data Docs ("cycle 3 / prompts"; ``name`` by default).
 
     Columns of ``contract`` missing from the file are reported once, by name,
     instead of once per rule that needed them.
@@ -164,11 +161,11 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
 
     # Named by the cycle in Data Docs ("cycle-3-prompts"; "prompts" under `dvc repro`), not "__none__".
     result = cp.run(batch_parameters={"dataframe": df},
-                    run_id=RunIdentifier(run_name=run_name(name).replace(" / ", "-").replace(" ", "-")))
+                    run_id=RunIdentifier(run_name=(run_label or name).replace(" / ", "-").replace(" ", "-")))
     (validation,) = result.run_results.values()
     docs_dir.mkdir(parents=True, exist_ok=True)
     (docs_dir / SUMMARY).write_text(summary_html(
-        f"{name} suite on {path}", run_name(name), [result_row(by_id[r.expectation_config.id].name, r, len(df))
+        f"{name} suite on {path}", run_label or name, [result_row(by_id[r.expectation_config.id].name, r, len(df))
                                                     for r in validation.results]))
     failures = []
     file_columns = [c for c in df.columns if c not in DERIVED]
@@ -319,7 +316,8 @@ def _token_counts(rows: list[dict], tokenizer_dir: Path | None) -> list[int] | N
 
 
 def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
-                          docs_dir: Path = DOCS / "prompts", tokenizer_dir: Path | None = BASE) -> dict:
+                          docs_dir: Path = PROMPTS_DOCS, tokenizer_dir: Path | None = BASE,
+                          run_label: str | None = None) -> dict:
     df, rows = _load_df(path)
     training = {_key(r) for r in rows if r.get("split") == "train"}
     if demos is not None and demos.exists():
@@ -334,7 +332,7 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
         df["prompt_tokens"] = counts
     df["heldout_in_training_data"] = [r.get("split") == "heldout" and _key(r) in training for r in rows]
     rules = prompt_rules(cfg, df)
-    failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS)
+    failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS, run_label)
     if failures:
         raise DataValidationError(failures, docs=str(docs_dir / SUMMARY))
     return {"rows": len(df), "train": int((df["split"] == "train").sum()),
@@ -343,7 +341,7 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
 
 
 def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
-                         docs_dir: Path = DOCS / "labels") -> dict:
+                         docs_dir: Path = LABELS_DOCS, run_label: str | None = None) -> dict:
     df, rows = _load_df(path)
     prompt_ids = {str(r["id"]) for r in read_jsonl(prompts)}
     df["chosen_equals_rejected"] = [
@@ -355,7 +353,7 @@ def validate_labels_file(cfg, path: Path = LABELS, prompts: Path = PROMPTS,
         isinstance(r.get("prompt"), str) and bool(r["prompt"].strip())) or (
         r.get("messages") is not None and not conversation_problems(r["messages"])) for r in rows]
     rules = label_rules(cfg)
-    failures = run_suite("labels", df, rules, path, docs_dir, LABEL_COLUMNS)
+    failures = run_suite("labels", df, rules, path, docs_dir, LABEL_COLUMNS, run_label)
     if failures:
         raise DataValidationError(failures, docs=str(docs_dir / SUMMARY))
     return {"rows": len(df), "rules": len(rules)}

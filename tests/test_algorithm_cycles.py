@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import merge
 from test_algorithms import TINY_SECTIONS
 

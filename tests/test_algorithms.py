@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 import yaml
-
 from conftest import TINY_SECTIONS, merge
+
 from tasks.algorithms import REGISTRY
 from tasks.config import OptimizeConfig, parse_params
 from tasks.errors import ConfigError
@@ -74,7 +74,11 @@ def test_constitution_comes_from_the_rubric():
 
 
 def test_critique_and_revision_requests_carry_the_conversation():
-    from tasks.algorithms.constitutional import critique_request, draw_principles, revision_request
+    from tasks.algorithms.constitutional import (
+        critique_request,
+        draw_principles,
+        revision_request,
+    )
     from tasks.rubric import Principle
 
     p = Principle("kind", "Is it unkind?", "Make it kind.")
@@ -136,11 +140,12 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks.optimize import CHECKPOINTS
+    from tasks.paths import CHECKPOINTS
+    from tasks.stages.common import StageContext
     from tasks.stages.optimize import run as run_optimize
 
     work, params = _workspace(built_project, tmp_path, monkeypatch, name, TINY_SECTIONS[name])
-    out = run_optimize(params)
+    out = run_optimize(StageContext(params))
     report = json.loads((work / "reports/optimize/metrics.json").read_text())
     assert report["algorithm"] == name and out["registry_version"] >= 2
     # The policy moved, and the checkpoints were cleared once the candidate was saved.
@@ -315,13 +320,14 @@ def test_clip_ratios_are_not_logged_when_every_update_is_on_policy():
 def test_probes_never_change_the_training_run(built_project, tmp_path, monkeypatch):
     """GRPO samples its completions from torch's global random stream; a probe at every step (which seeds its
     own sample) must leave that stream alone, so the candidate is the same as with no probe after the first."""
+    from tasks.stages.common import StageContext
     from tasks.stages.optimize import run as run_optimize
 
     weights = []
     for i, every in enumerate((1, 10**6)):
         work, params = _workspace(built_project, tmp_path / str(i), monkeypatch, "grpo", {},
                                   log_every=every, probe_budget=None, checkpoint_every=0)
-        out = run_optimize(params)
+        out = run_optimize(StageContext(params))
         curve = (work / "reports/optimize/curve.csv").read_text().splitlines()
         # a probe at each step 0..steps, or at step 0 and the last step (the candidate's figures)
         assert len(curve) - 1 == (out["steps"] + 1 if every == 1 else 2), curve
@@ -380,11 +386,12 @@ def test_value_init_from_a_reward_model_needs_a_separate_value_model_and_a_rewar
 
 @pytest.mark.slow
 def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_project, tmp_path, monkeypatch):
+    from tasks.stages.common import StageContext
     from tasks.stages.optimize import run as run_optimize
 
     _, params = _workspace(built_project, tmp_path, monkeypatch, "constitutional",
                            {**TINY_SECTIONS["constitutional"], "rl": "grpo", "rl_steps": 2, "rl_num_generations": 2})
-    out = run_optimize(params)
+    out = run_optimize(StageContext(params))
     # 6 revisions at batch 4 -> 2 SFT steps, then 2 GRPO steps; no AI preference pairs were drawn
     assert out["revised"] == 6 and out["steps"] == 4 and "ai_pairs" not in out and math.isfinite(out["rl_loss"])
 
@@ -393,11 +400,12 @@ def test_constitutional_rl_phase_can_be_grpo_against_the_reward_model(built_proj
 def test_lora_adapters_are_trained_and_merged_into_a_plain_candidate(built_project, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
+    from tasks.stages.common import StageContext
     from tasks.stages.optimize import run as run_optimize
 
     work, params = _workspace(built_project, tmp_path, monkeypatch, "dpo", TINY_SECTIONS["dpo"], lora=True,
                               lora_r=4, lora_alpha=8)
-    run_optimize(params)
+    run_optimize(StageContext(params))
     # The candidate is a plain model (adapters merged, no adapter files), and its weights moved.
     assert not (work / "models/candidate/adapter_config.json").exists()
     cand = AutoModelForCausalLM.from_pretrained(work / "models/candidate")

@@ -14,6 +14,8 @@ LAZY_IMPORTS = {
     ("tasks.cli", "flows.cycle"): "Prefect takes about 1 s to import: only `rft cycle` needs the flow, not each "
                                   "`rft stage` that DVC runs",
     ("tasks.cli", "flows.retrain"): "the same, for `rft retrain` and `rft deploy`",
+    ("tasks.judges", "tasks.judges.people"): "the people judge runs its comparisons through the Label Studio "
+                                             "labeler's project code, which builds judges itself",
     ("tasks.algorithms.ppo", "tasks.algorithms.ppo_math"): "ppo_math is torch math and imports torch at its top; "
                                                            "config imports the algorithms, and `rft params` "
                                                            "needs no torch",
@@ -78,3 +80,56 @@ def test_the_architecture_doc_lists_the_same_exceptions():
     doc = (ROOT / "docs" / "architecture.md").read_text()
     for module, imported in LAZY_IMPORTS:
         assert f"`{module}` → `{imported}`" in doc, (module, imported)
+
+
+def test_importing_the_project_changes_nothing_in_the_process():
+    # Every module of tasks/ is imported in a fresh interpreter: the environment stays as it was, no project
+    # filter of warnings or log records is installed, and torch is not loaded (but by the one module whose
+    # job is torch math). The entry points set the process up (tasks/runtime.py).
+    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for p in ROOT.joinpath("tasks").rglob("*.py"))
+    code = (
+        "import importlib, logging, os, sys, warnings\n"
+        "env = dict(os.environ)\n"
+        f"for m in {modules!r}:\n"
+        "    if m != 'tasks.algorithms.ppo_math':\n"
+        "        importlib.import_module(m)\n"
+        "torch = 'torch' in sys.modules\n"
+        "importlib.import_module('tasks.algorithms.ppo_math')\n"
+        "ours = [n for n, lg in logging.Logger.manager.loggerDict.items()\n"
+        "        if any(type(f).__module__ == 'tasks.quiet' for f in getattr(lg, 'filters', []))]\n"
+        "checkpointing = [f for f in warnings.filters if f[1] and 'gradient_checkpointing' in f[1].pattern]\n"
+        "print(dict(os.environ) == env, ours, checkpointing, torch)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OMP_", "MLFLOW_", "PREFECT_"))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "True [] [] False", out.stdout
+    # ... and the entry points' set-up does set it up.
+    code = ("import logging, os; from tasks.runtime import setup_process; setup_process(); "
+            "print(os.environ['HF_HUB_OFFLINE'], os.environ['OMP_NUM_THREADS'].isdigit(), "
+            "bool(logging.getLogger('dvc.output').filters))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "True", "True"], out.stdout + out.stderr
+
+
+def test_every_read_of_the_environment_says_why():
+    # Nothing is passed between the project's own code through os.environ (the flow hands a stage its
+    # StageContext). What remains reads settings of others (DVC, accelerate, oneDNN, git, Prefect), secrets
+    # that params.yaml names, or the thread count: each says so in a comment on its line or just above it.
+    # tasks/runtime.py, the process set-up of the entry points, is about nothing else.
+    unexplained = []
+    for path in sorted([*ROOT.joinpath("tasks").rglob("*.py"), *ROOT.joinpath("flows").rglob("*.py")]):
+        if path.name == "runtime.py":
+            continue
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if "os.environ" not in line or line.lstrip().startswith("#"):
+                continue
+            said = "#" in line.split("os.environ", 1)[1] or any(
+                above.lstrip().startswith("#") or '"""' in above for above in lines[max(0, i - 3):i])
+            if not said:
+                unexplained.append(f"{path.relative_to(ROOT)}:{i + 1}: {line.strip()}")
+    assert not unexplained, "\n".join(unexplained)
+    # The cycle's run and name, once exported to the stages through the environment, are no variable at all.
+    source = "".join(p.read_text() for p in [*ROOT.joinpath("tasks").rglob("*.py"), *ROOT.joinpath("flows").rglob("*.py")])
+    assert "RFT_PARENT_RUN_ID" not in source and "RFT_CYCLE_NAME" not in source

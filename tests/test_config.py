@@ -5,12 +5,11 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from tasks.config import Params, describe, parse_params
 from tasks.errors import ConfigError
 from tasks.manifest import load_params
-
-from conftest import ROOT
 
 
 def test_project_params_load_and_match_defaults_types():

@@ -14,7 +14,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import make_project
 from servers import free_port
 

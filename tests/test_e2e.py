@@ -9,9 +9,9 @@ import yaml
 from conftest import docs_snippet, make_project, run_snippet
 
 from tasks.heldout import prompt_digest
+from tasks.manifest import STAGES
 from tasks.policy import read_meta
 from tasks.prompting import prompt_key, prompt_of
-from tasks.manifest import STAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from tasks.config import parse_params
 
 pytestmark = pytest.mark.slow          # runs a Prefect flow on Prefect's test server
@@ -18,7 +18,8 @@ def test_skipped_stages_and_the_flow_runs_artifacts(tmp_path):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.cycle import publish_artifacts, stage_row, stage_task
+    from flows.cycle import stage_row, stage_task
+    from tasks.report import publish_artifacts
 
     params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     evaluate = {"stage": "evaluate", "status": "ran", "seconds": 6.0,

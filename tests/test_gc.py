@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_models import log_folder
 
 from tasks import tracking
 from tasks.cli import main
-from tasks.manifest import load_params
 from tasks.gc import local_path
-from tiny_models import log_folder
+from tasks.manifest import load_params
 
 REPO_PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 

@@ -205,7 +205,14 @@ def test_keep_trained_lets_a_new_split_go_on_without_holding_out_what_was_traine
     # An upgraded project, or a new salt: the new split would hold out prompts an earlier iteration trained on.
     import mlflow
 
-    from tasks.provenance import HeldoutLeak, check, keep_trained, log_trained, read_keep, trained_digests
+    from tasks.provenance import (
+        HeldoutLeak,
+        check,
+        keep_trained,
+        log_trained,
+        read_keep,
+        trained_digests,
+    )
 
     client, exp = store
     rows = _rows(60)
@@ -267,6 +274,7 @@ def test_a_split_with_an_empty_side_is_refused_naming_the_file(tmp_path, monkeyp
     # then there is nothing to evaluate on, and prepare says so instead of writing a split with no held-out side.
     from tasks.config import parse_params
     from tasks.errors import DataError
+    from tasks.stages.common import StageContext
     from tasks.stages.prepare import run as run_prepare
 
     monkeypatch.chdir(tmp_path)
@@ -276,7 +284,7 @@ def test_a_split_with_an_empty_side_is_refused_naming_the_file(tmp_path, monkeyp
     params = parse_params({"prepare": {"input": "in.jsonl", "salt": salt},
                            "tracking": {"uri": f"sqlite:///{tmp_path}/m.db"}})
     with pytest.raises(DataError, match=r"prompts on both sides of the split") as exc:
-        run_prepare(params)
+        run_prepare(StageContext(params))
     assert "in.jsonl" in str(exc.value) and "2 train and 0 held out" in str(exc.value)
     assert not (tmp_path / "data/prompts.jsonl").exists()
 

@@ -32,8 +32,8 @@ def test_a_comment_is_not_a_change_of_values_but_an_edited_value_or_a_broken_fil
     import shutil
     from pathlib import Path
 
-    from tasks.manifest import load_params
     from tasks.iterations import params_values_changed
+    from tasks.manifest import load_params
 
     path = tmp_path / "params.yaml"
     shutil.copy(Path(__file__).parents[1] / "params.yaml", path)

@@ -4,16 +4,16 @@ import json
 import secrets
 
 import pytest
-
 from chat_server import ChatServer
 from tiny_models import tiny_ab_judge
+
 from tasks.config import parse_params
 from tasks.errors import ConfigError
 from tasks.judges import JudgeContext, build_judge
-from tasks.judges.base import Judge, ScoringJudge, Verdicts
 from tasks.judges.ensemble import EnsembleJudge
 from tasks.judges.http import JudgeServerError, p_from_answer
 from tasks.judges.pairwise import PairwiseJudge
+from tasks.judging import Judge, ScoringJudge, Verdicts
 from tasks.rubric import load_rubric, parse_rubric
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -137,7 +137,7 @@ def test_ensemble_mean_majority_and_agreement():
         def compare(self, prompts, a, b, keys=None):
             return Verdicts(self.ps)
 
-    from tasks.config import EnsembleJudgeConfig
+    from tasks.judges.configs import EnsembleJudgeConfig
 
     members = [Fixed([0.9, 0.4]), Fixed([0.7, 0.2]), Fixed([0.2, 0.3])]
     mean = EnsembleJudge("e", EnsembleJudgeConfig(members=["a", "b", "c"], combine="mean"), members)
@@ -151,7 +151,7 @@ def test_a_mean_ensemble_of_scoring_judges_rewards_what_it_prefers():
     """A reward model (scale 1) scores a 0.5 and b 0; the embedding judge (scale 10) a 0 and b 0.3. Its members'
     mean probability preferred b (0.335) while the mean of their raw scores rewarded a (0.25 > 0.15). On one
     scale: a = (0.5 + 10 * 0) / 2 = 0.25, b = (0 + 10 * 0.3) / 2 = 1.5, P(a better) = sigmoid(-1.25) = 0.222700."""
-    from tasks.config import EnsembleJudgeConfig
+    from tasks.judges.configs import EnsembleJudgeConfig
 
     class Fixed(ScoringJudge):
         def __init__(self, scores, scale):

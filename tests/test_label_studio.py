@@ -345,6 +345,7 @@ def test_label_studio_restarting_during_the_pause_is_waited_out(studio_cfg):
     from urllib.parse import urlparse
 
     from servers import Proxy
+
     from tasks.labelstudio import Studio
 
     real = urlparse(studio_cfg.url)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_label_studio import GENERATIONS, SHOWN, label_cfg, run_labeler
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]

@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import ROOT, TINY_SECTIONS, merge
 
 

@@ -4,9 +4,16 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import ROOT
-from tasks.manifest import BY_NAME, MANIFEST, STAGES, declared_params, dvc_stage
+
+from tasks.manifest import (
+    BY_NAME,
+    HOUSEKEEPING,
+    MANIFEST,
+    STAGES,
+    declared_params,
+    dvc_stage,
+)
 
 
 def test_dvc_yaml_is_the_manifest():
@@ -68,15 +75,17 @@ def test_every_stage_reads_only_the_params_it_declares(built_project):
     for name, keys in reads.items():
         # tracking (where MLflow lives) is infrastructure, not an input: it never makes a stage stale.
         declared = tuple(declared_params(name, params))
-        # So is scale (where shards run): the sharded output is the same bytes (tests/test_shard.py).
-        undeclared = sorted(k for k in keys if not k.startswith(("tracking", "scale")) and not covered(k, declared))
+        # So is scale (where shards run): the sharded output is the same bytes (tests/test_shard.py). Both, and
+        # the champion's folder that every stage's swap recovery reads, are the housekeeping keys.
+        assert set(HOUSEKEEPING) == {"tracking", "scale", "policy.champion_dir"}
+        undeclared = sorted(k for k in keys if not covered(k, (*declared, *HOUSEKEEPING)))
         assert not undeclared, f"stage {name} reads {undeclared} but dvc.yaml declares only {declared}"
 
 
 def test_the_audit_catches_an_undeclared_read():
     # The checker itself can fail: a stage that reads optimize.seed while declaring only generate.
     from tasks.config import parse_params
-    from tasks.params_audit import recording
+    from tasks.params_view import recording
 
     log = set()
     p = recording(parse_params({}), log)
@@ -85,6 +94,33 @@ def test_the_audit_catches_an_undeclared_read():
     assert not covered("optimize.seed", ("generate", "reward.max_length"))
     assert not covered("optimize.dpo", ("optimize.grpo",))
     assert covered("reward.max_length", ("reward.max_length",)) and covered("label.seed", ("label",))
+
+
+def test_a_stage_reads_its_declared_keys_and_fails_on_any_other(monkeypatch):
+    # run_stage hands the stage a view of params built from its manifest entry: in production as in the tests,
+    # a read of a key the entry does not declare stops the stage, naming the stage and the key.
+    import pickle
+
+    from tasks import stages
+    from tasks.config import parse_params
+    from tasks.params_view import UndeclaredParam
+    from tasks.stages.common import StageContext
+
+    seen = {}
+
+    def reads(ctx):
+        p = ctx.params
+        seen.update(k=p.generate.k, dir=p.policy.champion_dir, uri=p.tracking.uri)   # declared, housekeeping
+        seen["copy"] = pickle.loads(pickle.dumps(p.policy)).champion_dir              # a shard worker's copy
+        with pytest.raises(UndeclaredParam, match="stage generate read policy.base_model"):
+            pickle.loads(pickle.dumps(p.policy)).base_model                             # ... is as strict
+        return p.optimize.seed                                                          # declared by optimize only
+
+    monkeypatch.setitem(stages.REGISTRY, "generate", reads)
+    with pytest.raises(UndeclaredParam, match=r"stage generate read optimize\.seed, which its entry in "
+                                              r"tasks/manifest\.py \(and so dvc\.yaml\) does not declare"):
+        stages.run_stage("generate", StageContext(parse_params({})))
+    assert seen == {"k": 4, "dir": "models/champion", "uri": "sqlite:///mlruns.db", "copy": "models/champion"}
 
 
 def test_generated_pages_stay_out_of_git():

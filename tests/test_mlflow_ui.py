@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from flows.cycle import TRAINING_VIEW
 from servers import free_port, start, stop
+
+from tasks.report import TRAINING_VIEW
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -8,7 +8,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import make_project
 from test_label_studio import SHOWN, People
 

@@ -37,7 +37,7 @@ FAKE = textwrap.dedent("""
 
 
 def fake_server(tmp_path, delay: float):
-    from flows.cycle import TemporaryServer
+    from tasks.prefect_server import TemporaryServer
 
     script = tmp_path / "fake_server.py"
     script.write_text(FAKE)
@@ -71,7 +71,10 @@ def test_a_dead_server_fails_at_once(tmp_path):
 
 @pytest.mark.servers
 def test_a_server_that_never_answers_fails_at_the_bound(tmp_path):
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     server = fake_server(tmp_path, 3600)
     with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 2}):
@@ -81,10 +84,9 @@ def test_a_server_that_never_answers_fails_at_the_bound(tmp_path):
 
 
 def test_the_bound_fits_a_slow_machine():
-    # Importing the project raises Prefect's 20 s default, for the cycle's wait and Prefect's own (rft retrain).
-    import tasks  # noqa: F401
-
-    out = subprocess.run([sys.executable, "-c", "import tasks; from prefect.settings import "
+    # The entry points' set-up raises Prefect's 20 s default, for the cycle's wait and Prefect's own (rft retrain).
+    out = subprocess.run([sys.executable, "-c", "from tasks.runtime import setup_process; setup_process(); "
+                          "from prefect.settings import "
                           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as s; print(s.value())"],
                          capture_output=True, text=True, check=True,
                          env={k: v for k, v in os.environ.items()
@@ -97,8 +99,8 @@ def test_the_bound_fits_a_slow_machine():
 def test_prefects_real_server_starts_on_a_fresh_home_on_one_core_without_native_bf16(tmp_path):
     # The real server, on one core, under the AVX2 emulation (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), with a
     # PREFECT_HOME that has no database yet.
-    code = ("import os, time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import tasks; "
-            "from flows.cycle import TemporaryServer; t = time.monotonic(); s = TemporaryServer(); s.wait(); "
+    code = ("import os, time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from tasks.prefect_server import TemporaryServer; t = time.monotonic(); s = TemporaryServer(); s.wait(); "
             "print(f'healthy after {time.monotonic() - t:.1f} s'); s.stop()")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "ONEDNN_MAX_CPU_ISA": "AVX2",
            "ATEN_CPU_CAPABILITY": "avx2"}

@@ -62,9 +62,10 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks.stages.evaluate import run as run_evaluate
     from tasks.policy import read_meta, write_meta
     from tasks.promote import promote
+    from tasks.stages.common import StageContext
+    from tasks.stages.evaluate import run as run_evaluate
 
     work, params = _work_copy(built_project, tmp_path, monkeypatch)
     meta = read_meta(work / "models/candidate")
@@ -72,7 +73,7 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     write_meta(work / "models/candidate", meta)
     champion_before = (work / "models/champion/model.safetensors").read_bytes()
 
-    m = run_evaluate(params)
+    m = run_evaluate(StageContext(params))
     rows = [json.loads(line) for line in (work / "data/eval.jsonl").read_text().splitlines()]
     assert all(set(r["candidate"].split()) == {word} for r in rows)             # it really is the spam policy
     result = promote(params)

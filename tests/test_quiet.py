@@ -2,7 +2,9 @@
 
 import logging
 
-import tasks  # noqa: F401  (importing the package installs the filters)
+from tasks.runtime import setup_process
+
+setup_process()                 # what every entry point does first: it installs the filters
 
 
 def passes(logger_name: str, msg: str, *args) -> bool:

@@ -1,10 +1,10 @@
 """Prefect retries only what is transient, and a retried stage never registers a second model version."""
 
 import pytest
+from tiny_models import log_folder
 
 from flows.cycle import is_transient
 from tasks.errors import ConfigError, DataError
-from tiny_models import log_folder
 
 
 @pytest.mark.parametrize("exc, transient", [
@@ -76,9 +76,15 @@ def test_a_dvc_experiment_registers_its_model_without_moving_an_alias(tmp_path, 
     with mlflow.start_run() as run:
         first = register_model("policy", run.info.run_id, log_folder(tmp_path / "model"), aliases=["challenger"],
                                content="a.dir")
-        monkeypatch.setenv("DVC_EXP_NAME", "beta-sweep")          # what DVC sets for the stages of `dvc exp run`
+        # A stage of `dvc exp run` (DVC sets DVC_EXP_NAME; `rft stage` puts it in the StageContext)
+        monkeypatch.setenv("DVC_EXP_NAME", "beta-sweep")
+        from tasks.config import parse_params
+        from tasks.stages.common import StageContext
+
+        ctx = StageContext.from_dvc(parse_params({}))
+        assert ctx.experiment == "beta-sweep"
         tried = register_model("policy", run.info.run_id, log_folder(tmp_path / "model"), aliases=["challenger"],
-                               content="b.dir")
+                               content="b.dir", experiment=ctx.experiment)
     client = MlflowClient()
     assert tried == first + 1 and client.get_model_version("policy", str(tried)).tags["dvc.exp"] == "beta-sweep"
     assert int(client.get_model_version_by_alias("policy", "challenger").version) == first

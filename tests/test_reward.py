@@ -3,10 +3,16 @@
 import random
 
 import pytest
-
 from conftest import SHARED_HH
+
 from tasks.config import RewardConfig
-from tasks.reward import base_path, load_tokenizer, pair_text, pairwise_stats, split_pairs
+from tasks.reward import (
+    base_path,
+    load_tokenizer,
+    pair_text,
+    pairwise_stats,
+    split_pairs,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

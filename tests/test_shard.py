@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import merge
+
 from tasks.shard import batch_shards
 
 

@@ -63,10 +63,11 @@ def test_a_changed_base_reseeds_the_champion_only_when_params_say_so(built_proje
     import yaml
     from safetensors.torch import load_file, save_file
 
-    from tasks.stages.champion import run as run_champion
     from tasks.config import parse_params
     from tasks.errors import RFTError
     from tasks.policy import write_meta
+    from tasks.stages.champion import run as run_champion
+    from tasks.stages.common import StageContext
 
     path, _, _ = built_project
     work = tmp_path / "proj"
@@ -85,7 +86,7 @@ def test_a_changed_base_reseeds_the_champion_only_when_params_say_so(built_proje
     alias = client.get_model_version_by_alias("policy", "champion").version
 
     with pytest.raises(RFTError) as err:
-        run_champion(parse_params(raw))
+        run_champion(StageContext(parse_params(raw)))
     assert "models/base changed since models/champion" in str(err.value) and "champion.reseed: true" in str(err.value)
     assert (champion / "model.safetensors").read_bytes() == before                  # nothing moved
     assert client.get_model_version_by_alias("policy", "champion").version == alias
@@ -98,12 +99,12 @@ def test_a_changed_base_reseeds_the_champion_only_when_params_say_so(built_proje
     client.set_registered_model_alias("policy", "champion", v2.version)
     lost = f"models/champion is missing, while the registry's policy@champion is v{v2.version}, not the base"
     with pytest.raises(RFTError, match=lost):
-        run_champion(parse_params(raw))
+        run_champion(StageContext(parse_params(raw)))
     assert not champion.exists()
     shutil.move(tmp_path / "kept", champion)
 
     raw["champion"] = {"reseed": True}
-    assert run_champion(parse_params(raw))["seeded"] == 1
+    assert run_champion(StageContext(parse_params(raw)))["seeded"] == 1
     assert (champion / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes() != before
     assert client.get_model_version_by_alias("policy", "champion").version == 1    # the lineage restarts at the base
 
@@ -113,10 +114,10 @@ def test_prepare(built_project):
     rows = read_jsonl(path / "data/prompts.jsonl")
     assert {r["split"] for r in rows} == {"train", "heldout"}
     # Held out: exactly the prompts whose salted hash falls below the fraction (none is a demonstration's).
+    import yaml
+
     from tasks.heldout import is_heldout
     from tasks.prompting import prompt_key
-
-    import yaml
 
     params = yaml.safe_load((path / "params.yaml").read_text())["prepare"]
     demos = {prompt_key(d["prompt"]) for d in read_jsonl(path / "data/corpus/demos.jsonl")}
@@ -273,6 +274,7 @@ def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
     import shutil
 
     from tasks.config import parse_params
+    from tasks.stages.common import StageContext
     from tasks.stages.optimize import run as run_optimize
 
     path, _, _ = built_project
@@ -282,7 +284,7 @@ def test_optimize_with_dpo(built_project, tmp_path, monkeypatch):
     raw = __import__("yaml").safe_load((work / "params.yaml").read_text())
     params = parse_params({**raw, "optimize": {**raw["optimize"], "algorithm": "dpo",
                                                "dpo": {"epochs": 1.0, "batch_size": 8}}})
-    out = run_optimize(params)
+    out = run_optimize(StageContext(params))
     assert out["pairs"] == len(read_jsonl(work / "data/labels.jsonl")) and out["registry_version"] == 3
 
 

@@ -92,7 +92,7 @@ def test_the_simulated_annotators_scale_is_its_bradley_terry_slope():
     # score_probability at that scale: s = 0.3 vs 0.1 -> sigmoid(4 * 0.2) = sigmoid(0.8) = 0.689974.
     from tasks.config import TruthConfig
     from tasks.envs.reviews import SimulatedAnnotator
-    from tasks.judges.math import score_probability
+    from tasks.judgemath import score_probability
 
     judge = SimulatedAnnotator(TruthConfig(noise=0.0, temperature=0.25), seed=0)
     assert judge.scale == 4.0

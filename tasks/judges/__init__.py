@@ -1,7 +1,7 @@
 """Judges, chosen by name from the ``judges:`` section of ``params.yaml``.
 
 Each entry names a ``kind`` and that kind's own settings (typed in
-``tasks/config.py``, checked on load)::
+``tasks/judges/configs.py``, checked on load)::
 
     judges:
       embedding: {kind: embedding}
@@ -12,31 +12,64 @@ Each entry names a ``kind`` and that kind's own settings (typed in
       annotator: {kind: simulated}          # only in an environment with a hidden truth
       people:    {kind: label_studio}       # people in Label Studio, blind (the gate's human judge)
 
-``KINDS`` maps each kind to its implementation; an unknown kind is a
-ConfigError on load, never a fall-through to a default.
+``KINDS`` is the one table of the kinds: each kind's config type, how it is built, and whether it scores
+single responses. An unknown kind is a ConfigError on load, never a fall-through to a default.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
+from typing import Callable
 
+from tasks import envs
 from tasks.errors import ConfigError
+from tasks.judges import configs
+from tasks.judges.embedding import EmbeddingJudge
+from tasks.judges.ensemble import EnsembleJudge
+from tasks.judges.http import HttpJudge
+from tasks.judges.llm import LLMJudge
+from tasks.judges.reward_model import RewardModelJudge
 from tasks.judges.sharded import ShardedJudge
-from tasks.params_audit import unwrap
 from tasks.rubric import load_rubric
 
-KINDS = {
-    "reward_model": "tasks.judges.reward_model:RewardModelJudge",
-    "embedding": "tasks.judges.embedding:EmbeddingJudge",
-    "llm": "tasks.judges.llm:LLMJudge",
-    "http": "tasks.judges.http:HttpJudge",
-    "ensemble": "tasks.judges.ensemble:EnsembleJudge",
-    "simulated": "tasks.envs:load_env",        # the environment's annotator
-    "label_studio": "tasks.judges.people:PeopleJudge",
+
+def _people(name: str, spec, ctx: "JudgeContext"):
+    # lazy: see LAZY_IMPORTS in tests/test_architecture.py
+    from tasks.judges.people import PeopleJudge
+
+    return PeopleJudge(name, spec, load_rubric(ctx.task.rubric), ctx.studio)
+
+
+@dataclass(frozen=True)
+class Kind:
+    config: type                        # the entry's typed settings (tasks/judges/configs.py)
+    build: Callable                     # build(name, spec, ctx) -> Judge
+    scores: bool                        # scores single responses (best-vs-worst pairs, rewards), not only pairs
+
+
+KINDS: dict[str, Kind] = {
+    "reward_model": Kind(configs.RewardModelJudgeConfig, lambda name, spec, ctx: RewardModelJudge(name, spec), True),
+    "embedding": Kind(configs.EmbeddingJudgeConfig,
+                      lambda name, spec, ctx: EmbeddingJudge(name, spec, load_rubric(ctx.task.rubric)), True),
+    "llm": Kind(configs.LLMJudgeConfig, lambda name, spec, ctx: LLMJudge(name, spec, load_rubric(ctx.task.rubric)),
+                False),
+    "http": Kind(configs.HttpJudgeConfig,
+                 lambda name, spec, ctx: HttpJudge(name, spec, load_rubric(ctx.task.rubric)), False),
+    "ensemble": Kind(configs.EnsembleJudgeConfig,
+                     lambda name, spec, ctx: EnsembleJudge(name, spec, [build_judge(m, ctx) for m in spec.members]),
+                     False),
+    # the environment's hidden-truth annotator
+    "simulated": Kind(configs.SimulatedJudgeConfig,
+                      lambda name, spec, ctx: envs.load_env(ctx.task.env).annotator(ctx.truth, ctx.seed), True),
+    "label_studio": Kind(configs.PeopleJudgeConfig, _people, False),
 }
 # Kinds that score single responses (what best-vs-worst pair picking needs).
-SCORING_KINDS = {"reward_model", "embedding", "simulated"}
+SCORING_KINDS = {kind for kind, k in KINDS.items() if k.scores}
+
+
+def no_judge(key: str, name, judges) -> ConfigError:
+    """The error of a key that names a judge the judges section does not define."""
+    return ConfigError(f"{key}: no judge named {name!r} in the judges section (defined: {', '.join(judges) or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -60,8 +93,7 @@ class JudgeContext:
     def plain(self) -> "JudgeContext":
         """This context without sharding and without recording views: what a worker builds its judge from."""
 
-        return JudgeContext({k: unwrap(v) for k, v in self.judges.items()}, unwrap(self.task), unwrap(self.truth),
-                            self.seed, unwrap(self.studio), None)
+        return JudgeContext(dict(self.judges), self.task, self.truth, self.seed, self.studio, None)
 
 
 def judge_files(judges: dict, names) -> list[str]:
@@ -83,11 +115,6 @@ def judge_files(judges: dict, names) -> list[str]:
     return out
 
 
-def _load(path: str):
-    module, attr = path.split(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def build_judge(name: str, ctx: JudgeContext):
     """The judge ``judges.<name>`` describes; when ``ctx`` shards, wrapped to judge on its workers."""
     if ctx.scale is None:
@@ -103,17 +130,8 @@ def build_judge(name: str, ctx: JudgeContext):
 
 def _build(name: str, ctx: JudgeContext):
     if name not in ctx.judges:
-        raise ConfigError(f"judges: no judge named {name!r} (defined: {', '.join(ctx.judges) or 'none'})")
+        raise no_judge("judges", name, ctx.judges)
     spec = ctx.judges[name]
     if spec.kind not in KINDS:
         raise ConfigError(f"judges.{name}.kind: unknown kind {spec.kind!r} (known: {', '.join(KINDS)})")
-    if spec.kind == "simulated":
-        return _load(KINDS["simulated"])(ctx.task.env).annotator(ctx.truth, ctx.seed)
-    if spec.kind == "ensemble":
-        members = [build_judge(m, ctx) for m in spec.members]
-        return _load(KINDS["ensemble"])(name, spec, members)
-
-    rubric = load_rubric(ctx.task.rubric) if spec.kind in ("embedding", "llm", "http", "label_studio") else None
-    if spec.kind == "label_studio":
-        return _load(KINDS[spec.kind])(name, spec, rubric, ctx.studio)
-    return _load(KINDS[spec.kind])(name, spec, rubric)
+    return KINDS[spec.kind].build(name, spec, ctx)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from tasks.judges.base import ScoringJudge
+from tasks.judging import ScoringJudge
 from tasks.prompting import last_user_turn
 from tasks.rewardmodel import minilm_path
 

@@ -2,7 +2,7 @@
 
 ``combine: mean`` of judges that all score single responses is a scoring judge on one scale: each
 member's score times its own ``scale`` (its score in logits, as its comparisons use it), averaged
-(``tasks/judges/math.py::combine_scores``); a comparison is ``sigmoid(S_a - S_b)`` of these scores. Its
+(``tasks/judgemath.py::combine_scores``); a comparison is ``sigmoid(S_a - S_b)`` of these scores. Its
 reward (``optimize.reward``) and its verdicts therefore agree on every pair: P(A better) > 0.5 exactly when
 A scores higher. ``combine: mean`` of judges that only compare pairs is the mean of their P(A better) (it
 has no score); ``majority`` is the share of members voting A.
@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 
-from tasks.judges.base import Judge, Verdicts
-from tasks.judges.math import (
+from tasks.judgemath import (
     agreement_rate,
     combine_majority,
     combine_mean,
@@ -25,6 +24,7 @@ from tasks.judges.math import (
     score_probability,
 )
 from tasks.judges.sharded import merge_stats
+from tasks.judging import Judge, Verdicts
 
 
 class EnsembleJudge(Judge):

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tasks.deadline import deadline, deadline_client
 from tasks.errors import RFTError
-from tasks.judges.math import two_choice_probability
+from tasks.judgemath import two_choice_probability
 from tasks.judges.pairwise import CHOICES, PairwiseJudge, judge_messages
 from tasks.prompting import as_messages
 from tasks.redact import redact_url
@@ -88,7 +88,7 @@ class HttpJudge(PairwiseJudge):
         # identity: the answer's size cap (max_response_kb) counts what the server sends, not a decompressed bomb
         self.headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if cfg.api_key_env:
-            key = os.environ.get(cfg.api_key_env)
+            key = os.environ.get(cfg.api_key_env)      # a secret: named in params.yaml, kept in the environment
             if not key:
                 raise JudgeServerError(f"judges.{name}.api_key_env: the environment variable "
                                        f"{cfg.api_key_env} is not set")

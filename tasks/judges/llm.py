@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tasks import rollout
 from tasks.errors import ConfigError
-from tasks.judges.math import two_choice_probability
+from tasks.judgemath import two_choice_probability
 from tasks.judges.pairwise import CHOICES, PairwiseJudge, judge_messages
 from tasks.policy import pick_device, resolve
 from tasks.prompting import format_prompt

@@ -1,7 +1,7 @@
 """Judges that read both responses in one prompt (``llm``, ``http``): the prompt, and the position swap.
 
 The judge is asked twice, A shown first and then B shown first, and the two
-answers are averaged (``tasks/judges/math.py::swap_average``); the share of
+answers are averaged (``tasks/judgemath.py::swap_average``); the share of
 comparisons whose verdict flips with the order is the judge's position flip
 rate, kept in ``stats['position_disagreement']`` over all of the judge's calls. It has no direction; the
 verdicts also carry, per comparison, the share of the two asks that preferred the position shown first
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from tasks.judges.base import Judge, Verdicts
-from tasks.judges.math import first_preference, swap_average
+from tasks.judgemath import first_preference, swap_average
 from tasks.judges.sharded import merge_stats
+from tasks.judging import Judge, Verdicts
 from tasks.prompting import as_messages, simple_template
 
 CHOICES = ("A", "B")

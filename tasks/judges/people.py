@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tasks.judges.base import Judge, Verdicts
+from tasks.judging import Judge, Verdicts
 from tasks.labelers.label_studio import render_prompt, run_project, swapped
 from tasks.prompting import Prompt
 

@@ -9,7 +9,7 @@ an evaluation judge is the proxy-vs-gold check of reward over-optimization
 
 from __future__ import annotations
 
-from tasks.judges.base import ScoringJudge
+from tasks.judging import ScoringJudge
 from tasks.rewardmodel import RewardModel, trained_max_length
 
 

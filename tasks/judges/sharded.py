@@ -16,7 +16,7 @@ The stats of the shards (position bias, retries, ...) are joined by
 
 from __future__ import annotations
 
-from tasks.judges.base import Judge, Verdicts
+from tasks.judging import Judge, Verdicts
 from tasks.shard import batch_shards, run_shards
 
 # Stats that count things (summed over shards); every other stat is a rate (weighted mean by shard size).

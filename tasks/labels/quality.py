@@ -8,7 +8,7 @@
   hour. Annotators below ``label.flag_agreement_below`` are *flagged*, never
   dropped.
 - **Judges vs people**: each of ``label.quality_judges`` compares the decided
-  human pairs; its agreement is the gate's (``tasks/judges/math.py::agreement``:
+  human pairs; its agreement is the gate's (``tasks/judgemath.py::agreement``:
   the share it decides the people's way, a tie of the judge counting one half),
   reported with its tie count and tie rate. For a judge that asks in both orders:
   ``position_flip_rate``, the share of pairs whose verdict flips with the order
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 from tasks.evalmath import bootstrap_ci
-from tasks.judges.math import agreement, decision, position_bias
+from tasks.judgemath import agreement, decision, position_bias
 from tasks.labels.agreement import (
     cohen_kappa,
     flag_annotators,

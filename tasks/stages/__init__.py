@@ -1,5 +1,5 @@
 """The stages of a cycle, one module each, named as in ``dvc.yaml``: ``tasks/stages/<stage>.py`` holds the
-stage's ``run(params)``, a thin adapter that reads the stage's declared inputs, calls the components that do
+stage's ``run(ctx)``, a thin adapter that reads the stage's declared inputs, calls the components that do
 the work, and writes and logs its outputs. ``tasks/manifest.py`` declares what each reads and writes.
 
 ``REGISTRY`` maps each stage's name to its function itself (no dotted strings): ``rft stage``, the Prefect
@@ -8,11 +8,11 @@ flow and the tests run a stage through :func:`run_stage`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
-from tasks.config import Params
 from tasks.errors import ConfigError
-from tasks.manifest import STAGES
+from tasks.manifest import STAGES, stage_view
 from tasks.stages import (
     bootstrap,
     champion,
@@ -26,8 +26,9 @@ from tasks.stages import (
     validate_labels,
     validate_prompts,
 )
+from tasks.stages.common import StageContext
 
-REGISTRY: dict[str, Callable[[Params], dict]] = {
+REGISTRY: dict[str, Callable[[StageContext], dict]] = {
     "corpus": corpus.run,
     "bootstrap": bootstrap.run,
     "champion": champion.run,
@@ -42,8 +43,9 @@ REGISTRY: dict[str, Callable[[Params], dict]] = {
 }
 
 
-def run_stage(name: str, params: Params) -> dict:
-    """Run the stage ``name`` (a ConfigError naming the stages when there is none)."""
+def run_stage(name: str, ctx: StageContext) -> dict:
+    """Run the stage ``name`` in ``ctx`` (a ConfigError naming the stages when there is none)."""
     if name not in REGISTRY:
         raise ConfigError(f"no stage named {name!r} (stages: {', '.join(STAGES)})")
-    return REGISTRY[name](params)
+    # The stage reads params through its view: a key its manifest entry does not declare is an error.
+    return REGISTRY[name](dataclasses.replace(ctx, params=stage_view(ctx.params, name)))

@@ -4,19 +4,21 @@ that opens its MLflow run, reads, calls ``tasks/bootstrap.py`` and the component
 from __future__ import annotations
 
 from tasks import tracking
-from tasks.bootstrap import REPORT, _example_prompt, _train
-from tasks.config import GenerateConfig, Params
+from tasks.bootstrap import _example_prompt, _train
+from tasks.config import GenerateConfig
 from tasks.io import atomic_path, dvc_md5, write_json
 from tasks.mlmodels import log_policy
 from tasks.paths import BASE as BASE_DIR
+from tasks.paths import BOOTSTRAP_REPORT
 from tasks.policy import write_meta
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
-    with stage_run("bootstrap", params) as run:
+    params = ctx.params
+    with stage_run("bootstrap", ctx) as run:
         metrics: dict = {}
         with atomic_path(BASE_DIR, is_dir=True) as out:
             out.mkdir(parents=True, exist_ok=True)
@@ -36,7 +38,7 @@ def run(params: Params) -> dict:
                                    temperature=gen.temperature, source=BASE_DIR),
                 content=dvc_md5(out),
                 tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},
-                description="Base policy written by the bootstrap stage.")
+                description="Base policy written by the bootstrap stage.", experiment=ctx.experiment)
             meta = {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,
                     "source": "bootstrap"}
             if params.policy.base_model is not None:
@@ -44,5 +46,5 @@ def run(params: Params) -> dict:
             write_meta(out, meta)
         metrics["registry_version"] = version
         tracking.log_final(metrics, "policy", version)
-        write_json(REPORT, metrics)
+        write_json(BOOTSTRAP_REPORT, metrics)
     return metrics

@@ -3,22 +3,21 @@ that opens its MLflow run, reads, calls ``tasks/champion.py`` and the components
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from tasks import tracking
-from tasks.champion import BASE, missing_champion, reseed_message
-from tasks.config import Params
+from tasks.champion import missing_champion, reseed_message
 from tasks.io import dvc_md5
+from tasks.paths import BASE
 from tasks.policy import check_model_folder, install_policy, read_meta
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
+    params = ctx.params
     champion = Path(params.policy.champion_dir)
-    with stage_run("champion", params):
+    with stage_run("champion", ctx):
         base_hash = dvc_md5(BASE)
         if champion.exists():
             check_model_folder(champion)        # a damaged champion stops here, before dvc.lock records it
@@ -33,7 +32,7 @@ def run(params: Params) -> dict:
             base_meta = read_meta(BASE)
             install_policy(BASE, champion, {**base_meta, "base_md5": base_hash})
             result = {"seeded": 1, "registry_version": base_meta.get("registry_version", 0)}
-            if base_meta.get("registry_version") is not None and not os.environ.get(tracking.DVC_EXP_ENV):
+            if base_meta.get("registry_version") is not None and not ctx.experiment:
                 # A new lineage starts from this base: it is the champion in the registry too.
                 version = str(base_meta["registry_version"])
                 mlflow.MlflowClient().set_registered_model_alias("policy", "champion", version)

@@ -3,19 +3,19 @@ that opens its MLflow run, reads, calls ``tasks/bootstrap.py`` and the component
 
 from __future__ import annotations
 
-from tasks.config import Params
 from tasks.envs import load_env
 from tasks.io import atomic_path, read_jsonl, write_json
 from tasks.paths import CORPUS as CORPUS_DIR
 from tasks.prompting import prompt_of
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
+    params = ctx.params
     c = params.corpus
-    with stage_run("corpus", params):
+    with stage_run("corpus", ctx):
         with atomic_path(CORPUS_DIR, is_dir=True) as out:
             out.mkdir(parents=True, exist_ok=True)
             metrics = load_env(params.task.env).write_corpus(c, out)

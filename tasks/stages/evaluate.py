@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from tasks import provenance, tracking
-from tasks.config import Params
 from tasks.envs import info, load_env
 from tasks.evalmath import sequence_kl
 from tasks.evaluate import (
@@ -33,21 +32,22 @@ from tasks.prompting import prompt_of
 from tasks.rewardmodel import RewardModel
 from tasks.rollout import token_logprobs
 from tasks.shard import cluster
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
+    params = ctx.params
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
     extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, cfg.judges)
-    with stage_run("evaluate", params, extra_inputs=extra), cluster(params.scale) as scale:
+    with stage_run("evaluate", ctx, extra_inputs=extra), cluster(params.scale) as scale:
         rows = read_jsonl(PROMPTS)
         # The gate's evidence must be held out from every iteration of this lineage, this one included.
         provenance.check(rows, str(PROMPTS), mlflow.MlflowClient())
-        ctx = JudgeContext.of(params, cfg.seed, scale=scale)
-        judges = {name: build_judge(name, ctx) for name in cfg.judges}
+        judging = JudgeContext.of(params, cfg.seed, scale=scale)
+        judges = {name: build_judge(name, judging) for name in cfg.judges}
         if info(params.task.env).has_truth:
             judges["truth"] = load_env(params.task.env).annotator(params.truth, cfg.seed)
         held = [r for r in rows if r["split"] == "heldout"]
@@ -61,7 +61,7 @@ def run(params: Params) -> dict:
         champ_model, _ = load_policy(champion, device, dtype)
         versions = {who: str(read_meta(path).get("registry_version")) for who, path in
                     (("candidate", CANDIDATE), ("champion", champion))}
-        tracking.name_run(f"evaluate policy v{versions['candidate']} vs v{versions['champion']}",
+        tracking.name_run(ctx.run_name(f"evaluate policy v{versions['candidate']} vs v{versions['champion']}"),
                           **{"rft.candidate_version": versions["candidate"],
                              "rft.champion_version": versions["champion"]})
         cand_r, champ_r = rollout_pair(cand_model, champ_model, tok, base, cfg, device)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks import tracking
-from tasks.config import Params
 from tasks.genbackend import generate_responses, resolve_backend
 from tasks.generate import policy_version
 from tasks.io import read_jsonl, write_jsonl
@@ -14,17 +13,18 @@ from tasks.paths import GENERATIONS as OUT
 from tasks.paths import PROMPTS
 from tasks.policy import check_model_folder, pick_device
 from tasks.prompting import prompt_of
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import sys
 
     import mlflow
 
+    params = ctx.params
     cfg = params.generate
     champion = Path(params.policy.champion_dir)
-    with stage_run("generate", params):
+    with stage_run("generate", ctx):
         prompts = [r for r in read_jsonl(PROMPTS) if r["split"] == "train"]
         device = pick_device(cfg.device)
         check_model_folder(champion)            # a damaged champion stops before any sampling, naming the path

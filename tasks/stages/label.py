@@ -4,7 +4,6 @@ that opens its MLflow run, reads, calls ``tasks/label.py`` and the components, a
 from __future__ import annotations
 
 from tasks import provenance, tracking
-from tasks.config import Params
 from tasks.errors import DataError
 from tasks.io import iter_jsonl, read_jsonl, write_json, write_jsonl
 from tasks.judges import JudgeContext, judge_files
@@ -13,24 +12,25 @@ from tasks.labelers import get_labeler
 from tasks.paths import GENERATIONS, LABEL_QUALITY, LABELS, PROMPTS, RATINGS
 from tasks.prompting import prompt_of
 from tasks.shard import cluster
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
+    params = ctx.params
     cfg = params.label
     used = [cfg.judge] if cfg.source == "judge" else []
     used += [*cfg.quality_judges, *([cfg.comment_judge] if cfg.feedback == "comment" else [])]
     extra = ([cfg.file] if cfg.file else []) + judge_files(params.judges, used)
     # A cluster only when AI judges work here (people in Label Studio and files need none).
-    with stage_run("label", params, extra_inputs=extra), cluster(params.scale if used else None) as scale:
+    with stage_run("label", ctx, extra_inputs=extra), cluster(params.scale if used else None) as scale:
         prompt_rows = read_jsonl(PROMPTS)
         prompts = {str(r["id"]): prompt_of(r) for r in prompt_rows}
         generations = iter_jsonl(GENERATIONS) if cfg.source != "file" else None
-        ctx = JudgeContext.of(params, scale=scale)
-        labels = get_labeler(cfg.source)(cfg, ctx, prompts, generations)
-        metrics, report = quality_report(labels, cfg, ctx, prompts)
+        judging = JudgeContext.of(params, scale=scale)
+        labels = get_labeler(cfg.source)(cfg, judging, prompts, generations)
+        metrics, report = quality_report(labels, cfg, judging, prompts)
         seen, held, dropped = Usable(cfg.ties), provenance.heldout_keys(prompt_rows), {}
         write_jsonl(LABELS, seen.check(
             provenance.without_heldout(labels.rows, prompts, held, dropped, "dropped_heldout_pairs"),

@@ -9,16 +9,11 @@ from pathlib import Path
 
 from tasks import provenance, tracking
 from tasks.algorithms import REGISTRY
-from tasks.config import Params
 from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.judges import judge_files
 from tasks.launch import launch_optimize
 from tasks.mlmodels import log_policy
 from tasks.optimize import (
-    CHECKPOINTS,
-    CURVE,
-    CURVE_PNG,
-    REPORT,
     _table,
     final_figures,
     fingerprint,
@@ -28,21 +23,23 @@ from tasks.optimize import (
     train_policy,
 )
 from tasks.paths import CANDIDATE as OUT
-from tasks.paths import LABELS, PROMPTS, RATINGS
+from tasks.paths import CHECKPOINTS, CURVE, CURVE_PNG, LABELS, PROMPTS, RATINGS
+from tasks.paths import OPTIMIZE_REPORT as REPORT
 from tasks.plots import curve_png
 from tasks.policy import load_policy, pick_device, read_meta, write_meta
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
     import torch
 
+    params = ctx.params
     cfg = params.optimize
     algo = REGISTRY[cfg.algorithm]
     champion = Path(params.policy.champion_dir)
     names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())   # for lineage
-    with stage_run("optimize", params, extra_inputs=judge_files(params.judges, names)) as run:
+    with stage_run("optimize", ctx, extra_inputs=judge_files(params.judges, names)) as run:
         # Recorded first: a prompt this stage may train on is never held out later (tasks/provenance.py).
         provenance.log_trained(provenance.trained_digests(
             read_jsonl(PROMPTS), read_jsonl(LABELS, allow_empty=True) if LABELS.exists() else [],
@@ -84,7 +81,8 @@ def run(params: Params) -> dict:
                                    source=OUT, loaded=(trained, tok), step=steps or 0),
                 aliases=["challenger"], content=dvc_md5(out),
                 tags={"source": f"optimize:{cfg.algorithm}", "parent_version": str(parent.get("registry_version"))},
-                description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.")
+                description=f"Candidate from {cfg.algorithm} on policy v{parent.get('registry_version')}.",
+                experiment=ctx.experiment)
             write_meta(out, {"registry_name": "policy", "registry_version": version, "run_id": run.info.run_id,
                              "source": f"optimize:{cfg.algorithm}", "parent_version": parent.get("registry_version"),
                              "base_md5": parent.get("base_md5")})

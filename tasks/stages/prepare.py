@@ -7,22 +7,22 @@ import sys
 from pathlib import Path
 
 from tasks import provenance
-from tasks.config import Params
 from tasks.errors import DataError
 from tasks.heldout import is_heldout, prompt_digest
 from tasks.io import file_md5, read_jsonl, write_jsonl
-from tasks.paths import KEEP_IN_TRAIN
+from tasks.paths import DEMOS, KEEP_IN_TRAIN
 from tasks.paths import PROMPTS as OUT
-from tasks.prepare import DEMOS, check_ids, split_prompts
+from tasks.prepare import check_ids, split_prompts
 from tasks.prompting import prompt_key, prompt_of
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
+    params = ctx.params
     cfg = params.prepare
-    with stage_run("prepare", params):
+    with stage_run("prepare", ctx):
         source = Path(cfg.input)
         if source.exists() and not source.resolve().is_relative_to(Path.cwd().resolve()):
             # Allowed: the run's lineage tags and dvc.lock record its hash, though git and DVC do not version it.

@@ -4,21 +4,22 @@ that opens its MLflow run, reads, calls ``tasks/reward.py`` and the components, 
 from __future__ import annotations
 
 from tasks import tracking
-from tasks.config import Params
 from tasks.io import atomic_path, dvc_md5, write_json, write_meta_files
 from tasks.launch import launch_reward
 from tasks.mlmodels import log_reward_model
 from tasks.paths import REWARD as OUT
-from tasks.reward import REPORT, labelled_pairs, preferences, train_reward_model
+from tasks.paths import REWARD_METRICS
+from tasks.reward import labelled_pairs, preferences, train_reward_model
 from tasks.rewardmodel import META, meta
-from tasks.stages.common import stage_run
+from tasks.stages.common import StageContext, stage_run
 
 
-def run(params: Params) -> dict:
+def run(ctx: StageContext) -> dict:
     import mlflow
 
+    params = ctx.params
     cfg = params.reward
-    with stage_run("train_reward", params) as run:
+    with stage_run("train_reward", ctx) as run:
         of, rows = preferences(params)
         train, val = labelled_pairs(params, (of, rows))
         example = (of[0], rows[0]["chosen"]) if rows else (None, "")     # the MLflow model's input example
@@ -35,9 +36,10 @@ def run(params: Params) -> dict:
                 lambda: log_reward_model(out, example, step=stats.get("train_steps", 0)),
                 aliases=["challenger"], content=dvc_md5(out),
                 tags={"heldout_accuracy": f"{stats.get('heldout_accuracy', float('nan')):.4f}"},
-                description="Bradley-Terry reward model trained by the train_reward stage.")
+                description="Bradley-Terry reward model trained by the train_reward stage.",
+                experiment=ctx.experiment)
             write_meta_files(out, META, {**meta(out), "registry_name": "reward-model", "registry_version": version})
         stats["registry_version"] = version
         tracking.log_final(stats, "reward-model", version)
-        write_json(REPORT, stats)
+        write_json(REWARD_METRICS, stats)
     return stats

@@ -3,15 +3,14 @@ that opens its MLflow run, reads, calls ``tasks/validate.py`` and the components
 
 from __future__ import annotations
 
-from tasks.config import Params
-from tasks.paths import DATA_DOCS as DOCS
-from tasks.paths import LABELS, PROMPTS
-from tasks.paths import VALIDATION as REPORTS
-from tasks.stages.common import run_validation
+from tasks.paths import LABELS, LABELS_DOCS, LABELS_REPORT, PROMPTS
+from tasks.stages.common import StageContext, run_validation
 from tasks.validate import validate_labels_file
 
 
-def run(params: Params) -> dict:
-    docs = DOCS / "labels"
-    return run_validation("validate_labels", params, lambda: validate_labels_file(params.validate, docs_dir=docs),
-                [LABELS, PROMPTS], REPORTS / "labels.json", docs)
+def run(ctx: StageContext) -> dict:
+    params = ctx.params
+    docs = LABELS_DOCS
+    return run_validation("validate_labels", ctx, lambda: validate_labels_file(params.validate, docs_dir=docs,
+                                                                                      run_label=ctx.run_name("labels")),
+                [LABELS, PROMPTS], LABELS_REPORT, docs)

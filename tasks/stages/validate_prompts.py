@@ -3,15 +3,14 @@ that opens its MLflow run, reads, calls ``tasks/validate.py`` and the components
 
 from __future__ import annotations
 
-from tasks.config import Params
-from tasks.paths import BASE, PROMPTS
-from tasks.paths import DATA_DOCS as DOCS
-from tasks.paths import VALIDATION as REPORTS
-from tasks.stages.common import run_validation
-from tasks.validate import DEMOS, validate_prompts_file
+from tasks.paths import BASE, DEMOS, PROMPTS, PROMPTS_DOCS, PROMPTS_REPORT
+from tasks.stages.common import StageContext, run_validation
+from tasks.validate import validate_prompts_file
 
 
-def run(params: Params) -> dict:
-    docs = DOCS / "prompts"
-    return run_validation("validate_prompts", params, lambda: validate_prompts_file(params.validate, docs_dir=docs),
-                [PROMPTS, DEMOS, BASE], REPORTS / "prompts.json", docs)
+def run(ctx: StageContext) -> dict:
+    params = ctx.params
+    docs = PROMPTS_DOCS
+    return run_validation("validate_prompts", ctx, lambda: validate_prompts_file(params.validate, docs_dir=docs,
+                                                                                        run_label=ctx.run_name("prompts")),
+                [PROMPTS, DEMOS, BASE], PROMPTS_REPORT, docs)

@@ -17,7 +17,7 @@ from pathlib import Path
 from tasks.envs.reviews import truth
 from tasks.envs.reviews.corpus import build_corpus, dish_of
 from tasks.io import write_jsonl
-from tasks.judges.base import ScoringJudge, Verdicts
+from tasks.judging import ScoringJudge, Verdicts
 from tasks.prompting import last_user_turn, prompt_key
 
 SIMULATED = "human:simulated-annotator"
@@ -33,7 +33,7 @@ class SimulatedAnnotator(ScoringJudge):
         super().__init__()
         self.cfg, self.seed = truth_cfg, seed
         # Its comparisons are sigmoid((s_a - s_b) / T) before the label noise: slope 1/T, so a mean ensemble
-        # (tasks/judges/math.py::combine_scores) reads its score in logits as s / T.
+        # (tasks/judgemath.py::combine_scores) reads its score in logits as s / T.
         self.scale = 1.0 / truth_cfg.temperature
 
     def score(self, prompts, responses) -> list[float]:

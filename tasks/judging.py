@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from tasks.judges.math import decision, score_probability
+from tasks.judgemath import decision, score_probability
 from tasks.prompting import Prompt
 
 
@@ -23,7 +23,7 @@ class Verdicts:
     p_a: list[float]                      # the judge's probability that A is better, per comparison
     a_wins: list[bool | None] = field(default_factory=list)   # its decision; None for a tie
     # A judge that asks in both orders: per comparison, the share of its two asks that preferred the position
-    # shown first (``tasks/judges/math.py::first_preference``); None for other judges.
+    # shown first (``tasks/judgemath.py::first_preference``); None for other judges.
     first: list[float] | None = None
 
     def __post_init__(self):
