@@ -100,8 +100,8 @@ def main() -> int:
 
 
 def report(base: Path, args, overrides: list) -> int:
-    from tasks.gate import decide
     from tasks.manifest import load_params
+    from tasks.promotion_gate import decide
 
     source = load_params(base / "params.yaml").promote.winrate_source
     rows = []

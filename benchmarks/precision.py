@@ -116,7 +116,7 @@ def worker(trainer: str, setting: str, steps: int) -> dict:
     elif trainer == "reward":
         import tempfile
 
-        from tasks.reward import labelled_pairs, train_reward_model
+        from tasks.reward_training import labelled_pairs, train_reward_model
 
         _trainer_timer(times, steps)
         train, _ = labelled_pairs(params)

@@ -61,7 +61,7 @@ def final_exchange(text: str) -> str:
 
 def length_report(pairs: list[tuple[str, str]], base_cfg) -> list[str]:
     """How often left truncation at 128 and 256 tokens cuts into the final exchange, and into the dialogue."""
-    from tasks.reward import base_path, load_tokenizer
+    from tasks.reward_training import base_path, load_tokenizer
 
     tok = load_tokenizer(base_path(base_cfg), 100_000)
     texts = [t for pair in pairs for t in pair]
@@ -103,8 +103,8 @@ def typed(cfg, overrides: dict):
 
 
 def run_variant(cfg, pairs: list[tuple[str, str]], groups: list[str], folds: int) -> dict:
-    from tasks.reward import train_reward_model
-    from tasks.rewardmodel import RewardModel
+    from tasks.reward_model import RewardModel
+    from tasks.reward_training import train_reward_model
 
     fold = [fold_of(g, folds) for g in groups]
     preds: list[float | None] = [None] * len(pairs)

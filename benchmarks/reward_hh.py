@@ -8,7 +8,7 @@ Any JSONL of ``{"chosen": ..., "rejected": ...}`` full dialogues works. Without
 (so the seeds differ in both the split and the training), and the run reports
 the mean and standard deviation of held-out accuracy over the seeds. The model,
 tokenizer, left truncation and trainer are exactly the stage's
-(``tasks.reward.train_reward_model``), with ``reward`` settings from
+(``tasks.reward_training.train_reward_model``), with ``reward`` settings from
 ``params.yaml`` unless overridden here. The last line is
 ``heldout_accuracy=<mean> sd=<sd> seeds=<n>``.
 """
@@ -33,7 +33,7 @@ setup_process()                 # an entry point: offline, no telemetry, threads
 from tasks.errors import RFTError  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
 from tasks.manifest import load_params  # noqa: E402
-from tasks.reward import train_reward_model  # noqa: E402
+from tasks.reward_training import train_reward_model  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "train-1200.jsonl"
 

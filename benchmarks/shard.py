@@ -4,7 +4,7 @@
 
 Generation: the generate stage's sampling of ``generate.k`` responses per
 prompt, in this process with torch's default threads (``scale.runner: local``),
-and through ``tasks.shard.run_shards`` on a local cluster of ``--workers``
+and through ``tasks.workers.run_shards`` on a local cluster of ``--workers``
 processes with one torch thread each. Judging: ``label.judge`` scoring every
 response, in this process and through ``ShardedJudge`` on the same runner.
 The sharded sides are timed end to end (the cluster's start, each worker
@@ -32,7 +32,7 @@ from tasks.io import read_jsonl  # noqa: E402
 from tasks.judges import JudgeContext, build_judge  # noqa: E402
 from tasks.manifest import load_params  # noqa: E402
 from tasks.policy import load_policy  # noqa: E402
-from tasks.shard import cluster  # noqa: E402
+from tasks.workers import cluster  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cpu import describe as cpu_line  # noqa: E402  (the CPU and its bf16 flags, printed first)

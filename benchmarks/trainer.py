@@ -41,7 +41,7 @@ from tasks.manifest import load_params  # noqa: E402
 def reward_stage(params, train, out: Path) -> None:
     import mlflow
 
-    from tasks.reward import train_reward_model
+    from tasks.reward_training import train_reward_model
     from tasks.tracking import MetricLog
 
     with mlflow.start_run(run_name="bench train_reward"):
@@ -54,8 +54,8 @@ def reward_direct(params, train, out: Path) -> None:
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    from tasks.reward import base_path
-    from tasks.rewardmodel import load_tokenizer, mean_pool_class
+    from tasks.reward_model import load_tokenizer, mean_pool_class
+    from tasks.reward_training import base_path
 
     cfg = params.reward
     torch.manual_seed(cfg.seed)
@@ -158,7 +158,7 @@ def main() -> int:
 
     from tasks.optimize import pair_rows
     from tasks.policy import load_policy
-    from tasks.reward import labelled_pairs
+    from tasks.reward_training import labelled_pairs
 
     params = load_params(a.params)
     store = tempfile.mkdtemp(prefix="bench-trainer-")

@@ -32,7 +32,7 @@ from tasks.paths import CANDIDATE, DVC_LOCK
 from tasks.policy import check_devices, read_meta
 from tasks.prefect_server import temporary_server
 from tasks.preflight import check_servers
-from tasks.promote import (
+from tasks.promotion import (
     clear_pending,
     gate_hash,
     not_this_cycles,
@@ -193,7 +193,7 @@ def _cycle(params, params_path: str, stages: list[str] | None, initially: list[s
                                    parent_run=parent.info.run_id, iteration=iteration)
                 rows.append(row)
                 promoted = bool(row["metrics"]["promoted"])
-                if not promoted:        # a promotion tags the run itself, step by step (tasks/promote.py::finish)
+                if not promoted:        # a promotion tags the run itself, step by step (tasks/promotion.py::finish)
                     mlflow.set_tags({"rft.promoted": "false", "rft.promotion_reason": row["metrics"]["reason"][:5000]})
                     mlflow.log_metric("promoted", 0.0)
         except RFTError as exc:
@@ -281,7 +281,7 @@ class Staleness:
 
 
 def nothing_to_decide(params) -> str | None:
-    """Why the gate would decide nothing about ``models/candidate`` (``tasks/promote.py::not_this_cycles``),
+    """Why the gate would decide nothing about ``models/candidate`` (``tasks/promotion.py::not_this_cycles``),
     or None."""
     from mlflow import MlflowClient
 

@@ -42,10 +42,10 @@ from tasks.paths import KEEP_IN_TRAIN
 from tasks.policy import check_devices
 from tasks.precision import of
 from tasks.preflight import check_servers
-from tasks.promote import recover_promotion
+from tasks.promotion import recover_promotion
 from tasks.redact import redact_text
 from tasks.relocate import say
-from tasks.reward import train_on_file
+from tasks.reward_training import train_on_file
 from tasks.runtime import setup_process
 from tasks.stages import run_stage
 from tasks.stages.common import StageContext

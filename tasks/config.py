@@ -27,7 +27,7 @@ from tasks.envs import info as env_info
 from tasks.errors import ConfigError
 from tasks.judges import KINDS, SCORING_KINDS, no_judge
 from tasks.judges.configs import EmbeddingJudgeConfig, RewardModelJudgeConfig
-from tasks.labelstudio import StudioWait
+from tasks.label_studio_client import StudioWait
 from tasks.options import opt
 from tasks.paths import REWARD
 

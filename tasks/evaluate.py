@@ -33,7 +33,7 @@ from tasks import rollout
 from tasks.evalmath import outcome
 from tasks.judgemath import agreement
 from tasks.labelers.file import read_preferences
-from tasks.rewardmodel import pair_text, pairwise_stats
+from tasks.reward_model import pair_text, pairwise_stats
 from tasks.text import normalize
 
 

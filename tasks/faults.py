@@ -3,7 +3,7 @@
 ``RFT_KILL_AT=<name>`` in a process's environment kills it (``SIGKILL``, as a power cut or the OOM killer would:
 no ``finally``, no ``atexit``) when it reaches ``kill_point(<name>)``. The test starts the command in a session of
 its own, so the kill takes the process group: the command and the servers it started. Unset, a kill point is one
-dictionary lookup. Promotion has one after each of its steps (``tasks/promote.py``), so a test trips each step
+dictionary lookup. Promotion has one after each of its steps (``tasks/promotion.py``), so a test trips each step
 boundary on an event rather than after a sleep that a fast machine outruns.
 """
 

@@ -18,7 +18,7 @@ from tasks.policy import (
     load_policy,
     read_meta,
 )
-from tasks.shard import batch_shards, run_shards
+from tasks.workers import batch_shards, run_shards
 
 
 def policy_version(model_dir: str | Path) -> str:

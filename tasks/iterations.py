@@ -32,7 +32,7 @@ from tasks.manifest import git_tracked_outputs, load_params
 from tasks.paths import CANDIDATE, DVC_LOCK, EVAL_METRICS, PROMPTS, REWARD
 from tasks.policy import read_meta
 from tasks.retry import backoff_delay
-from tasks.rewardmodel import meta as reward_meta
+from tasks.reward_model import meta as reward_meta
 
 KIND_TAG, ITERATION_TAG = "rft.kind", "rft.iteration"
 # On a cycle run that promoted: the DVC hash of the champion folder it installed (rft gc keeps its cache files, so

@@ -30,7 +30,7 @@ from tasks.optimize import prober, setup, train_policy
 from tasks.params_view import underlying
 from tasks.policy import load_policy
 from tasks.precision import Precision
-from tasks.reward import train_reward_model
+from tasks.reward_training import train_reward_model
 from tasks.runtime import setup_process
 
 

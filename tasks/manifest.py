@@ -48,8 +48,8 @@ from tasks.yamlfile import read_yaml
 
 # Shared code whose change changes what a stage computes.
 LIB = ("tasks/stages/common.py", "tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")
-JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/labelstudio.py", "tasks/rubric.py", "tasks/envs",
-          "tasks/rewardmodel.py", "tasks/importers", "tasks/yamlfile.py", "tasks/judging.py", "tasks/judgemath.py")
+JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/label_studio_client.py", "tasks/rubric.py", "tasks/envs",
+          "tasks/reward_model.py", "tasks/importers", "tasks/yamlfile.py", "tasks/judging.py", "tasks/judgemath.py")
 POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
 
 
@@ -101,7 +101,7 @@ MANIFEST: tuple[Stage, ...] = (
           outs=_p(GENERATIONS), params=("generate", "policy.champion_dir", "train.precision"),
           metric="tokens_per_second", output=str(GENERATIONS)),
     Stage("label",
-          deps=(*LIB, "tasks/stages/label.py", *JUDGES, "tasks/label.py", "tasks/pairs.py",
+          deps=(*LIB, "tasks/stages/label.py", *JUDGES, "tasks/pairs.py",
                 *_p(GENERATIONS, PROMPTS, INCOMING), "${task.rubric}"),
           outs=_p(LABELS, RATINGS), params=("label", "label_studio", "task", "judges", "truth"),
           metric="pairs", output=str(LABELS), reports=_p(LABEL_QUALITY)),
@@ -110,7 +110,7 @@ MANIFEST: tuple[Stage, ...] = (
           outs=(), params=("validate",), metric="rows", output=f"{LABELS_DOCS}/",
           reports=_p(LABELS_REPORT), docs=_p(LABELS_DOCS)),
     Stage("train_reward",
-          deps=(*LIB, "tasks/stages/train_reward.py", "tasks/reward.py", "tasks/rewardmodel.py",
+          deps=(*LIB, "tasks/stages/train_reward.py", "tasks/reward_training.py", "tasks/reward_model.py",
                 "tasks/labels/convert.py", "tasks/launch.py", "tasks/accel.py", "tasks/precision.py",
                 *_p(LABELS, PROMPTS, LABELS_REPORT)),
           outs=_p(REWARD), params=("reward", "label.ties", "train.precision"),
@@ -126,7 +126,7 @@ MANIFEST: tuple[Stage, ...] = (
           plots=_p(CURVE, CURVE_PNG)),
     Stage("evaluate",
           deps=(*LIB, "tasks/stages/evaluate.py", *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py",
-                "tasks/reward.py", *_p(METRIC_MODULES, PROMPTS, CANDIDATE, CHAMPION, REWARD, REWARD_METRICS, INCOMING),
+                "tasks/reward_training.py", *_p(METRIC_MODULES, PROMPTS, CANDIDATE, CHAMPION, REWARD, REWARD_METRICS, INCOMING),
                 "${task.rubric}"),
           outs=_p(EVAL_ROWS),
           params=("evaluate", "task", "judges", "truth", "label_studio", "reward.max_length",

@@ -20,7 +20,7 @@ tokenizer under ``components/tokenizer/``.
 Loading ``models:/policy@champion`` with ``mlflow.transformers.load_model`` gives a text-generation pipeline;
 ``mlflow.pyfunc.load_model`` gives a model whose ``predict`` takes prompt texts (the project's prompt template
 is applied for a policy without a chat template) and returns the responses. Loading the reward model's pyfunc
-needs this project's package installed (the scoring code is ``tasks.rewardmodel``).
+needs this project's package installed (the scoring code is ``tasks.reward_model``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from tasks.io import REGISTRY_FILE
 from tasks.policy import load_policy
 from tasks.prompting import format_prompt, last_user_turn
-from tasks.rewardmodel import META
+from tasks.reward_model import META
 
 POLICY_MODEL = "policy"               # the logged models' names: what they are, as the registry names them
 REWARD_MODEL = "reward-model"

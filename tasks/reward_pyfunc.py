@@ -1,13 +1,13 @@
 """The reward model's MLflow pyfunc, logged as code (MLflow's "models from code"): ``tasks/mlmodels.py`` logs
 this file with the reward-model folder as its ``reward_model`` artifact, and ``mlflow.pyfunc.load_model`` runs
 it. ``predict`` takes rows with ``prompt`` and ``response`` and returns their Bradley-Terry scores, as the
-stages score them (``tasks.rewardmodel.RewardModel``: this project's package must be installed)."""
+stages score them (``tasks.reward_model.RewardModel``: this project's package must be installed)."""
 
 import mlflow
 import pandas as pd
 
 from tasks.mlmodels import REWARD_ARTIFACT
-from tasks.rewardmodel import RewardModel, trained_max_length
+from tasks.reward_model import RewardModel, trained_max_length
 
 
 class RewardPyfunc(mlflow.pyfunc.PythonModel):

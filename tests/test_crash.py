@@ -117,7 +117,7 @@ def test_sigkill_in_each_stage_then_rerun_finishes(tmp_path):
     # is written. Each next `rft cycle` finishes that promotion from the first step again, and is killed at the
     # next step boundary: every state a kill can leave is one a recovery starts from.
     from tasks.faults import KILL_ENV
-    from tasks.promote import STEPS
+    from tasks.promotion import STEPS
 
     loaded = hashlib.md5((path / "params.yaml").read_bytes()).hexdigest()
     log = _run_killed_at(path, ["rft", "cycle"], "promote:recorded", edit_params_during="evaluate")
@@ -161,7 +161,7 @@ def _check_promoted(path) -> None:
 
     from tasks.io import dvc_md5
     from tasks.policy import read_meta
-    from tasks.rewardmodel import meta as reward_meta
+    from tasks.reward_model import meta as reward_meta
 
     version = str(read_meta(path / "models/champion")["registry_version"])
     assert version == str(read_meta(path / "models/candidate")["registry_version"]) != "1"

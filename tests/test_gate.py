@@ -1,7 +1,7 @@
 """The promotion gate: pass, and fail on the CI, on KL, and on each reward-hacking alarm."""
 
 from tasks.config import PromoteConfig
-from tasks.gate import decide
+from tasks.promotion_gate import decide
 
 CFG = PromoteConfig(winrate_source="truth", min_ci_low=0.5, max_kl=5.0, max_length_ratio=1.5, alarm_judge="judge")
 GOOD = {"winrate_truth": 0.72, "winrate_truth_ci_low": 0.61, "winrate_judge": 0.70, "winrate_judge_ci_low": 0.6,

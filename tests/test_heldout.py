@@ -106,7 +106,7 @@ def test_label_and_rating_rows_of_heldout_prompts_are_dropped_and_counted():
 
 def test_the_reward_models_own_split_groups_by_text_not_id():
     from tasks.config import parse_params
-    from tasks.reward import labelled_pairs
+    from tasks.reward_training import labelled_pairs
 
     params = parse_params({"reward": {"heldout_fraction": 0.5}})
     # The same text under many ids: one group, so all its pairs land on one side.

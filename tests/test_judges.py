@@ -98,7 +98,7 @@ def test_reward_model_judge_is_bradley_terry_on_its_scores(tmp_path, rubric_file
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tasks.rewardmodel import minilm_path
+    from tasks.reward_model import minilm_path
 
     AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1).save_pretrained(tmp_path / "rm")
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "rm")

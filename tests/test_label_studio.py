@@ -12,8 +12,8 @@ import pytest
 from tasks.config import parse_params
 from tasks.errors import DataError
 from tasks.judges import JudgeContext
+from tasks.label_studio_client import TaskState
 from tasks.labelers.label_studio import SHOWN, annotation_rows, build_tasks, swapped
-from tasks.labelstudio import TaskState
 
 PROMPTS = {"p1": "Name a fruit.", "p2": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                                          {"role": "user", "content": "Name a colour."}]}
@@ -163,7 +163,7 @@ class People(threading.Thread):
 
     def __init__(self, studio_cfg, decide, emails=("ann1@rft.local",), ready=lambda: True, n_tasks=1):
         super().__init__(daemon=True)
-        from tasks.labelstudio import Studio
+        from tasks.label_studio_client import Studio
 
         self.studio, self.prefix, self.decide, self.ready = Studio(studio_cfg), studio_cfg.project_prefix, decide, ready
         self.emails, self.n_tasks, self.submitted, self.error = emails, n_tasks, [], None
@@ -346,7 +346,7 @@ def test_label_studio_restarting_during_the_pause_is_waited_out(studio_cfg):
 
     from servers import Proxy
 
-    from tasks.labelstudio import Studio
+    from tasks.label_studio_client import Studio
 
     real = urlparse(studio_cfg.url)
     proxy = Proxy((real.hostname, real.port))
@@ -380,8 +380,8 @@ def test_the_watcher_waits_out_transient_failures_and_stops_on_others():
     # progress() fails twice as a restarting server does, then answers: the wait goes on and completes, the
     # failures counted and logged. An error that is not transient (a refused token) ends the wait at once.
     from tasks.errors import TransientError
+    from tasks.label_studio_client import LabelStudioUnavailable
     from tasks.labelers.waiting import _watch
-    from tasks.labelstudio import LabelStudioUnavailable
 
     cfg = label_cfg(poll_s=0.01, timeout_s=30.0)
     answers = iter([TransientError("down"), TransientError("down"), (1, 2), (2, 2)])
@@ -432,7 +432,7 @@ def test_a_person_resumes_the_paused_flow_with_a_note(studio_cfg):
     # What the Prefect UI's Resume button does: resume_flow_run with the input form's values.
     from prefect.flow_runs import resume_flow_run
 
-    from tasks.labelstudio import Studio
+    from tasks.label_studio_client import Studio
 
     def half_then_resume(seen):
         while not flow_run_state(seen["id"]).is_paused():

@@ -26,7 +26,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 def test_a_person_labels_in_the_browser(label_studio, studio_cfg, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tasks.labelstudio import Studio
+    from tasks.label_studio_client import Studio
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed (apt-get install chromium)"
     out: dict = {}

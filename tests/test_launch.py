@@ -35,7 +35,7 @@ def _project(built, dest, **reward):
 def test_reward_stage_trains_on_two_cpu_processes(built_project, tmp_path):
     from mlflow import MlflowClient
 
-    from tasks.rewardmodel import RewardModel
+    from tasks.reward_model import RewardModel
 
     built, _, _ = built_project
     path = _project(built, tmp_path / "proj")

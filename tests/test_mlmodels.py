@@ -64,7 +64,7 @@ def test_the_reward_model_pyfunc_scores_as_the_stages_do(registry):
     import mlflow
     import pandas as pd
 
-    from tasks.rewardmodel import RewardModel, trained_max_length
+    from tasks.reward_model import RewardModel, trained_max_length
 
     path, _ = registry
     rows = pd.DataFrame({"prompt": ["How was the soup?", "How was the soup?"],

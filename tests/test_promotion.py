@@ -9,7 +9,7 @@ from tasks.config import parse_params
 from tasks.envs import load_env
 from tasks.envs.reviews.corpus import build_corpus
 from tasks.evaluate import judge_outcomes
-from tasks.gate import decide
+from tasks.promotion_gate import decide
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -63,7 +63,7 @@ def test_deliberately_worse_candidate_is_not_promoted(built_project, tmp_path, m
     from mlflow import MlflowClient
 
     from tasks.policy import read_meta, write_meta
-    from tasks.promote import promote
+    from tasks.promotion import promote
     from tasks.stages.common import StageContext
     from tasks.stages.evaluate import run as run_evaluate
 
@@ -97,7 +97,7 @@ def test_an_interrupted_promotion_whose_candidate_is_gone_rolls_back(built_proje
 
     from tasks.errors import RFTError
     from tasks.policy import read_meta
-    from tasks.promote import pending_file, recover_promotion, write_pending
+    from tasks.promotion import pending_file, recover_promotion, write_pending
 
     work, params = _work_copy(built_project, tmp_path, monkeypatch)
     version = str(read_meta(work / "models/candidate")["registry_version"])

@@ -104,7 +104,7 @@ def test_the_gate_decides_only_this_cycles_candidate(tmp_path, monkeypatch):
     import yaml
 
     from tasks.io import dvc_md5
-    from tasks.promote import not_this_cycles
+    from tasks.promotion import not_this_cycles
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models/candidate").mkdir(parents=True)

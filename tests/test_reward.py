@@ -6,7 +6,7 @@ import pytest
 from conftest import SHARED_HH
 
 from tasks.config import RewardConfig
-from tasks.reward import (
+from tasks.reward_training import (
     base_path,
     load_tokenizer,
     pair_text,
@@ -40,7 +40,7 @@ def test_bradley_terry_loss_by_hand():
 
     import torch
 
-    from tasks.reward import bradley_terry_loss
+    from tasks.reward_training import bradley_terry_loss
 
     # d = ln 3: sigmoid(d) = 3/4, sigmoid(-d) = 1/4.
     # e = 0: -ln(3/4) = 0.2876821 (plain Bradley-Terry, TRL's loss).
@@ -65,7 +65,7 @@ def test_the_smoothed_trainer_replaces_the_loss_and_keeps_the_centring_term():
 
     import torch
 
-    from tasks.reward import smoothed_trainer
+    from tasks.reward_training import smoothed_trainer
 
     class Base:                          # stands for TRL's RewardTrainer: its loss (99) must not survive
         args = SimpleNamespace(center_rewards_coefficient=0.01)
@@ -97,7 +97,7 @@ def test_trains_on_hh_rlhf_format(tmp_path):
     if not SHARED_HH.exists():
         pytest.skip(f"{SHARED_HH} not found: the HH-RLHF sample lives in ../shared, outside the repository")
     from tasks.io import read_jsonl
-    from tasks.reward import RewardModel, train_reward_model
+    from tasks.reward_training import RewardModel, train_reward_model
 
     rows = read_jsonl(SHARED_HH)[:48]
     random.Random(0).shuffle(rows)
@@ -118,7 +118,7 @@ def test_lora_switch_trains_adapters_and_saves_a_merged_model(tmp_path):
 
     from transformers import AutoModelForSequenceClassification
 
-    from tasks.reward import RewardModel, train_reward_model
+    from tasks.reward_training import RewardModel, train_reward_model
 
     pairs = [(f"Q: Review the pie.\nA: The pie was {g}.", f"Q: Review the pie.\nA: The pie was {b}.")
              for g, b in [("great", "awful"), ("lovely", "bland"), ("perfect", "stale"), ("tasty", "cold")] * 3]
@@ -139,8 +139,8 @@ def test_mean_pooling_trains_saves_and_reloads_the_same_scores(tmp_path, lora):
 
     import torch
 
-    from tasks.reward import RewardModel, train_reward_model
-    from tasks.rewardmodel import meta
+    from tasks.reward_model import meta
+    from tasks.reward_training import RewardModel, train_reward_model
 
     pairs = [(f"Q: Review the pie.\nA: The pie was {g}.", f"Q: Review the pie.\nA: The pie was {b}.")
              for g, b in [("great", "awful"), ("lovely", "bland"), ("perfect", "stale"), ("tasty", "cold")] * 3]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import merge
 
-from tasks.shard import batch_shards
+from tasks.workers import batch_shards
 
 
 @pytest.mark.parametrize("n, batch, shards, expected", [
@@ -52,7 +52,7 @@ def in_one_process(built_project, tmp_path_factory):
 
 @pytest.mark.servers
 @pytest.mark.filterwarnings("ignore")
-# Each runner on one stage (both go through the same sharding, tasks/shard.py): Dask generates, Ray judges. Every
+# Each runner on one stage (both go through the same sharding, tasks/workers.py): Dask generates, Ray judges. Every
 # pair once would double the slowest tests of the suite (a cluster start and model loads per stage and runner).
 @pytest.mark.parametrize("runner, started, stage, output", [
     ("dask", "rft-shards", "generate", "data/generations.jsonl"),

@@ -208,8 +208,8 @@ def test_train_reward(built_project):
     assert r["train_pairs"] + r["heldout_pairs"] == len(read_jsonl(path / "data/labels.jsonl"))
     # The reported accuracy is the saved model's: re-scoring the held-out pairs from disk gives it back.
     from tasks.prompting import prompt_key, prompt_of
-    from tasks.reward import split_pairs
-    from tasks.rewardmodel import RewardModel, pair_text, pairwise_stats
+    from tasks.reward_model import RewardModel, pair_text, pairwise_stats
+    from tasks.reward_training import split_pairs
 
     prompts = {r["id"]: prompt_of(r) for r in read_jsonl(path / "data/prompts.jsonl")}
     labels = read_jsonl(path / "data/labels.jsonl")

@@ -48,7 +48,7 @@ from tasks.errors import ConfigError, RFTError
 from tasks.options import opt
 from tasks.policy import load_policy
 from tasks.precision import Scaler, autocast
-from tasks.rewardmodel import load_reward_model
+from tasks.reward_model import load_reward_model
 from tasks.rollout import sample, token_logprobs
 
 

@@ -86,7 +86,7 @@ class JudgeContext:
     @classmethod
     def of(cls, params, seed: int = 0, scale=None) -> "JudgeContext":
         """``scale``: the judges it builds split their work over its workers (label and evaluate pass what
-        ``tasks.shard.cluster`` yields); None, or runner local: they judge in this process."""
+        ``tasks.workers.cluster`` yields); None, or runner local: they judge in this process."""
         return cls(params.judges, params.task, params.truth, seed, params.label_studio,
                    scale if scale is not None and scale.runner != "local" else None)
 

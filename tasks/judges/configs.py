@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.labelstudio import StudioWait
+from tasks.label_studio_client import StudioWait
 from tasks.options import opt
 from tasks.paths import REWARD
 

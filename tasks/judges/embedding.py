@@ -19,7 +19,7 @@ import functools
 
 from tasks.judging import ScoringJudge
 from tasks.prompting import last_user_turn
-from tasks.rewardmodel import minilm_path
+from tasks.reward_model import minilm_path
 
 
 @functools.lru_cache(maxsize=1)

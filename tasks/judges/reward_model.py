@@ -10,7 +10,7 @@ an evaluation judge is the proxy-vs-gold check of reward over-optimization
 from __future__ import annotations
 
 from tasks.judging import ScoringJudge
-from tasks.rewardmodel import RewardModel, trained_max_length
+from tasks.reward_model import RewardModel, trained_max_length
 
 
 class RewardModelJudge(ScoringJudge):

@@ -4,7 +4,7 @@
 (label and evaluate, with ``scale.runner`` other than ``local``). Its ``score``
 and ``compare`` cut their lists into contiguous shards at multiples of the
 judge's own batch (``Judge.batch_size``), run one shard per worker
-(``tasks/shard.py``), and join the results in order. A worker builds the judge
+(``tasks/workers.py``), and join the results in order. A worker builds the judge
 from its ``judges:`` entry, so the judge's batches, and therefore its numbers,
 are the unsharded run's. The embedding judge also embeds each distinct prompt
 once per call, so a shard's prompt batches differ from the whole run's: its
@@ -17,7 +17,7 @@ The stats of the shards (position bias, retries, ...) are joined by
 from __future__ import annotations
 
 from tasks.judging import Judge, Verdicts
-from tasks.shard import batch_shards, run_shards
+from tasks.workers import batch_shards, run_shards
 
 # Stats that count things (summed over shards); every other stat is a rate (weighted mean by shard size).
 COUNTS = ("comparisons", "retries", "unparsed")

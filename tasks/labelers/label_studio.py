@@ -27,10 +27,10 @@ import html
 import json
 
 from tasks.errors import DataError
+from tasks.label_studio_client import Studio
 from tasks.labelers.feedback import human_labels
 from tasks.labelers.judged import group_generations
 from tasks.labelers.waiting import wait_for_people
-from tasks.labelstudio import Studio
 from tasks.pairs import build_pairs
 from tasks.prompting import as_messages
 from tasks.rubric import load_rubric

@@ -29,10 +29,10 @@ from tasks.paths import (
 )
 from tasks.policy import load_policy, pick_device, read_meta
 from tasks.prompting import prompt_of
-from tasks.rewardmodel import RewardModel
+from tasks.reward_model import RewardModel
 from tasks.rollout import token_logprobs
-from tasks.shard import cluster
 from tasks.stages.common import StageContext, stage_run
+from tasks.workers import cluster
 
 
 def run(ctx: StageContext) -> dict:

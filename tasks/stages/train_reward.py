@@ -1,5 +1,5 @@
 """Stage ``train_reward`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/reward.py`` and the components, and writes and logs the outputs."""
+that opens its MLflow run, reads, calls ``tasks/reward_training.py`` and the components, and writes and logs the outputs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from tasks.launch import launch_reward
 from tasks.mlmodels import log_reward_model
 from tasks.paths import REWARD as OUT
 from tasks.paths import REWARD_METRICS
-from tasks.reward import labelled_pairs, preferences, train_reward_model
-from tasks.rewardmodel import META, meta
+from tasks.reward_model import META, meta
+from tasks.reward_training import labelled_pairs, preferences, train_reward_model
 from tasks.stages.common import StageContext, stage_run
 
 

@@ -42,7 +42,7 @@ from tasks.paths import LABELS, PROMPTS
 from tasks.precision import resolve
 from tasks.progress import label_progress
 from tasks.prompting import label_prompt, prompt_key, prompt_of
-from tasks.rewardmodel import (
+from tasks.reward_model import (
     META,
     RewardModel,
     load_tokenizer,

@@ -1,6 +1,6 @@
 """Promotion: a flow step after the DVC stages (not a stage: it would make the pipeline a cycle).
 
-The gate (``tasks/gate.py``) reads ``reports/eval/metrics.json``. When it passes:
+The gate (``tasks/promotion_gate.py``) reads ``reports/eval/metrics.json``. When it passes:
 
 1. the candidate's files replace the champion folder (built beside it, then
    swapped in by a rename, so a crash leaves the old champion whole);
@@ -44,14 +44,14 @@ from tasks import iterations, tracking
 from tasks.config import Params, gate_training_judge
 from tasks.errors import RFTError
 from tasks.faults import kill_point
-from tasks.gate import Decision, decide
 from tasks.io import dvc_md5, fsync_dir, fsync_file, recover, write_json
 from tasks.lock import lock_file
 from tasks.paths import CANDIDATE, DVC_LOCK, REWARD
 from tasks.paths import EVAL_METRICS as METRICS
 from tasks.policy import install_policy, read_meta
+from tasks.promotion_gate import Decision, decide
 from tasks.provenance import split_change
-from tasks.rewardmodel import meta as reward_meta
+from tasks.reward_model import meta as reward_meta
 
 
 def promote(params: Params, evaluated: bool = True, parent_run: str | None = None,
