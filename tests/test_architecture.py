@@ -133,3 +133,20 @@ def test_every_read_of_the_environment_says_why():
     # The cycle's run and name, once exported to the stages through the environment, are no variable at all.
     source = "".join(p.read_text() for p in [*ROOT.joinpath("tasks").rglob("*.py"), *ROOT.joinpath("flows").rglob("*.py")])
     assert "RFT_PARENT_RUN_ID" not in source and "RFT_CYCLE_NAME" not in source
+
+
+def test_components_are_found_by_reference_and_the_environments_by_a_checked_name():
+    # Stages, algorithms, judges and labelers are tables of the functions, classes and modules themselves: a
+    # rename fails at import. The environments are named by module so that no generic code imports a demo;
+    # each name is checked here to load an environment that says the same about its truth.
+    from tasks import envs, labelers
+    from tasks.algorithms import REGISTRY as ALGORITHMS
+    from tasks.judges import KINDS
+    from tasks.stages import REGISTRY as STAGES
+
+    assert all(callable(f) for f in STAGES.values())
+    assert all(callable(a.module.train) for a in ALGORITHMS.values())
+    assert all(callable(k.build) and isinstance(k.config, type) for k in KINDS.values())
+    assert all(callable(f) for f in labelers.LABELERS.values())
+    for name, info in envs.REGISTRY.items():
+        assert envs.load_env(name).has_truth == info.has_truth, name

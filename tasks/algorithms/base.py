@@ -16,9 +16,9 @@ cheap.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 from tasks.precision import fp32
@@ -36,7 +36,7 @@ class Algorithm:
     name: str
     config: type              # the dataclass of its optimize.<name> section
     consumes: str             # PROMPTS | PAIRS | BINARY
-    entry: str                # "module:function" of train(run) -> (model, info)
+    module: ModuleType        # its module, whose train(run) -> (model, info) runs it
     summary: str              # one line for `rft params` and the docs
     own_optimizer: bool = False  # steps its own optimizer, not a TRL trainer's (DeepSpeed cannot wrap it)
 
@@ -46,8 +46,7 @@ class Algorithm:
         return section.judges() if hasattr(section, "judges") else {}
 
     def train(self, run: "Run"):
-        module, attr = self.entry.split(":")
-        return getattr(importlib.import_module(module), attr)(run)
+        return self.module.train(run)
 
 
 @dataclass

@@ -17,32 +17,22 @@ quality report reads.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Callable
 
 from tasks.errors import ConfigError
+from tasks.labelers import file, judged, label_studio
+from tasks.labelers.base import Labels
 
-LABELERS = {
-    "judge": "tasks.labelers.judged:label_by_judge",
-    "simulated": "tasks.labelers.judged:label_by_annotator",
-    "file": "tasks.labelers.file:label_from_file",
-    "label_studio": "tasks.labelers.label_studio:label_in_studio",
+# label.source -> labeler(cfg, judge context, prompts, generations) -> Labels
+LABELERS: dict[str, Callable[..., Labels]] = {
+    "judge": judged.label_by_judge,
+    "simulated": judged.label_by_annotator,
+    "file": file.label_from_file,
+    "label_studio": label_studio.label_in_studio,
 }
-
-
-class Labels(NamedTuple):
-    rows: Iterable                  # the labels table (pairs; ties carry tie: true): a list, or rows made as
-                                    # they are read (judges), which the stage writes as they come
-    stats: dict                     # counters for MLflow (of streamed rows: complete once they are all read)
-    ratings: tuple | list = ()      # single rated responses (likert, attributes, comment), for KTO
-    annotations: object = None      # tasks.labelers.feedback.Annotations of people's feedback, for label quality
-    weights: dict | None = None     # the rubric's criterion weights (attributes)
-    tags: dict | None = None        # MLflow tags of the stage run (e.g. how the wait for people ended)
 
 
 def get_labeler(source: str):
     if source not in LABELERS:
         raise ConfigError(f"label.source: unknown labeler {source!r} (known: {', '.join(LABELERS)})")
-    module, attr = LABELERS[source].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return LABELERS[source]

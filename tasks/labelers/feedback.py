@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from tasks.errors import DataError
 from tasks.judges import build_judge
-from tasks.labelers import Labels
+from tasks.labelers.base import Labels
 from tasks.labels.convert import (
     CHOICES,
     Comparison,

@@ -26,7 +26,7 @@ from pathlib import Path
 from tasks.errors import DataError
 from tasks.importers.hh import split_pair
 from tasks.io import read_jsonl
-from tasks.labelers import Labels
+from tasks.labelers.base import Labels
 from tasks.labelers.feedback import human_labels
 from tasks.prompting import prompt_key
 

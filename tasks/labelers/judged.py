@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from tasks.envs import info, load_env
 from tasks.errors import DataError
 from tasks.judges import build_judge
-from tasks.labelers import Labels
+from tasks.labelers.base import Labels
 from tasks.pairs import build_pairs
 from tasks.paths import GENERATIONS
 from tasks.text import normalize
