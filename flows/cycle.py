@@ -32,13 +32,7 @@ from tasks.paths import CANDIDATE, DVC_LOCK
 from tasks.policy import check_devices, read_meta
 from tasks.prefect_server import temporary_server
 from tasks.preflight import check_servers
-from tasks.promotion import (
-    clear_pending,
-    gate_hash,
-    not_this_cycles,
-    promote,
-    recover_promotion,
-)
+from tasks.promotion import clear_pending, gate_hash, not_this_cycles, promote, recover_promotion
 from tasks.redact import redact_text
 from tasks.report import mlflow_ui_hint, prefect_links, publish_artifacts, summary_table
 from tasks.stages import run_stage

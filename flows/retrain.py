@@ -101,10 +101,7 @@ def deploy(params_path: str = "params.yaml") -> str:
     from pathlib import Path
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import (
-        ConcurrencyLimitConfig,
-        ConcurrencyLimitStrategy,
-    )
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
     params = load_params(params_path)

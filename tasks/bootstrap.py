@@ -130,14 +130,14 @@ def _sft_eval_loss(model, examples, pad_id: int) -> float:
         return model(input_ids=x, attention_mask=m, labels=y).loss.item()
 
 
-def _example_prompt():
+def example_prompt():
     """The MLflow model's input example: the first demonstration's prompt (None: no demonstrations)."""
     demos = CORPUS_DIR / "demos.jsonl"
     rows = read_jsonl(demos) if demos.exists() else []
     return prompt_of(rows[0]) if rows else None
 
 
-def _train(params: Params, out: Path, log) -> dict:
+def train_base(params: Params, out: Path, log) -> dict:
     import torch
 
     cfg = params.bootstrap

@@ -244,9 +244,7 @@ def artifact_bytes(uri: str) -> int | None:
     path = local_path(uri)
     if path is not None:
         return folder_bytes(path)
-    from mlflow.store.artifact.artifact_repository_registry import (
-        get_artifact_repository,
-    )
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     def walk(repo, sub: str | None) -> int:
         return sum(walk(repo, f.path) if f.is_dir else (f.file_size or 0) for f in repo.list_artifacts(sub))
@@ -265,9 +263,7 @@ def folder_bytes(path: Path | None) -> int:
 
 def apply(client, p: Plan) -> None:
     """Delete what the plan names: versions' artifacts and registry entries first, then cache files."""
-    from mlflow.store.artifact.artifact_repository_registry import (
-        get_artifact_repository,
-    )
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     deleted: dict[str, list[str]] = {}

@@ -14,10 +14,7 @@ from pathlib import Path
 
 from tasks import rollout
 from tasks.config import GenerateConfig
-from tasks.policy import (
-    load_policy,
-    read_meta,
-)
+from tasks.policy import load_policy, read_meta
 from tasks.workers import batch_shards, run_shards
 
 

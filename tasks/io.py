@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 
 from tasks.errors import DataError
 
+
 MAX_LINE_BYTES = 1 << 20     # a JSONL row longer than 1 MiB is refused, read no further than that
 
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))

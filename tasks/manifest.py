@@ -17,33 +17,10 @@ from pathlib import Path
 from tasks.config import OPTIMIZE_COMMON, Params, parse_params
 from tasks.errors import ConfigError
 from tasks.params_view import view
-from tasks.paths import (
-    BASE,
-    BOOTSTRAP_REPORT,
-    CANDIDATE,
-    CHAMPION,
-    CORPUS,
-    CURVE,
-    CURVE_PNG,
-    EVAL_METRICS,
-    EVAL_ROWS,
-    GENERATIONS,
-    INCOMING,
-    KEEP_IN_TRAIN,
-    KEY_METRICS,
-    LABEL_QUALITY,
-    LABELS,
-    LABELS_DOCS,
-    LABELS_REPORT,
-    METRIC_MODULES,
-    OPTIMIZE_REPORT,
-    PROMPTS,
-    PROMPTS_DOCS,
-    PROMPTS_REPORT,
-    RATINGS,
-    REWARD,
-    REWARD_METRICS,
-)
+from tasks.paths import (BASE, BOOTSTRAP_REPORT, CANDIDATE, CHAMPION, CORPUS, CURVE, CURVE_PNG, EVAL_METRICS, EVAL_ROWS,
+                         GENERATIONS, INCOMING, KEEP_IN_TRAIN, KEY_METRICS, LABEL_QUALITY, LABELS, LABELS_DOCS,
+                         LABELS_REPORT, METRIC_MODULES, OPTIMIZE_REPORT, PROMPTS, PROMPTS_DOCS, PROMPTS_REPORT, RATINGS,
+                         REWARD, REWARD_METRICS)
 from tasks.yamlfile import read_yaml
 
 # Shared code whose change changes what a stage computes.

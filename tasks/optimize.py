@@ -140,7 +140,7 @@ def _with_lora(model, cfg):
                                             target_modules="all-linear", task_type="CAUSAL_LM"))
 
 
-def _table(rows: list[dict], name: str) -> None:
+def log_table(rows: list[dict], name: str) -> None:
     import mlflow
 
     if rows:
@@ -264,7 +264,7 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
               reward_funcs=[TrlReward(n, j, s.by_formatted) for n, j in zip(cfg.reward, s.judges)],
               reward_weights=s.weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
               probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
-              rubric=load_rubric(params.task.rubric), table=table or _table, precision=mixed,
+              rubric=load_rubric(params.task.rubric), table=table or log_table, precision=mixed,
               reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
                                       if params.judges[n].kind == "reward_model"), None))
     trained, info = REGISTRY[cfg.algorithm].train(job)

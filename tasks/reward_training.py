@@ -29,29 +29,15 @@ from pathlib import Path
 from tasks.accel import gathered
 from tasks.config import Params
 from tasks.config import RewardConfig as RewardParams
-from tasks.io import (
-    atomic_path,
-    read_jsonl,
-    scratch_dir,
-    write_json,
-    write_meta_files,
-)
+from tasks.io import atomic_path, read_jsonl, scratch_dir, write_json, write_meta_files
 from tasks.labelers.file import read_preferences
 from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS
 from tasks.precision import resolve
 from tasks.progress import label_progress
 from tasks.prompting import label_prompt, prompt_key, prompt_of
-from tasks.reward_model import (
-    META,
-    RewardModel,
-    load_tokenizer,
-    mean_pool_class,
-    meta,
-    minilm_path,
-    pair_text,
-    pairwise_stats,
-)
+from tasks.reward_model import (META, RewardModel, load_tokenizer, mean_pool_class, meta, minilm_path, pair_text,
+                                pairwise_stats)
 from tasks.tracking import log_many
 
 

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from conftest import merge
 from test_algorithms import TINY_SECTIONS
 

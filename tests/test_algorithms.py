@@ -74,11 +74,7 @@ def test_constitution_comes_from_the_rubric():
 
 
 def test_critique_and_revision_requests_carry_the_conversation():
-    from tasks.algorithms.constitutional import (
-        critique_request,
-        draw_principles,
-        revision_request,
-    )
+    from tasks.algorithms.constitutional import critique_request, draw_principles, revision_request
     from tasks.rubric import Principle
 
     p = Principle("kind", "Is it unkind?", "Make it kind.")

@@ -60,8 +60,9 @@ def _loss_and_margin(trainer) -> tuple[float, float]:
 
 def test_sigmoid_with_label_smoothing_trains_cdpo_in_trl(tmp_path):
     import torch
-    from tiny_models import tiny_policy
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tiny_models import tiny_policy
 
     path = tiny_policy(tmp_path / "policy")
     tok = AutoTokenizer.from_pretrained(path)

@@ -28,9 +28,8 @@ def test_role_seeds_by_hand():
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
-    from tiny_models import tiny_policy
-
     from tasks.policy import load_policy
+    from tiny_models import tiny_policy
 
     return load_policy(tiny_policy(tmp_path_factory.mktemp("policy")))
 

@@ -47,8 +47,10 @@ def test_this_machine_says_why_vllm_cannot_run():
 
 
 def test_vllm_requests_carry_the_same_prompts_settings_and_per_prompt_seeds(monkeypatch, tmp_path):
-    from tasks.policy import tiny_gpt, train_tokenizer
+    from tasks.policy import train_tokenizer
     from tasks.prompting import format_prompt
+
+    from tasks.policy import tiny_gpt
 
     tok = train_tokenizer(["Review the soup. It was good. The cake was bad."] * 20, 280)
     tok.save_pretrained(tmp_path)

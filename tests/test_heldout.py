@@ -205,14 +205,7 @@ def test_keep_trained_lets_a_new_split_go_on_without_holding_out_what_was_traine
     # An upgraded project, or a new salt: the new split would hold out prompts an earlier iteration trained on.
     import mlflow
 
-    from tasks.provenance import (
-        HeldoutLeak,
-        check,
-        keep_trained,
-        log_trained,
-        read_keep,
-        trained_digests,
-    )
+    from tasks.provenance import HeldoutLeak, check, keep_trained, log_trained, read_keep, trained_digests
 
     client, exp = store
     rows = _rows(60)

@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
+import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+
 from conftest import ROOT, make_project
 from servers import answers, free_port
 

@@ -4,20 +4,9 @@ import math
 
 import pytest
 
-from tasks.judgemath import (
-    agreement,
-    agreement_rate,
-    combine_majority,
-    combine_mean,
-    combine_scores,
-    decision,
-    first_preference,
-    position_bias,
-    score_probability,
-    sigmoid,
-    swap_average,
-    two_choice_probability,
-)
+from tasks.judgemath import (agreement, agreement_rate, combine_majority, combine_mean, combine_scores, decision,
+                             first_preference, position_bias, score_probability, sigmoid, swap_average,
+                             two_choice_probability)
 
 
 def test_score_probability_by_hand():

@@ -5,23 +5,10 @@ import math
 import pytest
 
 from tasks.judges.pairwise import PairwiseJudge
-from tasks.labels.agreement import (
-    agreement_with,
-    cohen_kappa,
-    flag_annotators,
-    krippendorff_alpha,
-    majority_agreement,
-    overlap_units,
-    throughput,
-)
-from tasks.labels.convert import (
-    Comparison,
-    Rating,
-    combine_attributes,
-    comparisons_to_rows,
-    preference_pairs,
-    ratings_to_rows,
-)
+from tasks.labels.agreement import (agreement_with, cohen_kappa, flag_annotators, krippendorff_alpha,
+                                    majority_agreement, overlap_units, throughput)
+from tasks.labels.convert import (Comparison, Rating, combine_attributes, comparisons_to_rows, preference_pairs,
+                                  ratings_to_rows)
 
 
 def cmp(choice, annotator, a_id="x", b_id="y"):

@@ -6,14 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from tasks.manifest import (
-    BY_NAME,
-    HOUSEKEEPING,
-    MANIFEST,
-    STAGES,
-    declared_params,
-    dvc_stage,
-)
+from tasks.manifest import BY_NAME, HOUSEKEEPING, MANIFEST, STAGES, declared_params, dvc_stage
 
 
 def test_dvc_yaml_is_the_manifest():

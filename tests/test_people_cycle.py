@@ -8,6 +8,7 @@ import os
 import subprocess
 
 import pytest
+
 from conftest import make_project
 from test_label_studio import SHOWN, People
 

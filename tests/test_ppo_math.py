@@ -5,17 +5,8 @@ import math
 import pytest
 import torch
 
-from tasks.algorithms.ppo_math import (
-    AdaptiveKL,
-    FixedKL,
-    explained_variance,
-    gae,
-    per_token_rewards,
-    policy_loss,
-    score_with_eos_penalty,
-    value_loss,
-    whiten,
-)
+from tasks.algorithms.ppo_math import (AdaptiveKL, FixedKL, explained_variance, gae, per_token_rewards,
+                                       policy_loss, score_with_eos_penalty, value_loss, whiten)
 
 ONES = torch.ones(1, 3)
 

@@ -71,10 +71,7 @@ def test_a_dead_server_fails_at_once(tmp_path):
 
 @pytest.mark.servers
 def test_a_server_that_never_answers_fails_at_the_bound(tmp_path):
-    from prefect.settings import (
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
     server = fake_server(tmp_path, 3600)
     with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 2}):

@@ -3,17 +3,11 @@
 import json
 
 import pytest
-from conftest import SHARED_HH
 
+from conftest import SHARED_HH
 from tasks.importers.hh import dialogue_text, parse_dialogue, split_pair
-from tasks.prompting import (
-    conversation_problems,
-    format_prompt,
-    last_user_turn,
-    prompt_key,
-    prompt_of,
-    with_response,
-)
+from tasks.prompting import (conversation_problems, format_prompt, last_user_turn, prompt_key, prompt_of,
+                             with_response)
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
         {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Name a fruit."}]
@@ -42,8 +36,8 @@ def test_chat_template_is_used_when_the_tokenizer_has_one():
 def test_real_chat_template_round_trip():
     # A transformers tokenizer with a real Jinja chat template: the rendered text holds every turn in
     # order and ends with the generation prompt.
-    from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
 
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]")))
     tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>"

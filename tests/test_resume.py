@@ -12,6 +12,7 @@ import time
 
 import pytest
 import yaml
+
 from conftest import merge
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.filterwarnings("ignore")]

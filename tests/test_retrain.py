@@ -11,8 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import make_project
 
+from conftest import make_project
 from tasks.config import parse_params
 from tasks.errors import ConfigError
 from tasks.retrain import FetchError, fetch

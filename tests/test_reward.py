@@ -6,13 +6,7 @@ import pytest
 from conftest import SHARED_HH
 
 from tasks.config import RewardConfig
-from tasks.reward_training import (
-    base_path,
-    load_tokenizer,
-    pair_text,
-    pairwise_stats,
-    split_pairs,
-)
+from tasks.reward_training import base_path, load_tokenizer, pair_text, pairwise_stats, split_pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

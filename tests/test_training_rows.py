@@ -9,13 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.prompting import (
-    completion_separator,
-    completion_text,
-    format_prompt,
-    join_completion,
-    with_response,
-)
+from tasks.prompting import completion_separator, completion_text, format_prompt, join_completion, with_response
 
 TEXTS = ["How do I bake bread? Mix flour, water and yeast, then bake it.",
          "Tell me a joke. Why did the chicken cross the road?", "Which fruit is red? An apple is red.",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from chat_server import ChatServer
 from conftest import ROOT, SHARED_HH, make_project, merge
 from tiny_models import tiny_ab_judge, tiny_policy

@@ -9,16 +9,7 @@ an unknown name is a ConfigError on load, never a fall-through to a default.
 
 from __future__ import annotations
 
-from tasks.algorithms import (
-    best_of_n,
-    constitutional,
-    dpo,
-    grpo,
-    kto,
-    online_dpo,
-    ppo,
-    rloo,
-)
+from tasks.algorithms import best_of_n, constitutional, dpo, grpo, kto, online_dpo, ppo, rloo
 from tasks.algorithms.base import BINARY, PAIRS, PROMPTS, Algorithm
 
 REGISTRY: dict[str, Algorithm] = {a.name: a for a in (

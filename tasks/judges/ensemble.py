@@ -16,13 +16,7 @@ from __future__ import annotations
 
 import math
 
-from tasks.judgemath import (
-    agreement_rate,
-    combine_majority,
-    combine_mean,
-    combine_scores,
-    score_probability,
-)
+from tasks.judgemath import agreement_rate, combine_majority, combine_mean, combine_scores, score_probability
 from tasks.judges.sharded import merge_stats
 from tasks.judging import Judge, Verdicts
 

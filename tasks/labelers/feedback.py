@@ -29,13 +29,7 @@ from dataclasses import dataclass, field
 from tasks.errors import DataError
 from tasks.judges import build_judge
 from tasks.labelers.base import Labels
-from tasks.labels.convert import (
-    CHOICES,
-    Comparison,
-    Rating,
-    comparisons_to_rows,
-    ratings_to_rows,
-)
+from tasks.labels.convert import CHOICES, Comparison, Rating, comparisons_to_rows, ratings_to_rows
 from tasks.prompting import last_user_turn, prompt_key
 from tasks.rubric import load_rubric
 

@@ -23,14 +23,8 @@ import math
 
 from tasks.evalmath import bootstrap_ci
 from tasks.judgemath import agreement, decision, position_bias
-from tasks.labels.agreement import (
-    cohen_kappa,
-    flag_annotators,
-    krippendorff_alpha,
-    majority_agreement,
-    overlap_units,
-    throughput,
-)
+from tasks.labels.agreement import (cohen_kappa, flag_annotators, krippendorff_alpha, majority_agreement, overlap_units,
+                                    throughput)
 from tasks.labels.convert import Comparison, combine_attributes
 
 RATING_TOLERANCE = 1.0

@@ -13,19 +13,8 @@ from typing import Callable
 
 from tasks.errors import ConfigError
 from tasks.manifest import STAGES, stage_view
-from tasks.stages import (
-    bootstrap,
-    champion,
-    corpus,
-    evaluate,
-    generate,
-    label,
-    optimize,
-    prepare,
-    train_reward,
-    validate_labels,
-    validate_prompts,
-)
+from tasks.stages import (bootstrap, champion, corpus, evaluate, generate, label, optimize, prepare, train_reward,
+                          validate_labels, validate_prompts)
 from tasks.stages.common import StageContext
 
 REGISTRY: dict[str, Callable[[StageContext], dict]] = {

@@ -1,10 +1,11 @@
-"""Stage ``bootstrap`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/bootstrap.py`` and the components, and writes and logs the outputs."""
+"""Stage ``bootstrap``: the base policy, trained from the corpus (or a pointer to ``policy.base_model``), registered
+in MLflow.
+"""
 
 from __future__ import annotations
 
 from tasks import tracking
-from tasks.bootstrap import _example_prompt, _train
+from tasks.bootstrap import example_prompt, train_base
 from tasks.config import GenerateConfig
 from tasks.io import atomic_path, dvc_md5, write_json
 from tasks.mlmodels import log_policy
@@ -26,7 +27,7 @@ def run(ctx: StageContext) -> dict:
                 write_meta(out, {"pointer": params.policy.base_model, "source": "policy.base_model"})
                 metrics["trained"] = 0
             else:
-                metrics.update(_train(params, out, lambda k, v, s: mlflow.log_metric(k, v, step=s)))
+                metrics.update(train_base(params, out, lambda k, v, s: mlflow.log_metric(k, v, step=s)))
             # The champion alias moves when the champion stage seeds a lineage from this base, not here: a
             # reproduction that retrains the same base (same content, same version) leaves the registry as it is.
             # The base's MLflow model samples with generate's default settings (not the params' values: a
@@ -34,7 +35,7 @@ def run(ctx: StageContext) -> dict:
             gen = GenerateConfig()
             version = tracking.register_model(
                 "policy", run.info.run_id,
-                lambda: log_policy(out, _example_prompt(), max_new_tokens=gen.max_new_tokens,
+                lambda: log_policy(out, example_prompt(), max_new_tokens=gen.max_new_tokens,
                                    temperature=gen.temperature, source=BASE_DIR),
                 content=dvc_md5(out),
                 tags={"source": "bootstrap", "promotion_reason": "base policy of the lineage"},

@@ -1,5 +1,4 @@
-"""Stage ``champion`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/champion.py`` and the components, and writes and logs the outputs."""
+"""Stage ``champion``: ``models/champion`` seeded from the base policy when a lineage starts; kept as it is otherwise."""
 
 from __future__ import annotations
 

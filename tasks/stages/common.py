@@ -104,7 +104,9 @@ def stage_run(stage: str, ctx: StageContext, *, extra_inputs: list[str | Path] =
         mlflow.log_metric("stage_seconds", time.perf_counter() - start)
 
 
-def run_validation(stage: str, ctx: StageContext, check, inputs: list[Path], report: Path, docs_dir: Path) -> dict:
+def run_validation(stage: str, ctx: StageContext, check, report: Path, docs_dir: Path) -> dict:
+    """Run ``check()`` (a validation that writes Data Docs to ``docs_dir``) in the stage's MLflow run; record
+    its outcome, log its Data Docs, and write ``report`` only when it passes."""
     import mlflow
 
     with stage_run(stage, ctx):

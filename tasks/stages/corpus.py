@@ -1,5 +1,6 @@
-"""Stage ``corpus`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/bootstrap.py`` and the components, and writes and logs the outputs."""
+"""Stage ``corpus``: the environment (``task.env``) writes its corpus to ``data/corpus/``: texts, demonstrations and,
+for a demo, prompts.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Stage ``evaluate`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/evaluate.py`` and the components, and writes and logs the outputs."""
+"""Stage ``evaluate``: candidate and champion compared on the held-out prompts by ``evaluate.judges`` (and the truth,
+in a demo environment).
+"""
 
 from __future__ import annotations
 
@@ -9,24 +10,10 @@ from pathlib import Path
 from tasks import provenance, tracking
 from tasks.envs import info, load_env
 from tasks.evalmath import sequence_kl
-from tasks.evaluate import (
-    human_pair_metrics,
-    judge_outcomes,
-    key_metrics,
-    metric,
-    rollout_pair,
-)
+from tasks.evaluate import human_pair_metrics, judge_outcomes, key_metrics, metric, rollout_pair
 from tasks.io import read_jsonl, write_json, write_jsonl
 from tasks.judges import JudgeContext, build_judge, judge_files
-from tasks.paths import (
-    CANDIDATE,
-    EVAL_METRICS,
-    EVAL_ROWS,
-    KEY_METRICS,
-    PROMPTS,
-    REWARD,
-    REWARD_METRICS,
-)
+from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, KEY_METRICS, PROMPTS, REWARD, REWARD_METRICS
 from tasks.policy import load_policy, pick_device, read_meta
 from tasks.prompting import prompt_of
 from tasks.reward_model import RewardModel

@@ -1,5 +1,4 @@
-"""Stage ``generate`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/generate.py`` and the components, and writes and logs the outputs."""
+"""Stage ``generate``: ``generate.k`` responses per training prompt, sampled from the champion."""
 
 from __future__ import annotations
 

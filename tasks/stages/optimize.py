@@ -1,5 +1,4 @@
-"""Stage ``optimize`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/optimize.py`` and the components, and writes and logs the outputs."""
+"""Stage ``optimize``: the champion turned into a candidate by ``optimize.algorithm``, with its probe curve."""
 
 from __future__ import annotations
 
@@ -13,15 +12,7 @@ from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.judges import judge_files
 from tasks.launch import launch_optimize
 from tasks.mlmodels import log_policy
-from tasks.optimize import (
-    _table,
-    final_figures,
-    fingerprint,
-    probe,
-    prober,
-    setup,
-    train_policy,
-)
+from tasks.optimize import final_figures, fingerprint, log_table, probe, prober, setup, train_policy
 from tasks.paths import CANDIDATE as OUT
 from tasks.paths import CHECKPOINTS, CURVE, CURVE_PNG, LABELS, PROMPTS, RATINGS
 from tasks.paths import OPTIMIZE_REPORT as REPORT
@@ -60,7 +51,7 @@ def run(ctx: StageContext) -> dict:
         mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher})
         mixed = tracking.record_precision(params, device)
         if cfg.launcher == "accelerate":
-            trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, _table, mixed)
+            trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, log_table, mixed)
         else:
             trained, trained_info = train_policy(params, s, model, champion, ckpt, log, prober(s, cfg, log, curve))
         info.update(trained_info)

@@ -1,5 +1,6 @@
-"""Stage ``prepare`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/prepare.py`` and the components, and writes and logs the outputs."""
+"""Stage ``prepare``: the prompts split into training and held-out prompts, by a salted hash that keeps a prompt on
+its side.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Stage ``train_reward`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/reward_training.py`` and the components, and writes and logs the outputs."""
+"""Stage ``train_reward``: a Bradley-Terry reward model trained on the labelled pairs, scored on held-out pairs."""
 
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
-"""Stage ``validate_prompts`` (``dvc.yaml``; its inputs and outputs are declared in ``tasks/manifest.py``): the adapter
-that opens its MLflow run, reads, calls ``tasks/validate.py`` and the components, and writes and logs the outputs."""
+"""Stage ``validate_prompts``: the prompts checked against their contract by Great Expectations, with Data Docs
+(the token counts by the base policy's tokenizer); a failed rule stops the cycle before the policy sees them.
+"""
 
 from __future__ import annotations
 
-from tasks.paths import BASE, DEMOS, PROMPTS, PROMPTS_DOCS, PROMPTS_REPORT
+from tasks.paths import PROMPTS_DOCS, PROMPTS_REPORT
 from tasks.stages.common import StageContext, run_validation
 from tasks.validate import validate_prompts_file
 
 
 def run(ctx: StageContext) -> dict:
-    params = ctx.params
-    docs = PROMPTS_DOCS
-    return run_validation("validate_prompts", ctx, lambda: validate_prompts_file(params.validate, docs_dir=docs,
-                                                                                        run_label=ctx.run_name("prompts")),
-                [PROMPTS, DEMOS, BASE], PROMPTS_REPORT, docs)
+    def check() -> dict:
+        return validate_prompts_file(ctx.params.validate, docs_dir=PROMPTS_DOCS, run_label=ctx.run_name("prompts"))
+
+    return run_validation("validate_prompts", ctx, check, PROMPTS_REPORT, PROMPTS_DOCS)
