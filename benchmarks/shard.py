@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tasks.runtime import setup_process  # noqa: E402
 
 setup_process()                 # an entry point: offline, no telemetry, threads, before torch loads
-from tasks.config import ScaleConfig
+from tasks.config import ScaleConfig  # noqa: E402
 from tasks.generate import generate_sharded, sample_responses  # noqa: E402
 from tasks.io import read_jsonl  # noqa: E402
 from tasks.judges import JudgeContext, build_judge  # noqa: E402

@@ -96,7 +96,7 @@ def dpo_stage(params, out: Path) -> None:
         ckpt = CHECKPOINTS / ("bench-" + fingerprint(params, champion))
         shutil.rmtree(ckpt, ignore_errors=True)
         try:
-            log = MetricLog()      # as run_optimize logs
+            log = MetricLog()      # as the optimize stage logs
             trained, _ = train_policy(params, s, model, champion, ckpt, log, prober(s, params.optimize, log, []))
             trained.save_pretrained(out)
         finally:

@@ -1,4 +1,5 @@
-"""Stage ``champion``: the folder the cycle samples from, seeded from the base policy.
+"""The work of stage ``champion`` (its adapter: ``tasks/stages/champion.py``): the folder the cycle samples from,
+seeded from the base policy.
 
 ``policy.champion_dir`` is a persistent DVC output (``persist: true``): DVC
 never deletes it before running the stage, and promotion (a flow step, not a

@@ -1,4 +1,5 @@
-"""Stage ``evaluate``: the candidate against the champion on held-out prompts, by every judge the task trusts.
+"""The work of stage ``evaluate`` (its adapter: ``tasks/stages/evaluate.py``): the candidate against the champion on
+held-out prompts, by every judge the task trusts.
 
 For every held-out prompt, both policies sample ``evaluate.samples_per_prompt``
 responses, each on its own random stream derived from ``evaluate.seed``

@@ -1,4 +1,5 @@
-"""Stage ``generate``: k responses per training prompt from the champion, in batches.
+"""The work of stage ``generate`` (its adapter: ``tasks/stages/generate.py``): k responses per training prompt from
+the champion, in batches.
 
 Prompts are left-padded into batches of ``generate.batch_size``; each batch
 asks ``model.generate`` for ``k`` samples per prompt at once

@@ -1,12 +1,10 @@
 """The stage manifest: one declaration per stage of the cycle, the single source of what each stage is.
 
-Each :class:`Stage` gives the function that runs it, the paths it reads
-(code included) and writes, the ``params.yaml`` keys it reads (a whole section
-or one ``section.key``), and the metric its summary row shows. The stage
-registry, the CLI's choices, the flow's summary table and the MLflow
-``rft.params`` tag derive from it, and ``tests/test_manifest.py`` checks it
-against ``dvc.yaml`` and against the keys each stage really reads, so a stage
-that reads a key or a file that ``dvc.yaml`` does not list fails CI.
+Each :class:`Stage` gives the paths it reads (code included) and writes, the ``params.yaml`` keys it reads
+(a whole section or one ``section.key``), and the metric its summary row shows; its code is
+``tasks/stages/<name>.py`` (``tasks/stages/__init__.py::REGISTRY``). ``dvc.yaml`` is written from it
+(``rft dvc-yaml``), and so are the CLI's choices, the flow's summary table, the MLflow ``rft.params`` tag and
+each stage's view of params (``stage_view``): a stage that reads a key its entry does not declare fails.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
 
 @dataclass(frozen=True)
 class Stage:
-    name: str                      # also its module, tasks/stages/<name>.py, whose ``run(params)`` runs it
+    name: str                      # also its module, tasks/stages/<name>.py, whose ``run(ctx)`` runs it
     deps: tuple[str, ...]          # paths it reads; ${...} is interpolated from params.yaml by DVC
     outs: tuple[str, ...]          # paths it writes (DVC outs, cached)
     params: tuple[str, ...]        # params.yaml keys it reads: "section" or "section.key"

@@ -1,4 +1,5 @@
-"""Stage ``optimize``: turn the champion into a candidate policy with ``optimize.algorithm``.
+"""The work of stage ``optimize`` (its adapter: ``tasks/stages/optimize.py``): turn the champion into a candidate
+policy with ``optimize.algorithm``.
 
 The algorithm comes from the registry of ``tasks/algorithms/`` (GRPO, RLOO,
 PPO, DPO, KTO, best-of-n, online DPO), each with its own ``optimize.<name>``
@@ -25,8 +26,8 @@ section. This stage does what they share:
   is saved. The fingerprint covers the config and the inputs, so a checkpoint
   of other settings or data is never resumed.
 
-The candidate is saved to ``models/candidate`` and registered as a new version
-of ``policy`` with alias ``challenger``; the champion is never written here.
+The stage's adapter (``tasks/stages/optimize.py``) saves the candidate to ``models/candidate`` and registers it
+as a new version of ``policy`` with alias ``challenger``; the champion is never written by this stage.
 """
 
 from __future__ import annotations

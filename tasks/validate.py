@@ -1,4 +1,5 @@
-"""Stages ``validate_prompts`` and ``validate_labels``: Great Expectations suites on the data contracts.
+"""The work of stages ``validate_prompts`` and ``validate_labels`` (their adapters: ``tasks/stages/``): Great
+Expectations suites on the data contracts.
 
 Each suite runs through a GX 1.x checkpoint on a pandas dataframe, writes
 Data Docs HTML (``reports/data_docs/<suite>/``, also logged to MLflow; the

@@ -150,3 +150,12 @@ def test_components_are_found_by_reference_and_the_environments_by_a_checked_nam
     assert all(callable(f) for f in labelers.LABELERS.values())
     for name, info in envs.REGISTRY.items():
         assert envs.load_env(name).has_truth == info.has_truth, name
+
+
+def test_reward_models_registered_before_the_rename_still_load():
+    # Each registered reward model keeps the pyfunc code it was logged with, and those logged before the
+    # module's rename import it by its old name (tasks/rewardmodel.py).
+    from tasks import reward_model, rewardmodel
+
+    assert rewardmodel.RewardModel is reward_model.RewardModel
+    assert rewardmodel.trained_max_length is reward_model.trained_max_length

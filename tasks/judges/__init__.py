@@ -91,7 +91,7 @@ class JudgeContext:
                    scale if scale is not None and scale.runner != "local" else None)
 
     def plain(self) -> "JudgeContext":
-        """This context without sharding and without recording views: what a worker builds its judge from."""
+        """This context without sharding: what a worker builds its judge from (params views pickle as they are)."""
 
         return JudgeContext(dict(self.judges), self.task, self.truth, self.seed, self.studio, None)
 
