@@ -43,8 +43,9 @@ def train_online(run, trainer_cls, config_cls, **extra):
     # TRL sets temperature, top-k, top-p and the repetition penalty; the other logits processors are pinned to
     # their neutral values, and the checkpoint's own generation_config.json is set aside while training samples
     # (transformers fills every setting left unset from it), so the trainer's log-probs score what it sampled.
-    args = base.trl_args(config_cls, run, **trl_online_kwargs(run.cfg), reward_weights=run.reward_weights,
-                    mask_truncated_completions=False, generation_kwargs=dict(NEUTRAL_SAMPLING), **extra)
+    settings = {**trl_online_kwargs(run.cfg), "reward_weights": run.reward_weights,
+                "mask_truncated_completions": False, "generation_kwargs": dict(NEUTRAL_SAMPLING), **extra}
+    args = base.trl_args(config_cls, run, **settings)
     dataset = Dataset.from_list([{"prompt": format_prompt(p, run.tok)} for p in run.data])
     trainer = trainer_cls(model=run.policy, reward_funcs=run.reward_funcs, args=args, train_dataset=dataset,
                           processing_class=run.tok, callbacks=run.callbacks)
