@@ -306,11 +306,14 @@ class OptimizeConfig:
     num_processes: int = opt(2, "accelerate: processes to launch on this machine.", ge=1)
 
 
+def is_section(f: dataclasses.Field) -> bool:
+    """Whether a config field is a nested section (a dataclass made by its default factory)."""
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
+
+
 # The optimize keys every algorithm reads (all but the per-algorithm sections, of which a stage reads only the
 # active one, optimize.${optimize.algorithm}).
-OPTIMIZE_COMMON: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(OptimizeConfig)
-    if not (f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)))
+OPTIMIZE_COMMON: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(OptimizeConfig) if not is_section(f))
 
 
 @dataclass(frozen=True)
@@ -826,7 +829,7 @@ def describe() -> str:
     def section(name: str, cls: type, indent: str, note: str = "") -> None:
         lines.append(f"{indent}{name}:" + (f"  # {note}" if note else ""))
         for f in dataclasses.fields(cls):
-            if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            if is_section(f):
                 section(f.name, f.default_factory, indent + "  ", f.metadata.get("help", ""))
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
