@@ -25,7 +25,9 @@ from tasks.algorithms.base import PROMPTS
 from tasks.envs import NAMES as ENV_NAMES
 from tasks.envs import info as env_info
 from tasks.errors import ConfigError
-from tasks.judges import KINDS, SCORING_KINDS, no_judge
+from tasks.judges import KINDS, SCORING_KINDS, no_judge, reference_fields
+from tasks.judges.graders import formula_members
+from tasks.judges.python_grader import import_problem
 from tasks.judges.configs import EmbeddingJudgeConfig, RewardModelJudgeConfig
 from tasks.label_studio_client import StudioWait
 from tasks.options import opt
@@ -639,7 +641,9 @@ def check_task(p: Params) -> None:
                     raise ConfigError(f"judges.{name}.members: {m!r} is not another judge of the judges section")
                 if p.judges[m].kind == "ensemble":
                     raise ConfigError(f"judges.{name}.members: {m!r} is an ensemble; ensembles do not nest")
+        _check_grader(p, name, spec)
     uses_rubric = ({s.kind for s in p.judges.values()} & {"embedding", "llm", "http", "label_studio"}
+                   or any(s.kind == "score_model" and s.rubric is None for s in p.judges.values())
                    or p.label.source == "label_studio" or p.label.feedback == "attributes")
     if uses_rubric and not env.has_truth and p.task.rubric == TaskConfig().rubric:
         raise ConfigError(f"task.rubric: {p.task.rubric} is the reviews demo's rubric; with task.env: "
@@ -728,6 +732,31 @@ def check_task(p: Params) -> None:
                           "the policy does not train against, or set null")
 
 
+def _check_grader(p: Params, name: str, spec) -> None:
+    """A grader's references to other judges and to code, checked on load."""
+    key = f"judges.{name}"
+    if spec.kind == "multi":
+        for m in formula_members(spec.formula):
+            if m not in p.judges or m == name:
+                raise ConfigError(f"{key}.formula: {m!r} is not another judge of the judges section "
+                                  f"(defined: {', '.join(n for n in p.judges if n != name) or 'none'})")
+            kind = p.judges[m].kind
+            if kind in ("multi", "simulated", "label_studio") or not _scores(p, m):
+                raise ConfigError(f"{key}.formula: {m!r} ({kind}) cannot be a term: a formula reads judges that "
+                                  "score single responses, and not multi (formulas do not nest), simulated (the "
+                                  "hidden truth) or label_studio (people)")
+    elif spec.kind == "score_model":
+        if spec.judge not in p.judges:
+            raise no_judge(f"{key}.judge", spec.judge, p.judges)
+        if p.judges[spec.judge].kind not in ("llm", "http"):
+            raise ConfigError(f"{key}.judge: {spec.judge!r} is a judge of kind {p.judges[spec.judge].kind}; a score model "
+                              "is an llm or http judge's model")
+    elif spec.kind == "python":
+        problem = import_problem(spec.function)
+        if problem:
+            raise ConfigError(f"{key}.function: cannot import {spec.function!r}: {problem}")
+
+
 def _training_judge(p: Params, key: str, name: str, scoring: bool) -> None:
     """A judge that a policy trains against: defined, an AI, never the environment's hidden truth."""
     if name not in p.judges:
@@ -741,7 +770,7 @@ def _training_judge(p: Params, key: str, name: str, scoring: bool) -> None:
                           "within a step")
     if scoring and not _scores(p, name):
         raise ConfigError(f"{key}: judge {name!r} ({kind}) compares pairs; a reward needs a judge that scores "
-                          "single responses (reward_model, embedding, or a mean ensemble of them)")
+                          "single responses (reward_model, embedding, a grader, or a mean ensemble of them)")
 
 
 def _check_optimize(p: Params) -> None:
@@ -777,6 +806,19 @@ def training_judges(p: Params) -> dict[str, str]:
     for key, name in _alg.REGISTRY[p.optimize.algorithm].judges(section).items():
         out.setdefault(name, f"optimize.{p.optimize.algorithm}.{key}")
     return out
+
+
+def judges_in_use(p: Params) -> list[str]:
+    """The judges a cycle under ``p`` asks about its prompts' responses: the labelling judge, the label-quality
+    judges, those the policy trains against, and the evaluation's."""
+    names = [p.label.judge] if p.label.source == "judge" else []
+    names += [*p.label.quality_judges, *training_judges(p), *p.evaluate.judges]
+    return list(dict.fromkeys(names))
+
+
+def prompt_fields(p: Params) -> dict[str, dict]:
+    """The reference fields every prompt row must carry for the judges in use (``judges.reference_fields``)."""
+    return reference_fields(p.judges, judges_in_use(p))
 
 
 def _instruments(p: Params, name: str) -> set:

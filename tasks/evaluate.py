@@ -28,7 +28,6 @@ go to ``data/eval.jsonl``. The cycle's key figures (``key_metrics``) go to
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from tasks import rollout
 from tasks.evalmath import outcome
@@ -36,15 +35,6 @@ from tasks.judgemath import agreement
 from tasks.labelers.file import read_preferences
 from tasks.reward_model import pair_text, pairwise_stats
 from tasks.text import normalize
-
-
-def metric(name: str):
-    import evaluate
-
-    local = Path("metrics") / name
-    if not local.exists():
-        local = Path(__file__).resolve().parents[1] / "metrics" / name
-    return evaluate.load(str(local))
 
 
 # The two samplers of an evaluation, each on its own random stream.
@@ -74,15 +64,17 @@ def rollout_pair(cand_model, champ_model, tok, prompts: list, cfg, device: str) 
             _rollouts(champ_model, tok, prompts, cfg, device, role_seed(cfg.seed, "champion")))
 
 
-def judge_outcomes(judge, prompts: list, keys: list, cand: list[str], champ: list[str]) -> list[float]:
+def judge_outcomes(judge, prompts: list, keys: list, cand: list[str], champ: list[str],
+                   rows: list | None = None) -> list[float]:
     """Outcome (1 win / 0.5 tie / 0 loss) of each candidate-vs-champion comparison by ``judge``.
-    Equal texts tie without being shown to the judge."""
+    Equal texts tie without being shown to the judge. ``rows``: each comparison's prompt row (a grader reads its
+    reference fields)."""
 
     ask = [i for i, (a, b) in enumerate(zip(cand, champ)) if normalize(a) != normalize(b)]
     out = [0.5] * len(cand)
     if ask:
         v = judge.compare([prompts[i] for i in ask], [cand[i] for i in ask], [champ[i] for i in ask],
-                          keys=[keys[i] for i in ask])
+                          keys=[keys[i] for i in ask], rows=None if rows is None else [rows[i] for i in ask])
         for i, a_wins in zip(ask, v.a_wins):
             out[i] = outcome(a_wins)
     return out

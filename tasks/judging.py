@@ -7,6 +7,11 @@ simulated annotator) also scores single responses, which is what
 responses in one prompt (``llm``, ``http``) asks twice with the positions
 swapped and keeps how often the two orders disagree in ``stats``. A judge's
 ``stats`` cover every call it made: a stage may judge its list in several calls.
+
+``rows`` gives, per item, the prompt's row of the prompts file (``id``, the prompt, and the reference fields a
+grader reads: ``reference``, ``tests``, ...). A judge that reads such fields lists them in ``fields``; the
+stages that judge held-out or training prompts pass the rows, and a grader called without them where it needs
+a field raises a ConfigError naming the field (``tasks/judges/graders.py``).
 """
 
 from __future__ import annotations
@@ -38,15 +43,17 @@ class Judge(ABC):
     scores_responses: bool = False
     batch_size: int = 1        # its own batch: sharding cuts its lists at multiples of it (tasks/judges/sharded.py)
     shardable: bool = True     # whether copies of it may judge shards of a list on other workers
+    fields: tuple[str, ...] = ()   # the prompt rows' fields it reads (reference answers, tests)
 
     def __init__(self):
         self.stats: dict[str, float] = {}
 
-    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+    def score(self, prompts: list[Prompt], responses: list[str], rows: list[dict] | None = None) -> list[float]:
         raise TypeError(f"judge {self.name} compares pairs; it does not score single responses")
 
     @abstractmethod
-    def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None) -> Verdicts:
+    def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None,
+                rows: list[dict] | None = None) -> Verdicts:
         """Verdicts on A vs B for each comparison; ``keys`` identify comparisons for judges that draw."""
 
 
@@ -56,8 +63,8 @@ class ScoringJudge(Judge):
     scores_responses = True
     scale: float = 1.0
 
-    def compare(self, prompts, a, b, keys=None) -> Verdicts:
-        return self.compare_scored(prompts, a, b, self.score(prompts, a), self.score(prompts, b), keys)
+    def compare(self, prompts, a, b, keys=None, rows=None) -> Verdicts:
+        return self.compare_scored(prompts, a, b, self.score(prompts, a, rows), self.score(prompts, b, rows), keys)
 
     def compare_scored(self, prompts, a, b, sa: list[float], sb: list[float], keys=None) -> Verdicts:
         """Verdicts from scores already computed (labelling scores every response once, to pick pairs)."""

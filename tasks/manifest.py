@@ -24,7 +24,8 @@ from tasks.yamlfile import read_yaml
 # Shared code whose change changes what a stage computes.
 LIB = ("tasks/stages/common.py", "tasks/prompting.py", "tasks/text.py", "tasks/heldout.py", "tasks/provenance.py")
 JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/label_studio_client.py", "tasks/rubric.py", "tasks/envs",
-          "tasks/reward_model.py", "tasks/importers", "tasks/yamlfile.py", "tasks/judging.py", "tasks/judgemath.py")
+          "tasks/reward_model.py", "tasks/importers", "tasks/yamlfile.py", "tasks/judging.py", "tasks/judgemath.py",
+          "tasks/formula.py", "tasks/textsim.py", "tasks/metric_modules.py", "metrics/text_similarity")
 POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
 
 
@@ -68,7 +69,9 @@ MANIFEST: tuple[Stage, ...] = (
     Stage("validate_prompts",
           deps=(*LIB, "tasks/stages/validate_prompts.py", "tasks/validate.py", "tasks/policy.py",
                 *_p(PROMPTS, CORPUS, BASE)),
-          outs=(), params=("validate",), metric="rows", output=f"{PROMPTS_DOCS}/",
+          # the judges in use and their reference fields (config.prompt_fields): label, optimize, evaluate
+          outs=(), params=("validate", "judges", "label", "optimize", "evaluate"), metric="rows",
+          output=f"{PROMPTS_DOCS}/",
           reports=_p(PROMPTS_REPORT), docs=_p(PROMPTS_DOCS)),
     Stage("generate",
           deps=(*LIB, "tasks/stages/generate.py", *POLICY, "tasks/generate.py", "tasks/genbackend.py",

@@ -50,7 +50,7 @@ from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy
 from tasks.precision import resolve
-from tasks.prompting import completion_text, format_prompt, label_prompt, prompt_of
+from tasks.prompting import completion_text, format_prompt, label_prompt, prompt_of, rows_by_prompt
 from tasks.rollout import sample, token_logprobs
 from tasks.rubric import load_rubric
 from tasks.tracking import log_many
@@ -73,18 +73,30 @@ def probe(policy, ref, tok, reward, prompts: list, temperature: float, max_new_t
     if was_training:
         policy.train()
     scores = reward(prompts, r.texts)
+    parts = getattr(reward, "parts", {})
     return {"probe_reward": mean(scores), "probe_kl": float(kl.mean()),
             "probe_length": mean([len(t.split()) for t in r.texts]),
-            "probe_eos_rate": mean([float(e) for e in r.ended])}
+            "probe_eos_rate": mean([float(e) for e in r.ended]),
+            # with several rewards, each one's mean (unweighted) as a curve of its own
+            **({f"probe_reward.{name}": v for name, v in parts.items()} if len(parts) > 1 else {})}
 
 
-def weighted_reward(judges: list, weights: list[float]):
-    """``reward(prompts, responses)``: the weighted sum of the judges' scores per response."""
+def weighted_reward(judges: list, weights: list[float], names: list[str] | None = None, rows_of=None):
+    """``reward(prompts, responses)``: the weighted sum of the judges' scores per response. ``rows_of(prompts)``
+    gives the prompts' rows to judges that read reference fields (graders). After each call, ``reward.parts``
+    holds each judge's mean score (unweighted), by ``names``."""
+    names = names or [j.name for j in judges]
+
     def reward(prompts, responses):
+        rows = rows_of(prompts) if rows_of is not None and any(j.fields for j in judges) else None
         total = [0.0] * len(responses)
-        for judge, w in zip(judges, weights):
-            total = [t + w * s for t, s in zip(total, judge.score(prompts, responses))]
+        reward.parts = {}
+        for name, judge, w in zip(names, judges, weights):
+            scores = judge.score(prompts, responses, rows)
+            reward.parts[name] = mean(scores) if scores else 0.0
+            total = [t + w * s for t, s in zip(total, scores)]
         return total
+    reward.parts = {}
     return reward
 
 
@@ -162,6 +174,7 @@ class Setup:
     data: list
     info: dict
     probe_prompts: list
+    rows_of: object = None        # prompts -> their rows of the prompts file (graders read reference fields)
 
 
 def setup(params: Params, champion: Path, device: str) -> Setup:
@@ -172,7 +185,9 @@ def setup(params: Params, champion: Path, device: str) -> Setup:
     ctx = JudgeContext(params.judges, params.task, None, cfg.seed)
     judges = [build_judge(n, ctx) for n in cfg.reward]
     weights = list(cfg.reward_weights or [1.0] * len(judges))
-    train = [prompt_of(r) for r in read_jsonl(PROMPTS) if r["split"] == "train"]
+    train_rows = [r for r in read_jsonl(PROMPTS) if r["split"] == "train"]
+    train = [prompt_of(r) for r in train_rows]
+    rows_of = rows_by_prompt(train_rows)
     info: dict = {}
     if algo.consumes == PAIRS:
         data = pair_rows(tok, params.label.ties)
@@ -180,8 +195,8 @@ def setup(params: Params, champion: Path, device: str) -> Setup:
         data, info["kto_source"] = binary_rows(tok, params.label.ties, getattr(cfg, cfg.algorithm).source)
     else:
         data = train
-    return Setup(ref, tok, judges, weights, weighted_reward(judges, weights), train,
-                 {format_prompt(p, tok): p for p in train}, data, info, train[:cfg.probe_prompts])
+    return Setup(ref, tok, judges, weights, weighted_reward(judges, weights, list(cfg.reward), rows_of), train,
+                 {format_prompt(p, tok): p for p in train}, data, info, train[:cfg.probe_prompts], rows_of)
 
 
 def within_budget(spent: float, expected: float, elapsed: float, budget: float | None) -> bool:
@@ -262,11 +277,11 @@ def train_policy(params: Params, s: Setup, model, champion: Path, ckpt: Path, lo
     mixed = resolve(params.train.precision, next(model.parameters()).device.type)
     job = Run(cfg=getattr(cfg, cfg.algorithm), common=cfg, policy=model, reference=s.ref, tok=s.tok, data=s.data,
               reward=s.reward,
-              reward_funcs=[TrlReward(n, j, s.by_formatted) for n, j in zip(cfg.reward, s.judges)],
+              reward_funcs=[TrlReward(n, j, s.by_formatted, s.rows_of) for n, j in zip(cfg.reward, s.judges)],
               reward_weights=s.weights, callbacks=[mlflow_callback(log, do_probe, cfg.log_every)], log=log,
               probe=do_probe, checkpoint_dir=ckpt, champion=champion, judge=lambda n: build_judge(n, ctx),
               rubric=load_rubric(params.task.rubric), table=table or log_table, precision=mixed,
-              reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
+              rows_of=s.rows_of, reward_model_path=next((Path(params.judges[n].path) for n in cfg.reward
                                       if params.judges[n].kind == "reward_model"), None))
     trained, info = REGISTRY[cfg.algorithm].train(job)
     if job.trainer is not None and job.trainer.accelerator.num_processes > 1:

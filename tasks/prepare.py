@@ -12,6 +12,9 @@ before anything is written, never a prompt an earlier ``optimize`` run trained o
 (``tasks/provenance.py``), so evaluation runs on prompts the policy has not been
 trained on. The checks of the conversation's shape are the validate stage's.
 
+Any other field of a raw row (``reference``, ``tests``, whatever a grader's config names) travels through to
+the prepared row unchanged.
+
 Ids take one canonical form (``check_ids``): strings, or integers written as decimal strings. The same
 prompt text under two ids is accepted, lands on one side of the split, and is counted (``repeated_texts``).
 """
@@ -45,6 +48,10 @@ def check_ids(rows: list[dict], path) -> None:
                         detail=f"{len(clashes)} rows repeat an id")
 
 
+# The fields prepare writes itself; every other field of a raw row travels through as it is.
+OWN_FIELDS = ("id", "prompt", "messages", "split", "source")
+
+
 def split_prompts(rows: list[dict], heldout_fraction: float, salt: str,
                   train_only: set[str] = frozenset(), keep: set[str] = frozenset()) -> list[dict]:
     """Assign ``split`` to each row from the salted hash of its prompt's canonical text
@@ -58,7 +65,9 @@ def split_prompts(rows: list[dict], heldout_fraction: float, salt: str,
         p = prompt_of(r)
         out.append({"id": str(r["id"]), ("messages" if isinstance(p, list) else "prompt"): p,
                     "split": "heldout" if prompt_key(p) in heldout else "train",
-                    "source": r.get("source", "unknown")})
+                    "source": r.get("source", "unknown"),
+                    # the row's other fields (reference answers, tests): what graders read
+                    **{k: v for k, v in r.items() if k not in OWN_FIELDS}})
     return out
 
 

@@ -124,6 +124,19 @@ def prompt_key(prompt: Prompt) -> str:
     return json.dumps([[m["role"], normalize(m["content"])] for m in prompt])
 
 
+def rows_by_prompt(rows: list[dict]):
+    """``rows_of(prompts)``: the prompts file's row of each prompt (its reference fields), found by
+    ``prompt_key``; None for a prompt no row has. Rows that share a prompt carry the same reference fields (the
+    prompts' validation checks it where a grader reads them), so the first one stands for them."""
+    by: dict[str, dict] = {}
+    for r in rows:
+        by.setdefault(prompt_key(prompt_of(r)), r)
+
+    def rows_of(prompts: list) -> list[dict | None]:
+        return [by.get(prompt_key(p)) for p in prompts]
+    return rows_of
+
+
 def conversation_problems(messages: Any) -> list[str]:
     """Why a ``messages`` value is not a valid prompt conversation (empty list: it is valid).
 

@@ -32,7 +32,9 @@ PROMPT_FORMS = ["prompt", "messages"]
 DERIVED = {"heldout_in_training_data": "prompt", "chosen_equals_rejected": "chosen,rejected",
            "prompt_form": "prompt,messages", "conversation_problem": "messages", "prompt_tokens": "prompt,messages",
            "prompt_known": "prompt_id", "prompt_text_problem": "prompt", "chosen_problem": "chosen",
-           "rejected_problem": "rejected", "confidence_ok": "confidence"}
+           "rejected_problem": "rejected", "confidence_ok": "confidence", "reference_conflict": "prompt,messages"}
+# A derived column ``<field>__problem`` holds why a row's reference field is unusable ("" when it is usable).
+FIELD_SUFFIX = "__problem"
 LABEL_COLUMNS = ["prompt_id", "chosen", "rejected", "chosen_id", "rejected_id", "labeler", "confidence"]
 
 
@@ -47,13 +49,28 @@ def _text(v) -> str:
     return v if isinstance(v, str) else ""
 
 
-def prompt_rules(cfg, df) -> list[Rule]:
+def prompt_rules(cfg, df, fields: dict | None = None) -> list[Rule]:
+    """The prompts suite. ``fields``: the reference fields the cycle's graders read (``judges.reference_fields``),
+    each checked on every row."""
     import great_expectations as gx
 
     E = gx.expectations
-    columns = PROMPT_COLUMNS + [c for c in PROMPT_FORMS if c in df.columns] + [c for c in DERIVED if c in df.columns]
-    rules = [Rule("columns are exactly the prompts contract",
+    fields = fields or {}
+    # Columns besides the contract's are reference fields (prepare carries them through), so the set is the
+    # contract plus whatever else the file holds; the rule names the contract's columns a file lacks.
+    extra = [c for c in df.columns if c not in PROMPT_COLUMNS + PROMPT_FORMS and c not in DERIVED
+             and not c.endswith(FIELD_SUFFIX)]
+    columns = (PROMPT_COLUMNS + [c for c in PROMPT_FORMS if c in df.columns] + [c for c in DERIVED if c in df.columns]
+               + extra + [c for c in df.columns if c.endswith(FIELD_SUFFIX)])
+    rules = [Rule("columns are exactly the prompts contract (plus reference fields)",
                   E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))]
+    for name, need in fields.items():
+        what = "a non-blank text or a list of them" if need["text"] else "present and not empty"
+        rules.append(Rule(f"{name} is {what} (read by {', '.join(need['judges'])})",
+                          E.ExpectColumnValuesToBeInSet(column=name + FIELD_SUFFIX, value_set=[""])))
+    if fields:
+        rules.append(Rule(f"rows with the same prompt carry the same {', '.join(fields)}",
+                          E.ExpectColumnValuesToBeInSet(column="reference_conflict", value_set=[""])))
     for col in PROMPT_COLUMNS:
         rules.append(Rule("not null", E.ExpectColumnValuesToNotBeNull(column=col)))
     rules.append(Rule("each row has exactly one of prompt (text) or messages (chat)",
@@ -169,7 +186,7 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
         f"{name} suite on {path}", run_label or name, [result_row(by_id[r.expectation_config.id].name, r, len(df))
                                                     for r in validation.results]))
     failures = []
-    file_columns = [c for c in df.columns if c not in DERIVED]
+    file_columns = [c for c in df.columns if c not in DERIVED and not c.endswith(FIELD_SUFFIX)]
     contract = list(contract) + [c for c in file_columns if c in PROMPT_FORMS and name == "prompts"]
     missing = [c for c in contract if c not in file_columns]
     for res in validation.results:
@@ -187,13 +204,17 @@ def run_suite(name: str, df, rules: list[Rule], path: Path, docs_dir: Path,
         if kw.get("column") in missing:
             continue
         column = DERIVED.get(kw.get("column"), kw.get("column"))
+        if str(column).endswith(FIELD_SUFFIX):
+            column = column[:-len(FIELD_SUFFIX)]
+            if column in missing:
+                continue
         idx = res.result.get("unexpected_index_list") or []
         rows = []
         # A derived column that holds the reason (or the count) is the clearest thing to show.
         show_col = kw.get("column") if kw.get("column") in ("conversation_problem", "prompt_tokens", "prompt_form",
                                                             "prompt_text_problem", "chosen_problem",
-                                                            "rejected_problem") \
-            else (column.split(",")[0] if column else None)
+                                                            "rejected_problem", "reference_conflict") \
+            or str(kw.get("column")).endswith(FIELD_SUFFIX) else (column.split(",")[0] if column else None)
         for i in idx[:20]:
             i = i if isinstance(i, int) else i.get("index", 0) if isinstance(i, dict) else 0
             value = df.iloc[i][show_col] if show_col in df.columns else ""
@@ -292,6 +313,35 @@ def _key(r: dict) -> str:
         r["messages"])) else f"invalid:{r.get('id')}"
 
 
+def field_problem(value, text: bool) -> str:
+    """Why ``value`` is not a usable reference field ("" when it is). ``text``: a grader compares it as text, so
+    it is a non-blank string (a number counts), or a non-empty list of them; else anything but null, "", [] or
+    {}."""
+    if value is None:
+        return "missing"
+    if not text:
+        return "empty" if value in ("", [], {}) else ""
+
+    def is_text(v) -> bool:
+        return (isinstance(v, str) and bool(v.strip())) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if isinstance(value, list):
+        return "" if value and all(is_text(v) for v in value) else "a list that is empty or holds a blank or non-text item"
+    return "" if is_text(value) else ("blank" if isinstance(value, str) else f"a {type(value).__name__}, not text")
+
+
+def reference_conflicts(rows: list[dict], fields) -> list[str]:
+    """Per row, "" or which earlier row has the same prompt (``_key``) with other values of ``fields``: a grader
+    finds a prompt's reference by its prompt, so one prompt must carry one reference."""
+    first: dict[str, int] = {}
+    out = []
+    for i, r in enumerate(rows):
+        key = _key(r)
+        j = first.setdefault(key, i)
+        differ = [f for f in fields if j != i and rows[j].get(f) != r.get(f)]
+        out.append(f"row {j + 1} has the same prompt with another {', '.join(differ)}" if differ else "")
+    return out
+
+
 def _conversation_problem(r: dict, max_chars: int) -> str:
     if r.get("messages") is None:
         return ""
@@ -318,8 +368,15 @@ def _token_counts(rows: list[dict], tokenizer_dir: Path | None) -> list[int] | N
 
 def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
                           docs_dir: Path = PROMPTS_DOCS, tokenizer_dir: Path | None = BASE,
-                          run_label: str | None = None) -> dict:
+                          run_label: str | None = None, fields: dict | None = None) -> dict:
+    """``fields``: the reference fields the cycle's graders read, ``{name: {"text": bool, "judges": [...]}}``
+    (``tasks/judges/__init__.py::reference_fields``)."""
+    fields = fields or {}
     df, rows = _load_df(path)
+    for name, need in fields.items():
+        df[name + FIELD_SUFFIX] = [field_problem(r.get(name), need["text"]) for r in rows]
+    if fields:
+        df["reference_conflict"] = reference_conflicts(rows, list(fields))
     training = {_key(r) for r in rows if r.get("split") == "train"}
     if demos is not None and demos.exists():
         training |= {prompt_key(prompt_of(d)) for d in read_jsonl(demos)}
@@ -332,8 +389,8 @@ def validate_prompts_file(cfg, path: Path = PROMPTS, demos: Path | None = DEMOS,
     if counts is not None:
         df["prompt_tokens"] = counts
     df["heldout_in_training_data"] = [r.get("split") == "heldout" and _key(r) in training for r in rows]
-    rules = prompt_rules(cfg, df)
-    failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS, run_label)
+    rules = prompt_rules(cfg, df, fields)
+    failures = run_suite("prompts", df, rules, path, docs_dir, PROMPT_COLUMNS + list(fields), run_label)
     if failures:
         raise DataValidationError(failures, docs=str(docs_dir / SUMMARY))
     return {"rows": len(df), "train": int((df["split"] == "train").sum()),

@@ -106,15 +106,26 @@ def test_online_dpo_orders_pairs_by_the_verdict_and_drops_ties():
 def test_weighted_reward_sums_judge_scores():
     from tasks.optimize import weighted_reward
 
-    class Const:
-        def __init__(self, v):
-            self.v = v
+    from tasks.judging import ScoringJudge
 
-        def score(self, prompts, responses):
-            return [self.v * len(r) for r in responses]
+    class Const(ScoringJudge):
+        def __init__(self, v, fields=()):
+            super().__init__()
+            self.v, self.name, self.fields = v, f"ai:c{v}", fields
+
+        def score(self, prompts, responses, rows=None):
+            # with a field: the response's length times the row's number; without: times v
+            return [len(r) * (row["k"] if self.fields else self.v) for r, row in zip(responses, rows or responses)]
 
     # responses "ab" and "c": judge 1 gives 2, 1; judge 2 gives 20, 10; weights 1 and 0.5 -> 2+10=12, 1+5=6
-    assert weighted_reward([Const(1), Const(10)], [1.0, 0.5])(["p", "p"], ["ab", "c"]) == [12.0, 6.0]
+    reward = weighted_reward([Const(1), Const(10)], [1.0, 0.5], ["one", "ten"])
+    assert reward(["p", "p"], ["ab", "c"]) == [12.0, 6.0]
+    # each judge's mean, unweighted: (2 + 1) / 2 = 1.5 and (20 + 10) / 2 = 15
+    assert reward.parts == {"one": 1.5, "ten": 15.0}
+    # a judge that reads a field gets the prompts' rows: "ab" on prompt p (k 3) -> 6, "c" on q (k 5) -> 5
+    rows = {"p": {"k": 3}, "q": {"k": 5}}
+    graded = weighted_reward([Const(0, fields=("k",))], [2.0], rows_of=lambda ps: [rows[p] for p in ps])
+    assert graded(["p", "q"], ["ab", "c"]) == [12.0, 10.0]
 
 
 def _workspace(built_project, tmp_path, monkeypatch, name: str, section: dict, **common):

@@ -134,7 +134,7 @@ def test_ensemble_mean_majority_and_agreement():
             super().__init__()
             self.ps, self.name = ps, "ai:fixed"
 
-        def compare(self, prompts, a, b, keys=None):
+        def compare(self, prompts, a, b, keys=None, rows=None):
             return Verdicts(self.ps)
 
     from tasks.judges.configs import EnsembleJudgeConfig
@@ -158,7 +158,7 @@ def test_a_mean_ensemble_of_scoring_judges_rewards_what_it_prefers():
             super().__init__()
             self.scores, self.scale, self.name = scores, scale, "ai:fixed"
 
-        def score(self, prompts, responses):
+        def score(self, prompts, responses, rows=None):
             return [self.scores[r] for r in responses]
 
     rm, emb = Fixed({"a": 0.5, "b": 0.0}, 1.0), Fixed({"a": 0.0, "b": 0.3}, 10.0)
@@ -325,7 +325,7 @@ class _WordCount(ScoringJudge):
 
     name = "ai:words"
 
-    def score(self, prompts, responses):
+    def score(self, prompts, responses, rows=None):
         return [float(len(r.split())) for r in responses]
 
 
@@ -430,7 +430,22 @@ class _BadServer:
         import time
 
         try:
-            conn.recv(65536)
+            # The whole request (headers, then Content-Length bytes of body) is read before answering: closing a
+            # socket with unread bytes resets the connection, and the client would see a ReadError, not the answer.
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
             if self.how == "stall":
                 self.stop.wait(60)
             elif self.how == "trickle":
@@ -447,7 +462,10 @@ class _BadServer:
             else:
                 body = b"<html><body>Service temporarily in maintenance</body></html>" if self.how == "junk" else \
                     b'{"choices": [' + b'{"x": 1},' * 330000 + b'{}]}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                # Connection: close, as this server closes each connection: a client that kept it for its next try
+                # would meet a closed socket (a ReadError) instead of this answer.
+                conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                             + body)
                 time.sleep(0.2)
         except OSError:
             pass

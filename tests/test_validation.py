@@ -68,7 +68,7 @@ def test_good_labels_pass(tmp_path):
 
 @pytest.mark.parametrize("fixture, column, rule, row", [
     # A producer dropped a column: every downstream join on `split` would break.
-    ("prompts_missing_column.jsonl", "split", "columns are exactly the prompts contract", None),
+    ("prompts_missing_column.jsonl", "split", "columns are exactly the prompts contract (plus reference fields)", None),
     # An empty prompt gives the policy nothing to answer and the judge nothing to judge.
     ("prompts_empty_text.jsonl", "prompt", "prompt length between 8 and 512 characters", 2),
     # Zero-width spaces, a word joiner and a BOM: 12 characters pass the length rule, yet the policy sees nothing.

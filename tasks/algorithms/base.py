@@ -74,6 +74,7 @@ class Run:
     table: Callable[[list[dict], str], None] = lambda rows, name: None   # log a table (MLflow) of rows
     trainer: Any = None           # set by ``fit``: the TRL trainer that trained (its accelerator gathers shards)
     precision: Any = None         # train.precision in force (tasks/precision.py); None: fp32
+    rows_of: Callable[[list], list] | None = None   # prompts -> their prompt rows (graders' reference fields)
 
 
 def cuda() -> bool:
@@ -187,10 +188,13 @@ class TrlReward:
     (text or messages) it was formatted from. ``__name__`` is the judge's name, so TRL logs
     ``rewards/<name>/mean``."""
 
-    def __init__(self, name: str, judge, by_formatted: dict):
+    def __init__(self, name: str, judge, by_formatted: dict, rows_of=None):
         self.__name__ = name
         self.judge = judge
         self.by_formatted = by_formatted
+        self.rows_of = rows_of          # prompts -> their prompt rows, for a judge that reads reference fields
 
     def __call__(self, prompts, completions, **_):
-        return self.judge.score([self.by_formatted.get(p, p) for p in prompts], [c.strip() for c in completions])
+        asked = [self.by_formatted.get(p, p) for p in prompts]
+        rows = self.rows_of(asked) if self.rows_of is not None and self.judge.fields else None
+        return self.judge.score(asked, [c.strip() for c in completions], rows)

@@ -58,6 +58,13 @@ class Config(OnlineConfig):
                                       "quantile (Beyond the 80/20 rule: 0.2); 1.0 keeps every token.", ge=0, le=1)
     sapo_temperature_pos: float = opt(1.0, "loss_type sapo: the gate's temperature for positive advantages.", gt=0)
     sapo_temperature_neg: float = opt(1.05, "loss_type sapo: the gate's temperature for the others.", gt=0)
+    multi_objective_aggregation: str = opt("sum_then_normalize", "With several rewards (optimize.reward): "
+                                           "sum_then_normalize weighs and sums them, then scales the sum as "
+                                           "scale_rewards says; normalize_then_sum standardises each reward within "
+                                           "its group first, so that a reward with a wide range does not drown "
+                                           "the others (GDPO), sums them with their weights, and standardises the "
+                                           "sum over the batch (scale_rewards is then not used).",
+                                           choices=("sum_then_normalize", "normalize_then_sum"))
 
     def __post_init__(self):
         super().__post_init__()
@@ -99,7 +106,8 @@ def trl_kwargs(cfg: Config) -> dict:
                 loss_type=cfg.loss_type, importance_sampling_level=cfg.importance_sampling_level,
                 mask_truncated_completions=cfg.mask_truncated_completions,
                 top_entropy_quantile=cfg.top_entropy_quantile, sapo_temperature_pos=cfg.sapo_temperature_pos,
-                sapo_temperature_neg=cfg.sapo_temperature_neg)
+                sapo_temperature_neg=cfg.sapo_temperature_neg,
+                multi_objective_aggregation=cfg.multi_objective_aggregation)
 
 
 def train(run):

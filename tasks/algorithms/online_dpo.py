@@ -76,7 +76,8 @@ def train(run):
             r = sample(policy, run.tok, prompts, 2, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                        seed=run.common.seed * 100_003 + rnd, device=policy.device.type)
             a, b = r.texts[0::2], r.texts[1::2]
-            verdicts = judge.compare(prompts, a, b, keys=[f"online-{rnd}-{i}" for i, _ in part])
+            rows = run.rows_of(prompts) if run.rows_of is not None and judge.fields else None
+            verdicts = judge.compare(prompts, a, b, keys=[f"online-{rnd}-{i}" for i, _ in part], rows=rows)
             return list(zip(prompts, a, b, verdicts.a_wins))
 
         # Under `accelerate launch` each process samples and judges its share of the round's prompts.

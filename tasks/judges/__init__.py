@@ -11,6 +11,7 @@ Each entry names a ``kind`` and that kind's own settings (typed in
       panel:     {kind: ensemble, members: [embedding, gold], combine: mean}
       annotator: {kind: simulated}          # only in an environment with a hidden truth
       people:    {kind: label_studio}       # people in Label Studio, blind (the gate's human judge)
+      correct:   {kind: string_check, reference: answer}   # graders: tasks/judges/graders.py
 
 ``KINDS`` is the one table of the kinds: each kind's config type, how it is built, and whether it scores
 single responses. An unknown kind is a ConfigError on load, never a fall-through to a default.
@@ -26,9 +27,12 @@ from tasks.errors import ConfigError
 from tasks.judges import configs
 from tasks.judges.embedding import EmbeddingJudge
 from tasks.judges.ensemble import EnsembleJudge
+from tasks.judges.graders import MultiGrader, RegexGrader, StringCheckGrader, TextSimilarityGrader, formula_members
 from tasks.judges.http import HttpJudge
 from tasks.judges.llm import LLMJudge
+from tasks.judges.python_grader import PythonGrader
 from tasks.judges.reward_model import RewardModelJudge
+from tasks.judges.score_model import ScoreModelGrader
 from tasks.judges.sharded import ShardedJudge
 from tasks.rubric import load_rubric
 
@@ -38,6 +42,14 @@ def _people(name: str, spec, ctx: "JudgeContext"):
     from tasks.judges.people import PeopleJudge
 
     return PeopleJudge(name, spec, load_rubric(ctx.task.rubric), ctx.studio)
+
+
+def _score_model(name: str, spec, ctx: "JudgeContext"):
+    return ScoreModelGrader(name, spec, build_judge(spec.judge, ctx.plain()), load_rubric(spec.rubric or ctx.task.rubric))
+
+
+def _multi(name: str, spec, ctx: "JudgeContext"):
+    return MultiGrader(name, spec, {m: build_judge(m, ctx.plain()) for m in formula_members(spec.formula)})
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,17 @@ KINDS: dict[str, Kind] = {
     "simulated": Kind(configs.SimulatedJudgeConfig,
                       lambda name, spec, ctx: envs.load_env(ctx.task.env).annotator(ctx.truth, ctx.seed), True),
     "label_studio": Kind(configs.PeopleJudgeConfig, _people, False),
+    # graders (tasks/judges/graders.py): a rule, a similarity, code or a model's score of one response
+    "string_check": Kind(configs.StringCheckConfig, lambda name, spec, ctx: StringCheckGrader(name, spec), True),
+    "regex": Kind(configs.RegexConfig, lambda name, spec, ctx: RegexGrader(name, spec), True),
+    "text_similarity": Kind(configs.TextSimilarityConfig, lambda name, spec, ctx: TextSimilarityGrader(name, spec),
+                            True),
+    "python": Kind(configs.PythonGraderConfig, lambda name, spec, ctx: PythonGrader(name, spec), True),
+    "score_model": Kind(configs.ScoreModelConfig, _score_model, True),
+    "multi": Kind(configs.MultiGraderConfig, _multi, True),
 }
+# The graders: judges with a pass threshold (evaluate reports their pass rates).
+GRADER_KINDS = ("string_check", "regex", "text_similarity", "python", "score_model", "multi")
 # Kinds that score single responses (what best-vs-worst pair picking needs).
 SCORING_KINDS = {kind for kind, k in KINDS.items() if k.scores}
 
@@ -108,10 +130,45 @@ def judge_files(judges: dict, names) -> list[str]:
         if spec is None:
             continue
         if spec.kind == "ensemble":
-            out += judge_files(judges, spec.members)
+            out += [f for f in judge_files(judges, spec.members) if f not in out]
+        elif spec.kind == "multi":
+            out += [f for f in judge_files(judges, formula_members(spec.formula)) if f not in out]
+        elif spec.kind == "score_model":
+            out += [f for f in judge_files(judges, [spec.judge]) if f not in out]
         folder = {"reward_model": getattr(spec, "path", None), "llm": getattr(spec, "model", None)}.get(spec.kind)
         if folder and folder not in out:
             out.append(folder)
+    return out
+
+
+def reference_fields(judges: dict, names) -> dict[str, dict]:
+    """The prompt-row fields the named judges read (members and terms too): ``{field: {"text": whether a grader
+    reads it as text, "judges": [names]}}``. The prompts' validation checks each on every row."""
+    out: dict[str, dict] = {}
+
+    def need(field: str, text: bool, name: str) -> None:
+        entry = out.setdefault(field, {"text": False, "judges": []})
+        entry["text"] = entry["text"] or text
+        if name not in entry["judges"]:
+            entry["judges"].append(name)
+
+    def walk(name: str, seen: tuple = ()) -> None:
+        spec = judges.get(name)
+        if spec is None or name in seen:
+            return
+        if spec.kind == "ensemble":
+            for m in spec.members:
+                walk(m, (*seen, name))
+        elif spec.kind == "multi":
+            for m in formula_members(spec.formula):
+                walk(m, (*seen, name))
+        elif spec.kind == "python":
+            for f in spec.fields:
+                need(f, False, name)
+        elif spec.kind in ("string_check", "text_similarity", "score_model") and spec.reference:
+            need(spec.reference, True, name)
+    for n in names:
+        walk(n)
     return out
 
 

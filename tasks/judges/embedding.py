@@ -70,7 +70,7 @@ class EmbeddingJudge(ScoringJudge):
     # are whole batches from the start, so every response is embedded in the batch it always was.
     CHUNK_BATCHES = 32
 
-    def score(self, prompts, responses) -> list[float]:
+    def score(self, prompts, responses, rows=None) -> list[float]:
         cfg = self.cfg
         requests = [last_user_turn(p) for p in prompts]
         uniq = sorted(set(requests))

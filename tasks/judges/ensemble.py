@@ -28,35 +28,36 @@ class EnsembleJudge(Judge):
         self.scores_responses = cfg.combine == "mean" and all(m.scores_responses for m in members)
         self.batch_size = math.lcm(*(m.batch_size for m in members))     # a multiple of every member's batch
         self.shardable = all(m.shardable for m in members)
+        self.fields = tuple(dict.fromkeys(f for m in members for f in m.fields))
         self.compared = 0                    # comparisons so far: ``stats['agreement']`` is over all of them
 
     def slopes(self) -> list[float]:
         # A member's own ``scale`` (a sharded member's ``scale`` is its workers': its judge's is the inner one's).
         return [float(getattr(m, "inner", m).scale) for m in self.members]
 
-    def score(self, prompts, responses) -> list[float]:
+    def score(self, prompts, responses, rows=None) -> list[float]:
         """``mean_i scale_i * s_i``: every member's score in logits, averaged (a mean ensemble of scoring judges)."""
         if not self.scores_responses:
             return super().score(prompts, responses)
-        return combine_scores([m.score(prompts, responses) for m in self.members], self.slopes())
+        return combine_scores([m.score(prompts, responses, rows) for m in self.members], self.slopes())
 
-    def compare(self, prompts, a, b, keys=None) -> Verdicts:
+    def compare(self, prompts, a, b, keys=None, rows=None) -> Verdicts:
         if self.scores_responses:
-            return self._compare_scores(prompts, a, b)
+            return self._compare_scores(prompts, a, b, rows)
         probs = []
         for m in self.members:
-            probs.append(m.compare(prompts, a, b, keys).p_a)
+            probs.append(m.compare(prompts, a, b, keys, rows).p_a)
             self.stats.update({f"{m.name.split(':', 1)[-1]}.{k}": v for k, v in m.stats.items()})
         self.stats = merge_stats([(self.stats, self.compared), ({"agreement": agreement_rate(probs)}, len(a))])
         self.compared += len(a)
         combined = combine_mean(probs) if self.cfg.combine == "mean" else combine_majority(probs)
         return Verdicts(combined)
 
-    def _compare_scores(self, prompts, a, b) -> Verdicts:
+    def _compare_scores(self, prompts, a, b, rows=None) -> Verdicts:
         """``sigmoid(S_a - S_b)`` of the combined scores; ``agreement`` over the members' own verdicts."""
         slopes = self.slopes()
-        per_a = [m.score(prompts, a) for m in self.members]
-        per_b = [m.score(prompts, b) for m in self.members]
+        per_a = [m.score(prompts, a, rows) for m in self.members]
+        per_b = [m.score(prompts, b, rows) for m in self.members]
         probs = [[score_probability(x, y, k) for x, y in zip(sa, sb)] for sa, sb, k in zip(per_a, per_b, slopes)]
         self.stats = merge_stats([(self.stats, self.compared), ({"agreement": agreement_rate(probs)}, len(a))])
         self.compared += len(a)

@@ -45,7 +45,7 @@ class PairwiseJudge(Judge):
     def p_first(self, prompts, first, second) -> list[float]:
         """P(the response shown first is better), for each comparison."""
 
-    def compare(self, prompts, a, b, keys=None) -> Verdicts:
+    def compare(self, prompts, a, b, keys=None, rows=None) -> Verdicts:
         ab = self.p_first(prompts, a, b)
         ba = self.p_first(prompts, b, a)
         out = [swap_average(x, y) for x, y in zip(ab, ba)]

@@ -29,7 +29,8 @@ class PeopleJudge(Judge):
         super().__init__()
         self.name, self.cfg, self.rubric, self.studio = f"human:{name}", cfg, rubric, studio
 
-    def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None) -> Verdicts:
+    def compare(self, prompts: list[Prompt], a: list[str], b: list[str], keys: list | None = None,
+                rows: list[dict] | None = None) -> Verdicts:
         tasks, meaning, order = [], {}, []
         for i, (p, x, y) in enumerate(zip(prompts, a, b)):
             shown = render_prompt(p)

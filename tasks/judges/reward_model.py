@@ -21,5 +21,5 @@ class RewardModelJudge(ScoringJudge):
         self.name, self.batch_size = f"ai:{name}", cfg.batch_size
         self.model = RewardModel(cfg.path, cfg.max_length or trained_max_length(cfg.path), cfg.batch_size)
 
-    def score(self, prompts, responses) -> list[float]:
+    def score(self, prompts, responses, rows=None) -> list[float]:
         return self.model.score_responses(prompts, responses)

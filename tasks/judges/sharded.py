@@ -20,7 +20,7 @@ from tasks.judging import Judge, Verdicts
 from tasks.workers import batch_shards, run_shards
 
 # Stats that count things (summed over shards); every other stat is a rate (weighted mean by shard size).
-COUNTS = ("comparisons", "retries", "unparsed")
+COUNTS = ("comparisons", "retries", "unparsed", "calls", "errors", "crashes", "timeouts", "samples")
 
 
 def merge_stats(parts: list[tuple[dict, int]]) -> dict:
@@ -41,13 +41,13 @@ def judge_spans(n_items: int, batch_size: int, workers: int) -> list[tuple[int, 
     return [(start, stop) for _, start, stop in batch_shards(n_items, batch_size, workers)]
 
 
-def score_shard(build, name: str, ctx, prompts: list, responses: list) -> list[float]:
-    return build(name, ctx).score(prompts, responses)
+def score_shard(build, name: str, ctx, prompts: list, responses: list, rows=None) -> list[float]:
+    return build(name, ctx).score(prompts, responses, rows)
 
 
-def compare_shard(build, name: str, ctx, prompts: list, a: list, b: list, keys) -> tuple:
+def compare_shard(build, name: str, ctx, prompts: list, a: list, b: list, keys, rows=None) -> tuple:
     judge = build(name, ctx)
-    verdicts = judge.compare(prompts, a, b, keys)
+    verdicts = judge.compare(prompts, a, b, keys, rows)
     return verdicts.p_a, verdicts.a_wins, dict(judge.stats), verdicts.first
 
 
@@ -63,6 +63,7 @@ class ShardedJudge(Judge):
         self.inner, self.key, self.ctx, self.scale = inner, key, ctx, scale
         self.build = build                   # ``build(key, ctx)``: the judge, as each worker makes its copy
         self.name, self.scores_responses, self.batch_size = inner.name, inner.scores_responses, inner.batch_size
+        self.fields = inner.fields
         self.compared = 0                    # comparisons so far: ``stats`` joins every call's shards
 
     def __getattr__(self, attr):
@@ -73,15 +74,16 @@ class ShardedJudge(Judge):
     def _spans(self, n: int):
         return judge_spans(n, self.batch_size, self.scale.workers)
 
-    def score(self, prompts, responses) -> list[float]:
-        calls = [dict(build=self.build, name=self.key, ctx=self.ctx, prompts=prompts[i:j], responses=responses[i:j])
-                 for i, j in self._spans(len(responses))]
+    def score(self, prompts, responses, rows=None) -> list[float]:
+        calls = [dict(build=self.build, name=self.key, ctx=self.ctx, prompts=prompts[i:j], responses=responses[i:j],
+                      rows=None if rows is None else rows[i:j]) for i, j in self._spans(len(responses))]
         return [s for part in run_shards(score_shard, calls, self.scale) for s in part]
 
-    def compare(self, prompts, a, b, keys=None) -> Verdicts:
+    def compare(self, prompts, a, b, keys=None, rows=None) -> Verdicts:
         spans = self._spans(len(a))
         calls = [dict(build=self.build, name=self.key, ctx=self.ctx, prompts=prompts[i:j], a=a[i:j], b=b[i:j],
-                      keys=None if keys is None else keys[i:j]) for i, j in spans]
+                      keys=None if keys is None else keys[i:j], rows=None if rows is None else rows[i:j])
+                 for i, j in spans]
         parts = run_shards(compare_shard, calls, self.scale)
         self.stats = merge_stats([(self.stats, self.compared),
                                   *((stats, j - i) for (_, _, stats, _), (i, j) in zip(parts, spans))])

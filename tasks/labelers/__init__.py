@@ -23,7 +23,8 @@ from tasks.errors import ConfigError
 from tasks.labelers import file, judged, label_studio
 from tasks.labelers.base import Labels
 
-# label.source -> labeler(cfg, judge context, prompts, generations) -> Labels
+# label.source -> labeler(cfg, judge context, prompts, generations, rows) -> Labels; ``prompts`` maps a prompt id
+# to its prompt, ``rows`` to its row of the prompts file (a grader reads its reference fields).
 LABELERS: dict[str, Callable[..., Labels]] = {
     "judge": judged.label_by_judge,
     "simulated": judged.label_by_annotator,

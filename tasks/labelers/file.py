@@ -91,7 +91,7 @@ def read_preferences(path: str | Path, fmt: str = "auto", known: dict | None = N
     return out, stats
 
 
-def label_from_file(cfg, ctx, prompts: dict, generations=None):
+def label_from_file(cfg, ctx, prompts: dict, generations=None, rows: dict | None = None):
     rows = read_jsonl(cfg.file)
     fmt = detect_format(rows, cfg.file) if cfg.file_format == "auto" else cfg.file_format
     if fmt == "annotations":

@@ -91,11 +91,13 @@ class Counts:
         return out
 
 
-def _label_chunk(groups: list[tuple[str, list]], prompts: dict, cfg, judge, truth, rng, counts: Counts):
+def _label_chunk(groups: list[tuple[str, list]], prompts: dict, cfg, judge, truth, rng, counts: Counts,
+                 rows: dict | None = None):
     """The label rows of one chunk of prompt groups; ``rng`` (pair picking) and ``counts`` run on across chunks."""
     flat_p = [prompts[pid] for pid, g in groups for _ in g]
     flat_r = [r["response"] for _, g in groups for r in g]
-    scores = judge.score(flat_p, flat_r) if judge.scores_responses else None
+    flat_rows = [(rows or {}).get(pid) for pid, g in groups for _ in g] if judge.fields else None
+    scores = judge.score(flat_p, flat_r, flat_rows) if judge.scores_responses else None
     t_scores = None if truth is None else scores if truth is judge else truth.score(flat_p, flat_r)
 
     pairs, offset = [], 0       # (pid, index of a, index of b) in the flat lists
@@ -120,9 +122,10 @@ def _label_chunk(groups: list[tuple[str, list]], prompts: dict, cfg, judge, trut
         verdicts = judge.compare_scored(*args, [scores[a] for _, a, _ in pairs], [scores[b] for _, _, b in pairs],
                                         keys)
     else:
-        verdicts = judge.compare(*args, keys=keys)
+        verdicts = judge.compare(*args, keys=keys,
+                                 rows=None if flat_rows is None else [flat_rows[a] for _, a, _ in pairs])
 
-    rows = []
+    labelled = []
     for (pid, a, b), p_a, a_wins in zip(pairs, verdicts.p_a, verdicts.a_wins):
         if a_wins is None:
             counts.ties += 1
@@ -139,26 +142,27 @@ def _label_chunk(groups: list[tuple[str, list]], prompts: dict, cfg, judge, trut
         counts.pairs += 1
         counts.confidence += row["confidence"]
         counts.prompts.add(pid)
-        rows.append(row)
-    return rows
+        labelled.append(row)
+    return labelled
 
 
 def label_stream(groups: Iterable[tuple[str, list]], prompts: dict, cfg, judge, truth=None,
-                 chunk: int = CHUNK) -> tuple[Iterator[dict], dict]:
+                 chunk: int = CHUNK, rows: dict | None = None) -> tuple[Iterator[dict], dict]:
     """``(rows, stats)``: label rows as they are made, ``chunk`` responses of whole prompt groups judged at a
     time, so memory does not grow with the data; ``stats`` (counters for MLflow) is filled in once ``rows``
-    is exhausted. ``prompts`` maps prompt id -> prompt (text or messages); ``truth`` is the environment's
+    is exhausted. ``prompts`` maps prompt id -> prompt (text or messages), ``rows`` prompt id -> its row of the
+    prompts file (a grader reads its reference fields); ``truth`` is the environment's
     annotator when it has one (only for the agreement figure). The pairs, and a per-response judge's
     verdicts, are those of judging every group in one call: pair picking draws from one random stream, and
     the judge's stats cover all of its calls."""
     rng = random.Random(cfg.seed)
     counts, stats = Counts(), {}
 
-    def rows():
+    def labelled():
         for part in chunks(groups, chunk):
-            yield from _label_chunk(part, prompts, cfg, judge, truth, rng, counts)
+            yield from _label_chunk(part, prompts, cfg, judge, truth, rng, counts, rows)
         stats.update(counts.stats(judge, truth))
-    return rows(), stats
+    return labelled(), stats
 
 
 def label_groups(groups, prompts: dict, cfg, judge, truth=None, chunk: int = CHUNK) -> tuple[list[dict], dict]:
@@ -172,12 +176,12 @@ def _truth(ctx):
     return load_env(ctx.task.env).annotator(ctx.truth, 0) if info(ctx.task.env).has_truth else None
 
 
-def label_by_judge(cfg, ctx, prompts: dict, generations: Iterable[dict]):
+def label_by_judge(cfg, ctx, prompts: dict, generations: Iterable[dict], rows: dict | None = None):
     return Labels(*label_stream(iter_groups(generations, GENERATIONS), prompts, cfg, build_judge(cfg.judge, ctx),
-                                _truth(ctx)))
+                                _truth(ctx), rows=rows))
 
 
-def label_by_annotator(cfg, ctx, prompts: dict, generations: Iterable[dict]):
+def label_by_annotator(cfg, ctx, prompts: dict, generations: Iterable[dict], rows: dict | None = None):
     annotator = load_env(ctx.task.env).annotator(ctx.truth, cfg.seed)
     # The annotator's scores are the truth's: it is its own agreement reference.
     return Labels(*label_stream(iter_groups(generations, GENERATIONS), prompts, cfg, annotator, annotator))

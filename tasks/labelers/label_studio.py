@@ -222,7 +222,7 @@ def run_project(stage: str, shape: str, tasks: list[dict], meaning: dict, cfg, s
     return rows, {**stats, "outcome": waited["outcome"], "note": waited["note"], "title": title}
 
 
-def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict]):
+def label_in_studio(cfg, ctx, prompts: dict, generations: list[dict], rows: dict | None = None):
     """The labeler: people's feedback from a Label Studio project, converted into the labels table."""
 
     rubric = load_rubric(ctx.task.rubric)

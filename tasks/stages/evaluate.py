@@ -10,7 +10,8 @@ from pathlib import Path
 from tasks import provenance, tracking
 from tasks.envs import info, load_env
 from tasks.evalmath import sequence_kl
-from tasks.evaluate import human_pair_metrics, judge_outcomes, key_metrics, metric, rollout_pair
+from tasks.evaluate import human_pair_metrics, judge_outcomes, key_metrics, rollout_pair
+from tasks.metric_modules import metric
 from tasks.io import read_jsonl, write_json, write_jsonl
 from tasks.judges import JudgeContext, build_judge, judge_files
 from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, KEY_METRICS, PROMPTS, REWARD, REWARD_METRICS
@@ -60,7 +61,8 @@ def run(ctx: StageContext) -> dict:
         rm = RewardModel(REWARD, params.reward.max_length)
         r_cand, r_champ = rm.score_responses(prompts, cand), rm.score_responses(prompts, champ)
         keys = [(pid, i) for i, pid in enumerate(pids)]
-        outcomes = {name: judge_outcomes(j, prompts, keys, cand, champ) for name, j in judges.items()}
+        prompt_rows = [r for r in held for _ in range(n)]
+        outcomes = {name: judge_outcomes(j, prompts, keys, cand, champ, prompt_rows) for name, j in judges.items()}
 
         win, dist, stats = metric("winrate"), metric("distinct"), metric("policy_stats")
         m: dict = {}

@@ -46,7 +46,8 @@ def run(ctx: StageContext) -> dict:
         prompts = {str(r["id"]): prompt_of(r) for r in prompt_rows}
         generations = iter_jsonl(GENERATIONS) if cfg.source != "file" else None
         judging = JudgeContext.of(params, scale=scale)
-        labels = get_labeler(cfg.source)(cfg, judging, prompts, generations)
+        labels = get_labeler(cfg.source)(cfg, judging, prompts, generations,
+                                         rows={str(r["id"]): r for r in prompt_rows})
         metrics, report = quality_report(labels, cfg, judging, prompts)
         seen, held, dropped = Usable(cfg.ties), provenance.heldout_keys(prompt_rows), {}
         write_jsonl(LABELS, seen.check(

@@ -36,7 +36,7 @@ class SimulatedAnnotator(ScoringJudge):
         # (tasks/judgemath.py::combine_scores) reads its score in logits as s / T.
         self.scale = 1.0 / truth_cfg.temperature
 
-    def score(self, prompts, responses) -> list[float]:
+    def score(self, prompts, responses, rows=None) -> list[float]:
         return [truth.truth_score(dish_of(last_user_turn(p)), r).total for p, r in zip(prompts, responses)]
 
     def compare_scored(self, prompts, a, b, sa, sb, keys=None) -> Verdicts:
