@@ -340,6 +340,10 @@ class PromoteConfig:
     winrate_source: str = opt("truth", "Whose win-rate gates promotion: truth (the environment's human "
                               "stand-in) or one of evaluate.judges.")
     min_ci_low: float = opt(0.5, "The win-rate's 95% CI lower bound must exceed this.", ge=0, lt=1)
+    grader_statistic: str = opt("pass_diff", "When winrate_source is a grader: what must beat the champion. "
+                                "pass_diff: the paired difference of the pass rates, its 95% CI low above 0; "
+                                "score_diff: of the mean scores, the same; winrate: the grader's win-rate, its CI "
+                                "low above min_ci_low.", choices=("pass_diff", "score_diff", "winrate"))
     max_kl: float = opt(8.0, "Largest KL(candidate || reference) in nats per response.", gt=0)
     max_length_ratio: float = opt(1.5, "Length alarm: candidate mean length over champion's.", gt=1)
     min_distinct_ratio: float | None = opt(0.8, "Diversity alarm: refuse a candidate whose distinct-2 on the held-out "
@@ -822,11 +826,13 @@ def prompt_fields(p: Params) -> dict[str, dict]:
 
 
 def _instruments(p: Params, name: str) -> set:
-    """What a judge measures with: a reward model's folder (under any judge name), an ensemble's members',
-    else the judge entry itself."""
+    """What a judge measures with: a reward model's folder (under any judge name), an ensemble's members', a
+    multi grader's terms' and its own, else the judge entry itself."""
     spec = p.judges[name]
     if spec.kind == "ensemble":
         return set().union(*(_instruments(p, m) for m in spec.members))
+    if spec.kind == "multi":                     # a formula trains against each of its terms
+        return {("judge", name)}.union(*(_instruments(p, m) for m in formula_members(spec.formula)))
     if spec.kind == "reward_model":
         return {("reward_model", str(Path(spec.path)))}
     return {("judge", name)}

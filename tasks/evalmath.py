@@ -68,3 +68,31 @@ def sequence_kl(logp, logp_ref, mask):
 
 def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+# The paired series a grader's evaluation reports (``grader_metrics``), each with a bootstrap CI.
+GRADER_SERIES = ("score", "score_champion", "pass_rate", "pass_rate_champion", "score_diff", "pass_diff")
+
+
+def grader_metrics(cand: list[float], champ: list[float], threshold: float, groups: list, *, n_boot: int = 2000,
+                   seed: int = 0) -> dict:
+    """A grader's evaluation of the candidate against the champion: per ``GRADER_SERIES``, the mean and its
+    95% bootstrap CI (``<series>_ci_low``, ``<series>_ci_high``) resampling prompts (``groups``).
+
+    ``cand[i]`` and ``champ[i]`` are the scores of the i-th pair of samples of one prompt; a response passes
+    when its score is at least ``threshold``. ``score_diff`` is ``cand[i] - champ[i]`` and ``pass_diff`` the
+    difference of the two passes, so their CIs are those of paired differences. Every series draws the same
+    resampled prompts (one seed), so the CIs of a difference and of its parts come from the same draws."""
+    if not cand or len(cand) != len(champ) or len(cand) != len(groups):
+        raise ValueError("grader_metrics: one score of each policy per comparison, and one group each")
+    passed, passed_champ = [float(x >= threshold) for x in cand], [float(x >= threshold) for x in champ]
+    series = {"score": cand, "score_champion": champ, "pass_rate": passed, "pass_rate_champion": passed_champ,
+              "score_diff": [a - b for a, b in zip(cand, champ)],
+              "pass_diff": [a - b for a, b in zip(passed, passed_champ)]}
+    out = {}
+    for name in GRADER_SERIES:
+        values = series[name]
+        lo, hi = bootstrap_ci(values, groups, n_boot=n_boot, seed=seed)
+        out.update({name: mean(values), f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+    return out
+

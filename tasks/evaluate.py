@@ -7,7 +7,11 @@ responses, each on its own random stream derived from ``evaluate.seed``
 sample j of the candidate meets sample j of the champion. Each comparison is
 judged by every judge of ``evaluate.judges`` (``winrate_<name>``) and, in an environment with a hidden truth, by its
 simulated annotator (``winrate_truth``); on a user's task there is no truth
-and no such number. Two equal texts (after case and whitespace folding) tie
+and no such number. A grader of ``evaluate.judges`` (``tasks/judges/graders.py``) scores every
+response once; the higher score wins, and besides its win-rate the stage reports
+``grader_<name>.*``: each policy's mean score and pass rate (score at least the
+grader's ``pass_threshold``) and their paired differences (``score_diff``,
+``pass_diff``), each with a CI that resamples prompts (``tasks/evalmath.py::grader_metrics``). Two equal texts (after case and whitespace folding) tie
 without asking a judge; a tie counts one half. Each win-rate gets a 95%
 bootstrap CI that resamples prompts. Judges' own statistics (position flip rate,
 ensemble agreement) are reported as ``judge_<name>.<stat>``.
@@ -80,6 +84,13 @@ def judge_outcomes(judge, prompts: list, keys: list, cand: list[str], champ: lis
     return out
 
 
+def scored_outcomes(sc: list[float], sh: list[float], cand: list[str], champ: list[str]) -> list[float]:
+    """Outcomes from a grader's scores of the candidate's (``sc``) and champion's (``sh``) responses: the higher
+    score wins, equal scores tie, and equal texts tie whatever their scores (as ``judge_outcomes`` has it)."""
+    return [0.5 if normalize(a) == normalize(b) or x == y else float(x > y)
+            for x, y, a, b in zip(sc, sh, cand, champ)]
+
+
 def human_pair_metrics(path: str, judges: dict, rm) -> dict:
     """The reward model's accuracy and each judge's agreement with held-out human pairs.
 
@@ -108,9 +119,12 @@ KEY = ("kl", "reward_mean", "reward_mean_champion")
 
 def key_metrics(evaluation: dict, reward_report: dict) -> dict:
     """The cycle's key figures (``reports/metrics.json``): every ``winrate_*`` of the evaluation (with its CI
-    bounds), ``KEY``, and the reward model's held-out accuracy from the train_reward report. The details stay in
+    bounds), each grader's pass rates and paired differences (with theirs), ``KEY``, and the reward model's held-out accuracy from the train_reward report. The details stay in
     the stages' own reports."""
     out = {k: v for k, v in evaluation.items() if k.startswith("winrate_")}
+    # a grader's pass rates and paired differences, with their CIs
+    out.update({k: v for k, v in evaluation.items() if k.startswith("grader_") and (
+        k.split(".", 1)[1].startswith(("pass_rate", "pass_diff", "score_diff")))})
     out.update({k: evaluation[k] for k in KEY if k in evaluation})
     if "heldout_accuracy" in reward_report:
         out["reward_model_accuracy"] = reward_report["heldout_accuracy"]

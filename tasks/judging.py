@@ -44,6 +44,7 @@ class Judge(ABC):
     batch_size: int = 1        # its own batch: sharding cuts its lists at multiples of it (tasks/judges/sharded.py)
     shardable: bool = True     # whether copies of it may judge shards of a list on other workers
     fields: tuple[str, ...] = ()   # the prompt rows' fields it reads (reference answers, tests)
+    pass_threshold: float | None = None   # a grader's: a response passes when its score is at least this
 
     def __init__(self):
         self.stats: dict[str, float] = {}

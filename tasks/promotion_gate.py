@@ -17,6 +17,17 @@ class Decision:
         return ("promoted: " if self.promote else "not promoted: ") + "; ".join(self.reasons)
 
 
+def grader_verdict(m: dict, name: str, statistic: str) -> tuple[bool, str]:
+    """Whether grader ``name``'s paired difference ``statistic`` (pass_diff or score_diff) has a 95% CI low
+    above 0, and the sentence that says so with the two policies' figures."""
+    g = f"grader_{name}"
+    lo = m[f"{g}.{statistic}_ci_low"]
+    what, of = ("pass rate", "pass_rate") if statistic == "pass_diff" else ("mean score", "score")
+    ok = lo > 0
+    return ok, (f"{name}'s {what} {m[f'{g}.{of}']:.3f} vs the champion's {m[f'{g}.{of}_champion']:.3f}: paired "
+                f"difference {m[f'{g}.{statistic}']:+.3f}, 95% CI low {lo:+.3f} {'>' if ok else '<='} 0")
+
+
 def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
     """Promote only if every check passes; ``reasons`` explains each check either way.
 
@@ -26,7 +37,9 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
 
     1. the win-rate vs the champion of ``cfg.winrate_source`` (``truth`` in a demo
        environment, else a judge of ``evaluate.judges``) has a bootstrap CI
-       lower bound above ``cfg.min_ci_low`` (0.5: better than a coin);
+       lower bound above ``cfg.min_ci_low`` (0.5: better than a coin); when that judge is a grader,
+       by ``cfg.grader_statistic``, its paired difference of pass rates (or of mean scores) has a CI
+       lower bound above 0 (``grader_verdict``);
     2. the KL to the reference is at most ``cfg.max_kl``;
     3. no reward-hacking alarm: the reward model's mean score rose while the
        independent judge ``cfg.alarm_judge``'s win-rate fell below
@@ -46,9 +59,14 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
         raise ConfigError(f"promote.winrate_source: the evaluation has no {key} "
                           f"(it has: {', '.join(k for k in m if k.startswith('winrate_') and '_ci_' not in k)})")
     fails, passes = [], []
-    lo = m[f"{key}_ci_low"]
-    (passes if lo > cfg.min_ci_low else fails).append(
-        f"{key} {m[key]:.3f}, 95% CI low {lo:.3f} {'>' if lo > cfg.min_ci_low else '<='} {cfg.min_ci_low}")
+    grader = f"grader_{cfg.winrate_source}"
+    if f"{grader}.pass_diff" in m and cfg.grader_statistic != "winrate":
+        verdict = grader_verdict(m, cfg.winrate_source, cfg.grader_statistic)
+        (passes if verdict[0] else fails).append(verdict[1])
+    else:
+        lo = m[f"{key}_ci_low"]
+        (passes if lo > cfg.min_ci_low else fails).append(
+            f"{key} {m[key]:.3f}, 95% CI low {lo:.3f} {'>' if lo > cfg.min_ci_low else '<='} {cfg.min_ci_low}")
     (passes if m["kl"] <= cfg.max_kl else fails).append(
         f"KL {m['kl']:.3f} {'<=' if m['kl'] <= cfg.max_kl else '>'} {cfg.max_kl}")
     if cfg.alarm_judge is not None:

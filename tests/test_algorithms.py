@@ -193,6 +193,50 @@ def test_each_algorithm_trains_a_candidate(name, built_project, tmp_path, monkey
             assert key in run.data.metrics, key
 
 
+@pytest.mark.matrix
+@pytest.mark.parametrize("name", ["grpo", "rloo", "ppo", "best_of_n"])
+def test_graders_reward_each_online_algorithm(name, built_project, tmp_path, monkeypatch):
+    """Two graders as optimize.reward, one reading a reference field of the prompts' rows: the algorithm trains,
+    each reward is a curve of its own, and the probe's reward is their weighted sum."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.io import write_jsonl
+    from tasks.stages.common import StageContext
+    from tasks.stages.optimize import run as run_optimize
+
+    work, params = _workspace(built_project, tmp_path, monkeypatch, name, TINY_SECTIONS[name])
+    rows = read_jsonl(work / "data/prompts.jsonl")
+    write_jsonl(work / "data/prompts.jsonl", [{**r, "keyword": ["the", "a"] if i % 2 else "the"}
+                                              for i, r in enumerate(rows)])
+    raw = merge(yaml.safe_load((work / "params.yaml").read_text()), {
+        "judges": {"mentions": {"kind": "string_check", "reference": "keyword", "operation": "contains"},
+                   "short": {"kind": "regex", "pattern": "^.{0,40}$", "mode": "fullmatch", "dotall": True}},
+        "optimize": {"algorithm": name, name: TINY_SECTIONS[name], "reward": ["mentions", "short"],
+                     "reward_weights": [1.0, 0.5]},
+        "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
+    params = parse_params(raw)
+    out = run_optimize(StageContext(params))
+    assert (work / "models/candidate/model.safetensors").read_bytes() != \
+        (work / "models/champion/model.safetensors").read_bytes()
+    mlflow.set_tracking_uri(params.tracking.uri)
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("rft-cycle").experiment_id],
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+
+    def history(key):
+        return {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+    total, mentions, short = (history(f"health/probe_reward{k}") for k in ("", ".mentions", ".short"))
+    # every probe: the reward is 1 x mentions + 0.5 x short, each a share of the probe's samples in [0, 1]
+    assert total and set(total) == set(mentions) == set(short)
+    for step in total:
+        assert total[step] == pytest.approx(mentions[step] + 0.5 * short[step])
+        assert 0 <= mentions[step] <= 1 and 0 <= short[step] <= 1
+    assert out["final_probe_reward"] == pytest.approx(total[max(total)])
+    if name in ("grpo", "rloo"):          # TRL logs each reward function under its judge's name
+        assert "train/rewards_mentions_mean" in run.data.metrics and "train/rewards_short_mean" in run.data.metrics
+
+
 def test_probe_budget_admits_a_probe_only_within_its_share():
     from tasks.optimize import within_budget
 

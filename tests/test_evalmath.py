@@ -63,3 +63,30 @@ def test_key_metrics_keep_the_figures_a_person_compares():
         "winrate_embedding": 0.5, "kl": 0.5, "reward_mean": 1.0, "reward_mean_champion": 0.8,
         "reward_model_accuracy": 0.75}
     assert "reward_model_accuracy" not in key_metrics(evaluation, {})
+
+
+def test_grader_metrics_pair_the_samples_of_each_prompt():
+    from tasks.evalmath import grader_metrics
+
+    # Two prompts, two samples each. Candidate scores 1, 0 | 1, 0.5; champion 0, 0 | 1, 0; pass at 0.5.
+    # Means: candidate 2.5 / 4 = 0.625, champion 1 / 4 = 0.25, score_diff (1 + 0 + 0 + 0.5) / 4 = 0.375.
+    # Passes: candidate 1, 0 | 1, 1 -> 0.75; champion 0, 0 | 1, 0 -> 0.25; pass_diff 1, 0 | 0, 1 -> 0.5.
+    m = grader_metrics([1.0, 0.0, 1.0, 0.5], [0.0, 0.0, 1.0, 0.0], 0.5, ["p", "p", "q", "q"], n_boot=500, seed=3)
+    assert (m["score"], m["score_champion"], m["score_diff"]) == (0.625, 0.25, 0.375)
+    assert (m["pass_rate"], m["pass_rate_champion"], m["pass_diff"]) == (0.75, 0.25, 0.5)
+    # Each prompt's pass difference sums to 1 over its 2 samples: every resample of whole prompts has mean
+    # 0.5, so the CI is [0.5, 0.5]. Score differences: p's are 1, 0 (sum 1), q's 0, 0.5 (sum 0.5); a resample
+    # holds p twice (2 / 4 = 0.5), p and q (1.5 / 4 = 0.375) or q twice (1 / 4 = 0.25), each with 500 draws
+    # of 2 prompts: the 2.5% and 97.5% points are the two extremes, [0.25, 0.5].
+    assert (m["pass_diff_ci_low"], m["pass_diff_ci_high"]) == (0.5, 0.5)
+    assert (m["score_diff_ci_low"], m["score_diff_ci_high"]) == (0.25, 0.5)
+    for k in ("score", "pass_rate", "score_champion"):
+        assert m[f"{k}_ci_low"] <= m[k] <= m[f"{k}_ci_high"]
+
+
+def test_scored_outcomes():
+    from tasks.evaluate import scored_outcomes
+
+    # higher score wins; equal scores tie; equal texts (after folding) tie whatever the scores
+    assert scored_outcomes([1, 0, 0.5, 0.9], [0, 1, 0.5, 0.1], ["a", "b", "c", "Same  text"],
+                           ["x", "y", "z", "same text"]) == [1.0, 0.0, 0.5, 0.5]

@@ -106,3 +106,29 @@ def test_a_gate_judge_the_policy_trains_against_is_named_in_the_reasons():
     refused = decide({**GOOD, "winrate_judge_ci_low": 0.45}, cfg, how)
     assert not refused.promote and "promote.allow_training_judge" in refused.summary
     assert "allow_training_judge" not in decide(GOOD, cfg).summary
+
+
+def _graded(cand, champ, diff, lo, *, score_lo=0.01):
+    return {**GOOD, "winrate_correct": 0.6, "winrate_correct_ci_low": 0.45,
+            "grader_correct.pass_rate": cand, "grader_correct.pass_rate_champion": champ,
+            "grader_correct.pass_diff": diff, "grader_correct.pass_diff_ci_low": lo,
+            "grader_correct.score": cand, "grader_correct.score_champion": champ,
+            "grader_correct.score_diff": diff, "grader_correct.score_diff_ci_low": score_lo}
+
+
+def test_a_grader_gates_by_its_paired_difference():
+    cfg = PromoteConfig(winrate_source="correct", max_kl=5.0, alarm_judge=None)
+    # pass rate 0.42 vs 0.30: +0.12 with its CI low +0.04 > 0 -> promoted, though the win-rate's CI low is 0.45
+    d = decide(_graded(0.42, 0.30, 0.12, 0.04), cfg)
+    assert d.promote and d.reasons[0] == ("correct's pass rate 0.420 vs the champion's 0.300: paired difference "
+                                          "+0.120, 95% CI low +0.040 > 0")
+    # the same figures with a CI low of -0.01: refused, and the reason says why
+    d = decide(_graded(0.42, 0.30, 0.12, -0.01), cfg)
+    assert not d.promote and "95% CI low -0.010 <= 0" in d.summary
+    # exactly 0 does not exclude "no better"
+    assert not decide(_graded(0.42, 0.30, 0.12, 0.0), cfg).promote
+    # score_diff reads the mean scores' difference; winrate the win-rate against min_ci_low (0.45 <= 0.5)
+    by_score = PromoteConfig(winrate_source="correct", max_kl=5.0, alarm_judge=None, grader_statistic="score_diff")
+    assert decide(_graded(0.42, 0.30, 0.12, -0.01, score_lo=0.02), by_score).promote
+    by_winrate = PromoteConfig(winrate_source="correct", max_kl=5.0, alarm_judge=None, grader_statistic="winrate")
+    assert not decide(_graded(0.42, 0.30, 0.12, 0.04), by_winrate).promote

@@ -63,7 +63,7 @@ class ShardedJudge(Judge):
         self.inner, self.key, self.ctx, self.scale = inner, key, ctx, scale
         self.build = build                   # ``build(key, ctx)``: the judge, as each worker makes its copy
         self.name, self.scores_responses, self.batch_size = inner.name, inner.scores_responses, inner.batch_size
-        self.fields = inner.fields
+        self.fields, self.pass_threshold = inner.fields, inner.pass_threshold
         self.compared = 0                    # comparisons so far: ``stats`` joins every call's shards
 
     def __getattr__(self, attr):

@@ -10,7 +10,8 @@ from pathlib import Path
 from tasks import provenance, tracking
 from tasks.envs import info, load_env
 from tasks.evalmath import sequence_kl
-from tasks.evaluate import human_pair_metrics, judge_outcomes, key_metrics, rollout_pair
+from tasks.evalmath import grader_metrics
+from tasks.evaluate import human_pair_metrics, judge_outcomes, key_metrics, rollout_pair, scored_outcomes
 from tasks.metric_modules import metric
 from tasks.io import read_jsonl, write_json, write_jsonl
 from tasks.judges import JudgeContext, build_judge, judge_files
@@ -62,7 +63,13 @@ def run(ctx: StageContext) -> dict:
         r_cand, r_champ = rm.score_responses(prompts, cand), rm.score_responses(prompts, champ)
         keys = [(pid, i) for i, pid in enumerate(pids)]
         prompt_rows = [r for r in held for _ in range(n)]
-        outcomes = {name: judge_outcomes(j, prompts, keys, cand, champ, prompt_rows) for name, j in judges.items()}
+        outcomes, graded = {}, {}
+        for name, j in judges.items():
+            if j.pass_threshold is None:
+                outcomes[name] = judge_outcomes(j, prompts, keys, cand, champ, prompt_rows)
+            else:           # a grader: each response scored once; its win-rate, pass rates and differences
+                graded[name] = (j.score(prompts, cand, prompt_rows), j.score(prompts, champ, prompt_rows))
+                outcomes[name] = scored_outcomes(*graded[name], cand, champ)
 
         win, dist, stats = metric("winrate"), metric("distinct"), metric("policy_stats")
         m: dict = {}
@@ -71,6 +78,9 @@ def run(ctx: StageContext) -> dict:
             m.update({f"winrate_{name}": w["winrate"], f"winrate_{name}_ci_low": w["ci_low"],
                       f"winrate_{name}_ci_high": w["ci_high"]})
             m.update({f"judge_{name}.{k}": float(v) for k, v in judges[name].stats.items()})
+        for name, (sc, sh) in graded.items():
+            m.update({f"grader_{name}.{k}": v for k, v in grader_metrics(
+                sc, sh, judges[name].pass_threshold, pids, n_boot=cfg.n_boot, seed=cfg.seed).items()})
         for who, texts_, rewards, ended, kl in (("", cand, r_cand, [e for r in cand_r for e in r.ended], kls),
                                                 ("_champion", champ, r_champ, [e for r in champ_r for e in r.ended],
                                                  [0.0] * len(champ))):
@@ -94,7 +104,9 @@ def run(ctx: StageContext) -> dict:
                         "kl": kls[i], "length": len(cand[i].split()), "length_champion": len(champ[i].split()),
                         "reward": r_cand[i], "reward_champion": r_champ[i]}
             for name, judge in judges.items():
-                rows.append({**base_row, "judge": judge.name, "win": outcomes[name][i]})
+                scores = ({"score": graded[name][0][i], "score_champion": graded[name][1][i]} if name in graded
+                          else {})
+                rows.append({**base_row, "judge": judge.name, "win": outcomes[name][i], **scores})
         write_jsonl(EVAL_ROWS, rows)
         write_json(EVAL_METRICS, m)
         reward_report = json.loads(REWARD_METRICS.read_text()) if REWARD_METRICS.exists() else {}
