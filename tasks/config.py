@@ -46,8 +46,9 @@ INCOMING = str(paths.INCOMING)
 
 @dataclass(frozen=True)
 class TaskConfig:
-    env: str = opt("reviews", "The environment: reviews (the bundled demo, with a hidden truth) or none "
-                   "(your own prompts, model, rubric and preference files).", choices=ENV_NAMES)
+    env: str = opt("reviews", "The environment: reviews (the bundled demo, with a hidden truth), arithmetic (a "
+                   "verifiable task whose graders check the answers: examples/arithmetic) or none (your own "
+                   "prompts, model, rubric and preference files).", choices=ENV_NAMES)
     rubric: str = opt("tasks/envs/reviews/rubric.yaml", "Rubric YAML the judges apply (criteria: name, "
                       "description, weight, optional violation). A dependency of every stage that reads it.")
 
@@ -57,7 +58,7 @@ class CorpusConfig:
     texts: str | None = opt(None, "task.env none: your pretraining texts (JSONL with 'text'), under data/incoming/.")
     demos: str | None = opt(None, "task.env none: your demonstrations (JSONL with 'prompt' or 'messages', and "
                             "'response'), under data/incoming/.")
-    seed: int = opt(13, "reviews: seed of the bundled corpus generator.")
+    seed: int = opt(13, "reviews, arithmetic: seed of the environment's corpus generator.")
     n_texts: int = opt(4000, "Unannotated reviews written for pretraining.", ge=10)
     n_demos: int = opt(1500, "Prompt/response demonstrations for supervised finetuning.", ge=10)
     n_prompts: int = opt(480, "Prompts written for the cycle (split by `prepare`).", ge=10)
@@ -689,11 +690,11 @@ def check_task(p: Params) -> None:
     _incoming("evaluate.human_pairs", p.evaluate.human_pairs)
     for key in ("texts", "demos"):
         value = getattr(p.corpus, key)
-        if value is not None and env.has_truth:
+        if value is not None and env.writes_corpus:
             raise ConfigError(f"corpus.{key}: read only with task.env: none (the {p.task.env} environment "
                               "writes its own corpus)")
         _incoming(f"corpus.{key}", value)
-    if not env.has_truth and p.policy.base_model is None and (p.corpus.texts is None or p.corpus.demos is None):
+    if not env.writes_corpus and p.policy.base_model is None and (p.corpus.texts is None or p.corpus.demos is None):
         raise ConfigError("corpus.texts: with task.env: none, either set policy.base_model to your model or "
                           "give corpus.texts and corpus.demos to bootstrap a tiny one from")
     for name in p.evaluate.judges:

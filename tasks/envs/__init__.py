@@ -1,6 +1,7 @@
 """Environments: task bundles that ship a corpus, a rubric and, for demos, a hidden truth.
 
-``task.env`` names one. ``none`` is the user's own task: the user brings the
+``task.env`` names one: ``reviews`` (the demo, with a hidden truth), ``arithmetic`` (a verifiable task: graders
+check its answers, ``examples/arithmetic/``), or ``none``, the user's own task: the user brings the
 prompts, the model (or a corpus to bootstrap one from), the rubric and the
 preference files, and there is no hidden truth, so anything that needs one
 (``label.source: simulated``, ``promote.winrate_source: truth``, a judge of
@@ -26,11 +27,13 @@ class EnvInfo:
     module: str
     has_truth: bool
     rubric: str            # the environment's own rubric file, relative to the project root
+    writes_corpus: bool = True   # a generator writes its corpus and prompts (none: the user's files)
 
 
 REGISTRY: dict[str, EnvInfo] = {
-    NONE: EnvInfo("tasks.envs.none", has_truth=False, rubric=""),
+    NONE: EnvInfo("tasks.envs.none", has_truth=False, rubric="", writes_corpus=False),
     "reviews": EnvInfo("tasks.envs.reviews", has_truth=True, rubric="tasks/envs/reviews/rubric.yaml"),
+    "arithmetic": EnvInfo("tasks.envs.arithmetic", has_truth=False, rubric="tasks/envs/arithmetic/rubric.yaml"),
 }
 NAMES = tuple(REGISTRY)
 
