@@ -25,13 +25,13 @@ from tasks.algorithms.base import PROMPTS
 from tasks.envs import NAMES as ENV_NAMES
 from tasks.envs import info as env_info
 from tasks.errors import ConfigError
-from tasks.judges import KINDS, SCORING_KINDS, no_judge, reference_fields
+from tasks.judges import GRADER_KINDS, KINDS, SCORING_KINDS, no_judge, reference_fields
 from tasks.judges.graders import formula_members
 from tasks.judges.python_grader import import_problem
 from tasks.judges.configs import EmbeddingJudgeConfig, RewardModelJudgeConfig
 from tasks.label_studio_client import StudioWait
 from tasks.options import opt
-from tasks.paths import REWARD
+from tasks.paths import REGRESSION, REWARD
 
 
 @dataclass(frozen=True)
@@ -289,6 +289,15 @@ class OptimizeConfig:
                                      "The first probe always runs, and the candidate is probed at the last step "
                                      "either way. null: every scheduled probe runs.", gt=0, le=1)
     seed: int = opt(0, "Seed of training, sampling and probes.")
+    select: str = opt("last", "Which model becomes the candidate: last (where training ended) or best: the one "
+                      "that scored best by select_judge on a validation share of the training prompts, scored at "
+                      "step 0 (the champion) and at every probe step.", choices=("last", "best"))
+    select_judge: str | None = opt(None, "select best: the judge of the judges section (a grader or another "
+                                   "judge that scores single responses) whose mean score ranks the checkpoints.")
+    select_share: float = opt(0.1, "select best: the share of the training prompts set apart for it (by a hash of "
+                              "each prompt's text, never a held-out prompt); the optimizer does not train on them.",
+                              gt=0, lt=1)
+    select_samples: int = opt(2, "select best: samples per validation prompt at each scoring.", ge=1)
     grpo: _alg.grpo.Config = _section(_alg.grpo.Config, "GRPO through TRL.")
     rloo: _alg.rloo.Config = _section(_alg.rloo.Config, "RLOO through TRL.")
     ppo: _alg.ppo.Config = _section(_alg.ppo.Config, "The project's own PPO.")
@@ -320,6 +329,33 @@ OPTIMIZE_COMMON: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Opti
 
 
 @dataclass(frozen=True)
+class GraderSuiteConfig:
+    kind: str = opt("grader", "A fixed set of prompts: each policy answers them and a grader scores the answers.")
+    prompts: str = opt("", "JSONL prompts (id, prompt or messages, and the grader's reference fields), under "
+                       "data/incoming/ or data/corpus/regression/ (what the environment writes).", required=True)
+    grader: str = opt("", "The grader of the judges section that scores the answers.", required=True)
+    statistic: str = opt("pass_rate", "What may not drop: pass_rate (share at or above the grader's "
+                         "pass_threshold) or score (its mean score).", choices=("pass_rate", "score"))
+    max_drop: float = opt(0.05, "Refuse the candidate unless the 95% CI of its paired difference with the "
+                          "champion lies above -max_drop: a larger drop must be ruled out.", ge=0)
+    samples_per_prompt: int = opt(2, "Answers of each policy per prompt.", ge=1)
+
+
+@dataclass(frozen=True)
+class PerplexitySuiteConfig:
+    kind: str = opt("perplexity", "The policy's perplexity on reference texts: the language it keeps.")
+    texts: str = opt("", "JSONL with 'text' per row, under data/incoming/ or data/corpus/regression/ (what the "
+                     "environment writes).", required=True)
+    max_increase: float = opt(0.1, "Refuse the candidate unless the 95% CI of its perplexity over the "
+                              "champion's lies below 1 + max_increase.", ge=0)
+    max_texts: int = opt(400, "Texts read (the first ones).", ge=1)
+
+
+# evaluate.regression's kinds, each with its typed settings.
+SUITE_KINDS = {"grader": GraderSuiteConfig, "perplexity": PerplexitySuiteConfig}
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     samples_per_prompt: int = opt(2, "Responses per held-out prompt from each of candidate and champion.", ge=1)
     temperature: float = opt(1.0, "Sampling temperature of evaluation.", gt=0)
@@ -334,6 +370,22 @@ class EvaluateConfig:
     human_pairs: str | None = opt(None, "Held-out human preference file (labels schema or HH-RLHF), under "
                                   "data/incoming/: the reward model's accuracy and each judge's agreement "
                                   "with the humans are reported on it.")
+    regression: dict = opt({}, "Regression suites by name, each with a kind (grader: a fixed prompt set scored by "
+                           "a grader; perplexity: reference texts) and its settings. The gate refuses a candidate "
+                           "that may have lost more than a suite's bound on any of them, naming the suite.")
+
+    def __post_init__(self):
+        suites = {}
+        for name, raw in self.regression.items():
+            key = f"regression.{name}"
+            if not isinstance(name, str) or not JUDGE_NAME.match(name):
+                raise ConfigError(f"{key}: a suite name is lower-case letters, digits and _")
+            if not isinstance(raw, dict) or raw.get("kind") not in SUITE_KINDS:
+                kind = raw.get("kind") if isinstance(raw, dict) else None
+                raise ConfigError(f"{key}.kind: {'unknown kind ' + repr(kind) if kind else 'required'} (known: "
+                                  f"{', '.join(SUITE_KINDS)})")
+            suites[name] = raw if dataclasses.is_dataclass(raw) else _build(SUITE_KINDS[raw["kind"]], raw, key)
+        object.__setattr__(self, "regression", suites)
 
 
 @dataclass(frozen=True)
@@ -630,6 +682,16 @@ def _incoming(key: str, path: str | None) -> None:
                           f"{INCOMING}/ (DVC versions what lies in the project)")
 
 
+def _suite_file(key: str, path: str) -> None:
+    """A regression suite's file lies under data/incoming/ or the environment's data/corpus/regression/: the
+    folders evaluate lists as DVC dependencies."""
+    parts = Path(path).parts
+    if Path(path).is_absolute() or ".." in parts or not (parts[:2] == tuple(Path(INCOMING).parts)
+                                                         or parts[:3] == tuple(REGRESSION.parts)):
+        raise ConfigError(f"{key}: {path} must lie under {INCOMING}/ or {REGRESSION}/ (the folders DVC tracks as "
+                          "dependencies of evaluate); copy the file there")
+
+
 def check_task(p: Params) -> None:
     """Checks across sections, made on load before any compute; each error names the key to change."""
     env = env_info(p.task.env)
@@ -707,6 +769,16 @@ def check_task(p: Params) -> None:
     elif p.promote.winrate_source not in p.evaluate.judges:
         raise ConfigError(f"promote.winrate_source: {p.promote.winrate_source!r} is neither truth nor one of "
                           f"evaluate.judges ({', '.join(p.evaluate.judges) or 'none'})")
+    for name, suite in p.evaluate.regression.items():
+        key = f"evaluate.regression.{name}"
+        path = suite.prompts if suite.kind == "grader" else suite.texts
+        _suite_file(f"{key}.{'prompts' if suite.kind == 'grader' else 'texts'}", path)
+        if suite.kind == "grader":
+            if suite.grader not in p.judges:
+                raise no_judge(f"{key}.grader", suite.grader, p.judges)
+            if p.judges[suite.grader].kind not in GRADER_KINDS:
+                raise ConfigError(f"{key}.grader: {suite.grader!r} is a judge of kind {p.judges[suite.grader].kind}; "
+                                  f"a suite is scored by a grader ({', '.join(GRADER_KINDS)})")
     if p.promote.min_judge_human_agreement is not None:
         if p.evaluate.human_pairs is None:
             raise ConfigError("promote.min_judge_human_agreement: needs evaluate.human_pairs, the held-out human "
@@ -782,6 +854,15 @@ def _check_optimize(p: Params) -> None:
     o = p.optimize
     if not o.reward:
         raise ConfigError("optimize.reward: name at least one judge")
+    if o.select == "best":
+        if o.select_judge is None:
+            raise ConfigError("optimize.select_judge: select best ranks the checkpoints by a judge; name one")
+        _training_judge(p, "optimize.select_judge", o.select_judge, scoring=True)
+        if o.launcher != "none":
+            raise ConfigError("optimize.select: best keeps the best checkpoint in the stage's process; with "
+                              f"launcher {o.launcher} use select: last")
+    elif o.select_judge is not None:
+        raise ConfigError("optimize.select_judge: read only with optimize.select: best")
     for name in o.reward:
         _training_judge(p, "optimize.reward", name, scoring=True)
     if o.reward_weights is not None:
@@ -810,6 +891,8 @@ def training_judges(p: Params) -> dict[str, str]:
     section = getattr(p.optimize, p.optimize.algorithm)
     for key, name in _alg.REGISTRY[p.optimize.algorithm].judges(section).items():
         out.setdefault(name, f"optimize.{p.optimize.algorithm}.{key}")
+    if p.optimize.select == "best":       # choosing the checkpoint by a judge optimizes against it too
+        out.setdefault(p.optimize.select_judge, "optimize.select_judge")
     return out
 
 
@@ -875,6 +958,8 @@ def describe() -> str:
     hints = typing.get_type_hints(Params)
     sections = [(s.name, hints[s.name]) for s in dataclasses.fields(Params) if s.name != "judges"]
     sections += [(f"judges.<name> (kind: {kind})", k.config) for kind, k in KINDS.items()]
+    sections += [(f"evaluate.regression.<name> (kind: {kind})", cls) for kind, cls in SUITE_KINDS.items()]
+
     def section(name: str, cls: type, indent: str, note: str = "") -> None:
         lines.append(f"{indent}{name}:" + (f"  # {note}" if note else ""))
         for f in dataclasses.fields(cls):

@@ -5,6 +5,7 @@ Each function is tested against values worked out by hand in ``tests/test_evalma
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 
@@ -96,3 +97,17 @@ def grader_metrics(cand: list[float], champ: list[float], threshold: float, grou
         out.update({name: mean(values), f"{name}_ci_low": lo, f"{name}_ci_high": hi})
     return out
 
+
+
+def perplexity_metrics(nll_cand: list[float], nll_champ: list[float], *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Each policy's perplexity on reference texts and their ratio, from each text's mean per-token NLL (nats).
+
+    ``perplexity`` is ``exp(mean_i nll_i)`` (each text weighs the same), and ``ratio`` the candidate's over the
+    champion's, ``exp(mean_i (cand_i - champ_i))``, with a 95% CI: ``exp`` of the bootstrap CI of that mean
+    difference, resampling texts (paired: both policies read the same texts)."""
+    if not nll_cand or len(nll_cand) != len(nll_champ):
+        raise ValueError("perplexity_metrics: one NLL of each policy per text")
+    diffs = [a - b for a, b in zip(nll_cand, nll_champ)]
+    lo, hi = bootstrap_ci(diffs, list(range(len(diffs))), n_boot=n_boot, seed=seed)
+    return {"perplexity": math.exp(mean(nll_cand)), "perplexity_champion": math.exp(mean(nll_champ)),
+            "ratio": math.exp(mean(diffs)), "ratio_ci_low": math.exp(lo), "ratio_ci_high": math.exp(hi)}

@@ -11,7 +11,13 @@ and no such number. A grader of ``evaluate.judges`` (``tasks/judges/graders.py``
 response once; the higher score wins, and besides its win-rate the stage reports
 ``grader_<name>.*``: each policy's mean score and pass rate (score at least the
 grader's ``pass_threshold``) and their paired differences (``score_diff``,
-``pass_diff``), each with a CI that resamples prompts (``tasks/evalmath.py::grader_metrics``). Two equal texts (after case and whitespace folding) tie
+``pass_diff``), each with a CI that resamples prompts (``tasks/evalmath.py::grader_metrics``).
+
+``evaluate.regression`` names suites the candidate must not lose ground on (the "alignment tax"): a grader
+suite (``grader_suite``: a fixed prompt set, both policies' answers scored by a grader, the paired difference
+with its CI) or a perplexity suite (``perplexity_suite``: both policies' perplexity on reference texts, the
+ratio with its CI). Their figures are ``regression_<suite>.*``, bounds included; the gate
+(``tasks/promotion_gate.py``) refuses a candidate whose CI does not rule out a loss beyond a suite's bound. Two equal texts (after case and whitespace folding) tie
 without asking a judge; a tie counts one half. Each win-rate gets a 95%
 bootstrap CI that resamples prompts. Judges' own statistics (position flip rate,
 ensemble agreement) are reported as ``judge_<name>.<stat>``.
@@ -32,13 +38,18 @@ go to ``data/eval.jsonl``. The cycle's key figures (``key_metrics``) go to
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 from tasks import rollout
-from tasks.evalmath import outcome
+from tasks.errors import DataError
+from tasks.evalmath import grader_metrics, outcome, perplexity_metrics
+from tasks.io import read_jsonl
 from tasks.judgemath import agreement
 from tasks.labelers.file import read_preferences
+from tasks.prompting import prompt_of
 from tasks.reward_model import pair_text, pairwise_stats
 from tasks.text import normalize
+from tasks.validate import field_problem
 
 
 # The two samplers of an evaluation, each on its own random stream.
@@ -131,3 +142,68 @@ def key_metrics(evaluation: dict, reward_report: dict) -> dict:
     return out
 
 
+
+
+def grader_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, device: str) -> dict:
+    """Regression suite ``name`` of kind grader: both policies answer its prompts (``suite.samples_per_prompt``
+    each, on their own streams), its grader (``judge_of(suite.grader)``) scores the answers, and the metrics are ``grader_metrics``' with
+    ``gate_diff`` (the difference the gate reads: ``pass_diff`` or ``score_diff``) and ``max_drop``."""
+    grader = judge_of(suite.grader)
+    rows = read_jsonl(suite.prompts)
+    bad = [(i, f"keys={sorted(r)}") for i, r in enumerate(rows, start=1)
+           if "id" not in r or ("prompt" in r) == ("messages" in r)]
+    if bad:
+        raise DataError(suite.prompts, "an id and one of prompt (text) or messages (chat)", rows=bad,
+                        detail=f"regression suite {name}")
+    for field in grader.fields:
+        missing = [(i, repr(r.get(field))[:40]) for i, r in enumerate(rows, start=1)
+                   if field_problem(r.get(field), True)]
+        if missing:
+            raise DataError(suite.prompts, f"{field} is a non-blank text or a list of them (read by "
+                            f"{grader.name.split(':', 1)[-1]})", column=field, rows=missing,
+                            detail=f"regression suite {name}")
+    n = suite.samples_per_prompt
+    base = [prompt_of(r) for r in rows]
+    scfg = replace(cfg, samples_per_prompt=n)
+    cand_r, champ_r = rollout_pair(cand_model, champ_model, tok, base, scfg, device)
+    cand = [t for r in cand_r for t in r.texts]
+    champ = [t for r in champ_r for t in r.texts]
+    prompts = [p for p in base for _ in range(n)]
+    rep = [r for r in rows for _ in range(n)]
+    sc, sh = grader.score(prompts, cand, rep), grader.score(prompts, champ, rep)
+    m = grader_metrics(sc, sh, grader.pass_threshold, [str(r["id"]) for r in rep], n_boot=cfg.n_boot, seed=cfg.seed)
+    # what the gate reads: the statistic of suite.statistic (pass rate or mean score) and its paired difference
+    of, diff = ("pass_rate", "pass_diff") if suite.statistic == "pass_rate" else ("score", "score_diff")
+    m.update({"gate_value": m[of], "gate_value_champion": m[f"{of}_champion"], "gate_on_score": float(of == "score"),
+              "gate_diff": m[diff], "gate_diff_ci_low": m[f"{diff}_ci_low"], "max_drop": suite.max_drop,
+              "prompts": float(len(rows))})
+    return {f"regression_{name}.{k}": float(v) for k, v in m.items()}
+
+
+def perplexity_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, device: str) -> dict:
+    """Regression suite ``name`` of kind perplexity: both policies' perplexity on its texts, the ratio with its
+    CI (``perplexity_metrics``) and ``max_ratio`` (1 + ``suite.max_increase``), which the gate reads."""
+    rows = read_jsonl(suite.texts)[:suite.max_texts]
+    bad = [(i, repr(r)[:60]) for i, r in enumerate(rows, start=1)
+           if not isinstance(r.get("text"), str) or not r["text"].strip()]
+    if bad:
+        raise DataError(suite.texts, "'text' is a non-blank string", column="text", rows=bad,
+                        detail=f"regression suite {name}")
+    texts = [r["text"] for r in rows]
+    m = perplexity_metrics(rollout.text_nll(cand_model, tok, texts, batch_size=cfg.batch_size, device=device),
+                           rollout.text_nll(champ_model, tok, texts, batch_size=cfg.batch_size, device=device),
+                           n_boot=cfg.n_boot, seed=cfg.seed)
+    m.update({"max_ratio": 1.0 + suite.max_increase, "texts": float(len(texts))})
+    return {f"regression_{name}.{k}": float(v) for k, v in m.items()}
+
+
+# evaluate.regression's kinds (tasks/config.py::SUITE_KINDS), each computed by its function.
+SUITES = {"grader": grader_suite, "perplexity": perplexity_suite}
+
+
+def regression_metrics(suites: dict, judge_of, cand_model, champ_model, tok, cfg, device: str) -> dict:
+    """The figures of every suite of ``evaluate.regression`` (``regression_<suite>.*``)."""
+    out: dict = {}
+    for name, suite in suites.items():
+        out.update(SUITES[suite.kind](name, suite, judge_of, cand_model, champ_model, tok, cfg, device))
+    return out

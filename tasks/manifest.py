@@ -18,7 +18,7 @@ from tasks.params_view import view
 from tasks.paths import (BASE, BOOTSTRAP_REPORT, CANDIDATE, CHAMPION, CORPUS, CURVE, CURVE_PNG, EVAL_METRICS, EVAL_ROWS,
                          GENERATIONS, INCOMING, KEEP_IN_TRAIN, KEY_METRICS, LABEL_QUALITY, LABELS, LABELS_DOCS,
                          LABELS_REPORT, METRIC_MODULES, OPTIMIZE_REPORT, PROMPTS, PROMPTS_DOCS, PROMPTS_REPORT, RATINGS,
-                         REWARD, REWARD_METRICS)
+                         REGRESSION, REWARD, REWARD_METRICS)
 from tasks.yamlfile import read_yaml
 
 # Shared code whose change changes what a stage computes.
@@ -104,7 +104,8 @@ MANIFEST: tuple[Stage, ...] = (
           plots=_p(CURVE, CURVE_PNG)),
     Stage("evaluate",
           deps=(*LIB, "tasks/stages/evaluate.py", *POLICY, *JUDGES, "tasks/evaluate.py", "tasks/evalmath.py",
-                "tasks/reward_training.py", *_p(METRIC_MODULES, PROMPTS, CANDIDATE, CHAMPION, REWARD, REWARD_METRICS, INCOMING),
+                "tasks/reward_training.py", *_p(METRIC_MODULES, PROMPTS, CANDIDATE, CHAMPION, REWARD, REWARD_METRICS, INCOMING,
+                                                REGRESSION),
                 "${task.rubric}"),
           outs=_p(EVAL_ROWS),
           params=("evaluate", "task", "judges", "truth", "label_studio", "reward.max_length",

@@ -41,16 +41,18 @@ from pathlib import Path
 from tasks.accel import gathered
 from tasks.algorithms import REGISTRY
 from tasks.algorithms.base import BINARY, PAIRS, Run, TrlReward, mlflow_callback
+from tasks.algorithms.base import PROMPTS as ONLINE
 from tasks.config import OPTIMIZE_COMMON, Params
 from tasks.errors import DataError
 from tasks.evalmath import mean, sequence_kl
+from tasks.heldout import is_heldout
 from tasks.io import dvc_md5, read_jsonl
 from tasks.judges import JudgeContext, build_judge
 from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS, RATINGS
 from tasks.policy import load_policy
 from tasks.precision import resolve
-from tasks.prompting import completion_text, format_prompt, label_prompt, prompt_of, rows_by_prompt
+from tasks.prompting import completion_text, format_prompt, label_prompt, prompt_key, prompt_of, rows_by_prompt
 from tasks.rollout import sample, token_logprobs
 from tasks.rubric import load_rubric
 from tasks.tracking import log_many
@@ -175,6 +177,7 @@ class Setup:
     info: dict
     probe_prompts: list
     rows_of: object = None        # prompts -> their rows of the prompts file (graders read reference fields)
+    val_rows: list = dataclasses.field(default_factory=list)   # optimize.select best: the validation prompts
 
 
 def setup(params: Params, champion: Path, device: str) -> Setup:
@@ -186,8 +189,17 @@ def setup(params: Params, champion: Path, device: str) -> Setup:
     judges = [build_judge(n, ctx) for n in cfg.reward]
     weights = list(cfg.reward_weights or [1.0] * len(judges))
     train_rows = [r for r in read_jsonl(PROMPTS) if r["split"] == "train"]
+    val_rows: list[dict] = []
+    if cfg.select == "best":            # a validation share of the training prompts, not trained on
+        held = validation_share(train_rows, cfg.select_share)
+        val_rows = [r for r in train_rows if prompt_key(prompt_of(r)) in held]
+        train_rows = [r for r in train_rows if prompt_key(prompt_of(r)) not in held]
+        if not val_rows or not train_rows:
+            raise DataError(PROMPTS, "training prompts on both sides of optimize.select_share",
+                            detail=f"{len(val_rows)} validation and {len(train_rows)} training prompts at "
+                                   f"optimize.select_share {cfg.select_share}")
     train = [prompt_of(r) for r in train_rows]
-    rows_of = rows_by_prompt(train_rows)
+    rows_of = rows_by_prompt(train_rows + val_rows)
     info: dict = {}
     if algo.consumes == PAIRS:
         data = pair_rows(tok, params.label.ties)
@@ -195,8 +207,11 @@ def setup(params: Params, champion: Path, device: str) -> Setup:
         data, info["kto_source"] = binary_rows(tok, params.label.ties, getattr(cfg, cfg.algorithm).source)
     else:
         data = train
+    if val_rows and algo.consumes != ONLINE:       # pairs and ratings of the validation prompts are set apart too
+        kept = {format_prompt(prompt_of(r), tok) for r in val_rows}
+        data = [row for row in data if row["prompt"] not in kept]
     return Setup(ref, tok, judges, weights, weighted_reward(judges, weights, list(cfg.reward), rows_of), train,
-                 {format_prompt(p, tok): p for p in train}, data, info, train[:cfg.probe_prompts], rows_of)
+                 {format_prompt(p, tok): p for p in train}, data, info, train[:cfg.probe_prompts], rows_of, val_rows)
 
 
 def within_budget(spent: float, expected: float, elapsed: float, budget: float | None) -> bool:
@@ -206,16 +221,96 @@ def within_budget(spent: float, expected: float, elapsed: float, budget: float |
     return budget is None or spent + expected <= budget * (elapsed + expected)
 
 
-def prober(s: Setup, cfg, log, curve: list, clock=time.perf_counter):
+def validation_share(rows: list[dict], share: float) -> set[str]:
+    """The prompt keys (``prompt_key``) of the training rows set apart for ``optimize.select: best``: those whose
+    salted hash falls under ``share`` (``tasks/heldout.py``), so a prompt's side does not depend on the others."""
+    return {k for k in (prompt_key(prompt_of(r)) for r in rows) if is_heldout(k, SELECT_SALT, share)}
+
+
+SELECT_SALT = "optimize-select"
+SELECTED = "select-best"          # the best model so far, in the run's checkpoint folder (it survives a resume)
+
+
+class Selector:
+    """``optimize.select: best``: scores the policy on the validation prompts (``select_samples`` samples each,
+    by ``judge``) at step 0 and every probe step, logs ``select/score``, and keeps the best model so far in
+    ``<checkpoint folder>/select-best/`` (a later score must be strictly higher to replace it). ``restore``
+    loads the best into the trained model at the end."""
+
+    def __init__(self, judge, prompts: list, rows: list, cfg, tok, log, folder: Path):
+        self.judge, self.prompts, self.rows, self.cfg, self.tok, self.log = judge, prompts, rows, cfg, tok, log
+        self.folder = folder / SELECTED
+        record = self.folder / "select.json"
+        # after a resume, the best of the steps before it is still on disk
+        self.history = json.loads(record.read_text())["history"] if record.exists() else []
+
+    def best(self) -> tuple[int, float] | None:
+        return max(((step, v) for step, v in self.history), key=lambda sv: (sv[1], -sv[0]), default=None)
+
+    def __call__(self, model, step: int) -> float:
+        import torch
+
+        n = self.cfg.select_samples
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        cuda = device.type == "cuda"
+        with torch.random.fork_rng(devices=[device.index or 0] if cuda else [], device_type="cuda"):
+            r = sample(model, self.tok, self.prompts, n, temperature=self.cfg.probe_temperature,
+                       max_new_tokens=self.cfg.probe_max_new_tokens, seed=self.cfg.seed + 7_919 + step,
+                       device=device.type)
+        if was_training:
+            model.train()
+        scores = self.judge.score([p for p in self.prompts for _ in range(n)], r.texts,
+                                  [row for row in self.rows for _ in range(n)] if self.judge.fields else None)
+        value = mean(scores)
+        self.log("select/score", value, step)
+        before = self.best()
+        self.history = [(s, v) for s, v in self.history if s != step] + [(step, value)]
+        if before is None or value > before[1]:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "select.json").write_text(json.dumps({"history": self.history, "best": self.best()}))
+        return value
+
+    def restore(self, model) -> tuple[int, float]:
+        """Load the best model's weights into ``model``; (its step, its score)."""
+        from safetensors.torch import load_file
+
+        step, value = self.best()
+        state = {}
+        for f in sorted(self.folder.glob("*.safetensors")):
+            state.update(load_file(str(f), device=str(next(model.parameters()).device)))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
+            raise RuntimeError(f"optimize.select: the saved best model does not fit the policy ({missing[:3]}, "
+                               f"{unexpected[:3]})")
+        return step, value
+
+
+def selector(s: Setup, params: Params, log, folder: Path) -> Selector | None:
+    """The run's ``Selector`` (None with ``optimize.select: last``)."""
+    cfg = params.optimize
+    if cfg.select != "best":
+        return None
+    judge = build_judge(cfg.select_judge, JudgeContext(params.judges, params.task, None, cfg.seed))
+    return Selector(judge, [prompt_of(r) for r in s.val_rows], s.val_rows, cfg, s.tok, log, folder)
+
+
+def prober(s: Setup, cfg, log, curve: list, clock=time.perf_counter, select: Selector | None = None):
     """``probe(model, step)``: the probe's figures, logged at ``step`` and kept in ``curve``. The first call
     always probes (the curve's start); a later one is skipped, returning ``{}`` and counted in
     ``probes_skipped``, when it would take the probes past ``cfg.probe_budget`` of the time since this call
-    was made (the last probe's duration is the expected one)."""
+    was made (the last probe's duration is the expected one). ``select`` (``optimize.select: best``) scores
+    the model at every call, skipped probe or not."""
     start = clock()
     spent, last, skipped = 0.0, 0.0, 0
 
     def do_probe(m, step):
         nonlocal spent, last, skipped
+        if select is not None:
+            select(m, step)
         began = clock()
         if curve and not within_budget(spent, last, began - start, cfg.probe_budget):
             skipped += 1

@@ -16,6 +16,6 @@ def opt(default: Any, help: str, *, ge: float | None = None, gt: float | None = 
         required: bool = False):
     """A dataclass field with its help text and the rules its value must obey."""
     meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "required": required}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)

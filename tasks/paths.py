@@ -7,6 +7,7 @@ INCOMING = Path("data/incoming")             # user files (preference files, cor
 KEEP_IN_TRAIN = INCOMING / "keep_in_train.json"   # prompts that stay in training (`rft keep-trained`)
 CORPUS = Path("data/corpus")                 # the environment's corpus: texts, demos, (prompts)
 DEMOS = CORPUS / "demos.jsonl"               # the corpus's demonstrations (prompt, response)
+REGRESSION = CORPUS / "regression"           # the environment's regression suites (evaluate.regression)
 PROMPTS = Path("data/prompts.jsonl")
 GENERATIONS = Path("data/generations.jsonl")
 LABELS = Path("data/labels.jsonl")

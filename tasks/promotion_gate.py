@@ -28,6 +28,32 @@ def grader_verdict(m: dict, name: str, statistic: str) -> tuple[bool, str]:
                 f"difference {m[f'{g}.{statistic}']:+.3f}, 95% CI low {lo:+.3f} {'>' if ok else '<='} 0")
 
 
+def regression_suites(m: dict) -> list[str]:
+    """The regression suites the evaluation measured (``evaluate.regression``), by the bound each wrote."""
+    return sorted({k.split(".", 1)[0][len("regression_"):] for k in m
+                   if k.startswith("regression_") and k.endswith((".max_drop", ".max_ratio"))})
+
+
+def regression_verdict(m: dict, name: str) -> tuple[bool, str]:
+    """Whether the candidate held its ground on suite ``name``, and the sentence that says so. A grader suite
+    holds when the 95% CI low of the paired difference (``gate_diff``) is at least ``-max_drop``; a perplexity
+    suite when the 95% CI high of the perplexity ratio is at most ``max_ratio``: a loss beyond the bound must be
+    ruled out, not merely unproven."""
+    g = f"regression_{name}"
+    if f"{g}.max_ratio" in m:
+        hi, bound = m[f"{g}.ratio_ci_high"], m[f"{g}.max_ratio"]
+        ok = hi <= bound
+        return ok, (f"regression suite {name}: perplexity {m[f'{g}.perplexity']:.3f} vs the champion's "
+                    f"{m[f'{g}.perplexity_champion']:.3f}, ratio x{m[f'{g}.ratio']:.3f}, 95% CI high x{hi:.3f} "
+                    f"{'<=' if ok else '>'} x{bound:.3f}")
+    lo, bound = m[f"{g}.gate_diff_ci_low"], m[f"{g}.max_drop"]
+    ok = lo >= -bound
+    what = "mean score" if m[f"{g}.gate_on_score"] else "pass rate"
+    return ok, (f"regression suite {name}: {what} {m[f'{g}.gate_value']:.3f} vs the champion's "
+                f"{m[f'{g}.gate_value_champion']:.3f}, paired difference {m[f'{g}.gate_diff']:+.3f}, 95% CI low "
+                f"{lo:+.3f} {'>=' if ok else '<'} -{bound:g}")
+
+
 def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
     """Promote only if every check passes; ``reasons`` explains each check either way.
 
@@ -50,6 +76,8 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
     4. with ``cfg.min_judge_human_agreement``, the gate's judge agrees with the
        held-out human pairs (``evaluate.human_pairs``) at least that often: a judge
        that cannot tell what people prefer cannot promote.
+    5. every regression suite of ``evaluate.regression`` held (``regression_verdict``): the candidate may
+       not have lost more than the suite's bound, by its CI, on a fixed prompt set or reference texts.
 
     A win-rate the metrics do not hold (a judge that did not run) is an error,
     never a silent pass or fail.
@@ -88,6 +116,9 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
         if kept < cfg.min_distinct_ratio:
             fails.append(f"diversity alarm: distinct-2 {m['distinct_2']:.3f} is x{kept:.2f} of the champion's "
                          f"{m['distinct_2_champion']:.3f} < x{cfg.min_distinct_ratio}")
+    for name in regression_suites(m):
+        ok, why = regression_verdict(m, name)
+        (passes if ok else fails).append(why)
     ratio = m["mean_length"] / max(m["mean_length_champion"], 1e-9)
     if ratio > cfg.max_length_ratio:
         fails.append(f"length alarm: mean length x{ratio:.2f} of the champion's > x{cfg.max_length_ratio}")

@@ -227,3 +227,32 @@ def complete(model, tok, prompts: list, *, max_new_tokens: int, temperature: flo
                                                                            max_new_tokens=max_new_tokens))
         out += [t.strip() for t in tok.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
     return out
+
+
+def text_nll(model, tok, texts: list[str], *, batch_size: int = 32, device: str = "cpu") -> list[float]:
+    """Each text's mean negative log-likelihood per token under ``model`` (nats): the tokens after the first,
+    each predicted from those before it, texts cut to the model's context from the right. A text of one token
+    has nothing to predict and scores 0."""
+    import torch
+
+    n_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    out: list[float] = []
+    was_training = model.training
+    model.eval()
+    side = tok.padding_side
+    tok.padding_side = "right"
+    try:
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=bool(n_pos),
+                          max_length=n_pos).to(device)
+                logits = model(**enc).logits[:, :-1].float()
+                target, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].float()
+                nll = -torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                per = (nll * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                out += [float(x) for x in per]
+    finally:
+        tok.padding_side = side
+        if was_training:
+            model.train()
+    return out

@@ -61,7 +61,8 @@ def prompt_rules(cfg, df, fields: dict | None = None) -> list[Rule]:
     extra = [c for c in df.columns if c not in PROMPT_COLUMNS + PROMPT_FORMS and c not in DERIVED
              and not c.endswith(FIELD_SUFFIX)]
     columns = (PROMPT_COLUMNS + [c for c in PROMPT_FORMS if c in df.columns] + [c for c in DERIVED if c in df.columns]
-               + extra + [c for c in df.columns if c.endswith(FIELD_SUFFIX)])
+               + extra + [c for c in df.columns if c.endswith(FIELD_SUFFIX)]
+               + [f for f in fields if f not in extra])       # a field the graders read that no row has
     rules = [Rule("columns are exactly the prompts contract (plus reference fields)",
                   E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))]
     for name, need in fields.items():

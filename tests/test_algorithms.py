@@ -237,6 +237,85 @@ def test_graders_reward_each_online_algorithm(name, built_project, tmp_path, mon
         assert "train/rewards_mentions_mean" in run.data.metrics and "train/rewards_short_mean" in run.data.metrics
 
 
+def test_select_best_chooses_a_better_earlier_checkpoint_and_survives_a_resume(tmp_path):
+    """A scripted judge scores step 0 best (0.8), then 0.3 and 0.5: the model of step 0 is restored into the
+    trained one, whose weights were changed since. A new Selector on the same folder (a resumed run) keeps the
+    history and the best."""
+    import torch
+    from tiny_models import tiny_policy
+
+    from tasks.config import OptimizeConfig
+    from tasks.judging import ScoringJudge
+    from tasks.optimize import Selector
+    from tasks.policy import load_policy
+
+    class Scripted(ScoringJudge):
+        def __init__(self, values):
+            super().__init__()
+            self.values, self.calls = list(values), 0
+
+        def score(self, prompts, responses, rows=None):
+            value = self.values[self.calls]
+            self.calls += 1
+            return [value] * len(responses)
+
+    model, tok = load_policy(tiny_policy(tmp_path / "policy"), "cpu")
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    logged = []
+    cfg = dataclasses.replace(OptimizeConfig(), select="best", select_judge="x", probe_max_new_tokens=4)
+    sel = Selector(Scripted([0.8, 0.3, 0.5]), ["Which fruit is red?", "Bake bread?"], [{}, {}], cfg, tok,
+                   lambda k, v, step: logged.append((k, v, step)), tmp_path / "ckpt")
+    for step in (0, 5, 10):
+        sel(model, step)
+        with torch.no_grad():                       # training moves the weights between the scorings
+            for p in model.parameters():
+                p.add_(0.1)
+    assert logged == [("select/score", 0.8, 0), ("select/score", 0.3, 5), ("select/score", 0.5, 10)]
+    assert sel.best() == (0, 0.8)
+    resumed = Selector(Scripted([]), [], [], cfg, tok, None, tmp_path / "ckpt")
+    assert resumed.best() == (0, 0.8) and [tuple(h) for h in resumed.history] == [(0, 0.8), (5, 0.3), (10, 0.5)]
+    assert resumed.restore(model) == (0, 0.8)
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.matrix
+def test_select_best_through_the_optimize_stage(built_project, tmp_path, monkeypatch):
+    """select: best with a grader: a validation share of the training prompts is set apart, every probe step is
+    scored and logged, and the candidate is the best-scored step's model."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.stages.common import StageContext
+    from tasks.stages.optimize import run as run_optimize
+
+    work, _ = _workspace(built_project, tmp_path, monkeypatch, "grpo", {})
+    raw = merge(yaml.safe_load((work / "params.yaml").read_text()), {
+        "judges": {"short": {"kind": "regex", "pattern": "^.{0,40}$", "mode": "fullmatch", "dotall": True}},
+        "optimize": {"algorithm": "grpo", "select": "best", "select_judge": "short", "select_share": 0.3,
+                     "select_samples": 2, "log_every": 1, "checkpoint_every": 0},
+        "tracking": {"uri": f"sqlite:///{work}/mlruns.db"}})
+    params = parse_params(raw)
+    out = run_optimize(StageContext(params))
+    mlflow.set_tracking_uri(params.tracking.uri)
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("rft-cycle").experiment_id],
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    scores = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "select/score")}
+    assert sorted(scores) == list(range(out["steps"] + 1))           # step 0 and every step (log_every 1)
+    best = max(scores.values())
+    assert out["select_score"] == best and scores[out["selected_step"]] == best
+    assert out["selected_step"] == min(s for s, v in scores.items() if v == best)   # the earliest of equals
+    assert out["validation_prompts"] > 0
+    # the validation prompts were set apart: GRPO trained on the others
+    from tasks.optimize import validation_share
+    from tasks.prompting import prompt_key, prompt_of
+
+    train = [r for r in read_jsonl(work / "data/prompts.jsonl") if r["split"] == "train"]
+    held = validation_share(train, 0.3)
+    assert sum(prompt_key(prompt_of(r)) in held for r in train) == out["validation_prompts"]
+    assert out["prompts"] == len(train) - out["validation_prompts"]
+
+
 def test_probe_budget_admits_a_probe_only_within_its_share():
     from tasks.optimize import within_budget
 

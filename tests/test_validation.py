@@ -219,3 +219,43 @@ def test_label_prompt_ids_take_the_prompts_canonical_form(tmp_path):
         labels(7, " 7", "P1", 7.0)
     (f,) = [f for f in exc.value.failures if f.rule == "prompt ids exist in the prompts"]
     assert [r for r, _ in f.rows] == [2, 3, 4]
+
+
+def test_the_reference_fields_the_graders_read_are_checked_on_every_row(tmp_path):
+    import json
+
+    fields = {"answer": {"text": True, "judges": ["correct", "checked"]}, "tests": {"text": False,
+                                                                              "judges": ["code"]}}
+    good = [{"id": "a", "prompt": "What is 2 + 3?", "split": "train", "source": "t", "answer": "5",
+             "tests": [{"in": 1}]},
+            {"id": "b", "prompt": "What is 4 - 6?", "split": "heldout", "source": "t", "answer": ["-2", "minus 2"],
+             "tests": {"x": 1}, "skill": "arithmetic"}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in good))
+    ok = validate_prompts_file(CFG, path, demos=None, docs_dir=tmp_path / "d0", tokenizer_dir=None, fields=fields)
+    # the 10 rules of the contract, one per field, and one that rows with one prompt carry one reference
+    assert ok["rows"] == 2 and ok["rules"] == 13
+    bad = good + [
+        {"id": "c", "prompt": "What is 1 + 1?", "split": "train", "source": "t", "answer": " ", "tests": [1]},
+        {"id": "d", "prompt": "What is 3 + 3?", "split": "train", "source": "t", "tests": []},
+        {"id": "e", "prompt": "what is 2 +  3?", "split": "train", "source": "t", "answer": "6", "tests": [1]},
+        {"id": "f", "prompt": "What is 5 + 5?", "split": "train", "source": "t", "answer": [], "tests": [1]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    with pytest.raises(DataValidationError) as exc:
+        validate_prompts_file(CFG, path, demos=None, docs_dir=tmp_path / "d1", tokenizer_dir=None, fields=fields)
+    by_rule = {f.rule: f for f in exc.value.failures}
+    answer = by_rule["answer is a non-blank text or a list of them (read by correct, checked)"]
+    # row 3 blank, row 4 missing, row 6 an empty list; the file's column is named, with the reason per row
+    assert answer.column == "answer" and [r for r, _ in answer.rows] == [3, 4, 6]
+    assert answer.rows[1][1] == "'missing'"
+    tests = by_rule["tests is present and not empty (read by code)"]
+    assert tests.column == "tests" and [r for r, _ in tests.rows] == [4]
+    # "what is 2 +  3?" is row 1's prompt once case and spaces are folded, with another answer and other tests
+    conflict = by_rule["rows with the same prompt carry the same answer, tests"]
+    assert conflict.rows == [(5, "'row 1 has the same prompt with another answer, tests'")]
+    # a field no row has is named once, as a missing column
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "tests"}) + "\n" for r in good))
+    with pytest.raises(DataValidationError) as exc:
+        validate_prompts_file(CFG, path, demos=None, docs_dir=tmp_path / "d2", tokenizer_dir=None, fields=fields)
+    (missing,) = exc.value.failures
+    assert missing.column == "tests" and "missing ['tests']" in str(missing)

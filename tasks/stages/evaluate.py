@@ -11,7 +11,8 @@ from tasks import provenance, tracking
 from tasks.envs import info, load_env
 from tasks.evalmath import sequence_kl
 from tasks.evalmath import grader_metrics
-from tasks.evaluate import human_pair_metrics, judge_outcomes, key_metrics, rollout_pair, scored_outcomes
+from tasks.evaluate import (human_pair_metrics, judge_outcomes, key_metrics, regression_metrics, rollout_pair,
+                            scored_outcomes)
 from tasks.metric_modules import metric
 from tasks.io import read_jsonl, write_json, write_jsonl
 from tasks.judges import JudgeContext, build_judge, judge_files
@@ -90,6 +91,8 @@ def run(ctx: StageContext) -> dict:
             m.update({f"reward_mean{who}": s["reward_mean"], f"mean_length{who}": s["mean_length"],
                       f"eos_rate{who}": s["eos_rate"], f"distinct_1{who}": d["distinct_1"],
                       f"distinct_2{who}": d["distinct_2"]})
+        m.update(regression_metrics(cfg.regression, lambda name: build_judge(name, judging), cand_model, champ_model,
+                                    tok, cfg, device))
         m["kl"] = sum(kls) / len(kls)
         m["comparisons"] = len(prompts)
         m["heldout_prompts"] = len(held)

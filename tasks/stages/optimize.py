@@ -12,7 +12,7 @@ from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.judges import judge_files
 from tasks.launch import launch_optimize
 from tasks.mlmodels import log_policy
-from tasks.optimize import final_figures, fingerprint, log_table, probe, prober, setup, train_policy
+from tasks.optimize import final_figures, fingerprint, log_table, probe, prober, selector, setup, train_policy
 from tasks.paths import CANDIDATE as OUT
 from tasks.paths import CHECKPOINTS, CURVE, CURVE_PNG, LABELS, PROMPTS, RATINGS
 from tasks.paths import OPTIMIZE_REPORT as REPORT
@@ -50,10 +50,13 @@ def run(ctx: StageContext) -> dict:
                 shutil.rmtree(stale, ignore_errors=True)
         mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher})
         mixed = tracking.record_precision(params, device)
+        # optimize.select: best (config refuses it with the accelerate launcher)
+        select = selector(s, params, log, ckpt) if cfg.launcher != "accelerate" else None
         if cfg.launcher == "accelerate":
             trained, trained_info = launch_optimize(params, champion, ckpt, device, log, curve, log_table, mixed)
         else:
-            trained, trained_info = train_policy(params, s, model, champion, ckpt, log, prober(s, cfg, log, curve))
+            trained, trained_info = train_policy(params, s, model, champion, ckpt, log,
+                                                 prober(s, cfg, log, curve, select=select))
         info.update(trained_info)
         trained.eval()
         steps = info.get("steps")
@@ -61,6 +64,18 @@ def run(ctx: StageContext) -> dict:
         final = final_figures(curve, steps, lambda: probe(
             trained, ref, tok, reward, probe_prompts, cfg.probe_temperature, cfg.probe_max_new_tokens,
             cfg.seed + (10**6 if steps is None else steps)), log)
+        if select is not None:
+            # the best scored model becomes the candidate; its probe figures are the curve's at its step
+            best_step, best_score = select.restore(trained)
+            info.update(selected_step=best_step, select_score=best_score,
+                        select_score_last=dict(select.history).get(steps, float("nan")) if steps is not None
+                        else float("nan"), validation_prompts=len(s.val_rows))
+            at = {r["step"]: r for r in curve}.get(best_step)
+            if at is not None:
+                final = {"probe_reward": at["reward"], "probe_kl": at["kl"], "probe_length": at["length"],
+                         "probe_eos_rate": at["eos_rate"]}
+            print(f"optimize: select best: step {best_step} of {steps} scored {best_score:.4f} by "
+                  f"{cfg.select_judge} on {len(s.val_rows)} validation prompts; it is the candidate", flush=True)
         with atomic_path(OUT, is_dir=True) as out:
             trained.save_pretrained(out)
             tok.save_pretrained(out)

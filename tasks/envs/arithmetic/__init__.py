@@ -17,8 +17,9 @@ The facts are ``a op b`` for a, b in 0..9 and op in ``+ - *`` (300). Held out ar
 splits by the prompt's text), so a held-out question's fact may be asked in another phrasing among the
 training prompts: what a cycle can improve is answering these questions, not learning facts it never saw.
 
-The second skill, "which is larger", is in the corpus but not among the cycle's prompts: a regression suite can
-check that training on arithmetic does not erase it.
+The second skill, "which is larger", is in the corpus but not among the cycle's prompts: its questions are the
+regression suite ``regression/larger.jsonl`` (``larger_suite``), which the gate checks so that training on
+arithmetic does not erase it.
 
 It has no simulated annotator: correctness is the graders' (``examples/arithmetic/params.yaml``).
 """
@@ -102,6 +103,20 @@ def build_corpus(seed: int, n_texts: int, n_demos: int, n_prompts: int) -> Built
     return Built(texts, demos, prompts)
 
 
+def larger_suite() -> list[dict]:
+    """The second skill as a fixed regression suite: "which is larger" for every pair of different digits, in
+    both phrasings (180 questions), each with its ``answer``. The cycle never trains on it; the gate checks that
+    training on arithmetic did not erase it (``evaluate.regression.larger``)."""
+    rows = []
+    for t, template in enumerate(COMPARE_TEMPLATES):
+        for x in range(10):
+            for y in range(10):
+                if x != y:
+                    rows.append({"id": f"l{t}{x}{y}", "prompt": template.format(a=x, b=y), "answer": str(max(x, y)),
+                                 "skill": "larger"})
+    return rows
+
+
 class Arithmetic:
     name = "arithmetic"
     has_truth = False
@@ -111,6 +126,8 @@ class Arithmetic:
         write_jsonl(out_dir / "texts.jsonl", built.texts)
         write_jsonl(out_dir / "demos.jsonl", built.demos)
         write_jsonl(out_dir / "prompts.jsonl", built.prompts)
+        (out_dir / "regression").mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_dir / "regression" / "larger.jsonl", larger_suite())
         return {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
 
     def annotator(self, truth_cfg, seed: int):

@@ -5,7 +5,9 @@
 - ``truth.py``: the hidden truth and the simulated annotator on it (``truth``
   section), which stands in for human raters and measures a cycle's real
   improvement;
-- ``rubric.yaml``: what this task's AI judges look for.
+- ``rubric.yaml``: what this task's AI judges look for;
+- ``regression/texts.jsonl`` (written with the corpus): reviews pretraining never read, for the perplexity
+  regression suite that keeps a cycle from trading the policy's language for its reward.
 
 Only the environment registry (``tasks/envs/__init__.py``) imports this package.
 """
@@ -15,12 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.envs.reviews import truth
-from tasks.envs.reviews.corpus import build_corpus, dish_of
+from tasks.envs.reviews.corpus import build_corpus, dish_of, heldout_texts
 from tasks.io import write_jsonl
 from tasks.judging import ScoringJudge, Verdicts
 from tasks.prompting import last_user_turn, prompt_key
 
 SIMULATED = "human:simulated-annotator"
+HELDOUT_TEXTS = 300          # texts of the perplexity regression suite (data/corpus/regression/texts.jsonl)
 
 
 class SimulatedAnnotator(ScoringJudge):
@@ -59,6 +62,8 @@ class Reviews:
         write_jsonl(out_dir / "texts.jsonl", built.texts)
         write_jsonl(out_dir / "demos.jsonl", built.demos)
         write_jsonl(out_dir / "prompts.jsonl", built.prompts)
+        (out_dir / "regression").mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_dir / "regression" / "texts.jsonl", heldout_texts(cfg.seed, HELDOUT_TEXTS))
         return {"texts": len(built.texts), "demos": len(built.demos), "prompts": len(built.prompts)}
 
     def annotator(self, truth_cfg, seed: int) -> SimulatedAnnotator:

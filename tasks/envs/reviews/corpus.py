@@ -185,3 +185,18 @@ def dish_of(prompt: str) -> str | None:
         if w == "the" and words[i + 1] in DISHES:
             return words[i + 1]
     return None
+
+
+def heldout_texts(seed: int, n: int) -> list[dict]:
+    """Reviews and visit notes that pretraining never read, on a random stream of their own (the corpus's is left
+    as it was): the demo's perplexity regression suite (``evaluate.regression.fluency``)."""
+    rng = random.Random(f"heldout-texts-{seed}")
+    combos = [(d, p) for d in DISHES for p in places()]
+    out = []
+    for i in range(n):
+        dish, place = rng.choice(combos)
+        text = visit_note(rng, dish, place) if rng.random() < 0.25 else review(rng, dish,
+                                                                              rng.choice(["pos", "neg", "mid"]))
+        out.append({"id": f"h{i:05d}", "text": text})
+    return out
+
