@@ -142,7 +142,8 @@ def report(base: Path, args, overrides: list) -> int:
         wall, rss, _ = run([sys.executable, "-m", "tasks.cli", "stage", "optimize"], work)
         run([sys.executable, "-m", "tasks.cli", "stage", "evaluate"], work)
         m = json.loads((work / "reports/eval/metrics.json").read_text())
-        decision = decide(m, load_params(work / "params.yaml").promote)
+        wp = load_params(work / "params.yaml")
+        decision = decide(m, wp.promote, suites=list(wp.evaluate.regression))
         judge = load_params(work / "params.yaml").promote.alarm_judge
         graded = f"grader_{source}.pass_diff" in m
         # a grader's gate: the candidate's pass rate and the paired difference; else the win-rate vs the base

@@ -336,8 +336,8 @@ class GraderSuiteConfig:
     grader: str = opt("", "The grader of the judges section that scores the answers.", required=True)
     statistic: str = opt("pass_rate", "What may not drop: pass_rate (share at or above the grader's "
                          "pass_threshold) or score (its mean score).", choices=("pass_rate", "score"))
-    max_drop: float = opt(0.05, "Refuse the candidate unless the 95% CI of its paired difference with the "
-                          "champion lies above -max_drop: a larger drop must be ruled out.", ge=0)
+    max_drop: float = opt(0.05, "Refuse the candidate unless the 95% CI low of its paired difference with the "
+                          "champion is at least -max_drop: a larger drop must be ruled out.", ge=0)
     samples_per_prompt: int = opt(2, "Answers of each policy per prompt.", ge=1)
 
 
@@ -346,8 +346,8 @@ class PerplexitySuiteConfig:
     kind: str = opt("perplexity", "The policy's perplexity on reference texts: the language it keeps.")
     texts: str = opt("", "JSONL with 'text' per row, under data/incoming/ or data/corpus/regression/ (what the "
                      "environment writes).", required=True)
-    max_increase: float = opt(0.1, "Refuse the candidate unless the 95% CI of its perplexity over the "
-                              "champion's lies below 1 + max_increase.", ge=0)
+    max_increase: float = opt(0.1, "Refuse the candidate unless the 95% CI high of its perplexity over the "
+                              "champion's is at most 1 + max_increase.", ge=0)
     max_texts: int = opt(400, "Texts read (the first ones).", ge=1)
 
 
@@ -380,11 +380,14 @@ class EvaluateConfig:
             key = f"regression.{name}"
             if not isinstance(name, str) or not JUDGE_NAME.match(name):
                 raise ConfigError(f"{key}: a suite name is lower-case letters, digits and _")
+            if dataclasses.is_dataclass(raw):          # already built (dataclasses.replace of this section)
+                suites[name] = raw
+                continue
             if not isinstance(raw, dict) or raw.get("kind") not in SUITE_KINDS:
                 kind = raw.get("kind") if isinstance(raw, dict) else None
                 raise ConfigError(f"{key}.kind: {'unknown kind ' + repr(kind) if kind else 'required'} (known: "
                                   f"{', '.join(SUITE_KINDS)})")
-            suites[name] = raw if dataclasses.is_dataclass(raw) else _build(SUITE_KINDS[raw["kind"]], raw, key)
+            suites[name] = _build(SUITE_KINDS[raw["kind"]], raw, key)
         object.__setattr__(self, "regression", suites)
 
 
@@ -737,12 +740,19 @@ def check_task(p: Params) -> None:
                               "judges section turns each comment into a score)")
         if p.label.comment_judge not in p.judges:
             raise no_judge("label.comment_judge", p.label.comment_judge, p.judges)
+        if reference_fields(p.judges, [p.label.comment_judge]):
+            raise ConfigError(f"label.comment_judge: {p.label.comment_judge!r} reads the prompt rows' reference "
+                              "fields; it scores people's comments, which have none")
         if not _scores(p, p.label.comment_judge):
             raise ConfigError(f"label.comment_judge: judge {p.label.comment_judge!r} compares pairs; a comment "
                               "needs a judge that scores single texts (reward_model, embedding)")
     for name in p.label.quality_judges:
         if name not in p.judges:
             raise no_judge("label.quality_judges", name, p.judges)
+        if reference_fields(p.judges, [name]):
+            raise ConfigError(f"label.quality_judges: {name!r} reads the prompt rows' "
+                              f"{', '.join(reference_fields(p.judges, [name]))}; the label-quality report judges "
+                              "people's pairs without them: name judges that need no reference")
         if p.judges[name].kind == "label_studio":
             raise ConfigError(f"label.quality_judges: {name!r} is people (label_studio); name AI judges to compare "
                               "with the people")
@@ -772,7 +782,12 @@ def check_task(p: Params) -> None:
     for name, suite in p.evaluate.regression.items():
         key = f"evaluate.regression.{name}"
         path = suite.prompts if suite.kind == "grader" else suite.texts
-        _suite_file(f"{key}.{'prompts' if suite.kind == 'grader' else 'texts'}", path)
+        file_key = f"{key}.{'prompts' if suite.kind == 'grader' else 'texts'}"
+        _suite_file(file_key, path)
+        if Path(path).parts[:3] == tuple(REGRESSION.parts) and Path(path).name not in env.suites:
+            raise ConfigError(f"{file_key}: task.env {p.task.env} writes no {path} (its suites: "
+                              f"{', '.join(env.suites) or 'none'}); remove the suite or point it at your own file "
+                              f"under {INCOMING}/")
         if suite.kind == "grader":
             if suite.grader not in p.judges:
                 raise no_judge(f"{key}.grader", suite.grader, p.judges)
@@ -861,6 +876,9 @@ def _check_optimize(p: Params) -> None:
         if o.launcher != "none":
             raise ConfigError("optimize.select: best keeps the best checkpoint in the stage's process; with "
                               f"launcher {o.launcher} use select: last")
+        if o.lora:
+            raise ConfigError("optimize.select: best keeps whole models, and optimize.lora trains adapters merged "
+                              "only at the end; use select: last with lora")
     elif o.select_judge is not None:
         raise ConfigError("optimize.select_judge: read only with optimize.select: best")
     for name in o.reward:
@@ -915,8 +933,8 @@ def _instruments(p: Params, name: str) -> set:
     spec = p.judges[name]
     if spec.kind == "ensemble":
         return set().union(*(_instruments(p, m) for m in spec.members))
-    if spec.kind == "multi":                     # a formula trains against each of its terms
-        return {("judge", name)}.union(*(_instruments(p, m) for m in formula_members(spec.formula)))
+    if spec.kind == "multi":                     # a formula measures with its terms, as an ensemble with its members
+        return set().union(*(_instruments(p, m) for m in formula_members(spec.formula)))
     if spec.kind == "reward_model":
         return {("reward_model", str(Path(spec.path)))}
     return {("judge", name)}

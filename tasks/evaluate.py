@@ -119,6 +119,10 @@ def human_pair_metrics(path: str, judges: dict, rm) -> dict:
     a = [r["rejected"] if sw else r["chosen"] for r, sw in zip(rows, swap)]
     b = [r["chosen"] if sw else r["rejected"] for r, sw in zip(rows, swap)]
     for name, judge in judges.items():
+        if judge.fields:             # a grader that needs a reference the human pairs do not carry
+            print(f"evaluate: human_agreement_{name} not measured: {name} reads the prompts' "
+                  f"{', '.join(judge.fields)}, which the human pairs do not carry", flush=True)
+            continue
         v = judge.compare(prompts, a, b, keys=[(f"human{i}",) for i in range(len(rows))])
         m[f"human_agreement_{name}"] = agreement(v.p_a, [not sw for sw in swap])
     return m
@@ -144,7 +148,7 @@ def key_metrics(evaluation: dict, reward_report: dict) -> dict:
 
 
 
-def grader_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, device: str) -> dict:
+def grader_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, device: str, fields_of=None) -> dict:
     """Regression suite ``name`` of kind grader: both policies answer its prompts (``suite.samples_per_prompt``
     each, on their own streams), its grader (``judge_of(suite.grader)``) scores the answers, and the metrics are ``grader_metrics``' with
     ``gate_diff`` (the difference the gate reads: ``pass_diff`` or ``score_diff``) and ``max_drop``."""
@@ -155,9 +159,16 @@ def grader_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, 
     if bad:
         raise DataError(suite.prompts, "an id and one of prompt (text) or messages (chat)", rows=bad,
                         detail=f"regression suite {name}")
-    for field in grader.fields:
+    seen: dict[str, int] = {}
+    twice = [(i, f"{r['id']!r} is row {seen[str(r['id'])]}'s id") for i, r in enumerate(rows, start=1)
+             if seen.setdefault(str(r["id"]), i) != i]
+    if twice:
+        raise DataError(suite.prompts, "unique ids", column="id", rows=twice, detail=f"regression suite {name}")
+    # what the grader reads, and whether as text (reference_fields); without that map, every field as text
+    needs = fields_of(suite.grader) if fields_of is not None else {f: {"text": True} for f in grader.fields}
+    for field, need in needs.items():
         missing = [(i, repr(r.get(field))[:40]) for i, r in enumerate(rows, start=1)
-                   if field_problem(r.get(field), True)]
+                   if field_problem(r.get(field), need["text"])]
         if missing:
             raise DataError(suite.prompts, f"{field} is a non-blank text or a list of them (read by "
                             f"{grader.name.split(':', 1)[-1]})", column=field, rows=missing,
@@ -180,7 +191,8 @@ def grader_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, 
     return {f"regression_{name}.{k}": float(v) for k, v in m.items()}
 
 
-def perplexity_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, device: str) -> dict:
+def perplexity_suite(name: str, suite, judge_of, cand_model, champ_model, tok, cfg, device: str,
+                     fields_of=None) -> dict:
     """Regression suite ``name`` of kind perplexity: both policies' perplexity on its texts, the ratio with its
     CI (``perplexity_metrics``) and ``max_ratio`` (1 + ``suite.max_increase``), which the gate reads."""
     rows = read_jsonl(suite.texts)[:suite.max_texts]
@@ -201,9 +213,11 @@ def perplexity_suite(name: str, suite, judge_of, cand_model, champ_model, tok, c
 SUITES = {"grader": grader_suite, "perplexity": perplexity_suite}
 
 
-def regression_metrics(suites: dict, judge_of, cand_model, champ_model, tok, cfg, device: str) -> dict:
-    """The figures of every suite of ``evaluate.regression`` (``regression_<suite>.*``)."""
+def regression_metrics(suites: dict, judge_of, cand_model, champ_model, tok, cfg, device: str,
+                       fields_of=None) -> dict:
+    """The figures of every suite of ``evaluate.regression`` (``regression_<suite>.*``). ``judge_of(name)``
+    builds a grader; ``fields_of(name)`` says which reference fields it reads (``judges.reference_fields``)."""
     out: dict = {}
     for name, suite in suites.items():
-        out.update(SUITES[suite.kind](name, suite, judge_of, cand_model, champ_model, tok, cfg, device))
+        out.update(SUITES[suite.kind](name, suite, judge_of, cand_model, champ_model, tok, cfg, device, fields_of))
     return out

@@ -18,6 +18,7 @@ A parsed formula is a tree of tuples: ``("num", v)``, ``("name", n)``, ``("neg",
 
 from __future__ import annotations
 
+import math
 import re
 
 FUNCTIONS = {"min": (2, None), "max": (2, None), "clip": (3, 3)}     # name -> (fewest, most) arguments
@@ -92,8 +93,9 @@ class _Parser:
                 if names_in(right):
                     raise FormulaError(f"the divisor at position {at + 1} names a grader; divide by numbers only, "
                                        "so that no score can make it zero")
-                if evaluate(right, {}) == 0:
-                    raise FormulaError(f"the divisor at position {at + 1} is zero")
+                divisor = evaluate(right, {})
+                if divisor == 0 or not math.isfinite(divisor):
+                    raise FormulaError(f"the divisor at position {at + 1} is {'zero' if divisor == 0 else 'not finite'}")
             node = (op, node, right)
         return node
 
@@ -106,6 +108,8 @@ class _Parser:
     def atom(self):
         kind, value, at = self.take()
         if kind == "num":
+            if not math.isfinite(float(value)):
+                raise FormulaError(f"the number {value} at position {at + 1} is not finite")
             return ("num", float(value))
         if kind == "name":
             if self.peek()[1] == "(" and self.peek()[0] == "op":
@@ -145,7 +149,10 @@ def parse(text: str, names) -> tuple:
     if not isinstance(text, str) or not text.strip():
         raise FormulaError("the formula is empty")
     p = _Parser(text, names)
-    node = p.expr()
+    try:
+        node = p.expr()
+    except RecursionError:
+        raise FormulaError("the formula is nested too deeply") from None
     kind, value, at = p.peek()
     if kind != "end":
         raise FormulaError(f"unexpected {value!r} at position {at + 1}")

@@ -46,7 +46,7 @@ from tasks.config import OPTIMIZE_COMMON, Params
 from tasks.errors import DataError
 from tasks.evalmath import mean, sequence_kl
 from tasks.heldout import is_heldout
-from tasks.io import dvc_md5, read_jsonl
+from tasks.io import atomic_path, dvc_md5, read_jsonl, write_json
 from tasks.judges import JudgeContext, build_judge
 from tasks.labels.convert import preference_pairs
 from tasks.paths import LABELS, PROMPTS, RATINGS
@@ -241,11 +241,14 @@ class Selector:
         self.judge, self.prompts, self.rows, self.cfg, self.tok, self.log = judge, prompts, rows, cfg, tok, log
         self.folder = folder / SELECTED
         record = self.folder / "select.json"
-        # after a resume, the best of the steps before it is still on disk
-        self.history = json.loads(record.read_text())["history"] if record.exists() else []
+        # after a resume, the scores and the saved best of the steps before it are still on disk
+        saved = json.loads(record.read_text()) if record.exists() else {}
+        self.history = [tuple(h) for h in saved.get("history", [])]
+        self.saved = tuple(saved["best"]) if saved.get("best") else None     # (step, score) of the model on disk
 
     def best(self) -> tuple[int, float] | None:
-        return max(((step, v) for step, v in self.history), key=lambda sv: (sv[1], -sv[0]), default=None)
+        """(step, score) of the best model, the one on disk."""
+        return self.saved
 
     def __call__(self, model, step: int) -> float:
         import torch
@@ -255,9 +258,10 @@ class Selector:
         was_training = model.training
         model.eval()
         cuda = device.type == "cuda"
+        # one seed for every scoring: the checkpoints are compared on the same random draws
         with torch.random.fork_rng(devices=[device.index or 0] if cuda else [], device_type="cuda"):
             r = sample(model, self.tok, self.prompts, n, temperature=self.cfg.probe_temperature,
-                       max_new_tokens=self.cfg.probe_max_new_tokens, seed=self.cfg.seed + 7_919 + step,
+                       max_new_tokens=self.cfg.probe_max_new_tokens, seed=self.cfg.seed + 7_919,
                        device=device.type)
         if was_training:
             model.train()
@@ -265,13 +269,15 @@ class Selector:
                                   [row for row in self.rows for _ in range(n)] if self.judge.fields else None)
         value = mean(scores)
         self.log("select/score", value, step)
-        before = self.best()
         self.history = [(s, v) for s, v in self.history if s != step] + [(step, value)]
-        if before is None or value > before[1]:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "select.json").write_text(json.dumps({"history": self.history, "best": self.best()}))
+        if self.saved is None or value > self.saved[1]:
+            # written beside the folder and renamed in: a crash mid-save leaves the last best whole
+            with atomic_path(self.folder, is_dir=True) as tmp:
+                model.save_pretrained(tmp)
+                (tmp / "select.json").write_text(json.dumps({"history": self.history, "best": [step, value]}))
+            self.saved = (step, value)
+        else:
+            write_json(self.folder / "select.json", {"history": self.history, "best": list(self.saved)})
         return value
 
     def restore(self, model) -> tuple[int, float]:

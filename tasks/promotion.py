@@ -71,7 +71,7 @@ def promote(params: Params, evaluated: bool = True, parent_run: str | None = Non
     if refusal:
         return {"promoted": False, "reason": refusal, "policy_version": version, "decided": False}
     metrics = json.loads(METRICS.read_text())
-    decision = decide(metrics, params.promote, gate_training_judge(params))
+    decision = decide(metrics, params.promote, gate_training_judge(params), suites=list(params.evaluate.regression))
     changed = split_change(client, params.prepare.salt, params.prepare.heldout_fraction)
     if changed:
         decision = Decision(decision.promote, [*decision.reasons, changed])

@@ -54,9 +54,10 @@ def regression_verdict(m: dict, name: str) -> tuple[bool, str]:
                 f"{lo:+.3f} {'>=' if ok else '<'} -{bound:g}")
 
 
-def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
+def decide(m: dict, cfg, training_judge: str | None = None, suites=()) -> Decision:
     """Promote only if every check passes; ``reasons`` explains each check either way.
 
+    ``suites``: the names of ``evaluate.regression``; each must have its figures in ``m``.
     ``training_judge``: how ``cfg.winrate_source`` is a judge the policy trains against
     (``tasks/config.py::gate_training_judge``), which only ``cfg.allow_training_judge`` lets through;
     the reasons then say so, whatever the verdict.
@@ -116,6 +117,10 @@ def decide(m: dict, cfg, training_judge: str | None = None) -> Decision:
         if kept < cfg.min_distinct_ratio:
             fails.append(f"diversity alarm: distinct-2 {m['distinct_2']:.3f} is x{kept:.2f} of the champion's "
                          f"{m['distinct_2_champion']:.3f} < x{cfg.min_distinct_ratio}")
+    missing = [name for name in suites if name not in regression_suites(m)]
+    if missing:
+        raise ConfigError(f"evaluate.regression: the evaluation has no figures of suite {missing[0]!r}: rerun "
+                          "evaluate (a suite is never passed unmeasured)")
     for name in regression_suites(m):
         ok, why = regression_verdict(m, name)
         (passes if ok else fails).append(why)

@@ -239,20 +239,21 @@ def text_nll(model, tok, texts: list[str], *, batch_size: int = 32, device: str 
     out: list[float] = []
     was_training = model.training
     model.eval()
-    side = tok.padding_side
-    tok.padding_side = "right"
+    sides = tok.padding_side, tok.truncation_side
+    tok.padding_side, tok.truncation_side = "right", "right"
     try:
         with torch.no_grad():
             for i in range(0, len(texts), batch_size):
                 enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=bool(n_pos),
                           max_length=n_pos).to(device)
-                logits = model(**enc).logits[:, :-1].float()
+                logits = model(**enc).logits[:, :-1]
                 target, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].float()
-                nll = -torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                # cross_entropy in fp32 without a second (batch, length, vocab) tensor of log-probabilities
+                nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")
                 per = (nll * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 out += [float(x) for x in per]
     finally:
-        tok.padding_side = side
+        tok.padding_side, tok.truncation_side = sides
         if was_training:
             model.train()
     return out

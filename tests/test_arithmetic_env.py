@@ -60,3 +60,26 @@ def test_the_examples_params_load_and_name_the_answer_field():
     p = parse_params(raw)
     assert p.task.env == "arithmetic" and p.optimize.reward == ["correct", "format"]
     assert prompt_fields(p) == {"answer": {"text": True, "judges": ["correct"]}}
+
+
+def test_each_environment_writes_the_suites_the_registry_lists(tmp_path):
+    from tasks.config import CorpusConfig
+    from tasks.envs import REGISTRY, load_env
+
+    for name, info in REGISTRY.items():
+        if not info.writes_corpus:
+            continue
+        out = tmp_path / name
+        out.mkdir()
+        load_env(name).write_corpus(CorpusConfig(n_texts=20, n_demos=20, n_prompts=20), out)
+        assert sorted(p.name for p in (out / "regression").glob("*.jsonl")) == sorted(info.suites), name
+
+
+def test_a_suite_the_environment_does_not_write_is_refused_on_load():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())          # the demo's fluency suite
+    raw["task"] = {"env": "arithmetic", "rubric": "tasks/envs/arithmetic/rubric.yaml"}
+    raw["promote"].update(winrate_source="embedding", alarm_judge=None)      # no hidden truth here
+    with pytest.raises(ConfigError, match="evaluate.regression.fluency.texts: task.env arithmetic writes no "
+                                          "data/corpus/regression/texts.jsonl"):
+        parse_params(raw)
+

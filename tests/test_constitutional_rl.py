@@ -52,7 +52,7 @@ def _run(tiny_path, tmp_path, monkeypatch, **section):
 
     tok = AutoTokenizer.from_pretrained(tiny_path)
     policy, champion = AutoModelForCausalLM.from_pretrained(tiny_path), AutoModelForCausalLM.from_pretrained(tiny_path)
-    judge = SimpleNamespace(compare=lambda ps, a, b, keys: SimpleNamespace(a_wins=[True] * len(ps)))
+    judge = SimpleNamespace(compare=lambda ps, a, b, keys, rows=None: SimpleNamespace(a_wins=[True] * len(ps)))
     rubric = SimpleNamespace(constitution=lambda: [SimpleNamespace(name="kind", critique="Is it kind?",
                                                                    revision="Make it kind.")])
     cfg = constitutional.Config(prompts=2, rl_prompts=2, max_new_tokens=4, batch_size=2, **section)

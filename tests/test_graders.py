@@ -72,6 +72,21 @@ def project(tmp_path, monkeypatch):
         def secrets(row, response):
             return float("RFT_TEST_SECRET" in os.environ) + 10 * float("RFT_TEST_ALLOWED" in os.environ)
 
+        def noisy(row, response):
+            import sys
+            print(42)                              # Python's stdout
+            sys.__stdout__.write("7\\n")            # the real one
+            sys.__stdout__.flush()
+            os.system("echo 13; echo '{\\"seq\\": 1, \\"value\\": 99}'")   # a child process
+            return 0.5
+
+        def spawn(row, response):
+            import subprocess
+            child = subprocess.Popen(["sleep", "60"])
+            open(row["pidfile"], "w").write(str(child.pid))
+            time.sleep(60)
+            return 1.0
+
         NOT_CALLABLE = 3
         '''))
     monkeypatch.chdir(tmp_path)
@@ -126,6 +141,10 @@ def test_the_formula_computes_what_it_says():
     ("a +", "found the end"),
     ("   ", "empty"),
     ("a; b", "';' at position 2 is not allowed"),
+    ("1e999 * a", "is not finite"),
+    ("a / (1e308 * 10)", "is not finite"),
+    ("(" * 3000 + "a" + ")" * 3000, "nested too deeply"),
+    ("-" * 5000 + "a", "nested too deeply"),
 ])
 def test_the_formula_language_refuses(text, says):
     with pytest.raises(FormulaError, match=re.escape(says)):
@@ -319,6 +338,42 @@ def test_a_python_grader_whose_function_is_not_there_is_refused_when_built(proje
         judge(project, "code", {"code": {"kind": "python", "function": function}})
 
 
+def test_python_grader_output_cannot_reach_its_protocol(project):
+    g, _ = judge(project, "code", {"code": {"kind": "python", "function": "mygrading.checks:noisy"}})
+    # whatever the function, the real stdout or a child prints (JSON numbers, a forged answer) is not an answer
+    assert g.score(["q"] * 3, ["a", "b", "c"]) == [0.5, 0.5, 0.5]
+    assert g.stats == {"calls": 3.0, "errors": 0.0, "crashes": 0.0, "timeouts": 0.0}
+    g.close()
+
+
+def test_a_timeout_stops_the_processes_the_function_started(project, tmp_path):
+    g, _ = judge(project, "code", {"code": {"kind": "python", "function": "mygrading.checks:spawn", "timeout": 2.0}})
+    pidfile = tmp_path / "child.pid"
+    assert g.score(["q"], ["x"], [{"pidfile": str(pidfile)}]) == [0.0] and g.stats["timeouts"] == 1
+    pid = int(pidfile.read_text())
+    time.sleep(0.5)
+    try:                                  # gone, or a zombie waiting for init to reap it: not running
+        state = open(f"/proc/{pid}/status").read().split("State:")[1].split()[0]
+    except FileNotFoundError:
+        state = "gone"
+    assert state in ("gone", "Z"), state
+    g.close()
+
+
+def test_a_python_graders_fields_reach_it_through_the_reward(project):
+    from tasks.optimize import weighted_reward
+
+    g, params = judge(project, "code", {"code": {"kind": "python", "function": "mygrading.checks:exact",
+                                                 "fields": ["answer"]}})
+    assert g.fields == ("answer",)
+    assert reference_fields(params.judges, ["code"]) == {"answer": {"text": False, "judges": ["code"]}}
+    by_prompt = {r["prompt"]: r for r in ROWS}
+    reward = weighted_reward([g], [1.0], ["code"], rows_of=lambda ps: [by_prompt[p] for p in ps])
+    # "5" is row a's answer, "-2" row b's: the rows reached the worker
+    assert reward([ROWS[0]["prompt"], ROWS[1]["prompt"]], ["5", "3"]) == [1.0, 0.0]
+    g.close()
+
+
 # ---------------------------------------------------------------- score_model
 
 @pytest.mark.parametrize("text, labels, expect", [
@@ -391,6 +446,20 @@ def test_grader_settings_are_checked_on_load(project, judges, key, says):
     with pytest.raises(ConfigError, match=f"{key}: .*{says}"):
         parse_params({"judges": {"reward": {"kind": "reward_model"}, "embedding": {"kind": "embedding"},
                                  "c": {"kind": "string_check", "literal": "a"}, **judges}})
+
+
+def test_gating_on_a_formula_of_the_training_rewards_needs_allow_training_judge(project):
+    judges = {"reward": {"kind": "reward_model"}, "embedding": {"kind": "embedding"},
+              "correct": {"kind": "string_check", "reference": "answer"},
+              "format": {"kind": "regex", "pattern": "^A"},
+              "total": {"kind": "multi", "formula": "correct + 0.5 * format"}}
+    raw = {"task": {"env": "none", "rubric": str(project / "rubric.yaml")}, "judges": judges,
+           "policy": {"base_model": "x"}, "optimize": {"reward": ["correct", "format"]},
+           "evaluate": {"judges": ["total"]}, "promote": {"winrate_source": "total", "alarm_judge": None}}
+    with pytest.raises(ConfigError, match="promote.winrate_source: 'total' is judging only with what makes a judge"):
+        parse_params(raw)
+    raw["promote"]["allow_training_judge"] = True
+    parse_params(raw)
 
 
 def test_a_grader_is_a_reward_and_a_label_judge(project):

@@ -251,7 +251,8 @@ def _rl_dpo(run, policy, rl_prompts: list, info: dict):
         answers = rollout.complete(policy, tok, [p for p in ps for _ in range(2)], max_new_tokens=cfg.max_new_tokens,
                            temperature=cfg.rl_temperature, seed=seed + 10_000)
         a, b = answers[0::2], answers[1::2]
-        return list(zip(ps, a, b, judge.compare(ps, a, b, keys=[f"cai-{i}" for i, _ in part]).a_wins))
+        rows = run.rows_of(ps) if run.rows_of is not None and judge.fields else None
+        return list(zip(ps, a, b, judge.compare(ps, a, b, keys=[f"cai-{i}" for i, _ in part], rows=rows).a_wins))
 
     # Under `accelerate launch` each process samples and judges its share of the prompts.
     pairs = round_pairs(*map(list, zip(*sharded(sample_and_judge, list(enumerate(rl_prompts))))))

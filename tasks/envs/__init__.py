@@ -28,12 +28,15 @@ class EnvInfo:
     has_truth: bool
     rubric: str            # the environment's own rubric file, relative to the project root
     writes_corpus: bool = True   # a generator writes its corpus and prompts (none: the user's files)
+    suites: tuple[str, ...] = ()  # the regression suites it writes to data/corpus/regression/
 
 
 REGISTRY: dict[str, EnvInfo] = {
     NONE: EnvInfo("tasks.envs.none", has_truth=False, rubric="", writes_corpus=False),
-    "reviews": EnvInfo("tasks.envs.reviews", has_truth=True, rubric="tasks/envs/reviews/rubric.yaml"),
-    "arithmetic": EnvInfo("tasks.envs.arithmetic", has_truth=False, rubric="tasks/envs/arithmetic/rubric.yaml"),
+    "reviews": EnvInfo("tasks.envs.reviews", has_truth=True, rubric="tasks/envs/reviews/rubric.yaml",
+                       suites=("texts.jsonl",)),
+    "arithmetic": EnvInfo("tasks.envs.arithmetic", has_truth=False, rubric="tasks/envs/arithmetic/rubric.yaml",
+                          suites=("larger.jsonl",)),
 }
 NAMES = tuple(REGISTRY)
 

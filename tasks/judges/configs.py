@@ -90,12 +90,16 @@ class PeopleJudgeConfig(StudioWait):
 STRING_OPERATIONS = ("equals", "not_equals", "contains", "not_contains", "starts_with", "ends_with")
 SIMILARITY_METRICS = ("exact_match", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "cosine")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_FIELDS = ("id", "prompt", "messages", "split", "source")
+# The prompts file's own columns, and the validation's derived ones (tasks/validate.py), which a reference field
+# may not be named after.
+RESERVED_FIELDS = ("id", "prompt", "messages", "split", "source", "prompt_form", "conversation_problem",
+                   "prompt_text_problem", "prompt_tokens", "heldout_in_training_data", "reference_conflict")
+LABEL_WORD = re.compile(r"[^\W_]+(?:[-_][^\W_]+)*")    # tasks/judges/score_model.py::parse_score reads words
 FUNCTION_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _field(key: str, value: str | None) -> None:
-    if value is not None and (not FIELD_NAME.match(value) or value in RESERVED_FIELDS):
+    if value is not None and (not FIELD_NAME.match(value) or value in RESERVED_FIELDS or value.endswith("__problem")):
         raise ConfigError(f"{key}: {value!r} is not a reference field's name (letters, digits and _, not one of "
                           f"{', '.join(RESERVED_FIELDS)})")
 
@@ -192,7 +196,8 @@ class PythonGraderConfig(GraderConfig):
     timeout: float = opt(5.0, "Seconds one call may take; then the worker is stopped and the response scores "
                          "error_score (counted as a timeout).", gt=0)
     memory_mb: int = opt(1024, "Address space of a worker process in MB (RLIMIT_AS); a call that needs more "
-                         "scores error_score (counted as a crash).", ge=64)
+                         "scores error_score (counted as an error, or as a crash when the process dies). Raise "
+                         "it for a function that imports a large library.", ge=64)
     error_score: float = opt(0.0, "Score of a response whose call raised, crashed, ran out of memory or time, or "
                              "returned no number.")
     workers: int = opt(1, "Worker processes calling the function at once.", ge=1)
@@ -243,6 +248,9 @@ class ScoreModelConfig(GraderConfig):
             if not self.labels:
                 raise ConfigError("labels: empty; name at least one label, or set null")
             for label, value in self.labels.items():
+                if not isinstance(label, str) or not LABEL_WORD.fullmatch(label):
+                    raise ConfigError(f"labels.{label}: a label is one word (letters and digits, joined by - or "
+                                      "_), as the answer is read word by word")
                 if not isinstance(value, (int, float)) or isinstance(value, bool) \
                         or not self.min_score <= value <= self.max_score:
                     raise ConfigError(f"labels.{label}: {value!r} is not a number in [min_score, max_score] "

@@ -1,10 +1,11 @@
 """The worker process of the ``python`` grader (``tasks/judges/python_grader.py``). Standard library only: it
 is started as a script, with a trimmed environment, and never imports the project.
 
-It caps its own address space (``RLIMIT_AS``) first, then imports the user's function and answers
-``{"ready": true}`` or ``{"error": ...}``. Then, for each JSON line ``{"row": ..., "response": ...}`` on stdin,
-it writes one JSON line on stdout: ``{"value": <what the function returned>}`` or ``{"error": "<type>: <text>"}``.
-The parent enforces the time limit by stopping the process.
+It caps its own address space (``RLIMIT_AS``) first, moves the protocol onto private copies of its stdin and
+stdout (the function's own stdin is /dev/null, its stdout is stderr), then imports the user's function and
+answers ``{"ready": true}`` or ``{"error": ...}``. Then, for each JSON line ``{"seq": n, "row": ..., "response":
+...}`` it writes one JSON line: ``{"seq": n, "value": <what the function returned>}`` or ``{"seq": n, "error":
+"<type>: <text>"}``. The parent enforces the time limit by stopping the process group.
 """
 
 import importlib
@@ -23,8 +24,15 @@ def main() -> None:
     function, memory_mb = sys.argv[1], int(sys.argv[2])
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    out = sys.stdout
-    sys.stdout = sys.stderr            # what the function prints goes to stderr, not into the protocol
+    # The protocol runs on private copies of the pipes. File descriptors 0 and 1 become /dev/null and stderr, so
+    # nothing the function (or a C extension, or a child process it starts) reads or writes there can reach the
+    # protocol: print() and os.system("echo 1") both end up on stderr.
+    requests = os.fdopen(os.dup(0), "r")
+    out = os.fdopen(os.dup(1), "w")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    sys.stdin, sys.stdout = open(os.devnull), sys.stderr
 
     def answer(obj) -> None:
         out.write(json.dumps(obj) + "\n")
@@ -39,17 +47,18 @@ def main() -> None:
         answer({"error": f"{type(exc).__name__}: {exc}"})
         return
     answer({"ready": True})
-    for line in sys.stdin:
+    for line in requests:
         call = json.loads(line)
+        seq = call["seq"]
         try:
             value = fn(call["row"], call["response"])
             json.dumps(value)
         except BaseException as exc:   # the call failed: the grader scores error_score and counts it
             tb = traceback.extract_tb(exc.__traceback__)
             where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
-            answer({"error": f"{type(exc).__name__}: {str(exc)[:300]}{where}"})
+            answer({"seq": seq, "error": f"{type(exc).__name__}: {str(exc)[:300]}{where}"})
             continue
-        answer({"value": value})
+        answer({"seq": seq, "value": value})
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ class Grader(ScoringJudge):
         self.pass_threshold = cfg.pass_threshold
 
     def score(self, prompts, responses, rows=None) -> list[float]:
+        if rows is not None and len(rows) != len(responses):
+            raise ValueError(f"judge {self.key}: {len(rows)} prompt rows for {len(responses)} responses")
         return self.grade(prompts, [r.strip() for r in responses], rows)
 
     def grade(self, prompts, responses: list[str], rows) -> list[float]:
@@ -91,7 +93,7 @@ def extracted(pattern: re.Pattern | None, response: str) -> str | None:
     m = pattern.search(response)
     if m is None:
         return None
-    return (m.group(1) or "") if pattern.groups else m.group(0)
+    return m.group(1) if pattern.groups else m.group(0)     # a group that took no part: no match (None)
 
 
 class StringCheckGrader(Grader):

@@ -41,8 +41,9 @@ def judge_spans(n_items: int, batch_size: int, workers: int) -> list[tuple[int, 
     return [(start, stop) for _, start, stop in batch_shards(n_items, batch_size, workers)]
 
 
-def score_shard(build, name: str, ctx, prompts: list, responses: list, rows=None) -> list[float]:
-    return build(name, ctx).score(prompts, responses, rows)
+def score_shard(build, name: str, ctx, prompts: list, responses: list, rows=None) -> tuple[list[float], dict]:
+    judge = build(name, ctx)
+    return judge.score(prompts, responses, rows), dict(judge.stats)
 
 
 def compare_shard(build, name: str, ctx, prompts: list, a: list, b: list, keys, rows=None) -> tuple:
@@ -65,6 +66,7 @@ class ShardedJudge(Judge):
         self.name, self.scores_responses, self.batch_size = inner.name, inner.scores_responses, inner.batch_size
         self.fields, self.pass_threshold = inner.fields, inner.pass_threshold
         self.compared = 0                    # comparisons so far: ``stats`` joins every call's shards
+        self.scored = 0                      # responses scored so far
 
     def __getattr__(self, attr):
         if attr == "inner":                     # not set yet (unpickling): no recursion
@@ -75,9 +77,15 @@ class ShardedJudge(Judge):
         return judge_spans(n, self.batch_size, self.scale.workers)
 
     def score(self, prompts, responses, rows=None) -> list[float]:
+        spans = self._spans(len(responses))
         calls = [dict(build=self.build, name=self.key, ctx=self.ctx, prompts=prompts[i:j], responses=responses[i:j],
-                      rows=None if rows is None else rows[i:j]) for i, j in self._spans(len(responses))]
-        return [s for part in run_shards(score_shard, calls, self.scale) for s in part]
+                      rows=None if rows is None else rows[i:j]) for i, j in spans]
+        parts = run_shards(score_shard, calls, self.scale)
+        # a grader's counts (calls, errors, timeouts, unparsed answers) over every shard of every call
+        self.stats = merge_stats([(self.stats, self.scored),
+                                  *((stats, j - i) for (_, stats), (i, j) in zip(parts, spans))])
+        self.scored += len(responses)
+        return [s for scores, _ in parts for s in scores]
 
     def compare(self, prompts, a, b, keys=None, rows=None) -> Verdicts:
         spans = self._spans(len(a))

@@ -15,7 +15,7 @@ from tasks.evaluate import (human_pair_metrics, judge_outcomes, key_metrics, reg
                             scored_outcomes)
 from tasks.metric_modules import metric
 from tasks.io import read_jsonl, write_json, write_jsonl
-from tasks.judges import JudgeContext, build_judge, judge_files
+from tasks.judges import JudgeContext, build_judge, judge_files, reference_fields
 from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, KEY_METRICS, PROMPTS, REWARD, REWARD_METRICS
 from tasks.policy import load_policy, pick_device, read_meta
 from tasks.prompting import prompt_of
@@ -31,7 +31,8 @@ def run(ctx: StageContext) -> dict:
     params = ctx.params
     cfg = params.evaluate
     champion = Path(params.policy.champion_dir)
-    extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, cfg.judges)
+    suite_graders = [s.grader for s in cfg.regression.values() if s.kind == "grader"]
+    extra = ([cfg.human_pairs] if cfg.human_pairs else []) + judge_files(params.judges, [*cfg.judges, *suite_graders])
     with stage_run("evaluate", ctx, extra_inputs=extra), cluster(params.scale) as scale:
         rows = read_jsonl(PROMPTS)
         # The gate's evidence must be held out from every iteration of this lineage, this one included.
@@ -92,7 +93,7 @@ def run(ctx: StageContext) -> dict:
                       f"eos_rate{who}": s["eos_rate"], f"distinct_1{who}": d["distinct_1"],
                       f"distinct_2{who}": d["distinct_2"]})
         m.update(regression_metrics(cfg.regression, lambda name: build_judge(name, judging), cand_model, champ_model,
-                                    tok, cfg, device))
+                                    tok, cfg, device, lambda name: reference_fields(params.judges, [name])))
         m["kl"] = sum(kls) / len(kls)
         m["comparisons"] = len(prompts)
         m["heldout_prompts"] = len(held)

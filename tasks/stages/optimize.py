@@ -30,6 +30,7 @@ def run(ctx: StageContext) -> dict:
     algo = REGISTRY[cfg.algorithm]
     champion = Path(params.policy.champion_dir)
     names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())   # for lineage
+    names += [cfg.select_judge] if cfg.select == "best" else []
     with stage_run("optimize", ctx, extra_inputs=judge_files(params.judges, names)) as run:
         # Recorded first: a prompt this stage may train on is never held out later (tasks/provenance.py).
         provenance.log_trained(provenance.trained_digests(
@@ -74,6 +75,9 @@ def run(ctx: StageContext) -> dict:
             if at is not None:
                 final = {"probe_reward": at["reward"], "probe_kl": at["kl"], "probe_length": at["length"],
                          "probe_eos_rate": at["eos_rate"]}
+            else:       # its step's probe was skipped (probe_budget) or ran before a resume: probe it now
+                final = probe(trained, ref, tok, reward, probe_prompts, cfg.probe_temperature,
+                              cfg.probe_max_new_tokens, cfg.seed + best_step)
             print(f"optimize: select best: step {best_step} of {steps} scored {best_score:.4f} by "
                   f"{cfg.select_judge} on {len(s.val_rows)} validation prompts; it is the candidate", flush=True)
         with atomic_path(OUT, is_dir=True) as out:

@@ -3,23 +3,24 @@ cycle's gain is a held-out pass rate with a CI, with no hidden truth and no rewa
 
 The seeded generator (``corpus`` section: seed, n_texts, n_demos, n_prompts) writes:
 
-- **texts**: correct statements of the facts in a few forms (``7 + 5 = 12.``, ``7 plus 5 is 12.``) and of the
-  second skill (``The larger of 7 and 5 is 7.``), for pretraining;
-- **demos**: questions in five phrasings with the answer as ``Answer: <number>``, as people would write them:
-  ``DEMO_WRONG`` of them give a wrong number (off by one or two) and ``DEMO_UNFORMATTED`` a right one in
-  another form (``The answer is 12.``). A policy that imitates them gets many answers wrong or unformatted,
+- **texts**: correct statements of the facts (``7 + 5 = 12.``, ``7 + 5 is 12.``) and of the second skill
+  (``The larger of 7 and 5 is 7.``), for pretraining;
+- **demos**: questions with the answer as ``Answer: <number>``, as people would write them: of the arithmetic
+  ones, ``DEMO_WRONG`` give a wrong number (off by one or two) and ``DEMO_UNFORMATTED`` a right one in another
+  form (``The answer is 12.``); ``DEMO_COMPARE`` of all demonstrations are of the second skill. A policy that imitates them gets many answers wrong or unformatted,
   which is what reinforcement on a checker can fix;
 - **prompts**: distinct (fact, phrasing) questions of the first skill, each with its ``answer`` field (the
-  reference the graders read) and ``skill``. Each fact is demonstrated in one phrasing, and the questions are
-  its other four, so no question is word for word a demonstration.
+  reference the graders read) and ``skill``. A fact's demonstrations (if it drew any) all use one phrasing of
+  it, and the questions are its other four, so no question is word for word a demonstration.
 
 The facts are ``a op b`` for a, b in 0..9 and op in ``+ - *`` (300). Held out are *prompts* (``prepare``
 splits by the prompt's text), so a held-out question's fact may be asked in another phrasing among the
 training prompts: what a cycle can improve is answering these questions, not learning facts it never saw.
 
-The second skill, "which is larger", is in the corpus but not among the cycle's prompts: its questions are the
-regression suite ``regression/larger.jsonl`` (``larger_suite``), which the gate checks so that training on
-arithmetic does not erase it.
+The second skill, "which is larger", is taught by the bootstrap's demonstrations but is not among the cycle's
+prompts, so the RL stage never trains on it: its questions are the regression suite
+``regression/larger.jsonl`` (``larger_suite``), which the gate checks so that training on arithmetic does not
+erase it.
 
 It has no simulated annotator: correctness is the graders' (``examples/arithmetic/params.yaml``).
 """
@@ -105,8 +106,9 @@ def build_corpus(seed: int, n_texts: int, n_demos: int, n_prompts: int) -> Built
 
 def larger_suite() -> list[dict]:
     """The second skill as a fixed regression suite: "which is larger" for every pair of different digits, in
-    both phrasings (180 questions), each with its ``answer``. The cycle never trains on it; the gate checks that
-    training on arithmetic did not erase it (``evaluate.regression.larger``)."""
+    both phrasings (180 questions), each with its ``answer``. The bootstrap's demonstrations teach it and the RL
+    stage never trains on it; the gate checks that training on arithmetic did not erase it
+    (``evaluate.regression.larger``)."""
     rows = []
     for t, template in enumerate(COMPARE_TEMPLATES):
         for x in range(10):
