@@ -890,7 +890,7 @@ def _check_optimize(p: Params) -> None:
         if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in o.reward_weights):
             raise ConfigError(f"optimize.reward_weights: must be numbers, got {o.reward_weights!r}")
     section = getattr(o, o.algorithm)
-    for key, name in _alg.REGISTRY[o.algorithm].judges(section).items():
+    for key, name in _alg.REGISTRY[o.algorithm].judges(o).items():
         _training_judge(p, f"optimize.{o.algorithm}.{key}", name, scoring=False)
     if hasattr(section, "check"):       # the algorithm's own checks across sections
         section.check(p)
@@ -906,8 +906,7 @@ def training_judges(p: Params) -> dict[str, str]:
         out = {name: "optimize.reward" for name in p.optimize.reward}
     else:
         out = {p.label.judge: "label.judge"} if p.label.source == "judge" else {}
-    section = getattr(p.optimize, p.optimize.algorithm)
-    for key, name in _alg.REGISTRY[p.optimize.algorithm].judges(section).items():
+    for key, name in _alg.REGISTRY[p.optimize.algorithm].judges(p.optimize).items():
         out.setdefault(name, f"optimize.{p.optimize.algorithm}.{key}")
     if p.optimize.select == "best":       # choosing the checkpoint by a judge optimizes against it too
         out.setdefault(p.optimize.select_judge, "optimize.select_judge")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import algorithms as _alg
 from tasks.config import OPTIMIZE_COMMON, Params, parse_params
 from tasks.errors import ConfigError
 from tasks.params_view import view
@@ -27,6 +28,11 @@ JUDGES = ("tasks/judges", "tasks/labelers", "tasks/labels", "tasks/label_studio_
           "tasks/reward_model.py", "tasks/importers", "tasks/yamlfile.py", "tasks/judging.py", "tasks/judgemath.py",
           "tasks/formula.py", "tasks/textsim.py", "tasks/metric_modules.py", "metrics/text_similarity")
 POLICY = ("tasks/policy.py", "tasks/rollout.py", "tasks/precision.py")
+# The keys that say which judges a cycle asks (config.judges_in_use): each algorithm's judge keys are listed, the
+# inactive ones' too, since DVC interpolates a section's name but not which of its keys name judges.
+JUDGES_IN_USE = ("label.source", "label.judge", "label.quality_judges", "optimize.algorithm", "optimize.reward",
+                 "optimize.select", "optimize.select_judge", "evaluate.judges",
+                 *(f"optimize.{a.name}.{k}" for a in _alg.REGISTRY.values() for k in a.judge_keys))
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,8 @@ MANIFEST: tuple[Stage, ...] = (
     Stage("validate_prompts",
           deps=(*LIB, "tasks/stages/validate_prompts.py", "tasks/validate.py", "tasks/policy.py",
                 *_p(PROMPTS, CORPUS, BASE)),
-          # the judges in use and their reference fields (config.prompt_fields): label, optimize, evaluate
-          outs=(), params=("validate", "judges", "label", "optimize", "evaluate"), metric="rows",
+          # the judges in use (config.judges_in_use) and the reference fields they read (config.prompt_fields)
+          outs=(), params=("validate", "judges", *JUDGES_IN_USE), metric="rows",
           output=f"{PROMPTS_DOCS}/",
           reports=_p(PROMPTS_REPORT), docs=_p(PROMPTS_DOCS)),
     Stage("generate",

@@ -1,7 +1,7 @@
 """A stage's view of ``params.yaml``: it reads the keys its manifest entry declares, and nothing else.
 
 ``view(params, declared, stage)`` behaves like ``params`` for the keys in ``declared`` (a whole section,
-``section.key``, or a nested section such as ``optimize.grpo``) and raises :class:`UndeclaredParam` at a read
+``section.key``, a nested section such as ``optimize.grpo``, or one of its keys) and raises :class:`UndeclaredParam` at a read
 of any other key: DVC would not rerun the stage when that key changed, so a stage that reads it is a bug,
 caught in production as in the tests. ``run_stage`` hands every stage such a view
 (``tasks/manifest.py::stage_view``, which adds the housekeeping keys every stage may read).
@@ -46,13 +46,15 @@ class _View:
         prefix, declared = self._rft_prefix, self._rft_declared
         name = f"{prefix}.{key}" if prefix else key
         value = getattr(self._rft_target, key)
-        if not prefix and dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value):
             if declared is not None and name in declared:        # a section declared whole: itself
                 if self._rft_log is not None:
                     self._rft_log.add(name)
                 return value
-            # Otherwise a view of it, whose reads are checked one by one (and named in full when refused).
-            return _View(value, name, declared, self._rft_log, self._rft_stage, self._rft_strict)
+            # Otherwise a view of it, whose reads are checked one by one (and named in full when refused): a
+            # top-level section, or a nested one (``optimize.grpo``) some of whose keys are declared.
+            if not prefix or (declared is not None and any(d.startswith(name + ".") for d in declared)):
+                return _View(value, name, declared, self._rft_log, self._rft_stage, self._rft_strict)
         if self._rft_log is not None:
             self._rft_log.add(name)
         if declared is not None and self._rft_strict and not covered(name, declared):

@@ -14,7 +14,19 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class ChatServer:
+class _Served:
+    """Serves ``self.httpd`` on a thread for the ``with`` block."""
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ChatServer(_Served):
     def __init__(self, model_dir, *, api_key: str | None = None, fail_first: int = 0, fail_status: int = 503):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,16 +83,8 @@ class ChatServer:
             choice["logprobs"] = {"content": [{**items[0], "top_logprobs": items}]}
         return {"id": "cmpl-test", "object": "chat.completion", "model": body.get("model"), "choices": [choice]}
 
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
 
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class ScriptedChatServer:
+class ScriptedChatServer(_Served):
     """An OpenAI-format chat-completions stand-in on 127.0.0.1 whose answer text is ``reply(body)`` (the request's
     JSON): what a grading model would write. Counts its requests."""
 
@@ -108,11 +112,3 @@ class ScriptedChatServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -233,6 +233,8 @@ def test_graders_reward_each_online_algorithm(name, built_project, tmp_path, mon
         assert total[step] == pytest.approx(mentions[step] + 0.5 * short[step])
         assert 0 <= mentions[step] <= 1 and 0 <= short[step] <= 1
     assert out["final_probe_reward"] == pytest.approx(total[max(total)])
+    assert (run.data.tags["optimize.reward_weight.mentions"], run.data.tags["optimize.reward_weight.short"]) == \
+        ("1", "0.5")
     if name in ("grpo", "rloo"):          # TRL logs each reward function under its judge's name
         assert "train/rewards_mentions_mean" in run.data.metrics and "train/rewards_short_mean" in run.data.metrics
 

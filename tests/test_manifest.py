@@ -119,6 +119,28 @@ def test_a_stage_reads_its_declared_keys_and_fails_on_any_other(monkeypatch):
     assert seen == {"k": 4, "dir": "models/champion", "uri": "sqlite:///mlruns.db", "copy": "models/champion"}
 
 
+@pytest.mark.parametrize("select", ["last", "best"])
+def test_validate_prompts_declares_which_judges_every_algorithm_asks(select):
+    # validate_prompts checks the reference fields of the judges in use (config.prompt_fields), so it declares
+    # the keys that pick those judges and no whole section: under each algorithm it reads only them, and it names
+    # each algorithm's own judge (online DPO's pair judge, Constitutional AI's rl_judge) among the judges in use.
+    from tasks.algorithms import REGISTRY
+    from tasks.config import judges_in_use, parse_params, prompt_fields
+    from tasks.manifest import stage_view
+
+    assert not {"label", "optimize", "evaluate"} & set(declared_params("validate_prompts", parse_params({})))
+    raw = {"judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},
+                      "exact": {"kind": "string_check", "reference": "answer"}}}
+    for name, algo in REGISTRY.items():
+        own = {k: "exact" for k in algo.judge_keys if k != "critic"}       # the critic writes text: an llm judge
+        chosen = {"select": "best", "select_judge": "exact"} if select == "best" else {}
+        p = parse_params({**raw, "optimize": {"algorithm": name, **chosen, name: own}})
+        view = stage_view(p, "validate_prompts")       # any undeclared read raises UndeclaredParam
+        asked = bool(own) or select == "best"
+        assert ("exact" in judges_in_use(view)) == asked, name
+        assert prompt_fields(view) == ({"answer": {"text": True, "judges": ["exact"]}} if asked else {}), name
+
+
 def test_generated_pages_stay_out_of_git():
     # Data Docs (static files and fonts) and `dvc plots show`'s page are rebuilt, never versioned: a `git add .`
     # after a cycle must not pick them up, and an iteration's commit never names them.

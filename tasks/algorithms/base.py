@@ -7,6 +7,10 @@ consumes, and one entry point::
 
     def train(run: Run) -> tuple[model, dict]
 
+A Config whose keys name judges lists them in ``judge_keys`` (for example online DPO's ``("judge",)``): the
+config checks them on load, the optimize stage builds them, and ``validate_prompts`` declares them in
+``dvc.yaml`` (the reference fields those judges read are checked there).
+
 ``Run`` carries the policy, the frozen reference (the champion), the tokenizer,
 the data, the reward, the callbacks and the checkpoint folder. ``train``
 returns the trained policy and a dict of summary numbers for the stage report.
@@ -40,10 +44,16 @@ class Algorithm:
     summary: str              # one line for `rft params` and the docs
     own_optimizer: bool = False  # steps its own optimizer, not a TRL trainer's (DeepSpeed cannot wrap it)
 
-    @staticmethod
-    def judges(section) -> dict[str, str]:
-        """The judges an algorithm's section names (``judges()`` on its Config; none by default)."""
-        return section.judges() if hasattr(section, "judges") else {}
+    @property
+    def judge_keys(self) -> tuple[str, ...]:
+        """The keys of its section that name judges (``judge_keys`` on its Config; none by default)."""
+        return tuple(getattr(self.config, "judge_keys", ()))
+
+    def judges(self, optimize) -> dict[str, str]:
+        """The judges its section of ``optimize`` names, by key (checked on load, built by the optimize stage); a
+        key set to null names none. Only those keys are read (a stage may declare just them)."""
+        section = getattr(optimize, self.name) if self.judge_keys else None
+        return {k: getattr(section, k) for k in self.judge_keys if getattr(section, k)}
 
     def train(self, run: "Run"):
         return self.module.train(run)

@@ -87,9 +87,7 @@ class Config:
                               f"{params.judges[self.critic].kind} judge; the critic writes text: name an llm or "
                               "http judge, or null for the policy itself")
 
-    def judges(self) -> dict[str, str]:
-        """The judges this section names, by key (checked on load, built by the optimize stage)."""
-        return {"rl_judge": self.rl_judge, **({"critic": self.critic} if self.critic else {})}
+    judge_keys = ("rl_judge", "critic")       # the keys that name judges (Algorithm.judges)
 
 
 def critique_request(prompt, reply: str, principle) -> list[dict]:

@@ -42,9 +42,7 @@ class Config:
     def __post_init__(self):
         check_label_smoothing(self.loss_type, self.label_smoothing)
 
-    def judges(self) -> dict[str, str]:
-        """The judges this section names, by key (checked on load, built by the optimize stage)."""
-        return {"judge": self.judge}
+    judge_keys = ("judge",)                   # the keys that name judges (Algorithm.judges)
 
 
 def round_pairs(prompts: list, a: list[str], b: list[str], a_wins: list) -> list[tuple]:

@@ -117,10 +117,15 @@ def _reachable(cfg, best: float) -> None:
                           f"({best:g}), so no response could pass")
 
 
+def passes_at(default: float):
+    """A grader's ``pass_threshold`` field, with its kind's default."""
+    return opt(default, "A response passes when its score is at least this (evaluate's pass rate).")
+
+
 @dataclass(frozen=True)
 class GraderConfig:
     """What every grader sets: when a response passes, and how two scores read as a comparison."""
-    pass_threshold: float = opt(1.0, "A response passes when its score is at least this (evaluate's pass rate).")
+    pass_threshold: float = passes_at(1.0)
     scale: float = opt(10.0, "Slope of P(A better) = sigmoid(scale * score margin) when the grader compares two "
                        "responses (labelling, online DPO's pairs, a win-rate).", gt=0)
 
@@ -172,7 +177,7 @@ class RegexConfig(GraderConfig):
 class TextSimilarityConfig(GraderConfig):
     kind: str = opt("text_similarity", "Similarity to the reference answer in [0, 1], through the evaluate module "
                     "metrics/text_similarity, or the MiniLM encoder's cosine.")
-    pass_threshold: float = opt(0.5, "A response passes when its score is at least this (evaluate's pass rate).")
+    pass_threshold: float = passes_at(0.5)
     metric: str = opt("rougeL", "exact_match (whitespace-squashed), bleu and chrf (sacreBLEU, / 100), rouge1, "
                       "rouge2, rougeL (F1), or cosine (MiniLM-L6 embeddings, below 0 counted as 0).",
                       choices=SIMILARITY_METRICS)
@@ -222,7 +227,7 @@ class PythonGraderConfig(GraderConfig):
 class ScoreModelConfig(GraderConfig):
     kind: str = opt("score_model", "An llm or http judge of the judges section, asked to score one response "
                     "against the rubric (pointwise); the score, normalised to [0, 1], is the mean over samples.")
-    pass_threshold: float = opt(0.7, "A response passes when its score is at least this (evaluate's pass rate).")
+    pass_threshold: float = passes_at(0.7)
     judge: str = opt("", "The llm or http entry of the judges section whose model answers (its server, key, "
                      "timeouts and circuit breaker are used).", required=True)
     rubric: str | None = opt(None, "Rubric YAML; null: task.rubric.")

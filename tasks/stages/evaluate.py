@@ -9,13 +9,12 @@ from pathlib import Path
 
 from tasks import provenance, tracking
 from tasks.envs import info, load_env
-from tasks.evalmath import sequence_kl
-from tasks.evalmath import grader_metrics
+from tasks.evalmath import grader_metrics, sequence_kl
 from tasks.evaluate import (human_pair_metrics, judge_outcomes, key_metrics, regression_metrics, rollout_pair,
                             scored_outcomes)
-from tasks.metric_modules import metric
 from tasks.io import read_jsonl, write_json, write_jsonl
 from tasks.judges import JudgeContext, build_judge, judge_files, reference_fields
+from tasks.metric_modules import metric
 from tasks.paths import CANDIDATE, EVAL_METRICS, EVAL_ROWS, KEY_METRICS, PROMPTS, REWARD, REWARD_METRICS
 from tasks.policy import load_policy, pick_device, read_meta
 from tasks.prompting import prompt_of

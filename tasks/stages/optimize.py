@@ -29,7 +29,7 @@ def run(ctx: StageContext) -> dict:
     cfg = params.optimize
     algo = REGISTRY[cfg.algorithm]
     champion = Path(params.policy.champion_dir)
-    names = list(cfg.reward) + list(algo.judges(getattr(cfg, cfg.algorithm)).values())   # for lineage
+    names = list(cfg.reward) + list(algo.judges(cfg).values())   # for lineage
     names += [cfg.select_judge] if cfg.select == "best" else []
     with stage_run("optimize", ctx, extra_inputs=judge_files(params.judges, names)) as run:
         # Recorded first: a prompt this stage may train on is never held out later (tasks/provenance.py).
@@ -49,7 +49,9 @@ def run(ctx: StageContext) -> dict:
         for stale in (CHECKPOINTS.iterdir() if CHECKPOINTS.is_dir() else []):
             if stale != ckpt:
                 shutil.rmtree(stale, ignore_errors=True)
-        mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher})
+        mlflow.set_tags({"optimize.checkpoint": str(ckpt), "optimize.launcher": cfg.launcher,
+                         # each reward's weight beside its curve (health/probe_reward.<name>)
+                         **{f"optimize.reward_weight.{n}": f"{w:g}" for n, w in zip(cfg.reward, s.weights)}})
         mixed = tracking.record_precision(params, device)
         # optimize.select: best (config refuses it with the accelerate launcher)
         select = selector(s, params, log, ckpt) if cfg.launcher != "accelerate" else None
