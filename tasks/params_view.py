@@ -1,9 +1,9 @@
 """A stage's view of ``params.yaml``: it reads the keys its manifest entry declares, and nothing else.
 
 ``view(params, declared, stage)`` behaves like ``params`` for the keys in ``declared`` (a whole section,
-``section.key``, a nested section such as ``optimize.grpo``, or one of its keys) and raises :class:`UndeclaredParam` at a read
-of any other key: DVC would not rerun the stage when that key changed, so a stage that reads it is a bug,
-caught in production as in the tests. ``run_stage`` hands every stage such a view
+``section.key``, a nested section such as ``optimize.grpo``, or one of its keys) and raises
+:class:`UndeclaredParam` at a read of any other key: DVC would not rerun the stage when that key changed, so a
+stage that reads it is a bug, caught in production as in the tests. ``run_stage`` hands every stage such a view
 (``tasks/manifest.py::stage_view``, which adds the housekeeping keys every stage may read).
 
 With ``log``, every read is also added to it (``"section.key"``; a whole entry for mappings such as
