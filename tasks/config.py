@@ -876,9 +876,6 @@ def _check_optimize(p: Params) -> None:
         if o.launcher != "none":
             raise ConfigError("optimize.select: best keeps the best checkpoint in the stage's process; with "
                               f"launcher {o.launcher} use select: last")
-        if o.lora:
-            raise ConfigError("optimize.select: best keeps whole models, and optimize.lora trains adapters merged "
-                              "only at the end; use select: last with lora")
     elif o.select_judge is not None:
         raise ConfigError("optimize.select_judge: read only with optimize.select: best")
     for name in o.reward:

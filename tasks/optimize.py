@@ -273,7 +273,7 @@ class Selector:
         if self.saved is None or value > self.saved[1]:
             # written beside the folder and renamed in: a crash mid-save leaves the last best whole
             with atomic_path(self.folder, is_dir=True) as tmp:
-                model.save_pretrained(tmp)
+                save_whole(model, tmp)
                 (tmp / "select.json").write_text(json.dumps({"history": self.history, "best": [step, value]}))
             self.saved = (step, value)
         else:
@@ -293,6 +293,44 @@ class Selector:
             raise RuntimeError(f"optimize.select: the saved best model does not fit the policy ({missing[:3]}, "
                                f"{unexpected[:3]})")
         return step, value
+
+
+def whole_state(model) -> dict:
+    """The weights of ``model`` with its LoRA adapters merged in, keyed as the plain model's (what
+    ``merge_and_unload`` would leave, computed without changing the model that trains): each adapted layer's
+    weight is its base weight plus the adapter's delta (``get_delta_weight``, fan-in-fan-out included). A tensor
+    shared by two keys (tied embeddings) is kept once, under its first key."""
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    adapted = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
+    out, seen = {}, set()
+    for key, value in base.state_dict(keep_vars=False).items():
+        if ".lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        layer = adapted.get(key.rsplit(".", 1)[0])
+        if layer is not None and key.endswith(".weight"):
+            weight = layer.base_layer.weight
+            value = (weight + sum(layer.get_delta_weight(a) for a in layer.active_adapters)).to(weight.dtype)
+        elif value.data_ptr() in seen:
+            continue
+        seen.add(value.data_ptr())
+        out[key] = value.detach().to("cpu").contiguous()
+    return out
+
+
+def save_whole(model, folder: Path) -> None:
+    """``model``'s whole weights into ``folder`` (``*.safetensors``): ``save_pretrained``, or with LoRA adapters
+    the merged weights (``whole_state``), so that the best checkpoint of any phase restores into the merged
+    candidate."""
+    if not hasattr(model, "peft_config"):
+        model.save_pretrained(folder)
+        return
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(whole_state(model), str(folder / "model.safetensors"))
 
 
 def selector(s: Setup, params: Params, log, folder: Path) -> Selector | None:

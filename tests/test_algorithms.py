@@ -239,16 +239,20 @@ def test_graders_reward_each_online_algorithm(name, built_project, tmp_path, mon
         assert "train/rewards_mentions_mean" in run.data.metrics and "train/rewards_short_mean" in run.data.metrics
 
 
-def test_select_best_chooses_a_better_earlier_checkpoint_and_survives_a_resume(tmp_path):
+@pytest.mark.parametrize("lora", [False, True])
+def test_select_best_chooses_a_better_earlier_checkpoint_and_survives_a_resume(tmp_path, lora):
     """A scripted judge scores step 0 best (0.8), then 0.3 and 0.5: the model of step 0 is restored into the
     trained one, whose weights were changed since. A new Selector on the same folder (a resumed run) keeps the
-    history and the best."""
+    history and the best. With LoRA, the adapters train (the base stays frozen) and are merged at the end, as
+    train_policy does: the restored weights are step 0's merged ones."""
+    import copy
+
     import torch
     from tiny_models import tiny_policy
 
     from tasks.config import OptimizeConfig
     from tasks.judging import ScoringJudge
-    from tasks.optimize import Selector
+    from tasks.optimize import Selector, _with_lora
     from tasks.policy import load_policy
 
     class Scripted(ScoringJudge):
@@ -262,22 +266,68 @@ def test_select_best_chooses_a_better_earlier_checkpoint_and_survives_a_resume(t
             return [value] * len(responses)
 
     model, tok = load_policy(tiny_policy(tmp_path / "policy"), "cpu")
-    start = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = dataclasses.replace(OptimizeConfig(), select="best", select_judge="x", probe_max_new_tokens=4, lora=lora)
+    if lora:
+        model = _with_lora(model, cfg)
+        with torch.no_grad():                       # adapters that already moved (B = 0 would merge to nothing)
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.add_(0.05)
+    start = {k: v.clone() for k, v in (copy.deepcopy(model).merge_and_unload() if lora else model).state_dict().items()}
     logged = []
-    cfg = dataclasses.replace(OptimizeConfig(), select="best", select_judge="x", probe_max_new_tokens=4)
     sel = Selector(Scripted([0.8, 0.3, 0.5]), ["Which fruit is red?", "Bake bread?"], [{}, {}], cfg, tok,
                    lambda k, v, step: logged.append((k, v, step)), tmp_path / "ckpt")
     for step in (0, 5, 10):
         sel(model, step)
         with torch.no_grad():                       # training moves the weights between the scorings
             for p in model.parameters():
-                p.add_(0.1)
+                if p.requires_grad:
+                    p.add_(0.1)
     assert logged == [("select/score", 0.8, 0), ("select/score", 0.3, 5), ("select/score", 0.5, 10)]
     assert sel.best() == (0, 0.8)
+    trained = model.merge_and_unload() if lora else model
+    assert not all(torch.equal(v, start[k]) for k, v in trained.state_dict().items())
     resumed = Selector(Scripted([]), [], [], cfg, tok, None, tmp_path / "ckpt")
     assert resumed.best() == (0, 0.8) and [tuple(h) for h in resumed.history] == [(0, 0.8), (5, 0.3), (10, 0.5)]
-    assert resumed.restore(model) == (0, 0.8)
-    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert resumed.restore(trained) == (0, 0.8)
+    assert all(torch.equal(v, start[k]) for k, v in trained.state_dict().items())
+
+
+def test_whole_state_is_what_merging_the_adapters_leaves(tmp_path):
+    # whole_state computes W + delta for each adapted layer without merging: equal, key for key, to
+    # merge_and_unload on a copy (the tied lm_head kept once, under the embedding's key), and the adapted model
+    # is left as it was.
+    import copy
+
+    import torch
+    from tiny_models import tiny_policy
+
+    from tasks.config import OptimizeConfig
+    from tasks.optimize import _with_lora, whole_state
+    from tasks.policy import load_policy
+
+    model, _ = load_policy(tiny_policy(tmp_path / "policy"), "cpu")
+    peft = _with_lora(model, dataclasses.replace(OptimizeConfig(), lora=True))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.1)
+    before = {k: v.clone() for k, v in peft.state_dict().items()}
+    state = whole_state(peft)
+    merged = copy.deepcopy(peft).merge_and_unload().state_dict()
+    assert set(merged) - set(state) == {"lm_head.weight"} and set(state) <= set(merged)
+    assert all(torch.equal(state[k], merged[k]) for k in state)
+    assert not torch.equal(state["transformer.h.0.attn.c_attn.weight"],
+                           before["base_model.model.transformer.h.0.attn.c_attn.base_layer.weight"])
+    assert all(torch.equal(v, before[k]) for k, v in peft.state_dict().items())
+
+
+def test_select_best_is_refused_under_accelerate():
+    with pytest.raises(ConfigError, match="optimize.select: best keeps the best checkpoint in the stage's process"):
+        parse_params({"judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},
+                                 "short": {"kind": "regex", "pattern": "^.{0,40}$"}},
+                      "optimize": {"select": "best", "select_judge": "short", "launcher": "accelerate"}})
 
 
 @pytest.mark.matrix
