@@ -300,23 +300,28 @@ def whole_state(model) -> dict:
     ``merge_and_unload`` would leave, computed without changing the model that trains): each adapted layer's
     weight is its base weight plus the adapter's delta (``get_delta_weight``, fan-in-fan-out included). A tensor
     shared by two keys (tied embeddings) is kept once, under its first key."""
+    import torch
     from peft.tuners.lora import LoraLayer
 
     base = model.get_base_model()
     adapted = {name: m for name, m in base.named_modules() if isinstance(m, LoraLayer)}
+    if any(m.merged for m in adapted.values()):
+        raise RuntimeError("optimize.select: the adapters are merged already; whole_state adds them itself")
     out, seen = {}, set()
-    for key, value in base.state_dict(keep_vars=False).items():
-        if ".lora_" in key:
-            continue
-        key = key.replace(".base_layer.", ".")
-        layer = adapted.get(key.rsplit(".", 1)[0])
-        if layer is not None and key.endswith(".weight"):
-            weight = layer.base_layer.weight
-            value = (weight + sum(layer.get_delta_weight(a) for a in layer.active_adapters)).to(weight.dtype)
-        elif value.data_ptr() in seen:
-            continue
-        seen.add(value.data_ptr())
-        out[key] = value.detach().to("cpu").contiguous()
+    with torch.no_grad():
+        for key, value in base.state_dict().items():
+            if ".lora_" in key:
+                continue
+            key = key.replace(".base_layer.", ".")
+            layer = adapted.get(key.rsplit(".", 1)[0])
+            if layer is not None and key.endswith(".weight"):
+                # one adapter at a time, in the order merge() adds them (the same rounding in bf16)
+                for a in (a for a in layer.active_adapters if a in layer.lora_A):
+                    value = (value + layer.get_delta_weight(a)).to(value.dtype)
+            elif value.numel() and value.data_ptr() in seen:
+                continue
+            seen.add(value.data_ptr())
+            out[key] = value.to("cpu").contiguous()
     return out
 
 

@@ -323,6 +323,15 @@ def test_whole_state_is_what_merging_the_adapters_leaves(tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in peft.state_dict().items())
 
 
+def test_an_algorithms_judge_key_left_empty_is_refused_on_load():
+    # judge_keys: a key set to null names no judge (Constitutional AI's critic: the policy itself); "" is a name
+    # that no judge has, refused on load with the key, not at the first round of training.
+    with pytest.raises(ConfigError, match=r"optimize\.online_dpo\.judge"):
+        parse_params({"optimize": {"algorithm": "online_dpo", "online_dpo": {"judge": ""}}})
+    assert REGISTRY["constitutional"].judges(parse_params({"optimize": {"algorithm": "constitutional"}}).optimize) \
+        == {"rl_judge": "reward"}
+
+
 def test_select_best_is_refused_under_accelerate():
     with pytest.raises(ConfigError, match="optimize.select: best keeps the best checkpoint in the stage's process"):
         parse_params({"judges": {"embedding": {"kind": "embedding"}, "reward": {"kind": "reward_model"},

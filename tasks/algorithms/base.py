@@ -53,7 +53,7 @@ class Algorithm:
         """The judges its section of ``optimize`` names, by key (checked on load, built by the optimize stage); a
         key set to null names none. Only those keys are read (a stage may declare just them)."""
         section = getattr(optimize, self.name) if self.judge_keys else None
-        return {k: getattr(section, k) for k in self.judge_keys if getattr(section, k)}
+        return {k: getattr(section, k) for k in self.judge_keys if getattr(section, k) is not None}
 
     def train(self, run: "Run"):
         return self.module.train(run)
