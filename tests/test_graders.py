@@ -412,6 +412,38 @@ def test_score_model_over_http_samples_parses_and_counts(project):
         assert two.fields == ("answer",)
 
 
+def test_score_model_over_a_local_llm_judge(project, tmp_path):
+    # A local llm judge's model generates the answers. A tiny GPT-2 whose final layer norm outputs one fixed
+    # vector (weight 0, bias = 50 x the embedding of the token "7", an embedding of norm 1) gives the logit
+    # 2500 to "7" and at most 50 to any other token (Cauchy-Schwarz, the other embeddings scaled to norm <= 1):
+    # greedy decoding answers "7" to any question, so the score is (7 - 0) / 10 = 0.7 for every response.
+    import torch
+
+    from tasks.policy import tiny_gpt, train_tokenizer
+
+    tok = train_tokenizer(["Score 0 1 2 3 4 5 6 7 8 9 10, the answer is right or wrong."] * 20, 300)
+    model = tiny_gpt(len(tok), 1, 2, 32, 1024, tok.eos_token_id)
+    seven = tok.convert_tokens_to_ids("7")
+    with torch.no_grad():
+        wte = model.transformer.wte.weight
+        wte.div_(wte.norm(dim=1, keepdim=True).clamp(min=1.0))
+        wte[seven] = wte[seven] / wte[seven].norm()
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(50 * wte[seven])
+    model.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    local = {"kind": "llm", "model": str(tmp_path / "lm"), "batch_size": 2}
+    grader, _ = judge(project, "rubric", {"local": local, "rubric": {"kind": "score_model", "judge": "local",
+                                                                     "max_tokens": 1}})
+    assert grader.score(["q"] * 3, ["right", "wrong", "hmm"]) == pytest.approx([0.7, 0.7, 0.7])
+    assert grader.stats["samples"] == 3 and grader.stats["unparsed"] == 0
+    # two tokens: "77", out of the range 0..10, is unparsed and scores unparsed_score
+    two, _ = judge(project, "rubric", {"local": local, "rubric": {"kind": "score_model", "judge": "local",
+                                                                  "max_tokens": 2, "unparsed_score": 0.25}})
+    assert two.score(["q"] * 2, ["right", "wrong"]) == pytest.approx([0.25, 0.25])
+    assert two.stats["unparsed"] == 2
+
+
 # ---------------------------------------------------------------- multi, ensembles, config
 
 def test_multi_combines_graders_by_its_formula(project):
