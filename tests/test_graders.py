@@ -414,9 +414,10 @@ def test_score_model_over_http_samples_parses_and_counts(project):
 
 def test_score_model_over_a_local_llm_judge(project, tmp_path):
     # A local llm judge's model generates the answers. A tiny GPT-2 whose final layer norm outputs one fixed
-    # vector (weight 0, bias = 50 x the embedding of the token "7", an embedding of norm 1) gives the logit
-    # 2500 to "7" and at most 50 to any other token (Cauchy-Schwarz, the other embeddings scaled to norm <= 1):
-    # greedy decoding answers "7" to any question, so the score is (7 - 0) / 10 = 0.7 for every response.
+    # vector (weight 0, bias = 50 x the embedding of the token "7", scaled to norm 1) scores each token by its
+    # (tied) embedding's dot product with it: 50 x 1 x 1 = 50 for "7", at most 50 x 0.5 x 1 = 25 for any other
+    # (Cauchy-Schwarz, the other embeddings scaled to norm <= 0.5). Greedy decoding answers "7" to any question,
+    # so the score is (7 - 0) / 10 = 0.7 for every response.
     import torch
 
     from tasks.policy import tiny_gpt, train_tokenizer
@@ -426,7 +427,7 @@ def test_score_model_over_a_local_llm_judge(project, tmp_path):
     seven = tok.convert_tokens_to_ids("7")
     with torch.no_grad():
         wte = model.transformer.wte.weight
-        wte.div_(wte.norm(dim=1, keepdim=True).clamp(min=1.0))
+        wte.div_(2 * wte.norm(dim=1, keepdim=True).clamp(min=0.5))         # every norm <= 0.5
         wte[seven] = wte[seven] / wte[seven].norm()
         model.transformer.ln_f.weight.zero_()
         model.transformer.ln_f.bias.copy_(50 * wte[seven])
