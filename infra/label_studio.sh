@@ -9,6 +9,8 @@
 # Settings (environment):
 #   LS_PORT      port (8080)                     LS_DATA   data folder ($RFT_DATA_DIR/.label-studio)
 #   LS_VENV      virtualenv (~/.cache/rft/label-studio-$LS_VERSION)
+#   LS_CONSTRAINTS  pip constraints for its packages (infra/label-studio-constraints.txt, the versions known to run
+#                1.23.2, when LS_VERSION is 1.23.2; empty: pip's newest); a changed file reinstalls the virtualenv
 #   LS_USERNAME  admin e-mail (admin@rft.local)  LS_PASSWORD  admin password (generated into $LS_DATA/password)
 #   LABEL_STUDIO_API_KEY  the admin's API token (generated into $LS_DATA/token when unset)
 #
@@ -21,16 +23,24 @@ LS_PORT="${LS_PORT:-8080}"
 LS_DATA="${LS_DATA:-${RFT_DATA_DIR:-.}/.label-studio}"
 LS_USERNAME="${LS_USERNAME:-admin@rft.local}"
 PYTHON="${PYTHON:-python3}"
+PINNED="$(cd "$(dirname "$0")" && pwd)/label-studio-constraints.txt"
+if [ "$LS_VERSION" = 1.23.2 ]; then LS_CONSTRAINTS="${LS_CONSTRAINTS-$PINNED}"; else LS_CONSTRAINTS="${LS_CONSTRAINTS-}"; fi
 
 install() {
-  if [ -f "$LS_VENV/.complete" ]; then return 0; fi
+  # .complete records what the virtualenv was made from: another version or constraints file makes it anew.
+  local made="label-studio==$LS_VERSION constraints:none"
+  if [ -n "$LS_CONSTRAINTS" ]; then
+    [ -f "$LS_CONSTRAINTS" ] || { echo "LS_CONSTRAINTS: no file $LS_CONSTRAINTS" >&2; exit 1; }
+    made="label-studio==$LS_VERSION constraints:$(sha256sum < "$LS_CONSTRAINTS" | cut -c1-16)"
+  fi
+  if [ -f "$LS_VENV/.complete" ] && [ "$(cat "$LS_VENV/.complete")" = "$made" ]; then return 0; fi
   echo "installing label-studio $LS_VERSION into $LS_VENV" >&2
-  rm -rf "$LS_VENV"          # a half-made one from an interrupted install
+  rm -rf "$LS_VENV"          # a half-made one from an interrupted install, or one made from other versions
   mkdir -p "$(dirname "$LS_VENV")"
   "$PYTHON" -m venv "$LS_VENV"
   "$LS_VENV/bin/pip" install --quiet --upgrade pip
-  "$LS_VENV/bin/pip" install --quiet "label-studio==$LS_VERSION"
-  touch "$LS_VENV/.complete"
+  "$LS_VENV/bin/pip" install --quiet ${LS_CONSTRAINTS:+--constraint "$LS_CONSTRAINTS"} "label-studio==$LS_VERSION"
+  echo "$made" > "$LS_VENV/.complete"
 }
 
 secret() {   # a file in $LS_DATA holding a generated secret (40 hex characters), made once, readable by us only

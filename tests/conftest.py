@@ -114,6 +114,23 @@ def project(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """``tmp_path_factory.mktemp`` for a module's fixtures, whose folders go when the module ends with no test
+    failed (as ``tmp_path_retention_policy = "failed"`` does for each test's own ``tmp_path``): a module's cycles
+    and copied projects weigh hundreds of MB each, and the suite's would fill a small disk by its end."""
+    made, failed = [], request.session.testsfailed
+
+    def mktemp(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failed:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory):
     """A tiny project with every stage of the first half run once, in order (shared, read-only)."""
@@ -189,6 +206,14 @@ def _group(nodeid: str) -> str:
     """The module a test belongs to, with the Label Studio modules as one."""
     stem = Path(nodeid.split("::", 1)[0]).stem
     return "label_studio" if stem in LABEL_STUDIO_MODULES else stem
+
+
+def pytest_report_header(config):
+    """The free disk where the tests write: a full disk fails tests by the hundred, each as an OSError of its own."""
+    import tempfile
+
+    where = tempfile.gettempdir()
+    return f"free disk under {where}: {shutil.disk_usage(where).free / 2**30:.1f} GiB (the suite needs about 3 GiB)"
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -21,9 +21,9 @@ def run(cmd, cwd):
 
 
 @pytest.fixture(scope="module")
-def committed(built_project, tmp_path_factory):
+def committed(built_project, module_tmp):
     """The built tiny project with its outputs recorded in dvc.lock (as if `dvc repro` had made them)."""
-    path = tmp_path_factory.mktemp("algos") / "proj"
+    path = module_tmp("algos") / "proj"
     shutil.copytree(built_project[0], path)
     params = yaml.safe_load((path / "params.yaml").read_text())
     # Absolute MLflow store (the copy's own), and a gate that never promotes: the champion stays put.

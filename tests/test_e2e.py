@@ -38,14 +38,14 @@ FIRST_GATE = {"max_kl": 1e-6}
 
 
 @pytest.fixture(scope="module")
-def cycled(tmp_path_factory):
+def cycled(module_tmp):
     """The first cycle, started as a person's `rft cycle` meets a scheduled one: two at once. One runs; the other
     waits for the project lock (lock.on_busy: wait) and then has nothing to do. An `rft gc` meanwhile, with
     lock.on_busy: fail, stops at once naming the running cycle. ``out.waiter`` and ``out.gc`` are theirs."""
     import time
 
-    path = make_project(tmp_path_factory.mktemp("e2e") / "proj", {"promote": {"dvc_push": True, **FIRST_GATE}})
-    logs = tmp_path_factory.mktemp("e2e-logs")
+    path = make_project(module_tmp("e2e") / "proj", {"promote": {"dvc_push": True, **FIRST_GATE}})
+    logs = module_tmp("e2e-logs")
     procs = [subprocess.Popen(["rft", "cycle"], cwd=path, stdout=(logs / f"{i}.out").open("w"),
                               stderr=(logs / f"{i}.err").open("w")) for i in range(2)]
     waiter, deadline = None, time.monotonic() + 600

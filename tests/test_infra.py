@@ -44,8 +44,8 @@ class Services:
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory):
-    s = Services(tmp_path_factory.mktemp("services"))
+def services(module_tmp):
+    s = Services(module_tmp("services"))
     out = s.up_sh()
     try:
         assert out.returncode == 0, out.stdout + out.stderr

@@ -480,3 +480,34 @@ def test_label_studio_keeps_its_credentials_off_the_command_line_and_sign_up_clo
     users = httpx.get(f"{label_studio.url}/api/users/", headers={"Authorization": f"Token {label_studio.token}"},
                       timeout=30).json()
     assert "intruder@x.example" not in {u["email"] for u in users}
+
+
+def test_label_studio_sh_remakes_its_virtualenv_when_its_pinned_versions_change(tmp_path):
+    """infra/label_studio.sh install: a virtualenv made from this version and constraints file is kept; one made
+    from another file, from none, or by an older script (an empty mark) is made anew. PYTHON=false makes a new one
+    fail at once, so a failure with "installing" shows that it began again."""
+    import hashlib
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    venv = tmp_path / "venv"
+    pinned = hashlib.sha256((ROOT / "infra/label-studio-constraints.txt").read_bytes()).hexdigest()[:16]
+
+    def install(mark: str, **env):
+        venv.mkdir(exist_ok=True)
+        (venv / ".complete").write_text(mark)
+        return subprocess.run(["bash", str(ROOT / "infra/label_studio.sh"), "install"], capture_output=True,
+                              text=True, env={**os.environ, "LS_VENV": str(venv), "PYTHON": "false", **env})
+
+    kept = install(f"label-studio==1.23.2 constraints:{pinned}\n")
+    assert kept.returncode == 0 and "installing" not in kept.stderr and venv.exists()
+    for mark in ("label-studio==1.23.2 constraints:0123456789abcdef\n", "label-studio==1.23.2 constraints:none\n", ""):
+        remade = install(mark)
+        assert remade.returncode != 0 and "installing label-studio 1.23.2" in remade.stderr, mark
+    assert install("label-studio==1.23.2 constraints:none\n", LS_CONSTRAINTS="").returncode == 0
+    missing = install(f"label-studio==1.23.2 constraints:{pinned}\n", LS_CONSTRAINTS=str(tmp_path / "nope.txt"))
+    assert missing.returncode != 0 and "LS_CONSTRAINTS: no file" in missing.stderr
+    # Another version installs from pip's newest unless given constraints of its own: the pinned file is 1.23.2's.
+    assert install("label-studio==1.24.0 constraints:none\n", LS_VERSION="1.24.0").returncode == 0

@@ -38,9 +38,9 @@ PLANTED_URL = f"https://rft:{PLANTED['password']}@data.example/drop?token={PLANT
 
 
 @pytest.fixture(scope="module")
-def iterated(tmp_path_factory):
+def iterated(module_tmp):
     """Two iterations: the first promoted, the second refused; every iteration committed to git."""
-    path = make_project(tmp_path_factory.mktemp("lineage") / "proj",
+    path = make_project(module_tmp("lineage") / "proj",
                         {"promote": {"git_commit": True, **LOOSE_GATE},
                          "retrain": {"path": PLANTED_URL, "notify_webhook_env": "RFT_TEST_WEBHOOK"}})
     (path / ".gitignore").write_text("mlruns.db\nmlartifacts/\ndvc-storage/\n")

@@ -35,10 +35,10 @@ def _stage(path, name):
 
 
 @pytest.fixture(scope="module")
-def in_one_process(built_project, tmp_path_factory):
+def in_one_process(built_project, module_tmp):
     """The built project with the judge's batch at 32, labelled in one process: the bytes the sharded runs must
     write (generations from the built project's own generate stage, labels from this label stage)."""
-    path = tmp_path_factory.mktemp("shard") / "proj"
+    path = module_tmp("shard") / "proj"
     shutil.copytree(built_project[0], path)
     params = yaml.safe_load((path / "params.yaml").read_text())
     assert params["generate"]["batch_size"] < 32          # the tiny run's 32 prompts make 2+ batches: 2 shards

@@ -71,6 +71,10 @@ def p_from_answer(choice: dict) -> float | None:
     return {"A": 1.0, "B": 0.0}.get(text[:1]) if text else None
 
 
+class _Stopped(JudgeServerError):
+    """A request ended because another one failed the stage: that one's error is the one to report."""
+
+
 class _Failed(Exception):
     """One try failed in a way a retry may cure (a timeout, a refused connection, 429/5xx, a garbled answer)."""
 
@@ -96,6 +100,7 @@ class HttpJudge(PairwiseJudge):
         self.stats.update(retries=0.0, unparsed=0.0)
         self._lock = threading.Lock()
         self._stop = threading.Event()           # set when the stage fails: the other requests end at once
+        self._opened: JudgeServerError | None = None     # the error of the try that opened the circuit breaker
         self._in_a_row = 0                       # failed tries in a row, over all requests (the circuit breaker)
         self._stage_until: float | None = None   # the stage's deadline, from its first request
 
@@ -147,7 +152,7 @@ class HttpJudge(PairwiseJudge):
         body = {"model": self.cfg.model, "messages": messages, **settings}
         for attempt in range(self.cfg.max_retries + 1):
             if self._stop.is_set():
-                raise JudgeServerError(f"judge {self.judge_key}: stopped: another request failed")
+                raise _Stopped(f"judge {self.judge_key}: stopped: another request failed")
             try:
                 with deadline(min(self.cfg.timeout, self._stage_left())):
                     answer = self._once(client, body)
@@ -157,14 +162,17 @@ class HttpJudge(PairwiseJudge):
                 with self._lock:
                     self._in_a_row = 0
                 return answer
+            limit = self.cfg.max_consecutive_failures
             with self._lock:
                 self._in_a_row += 1
-                in_a_row = self._in_a_row
-            limit = self.cfg.max_consecutive_failures
-            if in_a_row >= limit:
-                raise JudgeServerError(f"judge {self.judge_key}: {in_a_row} failed tries in a row at {self.shown} "
-                                       f"({problem}): the server looks down, so the stage stops here "
-                                       f"(judges.{self.judge_key}.max_consecutive_failures: {limit})")
+                in_a_row, opens = self._in_a_row, self._in_a_row >= limit and self._opened is None
+                if opens:                           # this try opens the breaker: its error is the stage's (_map)
+                    self._opened = JudgeServerError(
+                        f"judge {self.judge_key}: {in_a_row} failed tries in a row at {self.shown} ({problem}): "
+                        f"the server looks down, so the stage stops here "
+                        f"(judges.{self.judge_key}.max_consecutive_failures: {limit})")
+            if in_a_row >= limit:                   # tries failing beside it end too, each naming what opened it
+                raise self._opened if opens else _Stopped(str(self._opened))
             if attempt == self.cfg.max_retries:
                 self._stage_left()                  # a deadline that passed is named as such
                 raise JudgeServerError(f"judge {self.judge_key}: {self.shown} still failing after "
@@ -182,14 +190,16 @@ class HttpJudge(PairwiseJudge):
 
         self._stage_left()
         self._stop.clear()
+        self._opened = None
         with deadline_client() as client:
             pool = ThreadPoolExecutor(self.cfg.concurrency)
             futures = [pool.submit(fn, client, item) for item in items]
             try:
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = next((f for f in futures if f in done and f.exception() is not None), None)
-                if failed is not None:
-                    raise failed.exception()
+                errors = [f.exception() for f in futures if f in done and f.exception() is not None]
+                if errors:
+                    # the error that failed the stage, not a request it stopped (whichever of them ended first)
+                    raise self._opened or next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
                 return [f.result() for f in futures]
             except BaseException:
                 self._stop.set()                 # the ones in flight end at their next check, not after retries
