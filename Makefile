@@ -5,17 +5,20 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
+# The versions the test suite last passed with (constraints.txt says how to remake it), where the venv's Python is
+# 3.11, as theirs was; elsewhere, or with CONSTRAINTS=, pip takes the newest releases.
+CONSTRAINTS ?= $(shell $(PYTHON) -c 'import sys; print("constraints.txt" if sys.version_info[:2] == (3, 11) else "")')
 
 .PHONY: setup init cycle test browser repro mlflow-ui clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: the CPU wheel, so that nothing later pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,labelstudio,scale]"
+	$(BIN)/pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e ".[test,labelstudio,scale]"
 	touch $@
 
 init: setup
