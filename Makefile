@@ -6,8 +6,10 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 # The versions the test suite last passed with (constraints.txt says how to remake it), where the venv's Python is
-# 3.11, as theirs was; elsewhere, or with CONSTRAINTS=, pip takes the newest releases.
-CONSTRAINTS ?= $(shell $(PYTHON) -c 'import sys; print("constraints.txt" if sys.version_info[:2] == (3, 11) else "")')
+# 3.11, as theirs was; elsewhere, or with CONSTRAINTS= on a new venv, pip takes the newest releases.
+ifeq ($(origin CONSTRAINTS),undefined)
+CONSTRAINTS := $(shell $(PYTHON) -c 'import sys; print("constraints.txt" if sys.version_info[:2] == (3, 11) else "")')
+endif
 
 .PHONY: setup init cycle test browser repro mlflow-ui clean
 

@@ -23,15 +23,19 @@ LS_PORT="${LS_PORT:-8080}"
 LS_DATA="${LS_DATA:-${RFT_DATA_DIR:-.}/.label-studio}"
 LS_USERNAME="${LS_USERNAME:-admin@rft.local}"
 PYTHON="${PYTHON:-python3}"
-PINNED="$(cd "$(dirname "$0")" && pwd)/label-studio-constraints.txt"
+PINNED="$(cd -- "$(dirname -- "$0")" >/dev/null && pwd)/label-studio-constraints.txt"
 if [ "$LS_VERSION" = 1.23.2 ]; then LS_CONSTRAINTS="${LS_CONSTRAINTS-$PINNED}"; else LS_CONSTRAINTS="${LS_CONSTRAINTS-}"; fi
+
+digest() {   # the first 16 hex digits of a file's SHA-256 (sha256sum on Linux, shasum on macOS)
+  if command -v sha256sum >/dev/null; then sha256sum < "$1"; else shasum -a 256 < "$1"; fi | cut -c1-16
+}
 
 install() {
   # .complete records what the virtualenv was made from: another version or constraints file makes it anew.
   local made="label-studio==$LS_VERSION constraints:none"
   if [ -n "$LS_CONSTRAINTS" ]; then
     [ -f "$LS_CONSTRAINTS" ] || { echo "LS_CONSTRAINTS: no file $LS_CONSTRAINTS" >&2; exit 1; }
-    made="label-studio==$LS_VERSION constraints:$(sha256sum < "$LS_CONSTRAINTS" | cut -c1-16)"
+    made="label-studio==$LS_VERSION constraints:$(digest "$LS_CONSTRAINTS")"
   fi
   if [ -f "$LS_VENV/.complete" ] && [ "$(cat "$LS_VENV/.complete")" = "$made" ]; then return 0; fi
   echo "installing label-studio $LS_VERSION into $LS_VENV" >&2

@@ -495,11 +495,13 @@ def test_label_studio_sh_remakes_its_virtualenv_when_its_pinned_versions_change(
     venv = tmp_path / "venv"
     pinned = hashlib.sha256((ROOT / "infra/label-studio-constraints.txt").read_bytes()).hexdigest()[:16]
 
+    mine = {k: v for k, v in os.environ.items() if k not in ("LS_VERSION", "LS_CONSTRAINTS", "CDPATH")}
+
     def install(mark: str, **env):
         venv.mkdir(exist_ok=True)
         (venv / ".complete").write_text(mark)
-        return subprocess.run(["bash", str(ROOT / "infra/label_studio.sh"), "install"], capture_output=True,
-                              text=True, env={**os.environ, "LS_VENV": str(venv), "PYTHON": "false", **env})
+        return subprocess.run(["bash", "infra/label_studio.sh", "install"], cwd=ROOT, capture_output=True,
+                              text=True, env={**mine, "LS_VENV": str(venv), "PYTHON": "false", **env})
 
     kept = install(f"label-studio==1.23.2 constraints:{pinned}\n")
     assert kept.returncode == 0 and "installing" not in kept.stderr and venv.exists()
@@ -511,3 +513,5 @@ def test_label_studio_sh_remakes_its_virtualenv_when_its_pinned_versions_change(
     assert missing.returncode != 0 and "LS_CONSTRAINTS: no file" in missing.stderr
     # Another version installs from pip's newest unless given constraints of its own: the pinned file is 1.23.2's.
     assert install("label-studio==1.24.0 constraints:none\n", LS_VERSION="1.24.0").returncode == 0
+    # A CDPATH through which `cd infra` goes, printing where it went, does not garble the pinned file's path.
+    assert install(f"label-studio==1.23.2 constraints:{pinned}\n", CDPATH=str(ROOT)).returncode == 0
